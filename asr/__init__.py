@@ -1,0 +1,1 @@
+"""Speech layer: audio input, VAD, ASR engines, streaming per leg, hot words and diarization."""

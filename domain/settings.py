@@ -1,0 +1,62 @@
+"""One typed settings object for the whole system (env prefix ``HOTLINE_``).
+
+Every setting is listed with its default in the README's settings table.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
+
+    # storage
+    data_dir: Path = Field(Path("var"), description="Where the SQLite file, recordings and indexes live.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite:///<data_dir>/hotline.db.")
+    # HTTP
+    host: str = Field("127.0.0.1", description="Address `hotline serve` binds.")
+    port: int = Field(8345, description="Port `hotline serve` binds.")
+    secret_key: str = Field("", description="Signs session cookies; empty means a random key kept in <data_dir>/secret.key.")
+    session_minutes: int = Field(480, description="Idle minutes before a browser session or bearer token expires.")
+    max_body_bytes: int = Field(2_000_000, description="Largest JSON request body accepted.")
+    max_upload_bytes: int = Field(200_000_000, description="Largest audio/import upload accepted.")
+    cookie_secure: bool = Field(False, description="Mark cookies Secure (set true behind HTTPS).")
+    # accounts
+    lockout_attempts: int = Field(5, description="Failed logins before an account locks.")
+    lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
+    password_min_length: int = Field(10, description="Password policy: minimum length (plus 3 of 4 character classes).")
+    default_tenant: str = Field("laibin", description="Tenant the demo data and CLI use when none is given.")
+    # serving
+    ray_address: str = Field("", description="Ray cluster to join; empty starts a local Ray when serving needs it.")
+    event_bus: str = Field("memory", description="Event bus backend: memory (embedded) or redis.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL when event_bus=redis.")
+    # speech
+    asr_engine: str = Field("faster-whisper", description="ASR engine: faster-whisper or funasr.")
+    asr_model_dir: Path | None = Field(None, description="Model directory; empty means the bundled Whisper-base.")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    asr_beam_size: int = Field(1, description="Beam size for decoding.")
+    asr_threads: int = Field(1, description="CPU threads per ASR replica.")
+    asr_language: str = Field("zh", description="Decoding language.")
+    asr_hotwords: bool = Field(True, description="Bias recognition and post-correct with the domain lexicon.")
+    # telephony
+    sip_port: int = Field(5070, description="First SIP port a bridge worker listens on.")
+    rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
+    bridge_workers: int = Field(2, description="Bridge worker processes to start.")
+    # KPI
+    contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
+    complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hotline.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Benchmarks (`hotline eval ...`), each printing machine-readable JSON."""

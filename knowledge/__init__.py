@@ -1,0 +1,1 @@
+"""Knowledge base: entries, versions and workflow, import/export, and hybrid retrieval."""

@@ -1,0 +1,1 @@
+"""Automated QA: scorecards, rules, answer accuracy, review workflow and the monthly KPI."""

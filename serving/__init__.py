@@ -1,0 +1,1 @@
+"""Composition: the FastAPI app, WebSockets, the CLI and Ray deployment wiring."""

@@ -1,0 +1,23 @@
+"""The `hotline` console script.
+
+Area packages add their own command groups: a module listed in
+``COMMAND_MODULES`` exposes ``register(app: typer.Typer)`` and keeps heavy
+imports inside command bodies.
+"""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from eval.cli import eval_app
+
+app = typer.Typer(help="12345 政务服务便民热线 语音智能平台", no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(eval_app, name="eval")
+
+COMMAND_MODULES: list[str] = [
+    "serving.cli_core",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
