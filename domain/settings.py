@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     sip_port: int = Field(5070, description="First SIP port a bridge worker listens on.")
     rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
     bridge_workers: int = Field(2, description="Bridge worker processes to start.")
+    telephony_flow: str = Field("", description="Call-flow parameters (telephony.flow.CallFlowParams) as JSON; empty = defaults.")
+    telephony_sink: str = Field("", description="module:factory of the media sink that receives forked audio and call events; empty = recording only.")
+    telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
+    sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     # KPI
     contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
     complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")

@@ -21,3 +21,14 @@ COMMAND_MODULES: list[str] = [
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Entry point: domain errors become a clear one-line message and exit code 2."""
+    from domain.errors import AppError
+
+    try:
+        app()
+    except AppError as exc:
+        typer.secho(f"错误：{exc.message}（{exc.code}）", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None

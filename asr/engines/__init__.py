@@ -1,0 +1,35 @@
+"""Speech engines behind one interface; ``create_engine`` picks one from settings."""
+from __future__ import annotations
+
+from asr.engines.base import AsrEngine, EngineCapabilities, Recognised
+
+__all__ = ["AsrEngine", "EngineCapabilities", "Recognised", "create_engine", "engine_names"]
+
+
+def engine_names() -> tuple[str, ...]:
+    return ("faster-whisper", "funasr")
+
+
+def create_engine(settings) -> AsrEngine:
+    """Build the engine named by ``settings.asr_engine`` (model from ``settings.asr_model_dir`` or bundled)."""
+    from asr.audio import AudioError
+
+    name = settings.asr_engine
+    if name == "faster-whisper":
+        from asr.engines.whisper import WhisperEngine, WhisperParams, assemble_bundled_model
+
+        model_dir = settings.asr_model_dir or assemble_bundled_model("base", settings.data_dir / "models")
+        params = WhisperParams(
+            beam_size=settings.asr_beam_size,
+            language=settings.asr_language,
+            compute_type=settings.asr_compute_type,
+            threads=settings.asr_threads,
+        )
+        return WhisperEngine(model_dir, params)
+    if name == "funasr":
+        from asr.engines.funasr import FunAsrEngine
+
+        if settings.asr_model_dir is None:
+            raise AudioError("FunASR 引擎需要配置模型目录（HOTLINE_ASR_MODEL_DIR）")
+        return FunAsrEngine(settings.asr_model_dir, threads=settings.asr_threads)
+    raise AudioError(f"未知的语音识别引擎：{name}（可选：{'、'.join(engine_names())}）")

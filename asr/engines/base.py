@@ -1,0 +1,37 @@
+"""One interface for every speech engine; each declares what it can do."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    streaming: bool = False  # accepts incremental audio natively (otherwise LegStream re-decodes windows)
+    partials: bool = True  # can produce interim hypotheses (cheap enough to call every second)
+    word_timestamps: bool = False
+    languages: tuple[str, ...] = ("zh",)
+    sample_rates: tuple[int, ...] = (16000,)  # rates ``transcribe`` accepts; callers resample to 16 kHz
+
+
+@dataclass
+class Recognised:
+    text: str
+    start_ms: int
+    end_ms: int
+    confidence: float = 0.0
+    words: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+@runtime_checkable
+class AsrEngine(Protocol):
+    name: str
+    capabilities: EngineCapabilities
+
+    def transcribe(
+        self, samples_16k: np.ndarray, *, hotwords: list[str] | None = None, prompt: str | None = None
+    ) -> list[Recognised]:
+        """Recognise mono float32 16 kHz audio; times are relative to its start."""
+        ...

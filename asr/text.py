@@ -1,0 +1,134 @@
+"""Transcript text: Simplified script, Chinese punctuation, hallucination guard, CER normalisation."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    return _t2s().convert(text)
+
+
+_ASCII_PUNCT = str.maketrans({",": "，", "?": "？", "!": "！", ":": "：", ";": "；", "(": "（", ")": "）"})
+_CJK = r"\u3400-\u9fff"
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
+_SENTENCE_END = "。？！"
+
+
+def punctuate(text: str, *, final: bool = True) -> str:
+    """Simplified script with Chinese punctuation; a final utterance ends with 。/？/！."""
+    text = unicodedata.normalize("NFKC", to_simplified(text)).replace("\ufffd", "").strip().translate(_ASCII_PUNCT)
+    text = re.sub(rf"(?<=[{_CJK}])\.(?!\d)", "。", text)
+    text = _SPACE_BETWEEN_CJK.sub("，", text)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"([，。？！、；：])[，。、；：]+", r"\1", text)
+    text = text.lstrip("，。、；：")
+    if final and text and text[-1] not in _SENTENCE_END:
+        text = text.rstrip("，、；：") + ("？" if re.search(r"(吗|呢)$", text.rstrip("，、；：")) else "。")
+    return text
+
+
+@dataclass(frozen=True)
+class HallucinationParams:
+    """Known Whisper failure modes on silence/noise, and the repetition-loop limits."""
+
+    phrases: tuple[str, ...] = (
+        "请不吝点赞", "点赞订阅", "订阅转发", "打赏支持", "明镜与点点栏目", "字幕由", "字幕提供", "字幕志愿者",
+        "谢谢观看", "感谢观看", "谢谢收看", "感谢收看", "欢迎订阅", "下期再见", "优优独播剧场", "YoYo Television",
+        "中文字幕", "Amara.org", "索兰娅",
+    )
+    max_unit_repeats: int = 2  # a 2+ char unit may appear at most this many times in a row
+    max_char_repeats: int = 4  # a single char may appear at most this many times in a row
+    max_chars_per_second: float = 9.0  # faster than any speaker: the decoder is looping
+
+
+_DEFAULT_HALLUCINATION = HallucinationParams()
+
+
+def collapse_repetitions(text: str, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> str:
+    """Cut decoder loops: 'ABABABAB' → 'ABAB' (up to ``max_unit_repeats``)."""
+    text = re.sub(r"(.)\1{%d,}" % params.max_char_repeats, lambda m: m.group(1) * params.max_char_repeats, text)
+    pattern = re.compile(r"(.{2,15}?)\1{%d,}" % params.max_unit_repeats)
+    return pattern.sub(lambda m: m.group(1) * params.max_unit_repeats, text)
+
+
+def is_hallucination(text: str, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> bool:
+    bare = strip_punctuation(to_simplified(text))
+    return any(strip_punctuation(p) in bare for p in params.phrases)
+
+
+def clean_hypothesis(text: str, duration_s: float, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> str:
+    """Drop hallucinated credits, cut loops and implausibly long output for the audio length."""
+    if is_hallucination(text, params):
+        return ""
+    text = collapse_repetitions(text, params)
+    limit = max(4, int(params.max_chars_per_second * duration_s))
+    if len(strip_punctuation(text)) > limit:
+        text = text[:limit]
+    return text
+
+
+def strip_punctuation(text: str) -> str:
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PSZC")
+
+
+# --- CER normalisation (applied identically to reference and hypothesis) -------------------------
+
+_DIGITS = "零一二三四五六七八九"
+
+
+def _cardinal(n: int) -> str:
+    if n < 10:
+        return _DIGITS[n]
+    units = [(100000000, "亿"), (10000, "万"), (1000, "千"), (100, "百"), (10, "十")]
+    for value, name in units:
+        if n >= value:
+            head, rest = divmod(n, value)
+            out = ("" if (value == 10 and head == 1) else _cardinal(head)) + name
+            if rest:
+                out += ("零" if rest < value // 10 else "") + _cardinal(rest)
+            return out
+    return ""
+
+
+def _number_words(match: re.Match) -> str:
+    s = match.group(0)
+    if "." in s:
+        whole, frac = s.split(".", 1)
+        return _number_words(re.match(r"\d+", whole)) + "点" + "".join(_DIGITS[int(d)] for d in frac)
+    if len(s) >= 5 or s.startswith("0"):
+        return "".join(_DIGITS[int(d)] for d in s)  # phone numbers, 12345, codes: read digit by digit
+    return _cardinal(int(s))
+
+
+@dataclass(frozen=True)
+class CerNormalisation:
+    """Text normalisation for CER: Simplified, no punctuation/space, numbers as Chinese words."""
+
+    equivalents: dict[str, str] = field(default_factory=lambda: {"幺": "一", "两": "二", "〇": "零"})
+
+
+def normalise_for_cer(text: str, norm: CerNormalisation = CerNormalisation()) -> str:
+    text = unicodedata.normalize("NFKC", to_simplified(text)).upper()
+    text = re.sub(r"\d+(?:\.\d+)?", _number_words, text)
+    text = strip_punctuation(text)
+    return "".join(norm.equivalents.get(ch, ch) for ch in text)
+
+
+def edit_distance(ref: str, hyp: str) -> int:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]

@@ -1,0 +1,326 @@
+"""Answer accuracy (解答准确率): does what the agent said contradict the KB entry it should match?
+
+For every agent sentence we retrieve candidate KB entries (an injected ``retrieve`` callable, so
+the knowledge helper's retrieval can be used; ``LexicalRetriever`` works standalone), extract
+typed facts from both sides and report a contradiction when
+
+- a number of the same kind (amount, percent, duration/deadline, date, clock time, phone) is
+  stated in a KB clause about the same thing (shared context) but the agent's value appears in
+  none of the candidate entries;
+- the agent names a responsible department (归/由 X 管/负责) that is not the entry's department;
+- the agent asserts a step the KB explicitly rules out (KB: 不需要/无需 X; agent: X, not negated).
+
+Emergency routing errors (an emergency not transferred to 110) come from the scorecard's
+``police_110`` item and are added by ``qa.scoring``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from qa.transcript import Segment
+
+Retrieve = Callable[[str, int], list]
+
+
+@dataclass(frozen=True)
+class KBEntry:
+    id: str
+    question: str
+    answer: str
+    department: str = ""
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class AnswerParams:
+    """Named thresholds of the answer check (tunable with ``qa.scoring.tune``)."""
+    top_k: int = 3  # candidate entries per sentence
+    topic_k: int = 2  # call-level candidate entries (from what the caller said)
+    min_context: int = 1  # shared content bigrams between the agent clause and the KB clause
+    min_neg_terms: int = 2  # terms of a KB "不需要 X" phrase the agent must repeat un-negated
+    serious_types: tuple[str, ...] = ("amount", "percent", "duration", "date", "time", "phone",
+                                      "department", "process", "routing")
+
+
+def load_kb(rows: Iterable[Any]) -> list[KBEntry]:
+    """KB entries from dicts (kb.jsonl), ORM rows or ``KBEntry`` objects."""
+    out = []
+    for r in rows:
+        if isinstance(r, KBEntry):
+            out.append(r)
+            continue
+        get = (lambda k, d="": r.get(k, d)) if isinstance(r, dict) else (lambda k, d="": getattr(r, k, d))
+        out.append(KBEntry(str(get("id") or get("external_id")), get("question") or get("title"),
+                           get("answer") or get("body"), get("department") or "", get("category") or ""))
+    return out
+
+
+# ------------------------------------------------------------------ standalone retrieval
+def _bigrams(text: str) -> list[str]:
+    t = re.sub(r"[\W\d_]", "", text)
+    return [t[i:i + 2] for i in range(len(t) - 1)]
+
+
+class LexicalRetriever:
+    """Character-bigram TF-IDF cosine over question+answer; ``retriever(query, k) -> [(id, score)]``."""
+
+    def __init__(self, entries: list[KBEntry]):
+        self.ids = [e.id for e in entries]
+        docs = [_bigrams(e.question * 2 + e.answer) for e in entries]
+        df: dict[str, int] = {}
+        for d in docs:
+            for g in set(d):
+                df[g] = df.get(g, 0) + 1
+        self.idf = {g: math.log((1 + len(docs)) / (1 + n)) + 1 for g, n in df.items()}
+        self.vecs = [self._vec(d) for d in docs]
+
+    def _vec(self, grams: list[str]) -> dict[str, float]:
+        tf: dict[str, float] = {}
+        for g in grams:
+            if g in self.idf:
+                tf[g] = tf.get(g, 0) + self.idf[g]
+        norm = math.sqrt(sum(v * v for v in tf.values())) or 1.0
+        return {g: v / norm for g, v in tf.items()}
+
+    def __call__(self, query: str, k: int = 3) -> list[tuple[str, float]]:
+        q = self._vec(_bigrams(query))
+        scores = [(i, sum(v * d.get(g, 0.0) for g, v in q.items())) for i, d in zip(self.ids, self.vecs)]
+        return sorted(scores, key=lambda x: -x[1])[:k]
+
+
+def _ids(hits: list) -> list[str]:
+    out = []
+    for h in hits:
+        if isinstance(h, (tuple, list)):
+            h = h[0]
+        out.append(str(getattr(h, "entry_id", getattr(h, "id", h))))
+    return out
+
+
+# ------------------------------------------------------------------ fact extraction
+_CN_NUM = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
+
+
+def cn_to_int(s: str) -> int:
+    total, section, digit = 0, 0, 0
+    for ch in s:
+        if ch in _CN_NUM:
+            digit = _CN_NUM[ch]
+        elif ch in _CN_UNIT:
+            section += (digit or 1) * _CN_UNIT[ch]
+            digit = 0
+        elif ch == "万":
+            total += (section + digit) * 10000
+            section, digit = 0, 0
+    return total + section + digit
+
+
+_UNIT_AFTER = r"(?=\s*(?:个)?(?:工作日|日|天|月|年|周岁|周|小时|分钟|元|万元|点|时|号|倍|岁|次|档|栋|楼|号线|路|人))"
+_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千万]+" + _UNIT_AFTER)
+_PERCENT_CN = re.compile(r"百分之([零一二两三四五六七八九十百]+)")
+
+
+def arabize(text: str) -> str:
+    text = _PERCENT_CN.sub(lambda m: f"{cn_to_int(m.group(1))}%", text)
+    return _CN_NUMBER.sub(lambda m: str(cn_to_int(m.group())), text)
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str  # amount|percent|duration|date|time|phone
+    unit: str
+    value: float
+    text: str
+    clause: str
+
+
+_FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("date", re.compile(r"(\d{1,2})月(\d{1,2})(?:日|号)")),
+    ("amount", re.compile(r"(\d+(?:\.\d+)?)\s*(万)?元")),
+    ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
+    ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|日|天|月|年|周|小时|分钟)(?!\d)")),
+    ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:00)(半)?")),
+    ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
+]
+_CLAUSE = re.compile(r"[^，。；！？,;!?]+")
+
+
+def extract_facts(text: str) -> list[Fact]:
+    facts: list[Fact] = []
+    norm = arabize(text)
+    for clause in _CLAUSE.findall(norm):
+        taken: list[tuple[int, int]] = []
+        for kind, pat in _FACT_PATTERNS:
+            for m in pat.finditer(clause):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
+                if kind == "date":
+                    unit, value = "md", int(m.group(1)) * 100 + int(m.group(2))
+                elif kind == "amount":
+                    unit, value = "元", float(m.group(1)) * (10000 if m.group(2) else 1)
+                elif kind == "percent":
+                    unit, value = "%", float(m.group(1))
+                elif kind == "duration":
+                    unit = {"日": "天"}.get(m.group(2), m.group(2))
+                    value = float(m.group(1))
+                    if clause[m.end():m.end() + 1] in ("前",) and unit == "月":
+                        continue
+                elif kind == "time":
+                    hour = int(m.group(2))
+                    if hour > 24:
+                        continue
+                    if m.group(1) in ("下午", "傍晚", "晚上", "夜间", "夜里") and hour < 12:
+                        hour += 12
+                    unit, value = "h", hour + (0.5 if m.group(3) else 0)
+                else:
+                    unit, value = "", float(m.group(1))
+                taken.append((m.start(), m.end()))
+                facts.append(Fact(kind, unit, float(value), m.group(), clause))
+    return facts
+
+
+_STOP_BIGRAMS = {"可以", "需要", "您的", "如果", "的话", "一下", "我们", "这个", "就是", "以后", "以内", "之内",
+                 "一般", "一个", "时候", "或者", "还是", "是的", "好的", "不是", "没有", "月日", "工作", "作日"}
+
+
+def _context(clause: str) -> set[str]:
+    return {g for g in _bigrams(clause) if g not in _STOP_BIGRAMS}
+
+
+# departments: "归X管" / "由X负责" / "是X管的" / "X负责查处"
+_DEPT = r"([\u4e00-\u9fa5]{2,16}?(?:局|委员会|委|中心|大队|支队|派出所|办事处|街道|社区|部门|公司|管委会|所))"
+_DEPT_ASSERT = [re.compile(p) for p in (
+    r"(?:归|属于)" + _DEPT + r"(?:管|负责|处理|受理)",
+    r"由" + _DEPT + r"(?:负责|管理|受理|处理|查处)",
+    r"是" + _DEPT + r"管",
+)]
+_ADMIN_PREFIX = re.compile(r"^(?:的问题是|的|是|来宾市|来宾|市|兴宾区|合山市|象州县|武宣县|忻城县|金秀瑶族自治县|金秀县|县|区|属地)+")
+_DEPT_SUFFIX = re.compile(r"(?:局|委员会|委|中心|部门|所)$")
+
+
+def _core(name: str) -> str:
+    return _DEPT_SUFFIX.sub("", _ADMIN_PREFIX.sub("", name))
+
+
+def _subsequence(short: str, long: str) -> bool:
+    it = iter(long)
+    return all(ch in it for ch in short)
+
+
+def dept_matches(name: str, department_field: str) -> bool:
+    core = _core(name)
+    if not core:
+        return True
+    for dept in re.split(r"[；;、，,（）()和及]", department_field):
+        d = _core(dept.strip())
+        if d and (_subsequence(core, d) or _subsequence(d, core)):
+            return True
+    return False
+
+
+_NEGATED = re.compile(r"(?:不需要|无需|不用|不必|无须|不需)([^，。；,;]{2,16})")
+_NEG_WORDS = re.compile(r"不需要|无需|不用|不必|无须|不需|不要|没有|不能|不是|是不是|吗|么")
+
+
+def _terms(text: str) -> list[str]:
+    import jieba
+
+    return [w for w in jieba.lcut(text) if len(w) >= 2 and not re.search(r"\d", w)
+            and w not in ("提供", "办理", "需要", "可以", "进行", "直接", "开具", "申请", "户籍")]
+
+
+def _derived(fact: Fact, values: list[float]) -> bool:
+    """A total computed from a per-unit KB amount (4 人 × 400元 = 1600元) is not a contradiction."""
+    return fact.kind == "amount" and any(v and fact.value % v == 0 and 1 < fact.value / v <= 12 for v in values)
+
+
+# ------------------------------------------------------------------ the check
+@dataclass
+class AnswerError:
+    segment: Segment
+    kb_id: str
+    error_type: str
+    agent_text: str
+    kb_fact: str
+    severity: str
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kb_id": self.kb_id, "error_type": self.error_type, "quote": self.agent_text,
+                "kb_fact": self.kb_fact, "severity": self.severity, "idx": self.segment.idx,
+                "evidence": self.segment.evidence(), **self.detail}
+
+
+class AnswerChecker:
+    def __init__(self, kb: Iterable[Any], retrieve: Retrieve | None = None, params: AnswerParams = AnswerParams()):
+        self.entries = {e.id: e for e in load_kb(kb)}
+        self.retrieve = retrieve or LexicalRetriever(list(self.entries.values()))
+        self.params = params
+        self._facts = {i: extract_facts(e.answer) for i, e in self.entries.items()}
+        self._values = {i: {(f.kind, f.unit, f.value) for f in fs} for i, fs in self._facts.items()}
+        self._negated = {i: [(m.group(0), _terms(m.group(1))) for m in _NEGATED.finditer(e.answer)]
+                         for i, e in self.entries.items()}
+
+    def candidates(self, query: str, k: int) -> list[str]:
+        return [i for i in _ids(self.retrieve(query, k)) if i in self.entries]
+
+    def check(self, segments: list[Segment]) -> list[AnswerError]:
+        p = self.params
+        caller_text = "".join(s.text for s in segments if s.role == "caller")[:200]
+        topic = self.candidates(caller_text, p.topic_k) if caller_text else []
+        errors: list[AnswerError] = []
+        for seg in segments:
+            if seg.role != "agent":
+                continue
+            asked = [s.text for s in segments if s.role == "caller" and s.idx < seg.idx][-1:]
+            cands = list(dict.fromkeys(self.candidates(" ".join(asked + [seg.text]), p.top_k) + topic))
+            err = self._check_segment(seg, cands, topic)
+            if err:
+                errors.append(err)
+        return errors
+
+    def _severity(self, kind: str) -> str:
+        return "serious" if kind in self.params.serious_types else "minor"
+
+    def _check_segment(self, seg: Segment, cands: list[str], topic: list[str]) -> AnswerError | None:
+        p = self.params
+        for fact in extract_facts(seg.text):
+            if fact.kind == "phone" and "12345" in fact.text:
+                continue
+            ctx = _context(fact.clause)
+            best = None  # the most relevant KB statement of the same kind: (overlap, -rank, entry, fact)
+            for rank, c in enumerate(cands):
+                for kf in self._facts[c]:
+                    if (kf.kind, kf.unit) == (fact.kind, fact.unit):
+                        key = (len(ctx & _context(kf.clause)), -rank)
+                        if key[0] >= p.min_context and (best is None or key > best[0]):
+                            best = (key, c, kf)
+            if best is None:
+                continue  # the KB says nothing of this kind about it: extra information, not a contradiction
+            _, c, kf = best
+            same_entry = [v for k, u, v in self._values[c] if (k, u) == (fact.kind, fact.unit)]
+            if fact.value in same_entry or _derived(fact, same_entry):
+                continue
+            return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self._severity(fact.kind),
+                               {"kb_value": kf.text, "context_overlap": best[0][0]})
+        norm = arabize(seg.text)
+        for pat in _DEPT_ASSERT:
+            m = pat.search(norm)
+            if m and topic:
+                entry = self.entries[topic[0]]
+                if entry.department and not dept_matches(m.group(1), entry.department):
+                    return AnswerError(seg, entry.id, "department", m.group(0), entry.department,
+                                       self._severity("department"))
+        for c in cands[:1] + [t for t in topic[:1] if t not in cands[:1]]:
+            for phrase, terms in self._negated[c]:
+                for clause in _CLAUSE.findall(norm):
+                    hit = [t for t in terms if t in clause]
+                    if (len(hit) >= p.min_neg_terms and any(len(t) >= 3 for t in hit)
+                            and not _NEG_WORDS.search(clause)):
+                        return AnswerError(seg, c, "process", clause, phrase, self._severity("process"),
+                                           {"terms": hit})
+        return None

@@ -1,0 +1,196 @@
+"""Score one call against a scorecard: a pure function of transcript, metadata, scorecard and KB."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from qa.answers import AnswerChecker, AnswerError, AnswerParams, Retrieve
+from qa.rules import RuleContext, char_ngram_similarity, embedding_similarity, evaluate, uses_semantic
+from qa.scorecard import Item, ScorecardDef
+from qa.transcript import Segment, normalize
+
+Embed = Callable[[list[str]], np.ndarray]
+_ROUTING_WORDS = re.compile(r"工单|转给|派给|派单|登记|调解|上门|处理")
+
+
+@dataclass
+class ItemResult:
+    code: str
+    name: str
+    weight: float
+    severity: str
+    applicable: bool
+    passed: bool
+    evidence: list[dict] = field(default_factory=list)
+    label: str | None = None
+
+
+@dataclass
+class ScoreResult:
+    scorecard: str
+    version: int
+    score: float
+    items: list[ItemResult]
+    answer_errors: list[dict]
+    serious_service_violation: bool
+    serious_answer_error: bool
+
+    def item(self, code: str) -> ItemResult:
+        return next(i for i in self.items if i.code == code)
+
+    def failed(self) -> list[ItemResult]:
+        return [i for i in self.items if i.applicable and not i.passed]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_context(segments: list[Segment], metadata: dict, card: ScorecardDef, embed: Embed | None,
+                 params: dict | None = None) -> RuleContext:
+    similarity = None
+    if card.similarity == "char_ngram":
+        similarity = char_ngram_similarity()
+    elif embed is not None:
+        similarity = embedding_similarity(embed)
+    elif any(uses_semantic([i.require, i.forbid, i.applies_if]) for i in card.items):
+        raise ValueError(f"scorecard {card.name} has semantic rules: pass embed=..., "
+                         "or set `similarity: char_ngram` in the scorecard explicitly")
+    return RuleContext(segments, dict(metadata or {}), card.param_values(params), similarity)
+
+
+def _evaluate_item(item: Item, ctx: RuleContext) -> ItemResult:
+    res = ItemResult(item.code, item.name, item.weight, item.severity, True, True, [], item.label)
+    if item.applies_if is not None and not evaluate(item.applies_if, ctx).matched:
+        res.applicable = False
+        return res
+    if item.require is not None:
+        hit = evaluate(item.require, ctx)
+        res.passed = hit.matched
+        res.evidence = hit.evidence if hit.matched else [
+            s.evidence(idx=s.idx, note="未检出") for s in list(dict.fromkeys(hit.considered))[:2]]
+    else:
+        hit = evaluate(item.forbid, ctx)
+        res.passed = not hit.matched
+        res.evidence = hit.evidence
+    return res
+
+
+def _routing_error(item: Item, ctx: RuleContext, checker: AnswerChecker) -> AnswerError | None:
+    kb_ids = checker.candidates(item.routing_kb_query or "", 1)
+    onset = evaluate(item.applies_if, ctx).evidence if item.applies_if else []
+    start = min((e["idx"] for e in onset if "idx" in e), default=-1)
+    after = [s for s in ctx.segments if s.role == "agent" and s.idx > start]
+    if not kb_ids or not after:
+        return None
+    seg = next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])
+    entry = checker.entries[kb_ids[0]]
+    return AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker._severity("routing"))
+
+
+def score_call(
+    transcript_segments: Iterable[Any],
+    metadata: dict | None,
+    scorecard: ScorecardDef,
+    kb: Iterable[Any] | AnswerChecker | None,
+    *,
+    embed: Embed | None = None,
+    retrieve: Retrieve | None = None,
+    answer_params: AnswerParams = AnswerParams(),
+    params: dict[str, float] | None = None,
+) -> ScoreResult:
+    """Score a call.  ``kb`` is a list of KB entries (or a prepared ``AnswerChecker``); None skips answers.
+
+    ``embed(list[str]) -> ndarray`` powers semantic rules; ``retrieve(query, k)`` finds KB entries
+    (defaults to a lexical retriever over ``kb``); ``params`` overrides scorecard parameters.
+    """
+    segments = normalize(transcript_segments)
+    ctx = make_context(segments, metadata or {}, scorecard, embed, params)
+    checker = kb if isinstance(kb, AnswerChecker) or kb is None else AnswerChecker(kb, retrieve, answer_params)
+    errors = checker.check(segments) if checker else []
+    results: dict[str, ItemResult] = {}
+    for item in sorted(scorecard.items, key=lambda i: i.routing_kb_query is None):
+        if item.forbid and uses_answer_errors(item.forbid):
+            continue
+        results[item.code] = _evaluate_item(item, ctx)
+        if item.routing_kb_query and checker and results[item.code].applicable and not results[item.code].passed:
+            err = _routing_error(item, ctx, checker)
+            if err:
+                errors.append(err)
+    ctx.answer_errors = [e.to_dict() for e in errors]
+    for item in scorecard.items:
+        if item.code not in results:
+            results[item.code] = _evaluate_item(item, ctx)
+            results[item.code].applicable = checker is not None
+    items = [results[i.code] for i in scorecard.items]
+    total = sum(i.weight for i in items) or 1.0
+    lost = sum(i.weight for i in items if i.applicable and not i.passed)
+    return ScoreResult(
+        scorecard=scorecard.name,
+        version=scorecard.version,
+        score=round(100.0 * (total - lost) / total, 2),
+        items=items,
+        answer_errors=ctx.answer_errors,
+        serious_service_violation=any(i.applicable and not i.passed and i.severity == "serious"
+                                      and not uses_answer_errors(_rule(scorecard, i.code)) for i in items),
+        serious_answer_error=any(e["severity"] == "serious" for e in ctx.answer_errors),
+    )
+
+
+def _rule(card: ScorecardDef, code: str) -> Any:
+    item = next(i for i in card.items if i.code == code)
+    return item.require or item.forbid
+
+
+def uses_answer_errors(cond: Any) -> bool:
+    if isinstance(cond, dict):
+        return cond.get("op") == "answer_errors" or any(uses_answer_errors(v) for v in cond.values())
+    if isinstance(cond, list):
+        return any(uses_answer_errors(v) for v in cond)
+    return False
+
+
+# ------------------------------------------------------------------ tuning
+def _references(cond: Any, name: str) -> bool:
+    if isinstance(cond, dict):
+        return any(_references(v, name) for v in cond.values())
+    if isinstance(cond, list):
+        return any(_references(v, name) for v in cond)
+    return cond == f"${name}"
+
+
+def tune(
+    scorecard: ScorecardDef,
+    param: str,
+    calls: list[tuple[list, dict]],
+    expected: list[dict[str, bool]],
+    *,
+    kb: Any = None,
+    embed: Embed | None = None,
+    retrieve: Retrieve | None = None,
+) -> dict:
+    """Grid-search one named parameter; the objective is agreement of the items that use it.
+
+    ``calls``: (segments, metadata) per call; ``expected``: per call, item code → labelled pass.
+    Returns the best value, the agreement per grid value, and the items it affects.
+    """
+    spec = scorecard.params.get(param)
+    if spec is None:
+        raise KeyError(f"unknown parameter {param}")
+    codes = [i.code for i in scorecard.items if _references([i.require, i.forbid, i.applies_if], param)]
+    checker = AnswerChecker(kb, retrieve) if kb is not None else None
+    table = []
+    for value in spec.grid():
+        agree = total = 0
+        for (segs, meta), exp in zip(calls, expected):
+            res = score_call(segs, meta, scorecard, checker, embed=embed, params={param: value})
+            for code in codes:
+                if code in exp:
+                    total += 1
+                    agree += res.item(code).passed == exp[code]
+        table.append({"value": value, "agreement": round(agree / total, 4) if total else None})
+    best = max(table, key=lambda r: (r["agreement"] or 0, -abs(r["value"] - spec.value)))
+    return {"param": param, "items": codes, "current": spec.value, "best": best["value"],
+            "best_agreement": best["agreement"], "grid": table}

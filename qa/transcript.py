@@ -1,0 +1,91 @@
+"""The transcript as QA sees it: ordered segments with a role, times in ms and text.
+
+Segments come from the database (``TranscriptSegment`` rows), from ``TranscriptFinal``
+events, from reference files (``refs/*.json``, seconds) or from plain dicts; ``normalize``
+turns any of them into ``Segment`` objects sorted by start time.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+ROLES = ("agent", "caller")
+
+_CN_DIGITS = {"零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "三": "3", "四": "4",
+              "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
+_DIGIT_RUN = re.compile(r"[零〇一幺二三四五六七八九]{3,}")
+_WORK_NO = re.compile(r"([一二三四五六七八九十]{1,3})(?=号)")
+_PUNCT = re.compile(r"[\s，。！？、；：,.!?;:“”\"'（）()《》…—\-]")
+
+
+def _cn_small_number(s: str) -> str:
+    """一..九十九 → Arabic (for agent numbers such as 十五号)."""
+    if "十" not in s:
+        return "".join(_CN_DIGITS[c] for c in s)
+    tens, _, ones = s.partition("十")
+    return str((int(_CN_DIGITS[tens]) if tens else 1) * 10 + (int(_CN_DIGITS[ones]) if ones else 0))
+
+
+def normalize_text(text: str) -> str:
+    """Matching form of spoken text: digit runs as Arabic digits (幺二三四五 → 12345, 十五号 → 15号)."""
+    text = _DIGIT_RUN.sub(lambda m: "".join(_CN_DIGITS[c] for c in m.group()), text)
+    return _WORK_NO.sub(lambda m: _cn_small_number(m.group(1)), text)
+
+
+def count_chars(text: str) -> int:
+    """Spoken characters (punctuation and spaces removed), the unit of speech rate."""
+    return len(_PUNCT.sub("", text))
+
+
+@dataclass(eq=False)
+class Segment:
+    role: str
+    start_ms: int
+    end_ms: int
+    text: str
+    idx: int = 0
+    norm: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown speaker role {self.role!r}; expected agent or caller")
+        if self.end_ms < self.start_ms:
+            raise ValueError(f"segment ends before it starts: {self.start_ms}..{self.end_ms}")
+        self.norm = normalize_text(self.text)
+
+    def evidence(self, **extra: Any) -> dict:
+        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "role": self.role, "text": self.text, **extra}
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def normalize(segments: Iterable[Any]) -> list[Segment]:
+    """Accept dicts/rows/events with role|speaker|speaker_role and start_ms/end_ms or start/end (s)."""
+    out = []
+    for raw in segments:
+        if isinstance(raw, Segment):
+            out.append(Segment(raw.role, raw.start_ms, raw.end_ms, raw.text))
+            continue
+        role = _get(raw, "role", "speaker_role", "speaker")
+        start_ms = _get(raw, "start_ms")
+        end_ms = _get(raw, "end_ms")
+        if start_ms is None:
+            start, end = _get(raw, "start"), _get(raw, "end")
+            if start is None or end is None:
+                raise ValueError(f"segment without times: {raw!r}")
+            start_ms, end_ms = round(float(start) * 1000), round(float(end) * 1000)
+        text = _get(raw, "text") or ""
+        if not text.strip():
+            continue
+        out.append(Segment(str(role), int(start_ms), int(end_ms), text.strip()))
+    out.sort(key=lambda s: (s.start_ms, s.end_ms))
+    for i, seg in enumerate(out):
+        seg.idx = i
+    return out

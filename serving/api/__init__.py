@@ -1,0 +1,1 @@
+"""HTTP API routers; each area owns one module exposing ``router``."""

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: database session, the authenticated principal and role checks."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from domain.accounts import Principal, resolve_token
+from domain.errors import AppError
+
+SESSION_COOKIE = "hotline_session"
+CSRF_COOKIE = "hotline_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One unit of work per request: committed before the response is sent, rolled back on error."""
+    session = request.app.state.sessions()
+    session.info["ip"] = request.client.host if request.client else ""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+def authenticate_request(request: Request, session: Session) -> Principal:
+    token = _bearer(request)
+    via_cookie = False
+    if token is None:
+        token = request.cookies.get(SESSION_COOKIE)
+        via_cookie = True
+    principal = resolve_token(session, token) if token else None
+    if principal is None:
+        raise AppError("unauthenticated", "请先登录或登录已过期", 401)
+    if via_cookie and request.method not in _SAFE_METHODS:
+        if request.headers.get(CSRF_HEADER) != principal.session.csrf_token:
+            raise AppError("csrf_failed", "请求校验失败（CSRF），请刷新页面后重试", 403)
+    session.info["actor"] = principal
+    return principal
+
+
+def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
+    return authenticate_request(request, session)
+
+
+def require_roles(*roles: str):
+    """Dependency factory: the caller must hold one of ``roles`` (admin is not implicitly allowed)."""
+
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if principal.role not in roles:
+            raise AppError("forbidden", "无权访问该功能", 403)
+        return principal
+
+    dependency.allowed_roles = roles  # read by the role × endpoint test matrix
+    return dependency

@@ -1,0 +1,123 @@
+"""Core commands: serve, database migrations and user administration."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="数据库管理", no_args_is_help=True)
+    users_app = typer.Typer(help="用户管理", no_args_is_help=True)
+    app.add_typer(db_app, name="db")
+    app.add_typer(users_app, name="users")
+
+    @app.command()
+    def serve(
+        host: str = typer.Option(None, help="监听地址（默认取 HOTLINE_HOST）"),
+        port: int = typer.Option(None, help="监听端口（默认取 HOTLINE_PORT）"),
+        demo: bool = typer.Option(True, help="首次启动时写入演示租户、用户和知识库"),
+    ) -> None:
+        """启动系统：迁移数据库、写入演示数据并运行 Web/API 服务。"""
+        import uvicorn
+
+        from domain.db import get_engine, session_scope, upgrade
+        from domain.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+        from domain.settings import get_settings
+        from serving.app import create_app
+
+        settings = get_settings()
+        host = host or settings.host
+        port = port or settings.port
+        upgrade()
+        if demo:
+            with session_scope() as session:
+                seed_demo(session, settings.default_tenant)
+        typer.echo(f"热线平台已启动：http://{host}:{port}/")
+        if demo:
+            typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
+            for username, role, display in DEMO_USERS:
+                typer.echo(f"  {username:<12} {role:<18} {display}")
+        uvicorn.run(create_app(settings, get_engine()), host=host, port=port, log_level="info")
+
+    @db_app.command("upgrade")
+    def db_upgrade() -> None:
+        """把数据库迁移到最新版本。"""
+        from domain.db import upgrade
+
+        upgrade()
+        typer.echo("数据库已是最新版本")
+
+    def _tenant(session, code: str | None):
+        from domain.accounts import ensure_tenant
+        from domain.settings import get_settings
+
+        return ensure_tenant(session, code or get_settings().default_tenant)
+
+    @users_app.command("add")
+    def users_add(
+        username: str,
+        role: str = typer.Option(..., help="agent|qa_reviewer|knowledge_manager|supervisor|evaluator|admin"),
+        password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+        display_name: str = typer.Option("", help="显示名称"),
+        tenant: str = typer.Option(None, help="租户代码"),
+    ) -> None:
+        """新增用户。"""
+        from domain import accounts
+        from domain.db import session_scope, upgrade
+
+        upgrade()
+        with session_scope() as session:
+            user = accounts.create_user(session, _tenant(session, tenant), username, password, role, display_name)
+            typer.echo(f"已创建用户 {user.username}（{accounts.ROLES[role]}）")
+
+    @users_app.command("list")
+    def users_list(tenant: str = typer.Option(None, help="租户代码")) -> None:
+        """列出用户。"""
+        from sqlalchemy import select
+
+        from domain.db import session_scope, upgrade
+        from domain.models import User
+
+        upgrade()
+        with session_scope() as session:
+            t = _tenant(session, tenant)
+            for user in session.scalars(select(User).where(User.tenant_id == t.id).order_by(User.id)):
+                state = "正常" if user.active else "已注销"
+                typer.echo(f"{user.id:>4}  {user.username:<16} {user.role:<18} {state}")
+
+    def _find(session, username: str, tenant: str | None):
+        from sqlalchemy import select
+
+        from domain.errors import not_found
+        from domain.models import User
+
+        t = _tenant(session, tenant)
+        user = session.scalar(select(User).where(User.tenant_id == t.id, User.username == username))
+        if user is None:
+            raise not_found("用户")
+        return user
+
+    @users_app.command("passwd")
+    def users_passwd(
+        username: str,
+        password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+        tenant: str = typer.Option(None, help="租户代码"),
+    ) -> None:
+        """重置用户密码。"""
+        from domain import accounts
+        from domain.db import session_scope, upgrade
+
+        upgrade()
+        with session_scope() as session:
+            accounts.change_password(session, _find(session, username, tenant), None, password)
+        typer.echo("密码已更新")
+
+    @users_app.command("deactivate")
+    def users_deactivate(username: str, tenant: str = typer.Option(None, help="租户代码")) -> None:
+        """注销用户。"""
+        from domain import accounts
+        from domain.db import session_scope, upgrade
+
+        upgrade()
+        with session_scope() as session:
+            accounts.set_active(session, _find(session, username, tenant), False)
+        typer.echo("用户已注销")

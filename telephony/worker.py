@@ -1,0 +1,720 @@
+"""Bridge worker: one process, one pjsua2 Endpoint, a B2BUA for up to two conversations.
+
+Inbound call -> block list / working hours -> IVR menu by DTMF (RFC 2833 or
+SIP INFO) -> queue per skill group (music + position) -> ACD (repeat caller
+first, then longest idle) -> agent softphone rings -> the two legs are bridged
+in the conference bridge -> CDR, legs and stereo recording at hang-up.
+
+Every SIP callback runs on the main thread (``Endpoint.libHandleEvents``);
+media frames leave through :class:`telephony.media.FrameHub`.
+
+Run: ``python -m telephony.worker --name w1 --sip-port 5070 --rtp-port 40000``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pjsua2 as pj
+
+from domain.db import make_engine, session_scope
+from domain.events import CallState
+from domain.models import Agent, utcnow
+from telephony import store
+from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
+from telephony.media import FrameHub, MediaSink, NullSink, make_fork_port
+from telephony.prompts import MUSIC, Prompts, wav_duration
+from telephony.sip import MAX_CALLS, Scheduler, account_config, start_endpoint
+
+log = logging.getLogger("telephony.worker")
+
+CONFIRMED = pj.PJSIP_INV_STATE_CONFIRMED
+DISCONNECTED = pj.PJSIP_INV_STATE_DISCONNECTED
+
+
+class Leg(pj.Call):
+    """One SIP dialog of a conversation (the caller's, an agent's, or a third party's)."""
+
+    def __init__(self, conv, role: str, acc, call_id=pj.PJSUA_INVALID_ID):
+        super().__init__(acc, call_id)
+        self.conv, self.role = conv, role
+        self.media = None
+        self.fork = None
+        self.wired = False
+        self.confirmed = False
+        self.ended = False
+        self.remote_uri = ""
+        self.started_at = utcnow()
+
+    def onCallState(self, prm):
+        info = self.getInfo()
+        self.remote_uri = info.remoteUri
+        if info.state == CONFIRMED:
+            self.confirmed = True
+            self.conv.on_leg_up(self)
+        elif info.state == DISCONNECTED and not self.ended:
+            self.ended = True
+            self.media = None
+            self.conv.on_leg_down(self, info.lastStatusCode)
+
+    def onCallMediaState(self, prm):
+        info = self.getInfo()
+        for i, mi in enumerate(info.media):
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.media = self.getAudioMedia(i)
+                self.conv.on_leg_media(self)
+
+    def onDtmfDigit(self, prm):
+        method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
+        self.conv.on_dtmf(self, prm.digit, method)
+
+    def drop(self, code: int = 0) -> None:
+        if self.ended:
+            return
+        op = pj.CallOpParam(True)
+        if code:
+            op.statusCode = code
+        try:
+            self.hangup(op)
+        except pj.Error:
+            pass
+
+
+class Conversation:
+    """The call flow of one inbound call (caller leg + at most one agent leg + optional third party)."""
+
+    def __init__(self, worker: "BridgeWorker", caller_leg: Leg, caller: str, dialled: str):
+        self.w = worker
+        self.p = worker.params
+        self.uuid = f"{worker.name}-{uuid.uuid4().hex[:16]}"
+        self.caller_leg = caller_leg
+        caller_leg.conv = self
+        self.agent_leg: Leg | None = None
+        self.extra_leg: Leg | None = None  # supervisor / conference party
+        self.extra_mode = ""
+        self.caller, self.dialled = caller, dialled
+        self.state = "ringing"
+        self.t0 = time.monotonic()
+        self.ivr_path, self.skill = "", ""
+        self.ivr_tries = 0
+        self.t_queue: float | None = None
+        self.agent: Agent | None = None
+        self.agent_tried: set[int] = set()
+        self.answered_at: datetime | None = None
+        self.blocked = self.closed = False
+        self.lost_reason, self.hangup_side = "", ""
+        self.held_since: float | None = None
+        self.hold_ms = 0
+        self.transfers = 0
+        self.player = None
+        self.timers: list = []
+        self.legs_done: list[dict] = []
+        self.ended = False
+        self.wait_ms = 0
+        with worker.db() as s:
+            self.call_id = store.create_call(s, worker.tenant, self.uuid, caller, dialled)
+            self.blocked = store.is_blocked(s, worker.tenant, caller)
+        self.closed = not in_working_hours(self.p, datetime.now())
+
+    # ------------------------------------------------------------ helpers
+    def publish(self, state: str, **detail) -> None:
+        self.w.hub.publish(CallState(tenant_id=self.w.tenant, call_id=self.uuid, state=state, caller=self.caller,
+                                     agent_id=self.agent.id if self.agent else None, detail=detail))
+
+    def set_state(self, state: str, **detail) -> None:
+        self.state = state
+        self.publish(state, **detail)
+
+    def later(self, delay: float, fn) -> None:
+        self.timers.append(self.w.sched.later(delay, lambda: None if self.ended else fn()))
+
+    def cancel_timers(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        self.timers.clear()
+
+    def stop_player(self) -> None:
+        if self.player is not None and self.caller_leg.media is not None:
+            try:
+                self.player.stopTransmit(self.caller_leg.media)
+            except pj.Error:
+                pass
+        self.player = None
+
+    def play(self, names: list[str], then=None, loop: bool = False) -> None:
+        """Play prompts (or paths) to the caller; ``then`` runs when they end."""
+        self.stop_player()
+        if self.caller_leg.media is None:
+            return
+        paths = [str(n) if isinstance(n, Path) else str(self.w.prompts.path(n)) for n in names]
+        player = pj.AudioMediaPlayer()
+        opts = 0 if loop else pj.PJMEDIA_FILE_NO_LOOP
+        if len(paths) == 1:
+            player.createPlayer(paths[0], opts)
+        else:
+            player.createPlaylist(pj.StringVector(paths), "", opts)
+        player.startTransmit(self.caller_leg.media)
+        self.player = player
+        if then is not None:
+            self.later(sum(wav_duration(Path(p)) for p in paths) + 0.1, then)
+
+    def release(self, reason_prompt: str, *, lost_reason: str = "") -> None:
+        """Play a final prompt, then hang up from the system side."""
+        self.cancel_timers()
+        self.lost_reason = lost_reason
+        self.play([reason_prompt], then=lambda: self.hangup_all("system"))
+
+    def hangup_all(self, side: str) -> None:
+        if not self.hangup_side:
+            self.hangup_side = side
+        for leg in (self.caller_leg, self.agent_leg, self.extra_leg):
+            if leg is not None:
+                leg.drop()
+
+    # ------------------------------------------------------------ SIP events
+    def on_incoming(self) -> None:
+        self.caller_leg.answer(self._op(180))
+        self.caller_leg.answer(self._op(200))
+
+    @staticmethod
+    def _op(code: int):
+        op = pj.CallOpParam(True)
+        op.statusCode = code
+        return op
+
+    def on_leg_media(self, leg: Leg) -> None:
+        if leg is self.caller_leg and leg.fork is None:
+            self.w.hub.open_call(self.uuid)
+            leg.fork = make_fork_port(self.w.hub, self.uuid, "caller")
+            leg.media.startTransmit(leg.fork)
+            if self.blocked:
+                self.release("blocked")
+            elif self.closed:
+                self.release("closed")
+            else:
+                self.set_state("ivr")
+                self.play(["welcome", "menu"], then=self.ivr_wait)
+        elif leg is self.agent_leg and leg.confirmed and self.state == "alerting":
+            self.bridge()
+        elif leg is self.extra_leg and leg.confirmed:
+            self.connect_extra()
+
+    def on_leg_up(self, leg: Leg) -> None:
+        if leg is self.agent_leg and leg.media is not None and self.state == "alerting":
+            self.bridge()
+        elif leg is self.extra_leg and leg.media is not None:
+            self.connect_extra()
+
+    def on_dtmf(self, leg: Leg, digit: str, method: str) -> None:
+        self.publish(self.state if self.state != "ringing" else "ivr", dtmf=digit, method=method)
+        if leg is not self.caller_leg or self.state != "ivr":
+            return
+        self.cancel_timers()
+        self.ivr_path += digit
+        with self.w.db() as s:
+            skill = store.skill_for_digit(s, self.w.tenant, digit)
+        if skill:
+            self.enqueue(skill)
+        else:
+            self.play(["invalid", "menu"], then=self.ivr_wait)
+
+    def on_leg_down(self, leg: Leg, status: int) -> None:
+        self.legs_done.append(_leg_row(leg))
+        if leg is self.caller_leg:
+            self.hangup_all("caller")
+            self.maybe_finish()
+        elif leg is self.agent_leg:
+            self.agent_leg_down(status)
+        elif leg is self.extra_leg:
+            self.extra_leg = None
+            self.extra_mode = ""
+            if self.state in ("talking", "held"):
+                self.connect_talk()
+            self.maybe_finish()
+
+    # ------------------------------------------------------------ IVR and queue
+    def ivr_wait(self) -> None:
+        def timeout():
+            self.ivr_tries += 1
+            if self.ivr_tries > self.p.ivr_retries:
+                self.enqueue(self.p.default_skill)
+            else:
+                self.play(["menu"], then=self.ivr_wait)
+
+        self.later(self.p.ivr_timeout_s, timeout)
+
+    def enqueue(self, skill: str) -> None:
+        self.cancel_timers()
+        self.skill = skill
+        if self.t_queue is None:
+            self.t_queue = time.monotonic()
+        with self.w.db() as s:
+            store.set_status(s, self.call_id, "queued", skill_group=skill, ivr_path=self.ivr_path)
+        self.set_state("queued", skill=skill)
+        self.announce_position()
+        self.later(self.p.max_queue_wait_s, lambda: self.state == "queued" and self.release("busy", lost_reason="queue_timeout"))
+
+    def announce_position(self) -> None:
+        if self.state != "queued":
+            return
+        with self.w.db() as s:
+            pos = store.queue_position(s, self.w.tenant, self.skill, self.call_id)
+        names = ["queue", self.w.prompts.position(pos)] if pos else ["queue"]
+        self.play(names, then=lambda: self.state in ("queued", "alerting") and self.play([MUSIC], loop=True))
+        self.later(self.p.position_every_s, self.announce_position)
+
+    def try_assign(self, session) -> None:
+        if store.queue_position(session, self.w.tenant, self.skill, self.call_id) != 1:
+            return
+        agent = store.claim_agent(session, self.w.tenant, self.skill, self.caller, self.p.acw_s, self.agent_tried)
+        if agent is not None:
+            store.set_status(session, self.call_id, "alerting", agent_id=agent.id)
+            self.alert(agent)
+
+    def alert(self, agent: Agent) -> None:
+        self.agent = agent
+        self.agent_tried.add(agent.id)
+        self.set_state("alerting", agent_id=agent.id, work_no=agent.work_no)
+        self.agent_leg = self.w.dial(self, "agent", agent.sip_uri, self.caller)
+        if self.agent_leg is None:
+            self.agent_missed("dial_failed")
+            return
+        timer = self.w.sched.later(self.p.agent_ring_timeout_s,
+                                   lambda: self.state == "alerting" and self.agent_leg and self.agent_leg.drop())
+        self.timers.append(timer)
+
+    def agent_missed(self, why: str) -> None:
+        with self.w.db() as s:
+            store.release_agent(s, self.agent.id, "not_ready")
+            store.set_status(s, self.call_id, "queued", agent_id=None)
+        self.publish("queued", skill=self.skill, agent_missed=self.agent.id, reason=why)
+        self.agent, self.agent_leg = None, None
+        self.state = "queued"
+
+    def agent_leg_down(self, status: int) -> None:
+        if self.state == "alerting":
+            self.w.graveyard.append(self.agent_leg)
+            if self.agent is None:  # an external transfer target did not answer
+                self.lost_reason = f"transfer_failed_sip_{status}"
+                self.hangup_all("system")
+                self.agent_leg = None
+                self.maybe_finish()
+                return
+            self.agent_missed(f"sip_{status}")
+            return
+        if self.state in ("talking", "held"):
+            self.hangup_all("agent")
+        self.maybe_finish()
+
+    # ------------------------------------------------------------ bridge and operations
+    def bridge(self) -> None:
+        self.cancel_timers()
+        self.stop_player()
+        a, c = self.agent_leg, self.caller_leg
+        if a.fork is None:
+            a.fork = make_fork_port(self.w.hub, self.uuid, "agent")
+            a.media.startTransmit(a.fork)
+        if self.answered_at is None:
+            self.answered_at = utcnow()
+            self.wait_ms = self.queue_wait_ms()
+            with self.w.db() as s:
+                store.set_status(s, self.call_id, "talking", answered_at=self.answered_at, queue_wait_ms=self.wait_ms)
+        self.connect_talk()
+        self.set_state("talking", agent_id=self.agent.id if self.agent else None)
+
+    def connect_talk(self) -> None:
+        a, c = self.agent_leg, self.caller_leg
+        if a is None or a.media is None or c.media is None:
+            return
+        c.media.startTransmit(a.media)
+        a.media.startTransmit(c.media)
+
+    def connect_extra(self) -> None:
+        """Wire the third party by mode: monitor (hears both), whisper (+ speaks to agent), barge/conference (everyone)."""
+        x, a, c = self.extra_leg, self.agent_leg, self.caller_leg
+        if x is None or x.media is None:
+            return
+        x.wired = True
+        for src in (a, c):
+            if src is not None and src.media is not None:
+                src.media.startTransmit(x.media)
+        if self.extra_mode in ("whisper", "barge", "conference") and a is not None and a.media is not None:
+            x.media.startTransmit(a.media)
+        if self.extra_mode in ("barge", "conference"):
+            x.media.startTransmit(c.media)
+        self.publish(self.state, extra=self.extra_mode)
+
+    def queue_wait_ms(self) -> int:
+        return int((time.monotonic() - self.t_queue) * 1000) if self.t_queue else 0
+
+    def hold(self) -> None:
+        a, c = self.agent_leg, self.caller_leg
+        if self.state != "talking":
+            raise RuntimeError("not_talking")
+        c.media.stopTransmit(a.media)
+        a.media.stopTransmit(c.media)
+        self.held_since = time.monotonic()
+        self.play([MUSIC], loop=True)
+        self.set_state("held")
+
+    def retrieve(self) -> None:
+        if self.state != "held":
+            raise RuntimeError("not_held")
+        self.stop_player()
+        self.hold_ms += int((time.monotonic() - self.held_since) * 1000)
+        self.held_since = None
+        self.connect_talk()
+        self.set_state("talking")
+
+    def blind_transfer(self, target_kind: str, target: str) -> None:
+        """Hand the caller to a skill group queue, a specific agent, or an external number."""
+        if self.state not in ("talking", "held"):
+            raise RuntimeError("not_talking")
+        if self.held_since is not None:
+            self.hold_ms += int((time.monotonic() - self.held_since) * 1000)
+            self.held_since = None
+        old = self.agent_leg
+        self.transfers += 1
+        self.state = "transferring"
+        if old is not None:
+            old.conv = _Detached(self)  # its hang-up no longer drives this conversation
+            old.drop()
+        with self.w.db() as s:
+            store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
+        self.agent, self.agent_leg = None, None
+        if target_kind == "skill":
+            self.state = "ivr"
+            self.enqueue(target)
+        elif target_kind == "agent":
+            with self.w.db() as s:
+                agent = store.claim_agent_by_work_no(s, self.w.tenant, target, self.p.acw_s)
+            if agent is None:
+                self.state = "ivr"
+                self.enqueue(self.skill or self.p.default_skill)
+                raise RuntimeError("agent_unavailable")
+            self.play(["transfer"], then=lambda: self.state == "alerting" and self.play([MUSIC], loop=True))
+            self.alert(agent)
+        else:
+            self.play(["transfer"])
+            self.extra_mode = "external"
+            self.state = "alerting"
+            self.agent_leg = self.w.dial(self, "agent", self.w.external_uri(target), self.w.service_number)
+            self.agent = None
+
+    def add_party(self, mode: str, uri: str) -> None:
+        """Conference a third party in, or let a supervisor monitor / whisper / barge."""
+        if self.state not in ("talking", "held"):
+            raise RuntimeError("not_talking")
+        if self.extra_leg is not None:
+            raise RuntimeError("party_busy")
+        self.extra_mode = mode
+        self.extra_leg = self.w.dial(self, "party", uri, self.w.service_number)
+        if self.extra_leg is None:
+            self.extra_mode = ""
+            raise RuntimeError("no_call_slot")
+
+    def set_party_mode(self, mode: str) -> None:
+        if self.extra_leg is None or self.extra_leg.media is None:
+            raise RuntimeError("no_party")
+        x = self.extra_leg
+        for dst in (self.agent_leg, self.caller_leg):
+            if dst is not None and dst.media is not None:
+                try:
+                    x.media.stopTransmit(dst.media)
+                except pj.Error:
+                    pass
+        self.extra_mode = mode
+        self.connect_extra()
+
+    # ------------------------------------------------------------ end of call
+    def maybe_finish(self) -> None:
+        if self.ended:
+            return
+        if not self.caller_leg.ended or (self.agent_leg is not None and not self.agent_leg.ended) or (
+                self.extra_leg is not None and not self.extra_leg.ended):
+            return
+        self.ended = True
+        self.cancel_timers()
+        self.player = None
+        answered = self.answered_at is not None
+        result = classify_end(answered=answered, blocked=self.blocked, closed=self.closed,
+                              lost_reason=self.lost_reason, hangup_side=self.hangup_side,
+                              seconds_before_answer=time.monotonic() - self.t0, params=self.p)
+        if self.held_since is not None:
+            self.hold_ms += int((time.monotonic() - self.held_since) * 1000)
+        lost_reason = self.lost_reason or ("system_hangup" if result == "lost" else "")
+        with self.w.db() as s:
+            if self.agent is not None:
+                store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
+            store.finish_call(s, self.call_id, result=result, hangup_side=self.hangup_side or "caller",
+                              lost_reason=lost_reason, ivr_path=self.ivr_path, skill=self.skill,
+                              queue_wait_ms=self.wait_ms if answered else self.queue_wait_ms(),
+                              agent_id=self.agent.id if (self.agent and answered) else None,
+                              answered_at=self.answered_at, hold_ms=self.hold_ms, transfers=self.transfers,
+                              legs=self.legs_done)
+        self.publish("ended", result=result, hangup_side=self.hangup_side, lost_reason=lost_reason)
+        call_id, engine = self.call_id, self.w.engine
+
+        def recorded(rec):  # spool thread
+            if rec is not None:
+                with session_scope(engine) as s:
+                    store.add_recording(s, call_id, str(rec.path), rec.duration_ms, rec.sha256)
+
+        self.w.hub.close_call(self.uuid, recorded)
+        self.w.finished(self)
+
+class _Detached:
+    """Owner of a leg no conversation drives any more (transferred away, or rejected while busy)."""
+
+    def __init__(self, conv: Conversation | None = None):
+        self.conv = conv
+
+    def on_leg_up(self, leg) -> None:
+        pass
+
+    def on_leg_media(self, leg) -> None:
+        pass
+
+    def on_dtmf(self, leg, digit, method) -> None:
+        pass
+
+    def on_leg_down(self, leg, status) -> None:
+        if self.conv is not None:
+            self.conv.legs_done.append(_leg_row(leg))
+            self.conv.w.graveyard.append(leg)
+
+
+def _leg_row(leg: Leg) -> dict:
+    return {"leg": leg.role, "remote_uri": leg.remote_uri[:200], "started_at": leg.started_at, "ended_at": utcnow(),
+            "frames_received": leg.fork.seq if leg.fork else 0}
+
+
+class InboundAccount(pj.Account):
+    def __init__(self, worker: "BridgeWorker"):
+        super().__init__()
+        self.w = worker
+
+    def onIncomingCall(self, prm):
+        self.w.incoming(prm)
+
+
+def load_sink(spec: str) -> MediaSink:
+    """``"module:factory"`` -> sink instance; empty -> :class:`NullSink`."""
+    if not spec:
+        return NullSink()
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)()
+
+
+class BridgeWorker:
+    def __init__(self, name: str, sip_port: int, rtp_port: int, *, db_url: str, data_dir: Path,
+                 params: CallFlowParams, tenant_code: str, sink: MediaSink | None = None,
+                 service_number: str = "12345", external_gateway: str = "", rtp_range: int = 40):
+        self.name, self.sip_port = name, sip_port
+        self.params = params
+        self.service_number = service_number
+        self.external_gateway = external_gateway
+        self.engine = make_engine(db_url)
+        self.prompts = Prompts(data_dir / "prompts")
+        with self.db() as s:
+            self.tenant = store.tenant_id(s, tenant_code)
+            recovered = store.mark_orphans(s, name, "worker_restart")
+        if recovered:
+            log.warning("marked %d calls of a previous %s run as ended", recovered, name)
+        spool = data_dir / "recordings" / "spool"
+        self.hub = FrameHub(spool, sink or NullSink(), self.tenant)
+        self._recover_spools(spool)
+        self.ep = start_endpoint(sip_port, user_agent=f"hotline-bridge/{name}")
+        self.acc = InboundAccount(self)
+        self.acc.create(account_config(service_number, sip_port, rtp_port, rtp_range))
+        self.sched = Scheduler()
+        self.convs: dict[str, Conversation] = {}
+        self.rejected: list = []
+        self.graveyard: list = []
+        self.commands: deque = deque()  # (fn, reply) posted by the control thread
+        self.stats = {"calls": 0, "rejected_busy": 0, "cpu_start": time.process_time(), "t_start": time.monotonic(),
+                      "leg_seconds": 0.0}
+        self._stop = False
+
+    def db(self):
+        return session_scope(self.engine)
+
+    def _recover_spools(self, spool_root: Path) -> None:
+        """Finish recordings of calls a crashed run left in the spool."""
+        from telephony.media import finalize_spool
+
+        if not spool_root.exists():
+            return
+        for d in spool_root.iterdir():
+            if d.is_dir() and d.name.startswith(f"{self.name}-") and (d / "meta.json").exists():
+                rec = finalize_spool(d, spool_root.parent / "recovered" / f"{d.name}.wav")
+                with self.db() as s:
+                    call = s.query(store.Call).filter_by(call_uuid=d.name).one_or_none()
+                    if call is not None:
+                        store.add_recording(s, call.id, str(rec.path), rec.duration_ms, rec.sha256)
+
+    def external_uri(self, number: str) -> str:
+        if number.startswith("sip:"):
+            return number
+        return f"sip:{number}@{self.external_gateway}"
+
+    def calls_in_use(self) -> int:
+        n = 0
+        for c in self.convs.values():
+            n += sum(1 for leg in (c.caller_leg, c.agent_leg, c.extra_leg) if leg is not None and not leg.ended)
+        return n + len(self.rejected)
+
+    def incoming(self, prm) -> None:
+        leg = Leg(_Detached(), "caller", self.acc, prm.callId)
+        full = len(self.convs) >= self.params.conversations_per_worker or self.calls_in_use() + 2 > MAX_CALLS
+        if full:  # 503 lets the dispatcher try another worker
+            self.stats["rejected_busy"] += 1
+            leg.answer(Conversation._op(503))
+            self.rejected.append(leg)
+            return
+        info = leg.getInfo()
+        conv = Conversation(self, leg, sip_user(info.remoteUri), sip_user(info.localUri))
+        self.convs[conv.uuid] = conv
+        self.stats["calls"] += 1
+        conv.publish("ringing", dialled=conv.dialled)
+        conv.on_incoming()
+
+    def dial(self, conv: Conversation, role: str, uri: str, caller_id: str) -> Leg | None:
+        if self.calls_in_use() >= MAX_CALLS:
+            return None
+        leg = Leg(conv, role, self.acc)
+        op = pj.CallOpParam(True)
+        hdr = pj.SipHeader()
+        hdr.hName, hdr.hValue = "X-Hotline-Call", conv.uuid
+        op.txOption.headers.append(hdr)
+        hdr2 = pj.SipHeader()
+        hdr2.hName, hdr2.hValue = "X-Hotline-Caller", caller_id
+        op.txOption.headers.append(hdr2)
+        try:
+            leg.makeCall(uri, op)
+        except pj.Error as exc:
+            log.error("dial %s failed: %s", uri, exc.info())
+            return None
+        return leg
+
+    def finished(self, conv: Conversation) -> None:
+        self.convs.pop(conv.uuid, None)
+        self.graveyard.extend(x for x in (conv.caller_leg, conv.agent_leg, conv.extra_leg) if x is not None)
+        self.stats["leg_seconds"] += sum(
+            (leg["ended_at"] - leg["started_at"]).total_seconds() for leg in conv.legs_done if leg["leg"] in ("caller", "agent"))
+
+    def operate(self, op: str, call_uuid: str = "", **args):
+        """Run an agent/supervisor operation on a live conversation (main thread)."""
+        if op == "originate":
+            return self.originate(**args)
+        conv = self.convs.get(call_uuid)
+        if conv is None:
+            raise RuntimeError("call_not_found")
+        if op == "hangup":
+            conv.hangup_all(args.get("side", "agent"))
+        else:
+            getattr(conv, op)(**args)
+        return {"call_uuid": conv.uuid, "state": conv.state}
+
+    def acd_tick(self) -> None:
+        queued = [c for c in self.convs.values() if c.state == "queued" and not c.ended]
+        if not queued:
+            return
+        with self.db() as s:
+            for conv in queued:
+                conv.try_assign(s)
+
+    def snapshot(self) -> dict:
+        cpu = time.process_time() - self.stats["cpu_start"]
+        return {
+            "name": self.name, "sip_port": self.sip_port, "pid": os.getpid(),
+            "conversations": [{"call_uuid": c.uuid, "state": c.state, "caller": c.caller,
+                               "agent_id": c.agent.id if c.agent else None, "skill": c.skill} for c in self.convs.values()],
+            "calls_total": self.stats["calls"], "rejected_busy": self.stats["rejected_busy"],
+            "cpu_seconds": round(cpu, 3), "uptime_s": round(time.monotonic() - self.stats["t_start"], 3),
+            "leg_seconds_done": round(self.stats["leg_seconds"], 3),
+            "frames_in": self.hub.frames_in, "frames_out": self.hub.frames_out,
+            "backlog_frames": self.hub.backlog_frames(),
+        }
+
+    def run(self, control_port: int = 0, max_seconds: float = 0) -> None:
+        from telephony.control import ControlServer
+
+        server = ControlServer(self, control_port) if control_port else None
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        last_acd = 0.0
+        try:
+            while not self._stop and (deadline is None or time.monotonic() < deadline):
+                self.ep.libHandleEvents(10)
+                self.sched.run_due()
+                while self.commands:
+                    fn, reply = self.commands.popleft()
+                    try:
+                        reply({"ok": True, "result": fn()})
+                    except Exception as exc:  # reported to the caller of the control API
+                        reply({"ok": False, "error": str(exc)})
+                if time.monotonic() - last_acd >= self.params.acd_poll_s:
+                    last_acd = time.monotonic()
+                    self.acd_tick()
+                self.rejected = [leg for leg in self.rejected if not leg.ended]
+                self.graveyard.clear()
+        finally:
+            if server:
+                server.close()
+            self.shutdown()
+
+    def stop(self, *_):
+        self._stop = True
+
+    def shutdown(self) -> None:
+        for conv in list(self.convs.values()):
+            conv.lost_reason = conv.lost_reason or "worker_shutdown"
+            conv.hangup_all("system")
+        deadline = time.monotonic() + 3
+        while self.convs and time.monotonic() < deadline:
+            self.ep.libHandleEvents(20)
+        self.hub.stop()
+        self.graveyard.clear()
+        self.convs.clear()
+        self.rejected.clear()
+        del self.acc
+        self.ep.libDestroy()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from domain.settings import get_settings
+
+    st = get_settings()
+    ap = argparse.ArgumentParser(description="hotline bridge worker")
+    ap.add_argument("--name", default="w1")
+    ap.add_argument("--sip-port", type=int, default=st.sip_port)
+    ap.add_argument("--rtp-port", type=int, default=st.rtp_port)
+    ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--db", default=st.sqlalchemy_url)
+    ap.add_argument("--data-dir", type=Path, default=st.data_dir)
+    ap.add_argument("--flow", default=st.telephony_flow, help="CallFlowParams as JSON")
+    ap.add_argument("--sink", default=st.telephony_sink)
+    ap.add_argument("--max-seconds", type=float, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    params = CallFlowParams.model_validate_json(args.flow) if args.flow else CallFlowParams()
+    worker = BridgeWorker(args.name, args.sip_port, args.rtp_port, db_url=args.db, data_dir=args.data_dir,
+                          params=params, tenant_code=st.default_tenant, sink=load_sink(args.sink),
+                          external_gateway=st.telephony_gateway)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    print(json.dumps({"event": "ready", "name": args.name, "sip_port": args.sip_port, "pid": os.getpid()}), flush=True)
+    worker.run(args.control_port, args.max_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Shared fixtures: a migrated database (SQLite always, PostgreSQL when HOTLINE_TEST_DATABASE_URL is set),
+the API app with demo data, logged-in clients per role, and the shared evaluation data folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from domain.db import make_engine, session_scope, upgrade
+from domain.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+PG_URL = os.environ.get("HOTLINE_TEST_DATABASE_URL", "")
+DB_BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"evaluation data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _fresh_url(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'hotline.db'}"
+    engine = make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def db_url(request, tmp_path) -> str:
+    """An empty database URL of each configured backend."""
+    return _fresh_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def engine(db_url):
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "var", secret_key="test-secret")
+
+
+@pytest.fixture
+def app(engine, settings):
+    from domain.demo import seed_demo
+    from serving.app import create_app
+
+    with session_scope(engine) as session:
+        seed_demo(session, settings.default_tenant)
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+def login(client, username: str, password: str = "Hotline#2026", tenant: str = "laibin") -> dict:
+    """Log in with a bearer token and return the Authorization header."""
+    r = client.post("/api/auth/login", json={"tenant": tenant, "username": username, "password": password,
+                                              "mode": "bearer"})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
