@@ -15,6 +15,7 @@ Answering side: ``--answer-wav`` plays that file into every incoming call (auto 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import queue
@@ -205,6 +206,18 @@ class UserAgent:
             return False
         return True
 
+    def poll_all(self) -> None:
+        for call in list(self.calls.values()):
+            call.poll_stats()
+
+    def hangup_all(self) -> None:
+        for call in list(self.calls.values()):
+            call.poll_stats()
+            try:
+                call.hangup(pj.CallOpParam(True))
+            except pj.Error:
+                pass
+
     def run(self) -> None:
         def read_stdin():
             for line in sys.stdin:
@@ -217,6 +230,7 @@ class UserAgent:
         deadline = time.monotonic() + self.args.max_seconds
         last_stats = 0.0
         running = True
+        gc.disable()  # collect Call objects on this (pjsua2) thread only
         while running and time.monotonic() < deadline:
             self.ep.libHandleEvents(10)
             self.sched.run_due()
@@ -224,21 +238,19 @@ class UserAgent:
                 running = self.handle(self.cmds.get_nowait())
             if time.monotonic() - last_stats > 1.0:
                 last_stats = time.monotonic()
-                for c in list(self.calls.values()):
-                    c.poll_stats()
+                gc.collect()
+                self.poll_all()
             self.graveyard.clear()
-        for c in list(self.calls.values()):
-            c.poll_stats()
-            try:
-                c.hangup(pj.CallOpParam(True))
-            except pj.Error:
-                pass
+        self.hangup_all()
         end = time.monotonic() + 2
         while self.calls and time.monotonic() < end:
             self.ep.libHandleEvents(20)
         self.calls.clear()
         self.graveyard.clear()
         self.accounts.clear()
+        del self.default_acc
+        self.sched = Scheduler()
+        gc.collect()
         self.ep.libDestroy()
         emit(ev="bye")
 

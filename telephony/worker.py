@@ -13,6 +13,7 @@ Run: ``python -m telephony.worker --name w1 --sip-port 5070 --rtp-port 40000``.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import logging
@@ -651,10 +652,14 @@ class BridgeWorker:
 
         server = ControlServer(self, control_port) if control_port else None
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        last_acd = 0.0
+        last_acd = last_gc = 0.0
+        gc.disable()  # cyclic garbage (Call objects) is collected here, on the thread that owns pjsua2
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
                 self.ep.libHandleEvents(10)
+                if time.monotonic() - last_gc > 5.0:
+                    last_gc = time.monotonic()
+                    gc.collect()
                 self.sched.run_due()
                 while self.commands:
                     fn, reply = self.commands.popleft()
@@ -686,7 +691,9 @@ class BridgeWorker:
         self.graveyard.clear()
         self.convs.clear()
         self.rejected.clear()
+        self.sched = Scheduler()
         del self.acc
+        gc.collect()
         self.ep.libDestroy()
 
 
