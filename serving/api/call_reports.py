@@ -1,0 +1,329 @@
+"""Call-traffic reports by day, week and month over the CDRs (domain.models.Call), as JSON with a chart
+specification and as XLSX.
+
+Periods are calendar days/weeks/months in the centre's local time zone (Asia/Shanghai).
+"""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.accounts import Principal
+from domain.errors import AppError
+from domain.models import Agent, Call, Recording
+from domain.pii import mask_pii
+from serving.api.deps import get_session, require_roles
+
+router = APIRouter(prefix="/api/reports/calls", tags=["reports"])
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+SERVICE_LEVEL_WAIT_MS = 20_000  # answered within 20 s of queueing counts towards the service level
+SATISFACTION_LABELS = {1: "满意", 2: "基本满意", 3: "不满意"}  # IVR key press after the call
+SATISFIED_KEYS = {1, 2}
+LOST_RESULTS = {"lost", "abandoned"}  # reached the queue or an agent, then dropped: 漏话
+Period = Literal["day", "week", "month"]
+
+
+@dataclass
+class Report:
+    title: str
+    columns: list[tuple[str, str]]
+    rows: list[dict]
+    chart: dict | None = None
+
+
+def _local(dt: datetime) -> datetime:
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(LOCAL_TZ)
+
+
+def period_bounds(period: Period, anchor: date) -> tuple[date, date]:
+    """First day and the day after the last day of the period containing ``anchor``."""
+    if period == "day":
+        return anchor, anchor + timedelta(days=1)
+    if period == "week":
+        start = anchor - timedelta(days=anchor.weekday())
+        return start, start + timedelta(days=7)
+    start = anchor.replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def _avg_s(values: list[int]) -> float | None:
+    return round(sum(values) / len(values) / 1000, 1) if values else None
+
+
+def _talk_ms(call: Call) -> int | None:
+    if call.answered_at and call.ended_at:
+        return max(0, int((call.ended_at - call.answered_at).total_seconds() * 1000))
+    return None
+
+
+def _summary(calls: list[Call]) -> dict:
+    answered = [c for c in calls if c.answered_at]
+    rated = [c.satisfaction for c in calls if c.satisfaction is not None]
+    return {
+        "offered": len(calls),
+        "answered": len(answered),
+        "answer_rate": _pct(len(answered), len(calls)),
+        "abandoned": sum(c.result in ("abandoned", "abandoned_short") for c in calls),
+        "lost": sum(c.result in LOST_RESULTS for c in calls),
+        "service_level": _pct(sum(c.queue_wait_ms <= SERVICE_LEVEL_WAIT_MS for c in answered), len(answered)),
+        "avg_wait_s": _avg_s([c.queue_wait_ms for c in calls if c.result != "blocked"]),
+        "avg_talk_s": _avg_s([t for c in answered if (t := _talk_ms(c)) is not None]),
+        "satisfaction_rate": _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated)),
+    }
+
+
+SUMMARY_COLUMNS = [("offered", "呼入量"), ("answered", "接通量"), ("answer_rate", "接通率%"), ("abandoned", "放弃量"),
+                   ("lost", "漏话量"), ("service_level", "20秒服务水平%"), ("avg_wait_s", "平均等待(秒)"),
+                   ("avg_talk_s", "平均通话(秒)"), ("satisfaction_rate", "满意率%")]
+
+
+def _bar_line(x: list[str], bars: dict[str, list], line: tuple[str, list] | None = None) -> dict:
+    series = [{"name": name, "type": "bar", "data": data} for name, data in bars.items()]
+    if line:
+        series.append({"name": line[0], "type": "line", "yAxisIndex": 1, "data": line[1]})
+    return {"x": x, "series": series, "percent_axis": line is not None}
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def daily_ops(calls, agents, start, end, _session) -> Report:
+    by_day: dict[date, list[Call]] = defaultdict(list)
+    for c in calls:
+        by_day[_local(c.started_at).date()].append(c)
+    rows = [{"day": d.isoformat(), **_summary(by_day[d])} for d in _days(start, end)]
+    chart = _bar_line([r["day"][5:] for r in rows], {"呼入量": [r["offered"] for r in rows],
+                                                     "接通量": [r["answered"] for r in rows]},
+                      ("接通率%", [r["answer_rate"] for r in rows]))
+    return Report("每日运营情况", [("day", "日期"), *SUMMARY_COLUMNS], rows, chart)
+
+
+def _per_agent(calls, agents) -> dict[int, list[Call]]:
+    grouped: dict[int, list[Call]] = {a.id: [] for a in agents}
+    for c in calls:
+        if c.agent_id is not None:
+            grouped.setdefault(c.agent_id, []).append(c)
+    return grouped
+
+
+def _agent_label(agents_by_id: dict[int, Agent], agent_id: int) -> str:
+    agent = agents_by_id.get(agent_id)
+    return f"{agent.work_no}号 {agent.name}" if agent else f"#{agent_id}"
+
+
+def agent_service(calls, agents, start, end, _session) -> Report:
+    by_id = {a.id: a for a in agents}
+    rows = []
+    for agent_id, own in _per_agent(calls, agents).items():
+        answered = [c for c in own if c.answered_at]
+        rated = [c.satisfaction for c in own if c.satisfaction is not None]
+        rows.append({
+            "agent": _agent_label(by_id, agent_id), "answered": len(answered),
+            "service_level": _pct(sum(c.queue_wait_ms <= SERVICE_LEVEL_WAIT_MS for c in answered), len(answered)),
+            "avg_talk_s": _avg_s([t for c in answered if (t := _talk_ms(c)) is not None]),
+            "avg_hold_s": _avg_s([c.hold_ms for c in answered]),
+            "transfers": sum(c.transfers for c in answered),
+            "satisfaction_rate": _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated)),
+        })
+    chart = _bar_line([r["agent"] for r in rows], {"接听量": [r["answered"] for r in rows]},
+                      ("满意率%", [r["satisfaction_rate"] for r in rows]))
+    return Report("坐席服务水平", [("agent", "坐席"), ("answered", "接听量"), ("service_level", "20秒服务水平%"),
+                                ("avg_talk_s", "平均通话(秒)"), ("avg_hold_s", "平均保持(秒)"),
+                                ("transfers", "转接次数"), ("satisfaction_rate", "满意率%")], rows, chart)
+
+
+def overall(calls, agents, start, end, _session) -> Report:
+    summary = _summary(calls)
+    by_result: dict[str, int] = defaultdict(int)
+    labels = {"answered": "接通", "abandoned": "排队放弃", "abandoned_short": "短时放弃", "lost": "振铃未接",
+              "blocked": "黑名单拦截", "out_of_hours": "非工作时间", "": "未记录"}
+    for c in calls:
+        by_result[labels.get(c.result, c.result)] += 1
+    chart = {"pie": [{"name": k, "value": v} for k, v in sorted(by_result.items(), key=lambda kv: -kv[1])]}
+    return Report("整体话务", [("period", "统计周期"), *SUMMARY_COLUMNS],
+                  [{"period": f"{start.isoformat()} 至 {(end - timedelta(days=1)).isoformat()}", **summary}], chart)
+
+
+def hourly(calls, agents, start, end, _session) -> Report:
+    by_hour: dict[int, list[Call]] = defaultdict(list)
+    for c in calls:
+        by_hour[_local(c.started_at).hour].append(c)
+    rows = [{"hour": f"{h:02d}:00", **_summary(by_hour[h])} for h in range(24)]
+    chart = _bar_line([r["hour"] for r in rows], {"呼入量": [r["offered"] for r in rows],
+                                                 "接通量": [r["answered"] for r in rows]},
+                      ("接通率%", [r["answer_rate"] for r in rows]))
+    return Report("分时话务", [("hour", "时段"), *SUMMARY_COLUMNS], rows, chart)
+
+
+def skill_group(calls, agents, start, end, _session) -> Report:
+    groups: dict[str, list[Call]] = defaultdict(list)
+    for c in calls:
+        groups[c.skill_group or "未分组"].append(c)
+    rows = [{"skill_group": name, **_summary(own)} for name, own in sorted(groups.items())]
+    chart = _bar_line([r["skill_group"] for r in rows], {"呼入量": [r["offered"] for r in rows],
+                                                        "接通量": [r["answered"] for r in rows]},
+                      ("接通率%", [r["answer_rate"] for r in rows]))
+    return Report("技能组话务", [("skill_group", "技能组"), *SUMMARY_COLUMNS], rows, chart)
+
+
+def agent_traffic(calls, agents, start, end, _session) -> Report:
+    by_id = {a.id: a for a in agents}
+    rows = []
+    for agent_id, own in _per_agent(calls, agents).items():
+        talks = [t for c in own if (t := _talk_ms(c)) is not None]
+        rows.append({"agent": _agent_label(by_id, agent_id),
+                     "inbound": sum(c.direction == "in" and c.answered_at is not None for c in own),
+                     "outbound": sum(c.direction == "out" for c in own),
+                     "missed": sum(c.result in LOST_RESULTS for c in own),
+                     "talk_min": round(sum(talks) / 60000, 1), "avg_talk_s": _avg_s(talks)})
+    chart = _bar_line([r["agent"] for r in rows], {"呼入接听": [r["inbound"] for r in rows],
+                                                  "外呼": [r["outbound"] for r in rows]})
+    return Report("坐席话务", [("agent", "坐席"), ("inbound", "呼入接听"), ("outbound", "外呼"), ("missed", "漏接"),
+                            ("talk_min", "通话总时长(分)"), ("avg_talk_s", "平均通话(秒)")], rows, chart)
+
+
+def satisfaction(calls, agents, start, end, _session) -> Report:
+    by_day: dict[date, list[int]] = defaultdict(list)
+    for c in calls:
+        if c.satisfaction is not None:
+            by_day[_local(c.started_at).date()].append(c.satisfaction)
+    rows = []
+    for d in _days(start, end):
+        rated = by_day[d]
+        row = {"day": d.isoformat(), "rated": len(rated)}
+        for key, label in SATISFACTION_LABELS.items():
+            row[label] = sum(r == key for r in rated)
+        row["satisfaction_rate"] = _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated))
+        rows.append(row)
+    chart = _bar_line([r["day"][5:] for r in rows], {label: [r[label] for r in rows]
+                                                     for label in SATISFACTION_LABELS.values()},
+                      ("满意率%", [r["satisfaction_rate"] for r in rows]))
+    return Report("客户满意率", [("day", "日期"), ("rated", "评价数"),
+                              *[(label, label) for label in SATISFACTION_LABELS.values()],
+                              ("satisfaction_rate", "满意率%")], rows, chart)
+
+
+_RESULT_ZH = {"abandoned": "排队放弃", "abandoned_short": "短时放弃", "lost": "振铃未接", "out_of_hours": "非工作时间",
+              "blocked": "黑名单拦截"}
+_LIST_COLUMNS = [("time", "来电时间"), ("caller", "来电号码"), ("skill_group", "技能组"), ("wait_s", "等待(秒)"),
+                 ("result", "结果"), ("reason", "原因")]
+
+
+def _call_row(c: Call) -> dict:
+    return {"time": _local(c.started_at).strftime("%Y-%m-%d %H:%M:%S"), "caller": mask_pii(c.caller_number),
+            "skill_group": c.skill_group, "wait_s": round(c.queue_wait_ms / 1000, 1),
+            "result": _RESULT_ZH.get(c.result, c.result), "reason": c.lost_reason}
+
+
+def _hourly_counts(calls: list[Call]) -> dict:
+    counts = [0] * 24
+    for c in calls:
+        counts[_local(c.started_at).hour] += 1
+    return _bar_line([f"{h:02d}" for h in range(24)], {"数量": counts})
+
+
+def lost(calls, agents, start, end, _session) -> Report:
+    rows_calls = [c for c in calls if c.result in LOST_RESULTS]
+    return Report("漏话", _LIST_COLUMNS, [_call_row(c) for c in rows_calls], _hourly_counts(rows_calls))
+
+
+def unanswered(calls, agents, start, end, _session) -> Report:
+    rows_calls = [c for c in calls if c.answered_at is None and c.direction == "in" and c.result != "blocked"]
+    return Report("未接来电", _LIST_COLUMNS, [_call_row(c) for c in rows_calls], _hourly_counts(rows_calls))
+
+
+def voicemail(calls, agents, start, end, session: Session) -> Report:
+    """Messages left by callers nobody answered: an unanswered call that has a recording."""
+    ids = [c.id for c in calls if c.answered_at is None]
+    recordings = {r.call_id: r for r in session.scalars(select(Recording).where(Recording.call_id.in_(ids)))} \
+        if ids else {}
+    rows = [{**_call_row(c), "duration_s": round(recordings[c.id].duration_ms / 1000, 1),
+             "recording_id": recordings[c.id].id} for c in calls if c.id in recordings]
+    return Report("客户留言", [*_LIST_COLUMNS[:3], ("result", "结果"), ("duration_s", "留言时长(秒)"),
+                            ("recording_id", "录音编号")], rows,
+                  _hourly_counts([c for c in calls if c.id in recordings]))
+
+
+REPORTS: dict[str, Callable[..., Report]] = {
+    "daily_ops": daily_ops, "agent_service": agent_service, "overall": overall, "hourly": hourly,
+    "skill_group": skill_group, "agent_traffic": agent_traffic, "satisfaction": satisfaction,
+    "lost": lost, "voicemail": voicemail, "unanswered": unanswered,
+}
+REPORT_TITLES = {"daily_ops": "每日运营情况", "agent_service": "坐席服务水平", "overall": "整体话务", "hourly": "分时话务",
+                 "skill_group": "技能组话务", "agent_traffic": "坐席话务", "satisfaction": "客户满意率", "lost": "漏话",
+                 "voicemail": "客户留言", "unanswered": "未接来电"}
+PERIOD_ZH = {"day": "日报", "week": "周报", "month": "月报"}
+
+
+def build_report(session: Session, tenant_id: int, name: str, period: Period, anchor: date) -> dict:
+    if name not in REPORTS:
+        raise AppError("unknown_report", f"没有名为 {name} 的报表", 404)
+    start, end = period_bounds(period, anchor)
+    lo = datetime.combine(start, time(), LOCAL_TZ).astimezone(timezone.utc)
+    hi = datetime.combine(end, time(), LOCAL_TZ).astimezone(timezone.utc)
+    calls = list(session.scalars(select(Call).where(Call.tenant_id == tenant_id, Call.started_at >= lo,
+                                                    Call.started_at < hi).order_by(Call.started_at)))
+    agents = list(session.scalars(select(Agent).where(Agent.tenant_id == tenant_id).order_by(Agent.work_no)))
+    report = REPORTS[name](calls, agents, start, end, session)
+    return {"name": name, "title": report.title, "period": period, "period_label": PERIOD_ZH[period],
+            "start": start.isoformat(), "end": (end - timedelta(days=1)).isoformat(),
+            "columns": [{"key": k, "label": label} for k, label in report.columns],
+            "rows": report.rows, "chart": report.chart}
+
+
+def to_xlsx(report: dict) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = report["title"][:31]
+    ws.append([f"{report['title']}（{report['period_label']}） {report['start']} 至 {report['end']}"])
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.append([c["label"] for c in report["columns"]])
+    for cell in ws[2]:
+        cell.font = Font(bold=True)
+    for row in report["rows"]:
+        ws.append([row.get(c["key"]) for c in report["columns"]])
+    for i, col in enumerate(report["columns"], start=1):
+        ws.column_dimensions[ws.cell(2, i).column_letter].width = max(10, len(col["label"]) * 2 + 2)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+@router.get("")
+def list_reports(_principal: Principal = Depends(require_roles("supervisor", "admin"))) -> list[dict]:
+    return [{"name": name, "title": title} for name, title in REPORT_TITLES.items()]
+
+
+@router.get("/{name}")
+def get_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
+               principal: Principal = Depends(require_roles("supervisor", "admin")),
+               session: Session = Depends(get_session)) -> dict:
+    return build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
+
+
+@router.get("/{name}/xlsx")
+def export_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
+                  principal: Principal = Depends(require_roles("supervisor", "admin")),
+                  session: Session = Depends(get_session)) -> StreamingResponse:
+    report = build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
+    filename = f"{name}-{report['period']}-{report['start']}.xlsx"
+    return StreamingResponse(io.BytesIO(to_xlsx(report)),
+                             media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,178 @@
+"""Run benchmarks from the browser: each run is a background `hotline eval NAME ... --json OUT` subprocess.
+
+Runs live under ``<data_dir>/evals/<run_id>.*``: ``.meta.json`` (who started what), ``.json`` (the
+benchmark's result), ``.log`` (its output) and ``.progress.json`` (written through
+``eval.report.progress`` while it runs).  One benchmark runs at a time: the machine is small.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import typer
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from domain.accounts import Principal
+from domain.errors import AppError, not_found
+from eval.cli import eval_app
+from eval.report import PROGRESS_ENV
+from serving.api.deps import require_roles
+
+router = APIRouter(prefix="/api/evaluations", tags=["evaluations"])
+_evaluator = require_roles("evaluator", "admin")
+LOG_TAIL_CHARS = 4000
+
+
+class RunIn(BaseModel):
+    benchmark: str = Field(max_length=64)
+    args: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
+
+
+def _commands() -> dict[str, click.Command]:
+    group = typer.main.get_command(eval_app)
+    return dict(getattr(group, "commands", {}))
+
+
+def _json_option(command: click.Command) -> click.Option | None:
+    return next((p for p in command.params if isinstance(p, click.Option) and "--json" in p.opts), None)
+
+
+def _describe(name: str, command: click.Command) -> dict:
+    params = []
+    for p in command.params:
+        if p is _json_option(command) or p.name == "help":
+            continue
+        params.append({"name": p.name, "kind": "argument" if isinstance(p, click.Argument) else "option",
+                       "flag": bool(getattr(p, "is_flag", False)), "required": p.required,
+                       "default": p.default if isinstance(p.default, (str, int, float, bool)) else None,
+                       "type": p.type.name, "help": getattr(p, "help", None) or ""})
+    return {"name": name, "help": (command.help or "").strip().split("\n")[0], "params": params}
+
+
+def _argv(command: click.Command, args: dict) -> list[str]:
+    known = {p.name for p in command.params}
+    unknown = set(args) - known
+    if unknown:
+        raise AppError("unknown_parameter", f"未知参数：{'、'.join(sorted(unknown))}", 422)
+    argv: list[str] = []
+    for p in command.params:
+        if p is _json_option(command) or p.name not in args:
+            if p.required and p is not _json_option(command):
+                raise AppError("missing_parameter", f"缺少必填参数：{p.name}", 422)
+            continue
+        value = args[p.name]
+        if isinstance(p, click.Option) and getattr(p, "is_flag", False):
+            if value in (True, "true", "1", "on"):
+                argv.append(p.opts[-1])
+            continue
+        text = str(value)
+        if text.startswith("-") and not isinstance(value, (int, float)):
+            raise AppError("bad_parameter", f"参数 {p.name} 不能以“-”开头", 422)
+        argv += [text] if isinstance(p, click.Argument) else [p.opts[-1], text]
+    return argv
+
+
+def _runs_dir(request: Request) -> Path:
+    path = Path(request.app.state.settings.data_dir) / "evals"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _processes(request: Request) -> dict[str, subprocess.Popen]:
+    if not hasattr(request.app.state, "eval_processes"):
+        request.app.state.eval_processes = {}
+    return request.app.state.eval_processes
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _status(request: Request, run_id: str, with_result: bool) -> dict:
+    folder = _runs_dir(request)
+    meta = _read_json(folder / f"{run_id}.meta.json")
+    if meta is None:
+        raise not_found("评测记录")
+    proc = _processes(request).get(run_id)
+    result = _read_json(folder / f"{run_id}.json")
+    if proc is not None and proc.poll() is None:
+        state = "running"
+    elif result is not None:
+        state = "done"
+    else:
+        state = "failed"
+    out = {**meta, "state": state, "progress": _read_json(folder / f"{run_id}.progress.json"),
+           "elapsed_s": round((meta.get("finished_ts") or time.time()) - meta["started_ts"], 1)}
+    if state != "running" and "finished_ts" not in meta and proc is not None:
+        meta["finished_ts"] = time.time()
+        meta["returncode"] = proc.returncode
+        (folder / f"{run_id}.meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    if state == "failed":
+        log = folder / f"{run_id}.log"
+        out["log_tail"] = log.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:] if log.exists() else ""
+    if with_result:
+        out["result"] = result
+    return out
+
+
+@router.get("/benchmarks")
+def benchmarks(_principal: Principal = Depends(_evaluator)) -> list[dict]:
+    return [_describe(name, cmd) for name, cmd in sorted(_commands().items())]
+
+
+@router.post("/runs", status_code=201)
+def start_run(body: RunIn, request: Request, principal: Principal = Depends(_evaluator)) -> dict:
+    command = _commands().get(body.benchmark)
+    if command is None:
+        raise AppError("unknown_benchmark", f"没有名为 {body.benchmark} 的评测基准", 404)
+    if any(p.poll() is None for p in _processes(request).values()):
+        raise AppError("eval_busy", "已有评测在运行，请等待其完成后再启动", 409)
+    argv = _argv(command, body.args)
+    folder = _runs_dir(request)
+    run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{body.benchmark}-{uuid.uuid4().hex[:6]}"
+    json_opt = _json_option(command)
+    if json_opt is not None:
+        argv += [json_opt.opts[-1], str(folder / f"{run_id}.json")]
+    meta = {"id": run_id, "benchmark": body.benchmark, "args": body.args, "started_by": principal.user.username,
+            "started_at": datetime.now(timezone.utc).isoformat(), "started_ts": time.time()}
+    (folder / f"{run_id}.meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    env = {**os.environ, PROGRESS_ENV: str(folder / f"{run_id}.progress.json")}
+    with open(folder / f"{run_id}.log", "wb") as log:
+        _processes(request)[run_id] = subprocess.Popen(
+            [sys.executable, "-c", "from serving.cli import main; main()", "eval", body.benchmark, *argv],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2])
+    return _status(request, run_id, with_result=False)
+
+
+@router.get("/runs")
+def list_runs(request: Request, _principal: Principal = Depends(_evaluator)) -> list[dict]:
+    ids = sorted((p.name.removesuffix(".meta.json") for p in _runs_dir(request).glob("*.meta.json")), reverse=True)
+    return [_status(request, run_id, with_result=False) for run_id in ids]
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: str, request: Request, _principal: Principal = Depends(_evaluator)) -> dict:
+    if "/" in run_id or run_id.startswith("."):
+        raise not_found("评测记录")
+    return _status(request, run_id, with_result=True)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(run_id: str, request: Request, _principal: Principal = Depends(_evaluator)) -> dict:
+    proc = _processes(request).get(run_id)
+    if proc is None or proc.poll() is not None:
+        raise AppError("not_running", "该评测未在运行", 409)
+    proc.terminate()
+    proc.wait(timeout=10)
+    return _status(request, run_id, with_result=False)
