@@ -18,12 +18,17 @@ from domain.db import make_engine, session_factory, upgrade
 from domain.errors import AppError
 from domain.pii import mask_pii
 from domain.settings import Settings, get_settings
+from serving.events import LocalBus, RedisBus, authkey_for, socket_path
+from serving.ui import mount_ui
 
 log = logging.getLogger("hotline.api")
 
 ROUTER_MODULES: list[str] = [
     "serving.api.auth",
     "serving.api.admin",
+    "serving.api.call_reports",
+    "serving.api.evaluations",
+    "serving.api.live",
 ]
 
 SECURITY_HEADERS = {
@@ -49,16 +54,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     engine = engine or make_engine(settings.sqlalchemy_url)
 
+    bus = RedisBus(settings.redis_url) if settings.event_bus == "redis" else LocalBus()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         upgrade(str(engine.url.render_as_string(hide_password=False)))
+        if isinstance(bus, LocalBus):
+            bus.serve_socket(socket_path(settings.data_dir), authkey_for(settings.data_dir))
         yield
+        bus.close()
         engine.dispose()
 
     app = FastAPI(title="12345 热线语音智能平台 API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.bus = bus
 
     registry = CollectorRegistry()
     requests_total = Counter("hotline_http_requests_total", "HTTP requests", ["method", "status"], registry=registry)
@@ -127,4 +138,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
+    mount_ui(app)
     return app
