@@ -20,7 +20,6 @@ class Settings(BaseSettings):
     # HTTP
     host: str = Field("127.0.0.1", description="Address `hotline serve` binds.")
     port: int = Field(8345, description="Port `hotline serve` binds.")
-    secret_key: str = Field("", description="Signs session cookies; empty means a random key kept in <data_dir>/secret.key.")
     session_minutes: int = Field(480, description="Idle minutes before a browser session or bearer token expires.")
     max_body_bytes: int = Field(2_000_000, description="Largest JSON request body accepted.")
     max_upload_bytes: int = Field(200_000_000, description="Largest audio/import upload accepted.")

@@ -51,7 +51,7 @@ def engine(db_url):
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "var", secret_key="test-secret")
+    return Settings(data_dir=tmp_path / "var")
 
 
 @pytest.fixture
