@@ -21,9 +21,11 @@ def register(app: typer.Typer) -> None:
 
         from domain.db import get_engine, session_scope, upgrade
         from domain.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+        from domain.logs import configure_logging
         from domain.settings import get_settings
         from serving.app import create_app
 
+        configure_logging()
         settings = get_settings()
         host = host or settings.host
         port = port or settings.port
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
-        uvicorn.run(create_app(settings, get_engine()), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, get_engine()), host=host, port=port, log_config=None)
 
     @db_app.command("upgrade")
     def db_upgrade() -> None:
