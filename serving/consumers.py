@@ -1,0 +1,115 @@
+"""Bus consumers that run in the serving process.
+
+* :class:`SegmentWriter` stores every final transcript segment as it arrives.
+* :class:`CallProcessorHost` runs one processor per call (the copilot, the live QA checker):
+  transcript events in, new events (suggestions, alerts, warnings) out onto the bus.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from domain.db import session_scope
+from domain.events import CallState, Event, TranscriptFinal
+from domain.models import Call, TranscriptSegment
+
+log = logging.getLogger("hotline.consumers")
+
+
+class CallProcessor(Protocol):
+    """A per-call pipeline stage: frames in, frames out."""
+
+    def process(self, event: Event) -> list[Event]: ...
+
+    def close(self) -> list[Event]: ...
+
+
+class _Consumer:
+    name = "consumer"
+
+    def __init__(self, bus) -> None:
+        self._bus = bus
+        self._sub = bus.subscribe()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def start(self) -> "_Consumer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sub.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            event = self._sub.get(timeout=0.2)
+            if event is None:
+                continue
+            try:
+                self.handle(event)
+            except Exception:  # noqa: BLE001 - one bad event must not stop the consumer
+                log.exception("%s failed on %s for call %s", self.name, event.kind, event.call_id)
+
+    def handle(self, event: Event) -> None:
+        raise NotImplementedError
+
+
+class SegmentWriter(_Consumer):
+    """Persists final transcript segments, linked to their call's CDR when it exists."""
+
+    name = "segment-writer"
+
+    def __init__(self, bus, engine: Engine) -> None:
+        super().__init__(bus)
+        self._engine = engine
+        self._call_ids: dict[str, int] = {}
+
+    def handle(self, event: Event) -> None:
+        if not isinstance(event, TranscriptFinal) or not event.text:
+            return
+        with session_scope(self._engine) as session:
+            call_pk = self._call_ids.get(event.call_id)
+            if call_pk is None:
+                call_pk = session.scalar(select(Call.id).where(Call.call_uuid == event.call_id))
+                if call_pk is not None:
+                    self._call_ids[event.call_id] = call_pk
+            session.add(TranscriptSegment(
+                tenant_id=event.tenant_id, call_id=call_pk, leg=event.leg, speaker_role=event.role,
+                start_ms=event.start_ms, end_ms=event.end_ms, text=event.text, is_final=True,
+                confidence=event.confidence, engine=event.engine,
+            ))
+
+
+class CallProcessorHost(_Consumer):
+    """One processor per live call, created on the call's first event and closed when it ends."""
+
+    def __init__(self, bus, name: str, factory: Callable[[Event], CallProcessor]) -> None:
+        self.name = name
+        super().__init__(bus)
+        self._factory = factory
+        self._calls: dict[str, CallProcessor] = {}
+
+    def handle(self, event: Event) -> None:
+        if not event.call_id or event.kind not in {"transcript.partial", "transcript.final", "call.state"}:
+            return
+        processor = self._calls.get(event.call_id)
+        if processor is None:
+            if isinstance(event, CallState) and event.state == "ended":
+                return
+            processor = self._calls[event.call_id] = self._factory(event)
+        out = processor.process(event)
+        if isinstance(event, CallState) and event.state == "ended":
+            out += processor.close()
+            del self._calls[event.call_id]
+        for produced in out:
+            self._bus.publish(produced)
+
+    @property
+    def live_calls(self) -> int:
+        return len(self._calls)
