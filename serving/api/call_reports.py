@@ -25,7 +25,7 @@ from domain.models import Agent, Call, Recording
 from domain.pii import mask_pii
 from serving.api.deps import get_session, require_roles
 
-router = APIRouter(prefix="/api/reports/calls", tags=["reports"])
+router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 SERVICE_LEVEL_WAIT_MS = 20_000  # answered within 20 s of queueing counts towards the service level
@@ -306,19 +306,19 @@ def to_xlsx(report: dict) -> bytes:
     return buf.getvalue()
 
 
-@router.get("")
+@router.get("/calls")
 def list_reports(_principal: Principal = Depends(require_roles("supervisor", "admin"))) -> list[dict]:
     return [{"name": name, "title": title} for name, title in REPORT_TITLES.items()]
 
 
-@router.get("/{name}")
+@router.get("/calls/{name}")
 def get_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                principal: Principal = Depends(require_roles("supervisor", "admin")),
                session: Session = Depends(get_session)) -> dict:
     return build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
 
 
-@router.get("/{name}/xlsx")
+@router.get("/calls/{name}/xlsx")
 def export_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                   principal: Principal = Depends(require_roles("supervisor", "admin")),
                   session: Session = Depends(get_session)) -> StreamingResponse:
@@ -327,3 +327,78 @@ def export_report(name: str, period: Period = "day", day: date | None = Query(No
     return StreamingResponse(io.BytesIO(to_xlsx(report)),
                              media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+DISTRICTS = ["兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县"]
+HOT_WORD_DAYS = 7
+HOT_WORDS = 30
+
+
+def hot_words(texts: list[str], top: int = HOT_WORDS) -> list[dict]:
+    """Keywords citizens raise most (TF-IDF keywords per text, counted across texts)."""
+    import jieba.analyse
+
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts:
+        for word in jieba.analyse.extract_tags(text, topK=8, allowPOS=("n", "nr", "ns", "nt", "nz", "vn", "v", "an")):
+            if len(word) > 1:
+                counts[word] += 1
+    return [{"name": w, "value": n} for w, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
+
+
+def dashboard(session: Session, tenant_id: int) -> dict:
+    from domain.models import KpiMonth, Ticket, TranscriptSegment
+
+    now = datetime.now(LOCAL_TZ)
+    today = now.date()
+    day_lo = datetime.combine(today, time(), LOCAL_TZ).astimezone(timezone.utc)
+    week_lo = day_lo - timedelta(days=HOT_WORD_DAYS - 1)
+    month_lo = datetime.combine(today.replace(day=1), time(), LOCAL_TZ).astimezone(timezone.utc)
+    calls = list(session.scalars(select(Call).where(Call.tenant_id == tenant_id, Call.started_at >= month_lo)))
+    today_calls = [c for c in calls if _local(c.started_at).date() == today]
+    agents = list(session.scalars(select(Agent).where(Agent.tenant_id == tenant_id)))
+    states: dict[str, int] = defaultdict(int)
+    for a in agents:
+        states[a.state] += 1
+    by_hour = [0] * 24
+    for c in today_calls:
+        by_hour[_local(c.started_at).hour] += 1
+    district_counts = {d: 0 for d in DISTRICTS}
+    for c in calls:
+        if c.district:
+            district_counts[c.district] = district_counts.get(c.district, 0) + 1
+    tickets = list(session.scalars(select(Ticket).where(Ticket.tenant_id == tenant_id, Ticket.created_at >= week_lo)))
+    days = [today - timedelta(days=i) for i in range(HOT_WORD_DAYS - 1, -1, -1)]
+    trend: dict[str, list[int]] = defaultdict(lambda: [0] * HOT_WORD_DAYS)
+    for t in tickets:
+        top_category = (t.category or "未分类").replace(">", "/").split("/")[0].strip() or "未分类"
+        index = (_local(t.created_at).date() - days[0]).days
+        if 0 <= index < HOT_WORD_DAYS:
+            trend[top_category][index] += 1
+    top_categories = sorted(trend, key=lambda k: -sum(trend[k]))[:6]
+    texts = [t.summary for t in tickets if t.summary]
+    texts += list(session.scalars(select(TranscriptSegment.text).where(
+        TranscriptSegment.tenant_id == tenant_id, TranscriptSegment.speaker_role == "caller",
+        TranscriptSegment.is_final.is_(True), TranscriptSegment.created_at >= day_lo).limit(2000)))
+    kpi = session.scalar(select(KpiMonth).where(KpiMonth.tenant_id == tenant_id).order_by(KpiMonth.month.desc()))
+    return {
+        "generated_at": now.isoformat(timespec="seconds"),
+        "today": _summary(today_calls),
+        "month": _summary(calls),
+        "live": {"in_progress": sum(c.ended_at is None for c in calls),
+                 "queued": sum(c.ended_at is None and c.answered_at is None for c in calls),
+                 "agents": dict(states), "agents_total": len(agents)},
+        "hourly": {"x": [f"{h:02d}" for h in range(24)], "offered": by_hour},
+        "districts": [{"name": k, "value": v} for k, v in district_counts.items()],
+        "hot_words": hot_words(texts),
+        "category_trend": {"x": [d.strftime("%m-%d") for d in days],
+                           "series": [{"name": k, "data": trend[k]} for k in top_categories]},
+        "kpi": {"month": kpi.month, "total_score": kpi.total_score, "coefficient": kpi.coefficient,
+                "fee_cny": kpi.fee_cny} if kpi else None,
+    }
+
+
+@router.get("/dashboard")
+def get_dashboard(principal: Principal = Depends(require_roles("supervisor", "admin")),
+                  session: Session = Depends(get_session)) -> dict:
+    return dashboard(session, principal.tenant_id)

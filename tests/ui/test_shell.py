@@ -1,0 +1,69 @@
+"""Login, role-based navigation, password change and session expiry in a real browser."""
+from __future__ import annotations
+
+import pytest
+
+from serving.app import create_app  # noqa: F401 - the app must import for the UI to exist
+from tests.ui.conftest import PASSWORD, ROLE_USERS, shot
+
+EXPECTED_NAV = {
+    "agent": ["agent"],
+    "qa_reviewer": ["qa"],
+    "knowledge_manager": ["knowledge"],
+    "supervisor": ["wall", "tickets", "reports", "kpi", "screen"],
+    "evaluator": ["eval"],
+    "admin": ["reports", "kpi", "screen", "admin"],
+}
+
+
+@pytest.mark.parametrize("role", list(EXPECTED_NAV))
+def test_each_role_sees_only_its_navigation(open_as, role):
+    page = open_as(role)
+    nav = page.eval_on_selector_all("#nav a", "els => els.map(e => e.dataset.nav)")
+    assert nav == EXPECTED_NAV[role]
+    assert page.get_attribute("#whoami", "data-role") == role
+    page.wait_for_load_state("networkidle")
+    shot(page, f"home-{role}")
+    assert not page.errors, page.errors
+    # another role's page shows 无权访问 and no data
+    foreign = "/ui/eval.html" if role != "evaluator" else "/ui/agent.html"
+    page.goto(page.url.split("/ui/")[0] + foreign)
+    page.wait_for_selector("text=无权访问")
+
+
+def test_wrong_password_shows_error(live_app, browser):
+    page = browser.new_page()
+    page.goto(live_app.state.base_url + "/")
+    page.fill("#login-username", "agent")
+    page.fill("#login-password", "wrong-password")
+    page.click("#login-submit")
+    page.wait_for_selector("#login-error:has-text('密码')")
+    page.close()
+
+
+def test_session_expiry_returns_to_login(open_as):
+    page = open_as("supervisor")
+    page.context.clear_cookies()
+    page.reload()
+    page.wait_for_url("**/ui/index.html?next=*")
+    assert page.is_visible("#login-notice")
+
+
+def test_password_change_from_keyboard(open_as, live_app):
+    page = open_as("agent2", "/ui/account.html")
+    page.focus("#pw-old")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    page.keyboard.type("Newer#Pass2027")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Newer#Pass2027")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".toast.ok")
+    shot(page, "account")
+    # change it back so other tests keep the demo password
+    page.fill("#pw-old", "Newer#Pass2027")
+    page.fill("#pw-new", PASSWORD)
+    page.fill("#pw-new2", PASSWORD)
+    page.click("#pw-submit")
+    page.wait_for_selector(".toast.ok >> nth=1")
+    assert ROLE_USERS  # the role map is shared with the other UI tests

@@ -1,0 +1,49 @@
+"""Supervisor pages: reports with charts and XLSX, the big screen and the KPI page at 1366×768 and 4K."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from openpyxl import load_workbook
+
+from tests.ui.conftest import shot
+
+SIZES = [(1366, 768), (3840, 2160)]
+NO_OVERFLOW = """() => ({sw: document.documentElement.scrollWidth, sh: document.documentElement.scrollHeight,
+  w: innerWidth, h: innerHeight,
+  clipped: [...document.querySelectorAll('.bs-panel, .bs-counter')].filter(e => e.scrollWidth > e.clientWidth + 1
+    || e.scrollHeight > e.clientHeight + 1).map(e => e.className)})"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["1366x768", "3840x2160"])
+def test_big_screen_fits(open_as, size):
+    page = open_as("supervisor", "/ui/screen.html", viewport=size)
+    page.wait_for_selector(".bs-counter")
+    page.wait_for_selector("#bs-hourly canvas")
+    page.wait_for_timeout(500)
+    m = page.evaluate(NO_OVERFLOW)
+    shot(page, f"screen-{size[0]}x{size[1]}")
+    assert m["sw"] <= m["w"] and m["sh"] <= m["h"], m
+    assert not m["clipped"], m
+    assert page.locator(".bs-district").count() == 6
+    assert int(page.inner_text("[data-testid='counter-今日呼入'] .v")) > 0
+    assert not page.errors, page.errors
+
+
+def test_reports_chart_and_xlsx(open_as, live_app):
+    page = open_as("supervisor", "/ui/reports.html?name=daily_ops&period=week")
+    page.wait_for_selector("[data-testid=report-table] tbody tr")
+    page.wait_for_selector("#report-chart canvas")
+    assert page.locator("[data-testid=report-table] tbody tr").count() == 7
+    shot(page, "reports-daily-week")
+    for name in ["agent_service", "overall", "hourly", "skill_group", "agent_traffic", "satisfaction", "lost",
+                 "voicemail", "unanswered"]:
+        page.select_option("#report-name", name)
+        page.wait_for_url(f"**name={name}*")
+    page.select_option("#report-period", "month")
+    with page.expect_download() as download:
+        page.click("#report-xlsx")
+    sheet = load_workbook(io.BytesIO(open(download.value.path(), "rb").read())).active
+    assert sheet["A1"].value.startswith("未接来电（月报）")
+    assert sheet.max_row > 3
+    assert not page.errors, page.errors
