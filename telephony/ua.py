@@ -56,7 +56,7 @@ class UACall(pj.Call):
             self.t_confirmed = time.monotonic()
             if self.pending_dtmf:
                 digits, method, after = self.pending_dtmf
-                self.ua.sched.later(after, lambda: self.ua.send_dtmf(self, digits, method))
+                self.ua.sched.later(after, lambda key=self.key: self.ua.send_dtmf(key, digits, method))
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.done:
             self.done = True
             self.recorder = None
@@ -77,7 +77,7 @@ class UACall(pj.Call):
                     self.recorder.createRecorder(self.record_path)
                     self.media.startTransmit(self.recorder)
                 if self.wav:
-                    self.ua.sched.later(self.play_after, lambda: self.play(self.wav))
+                    self.ua.sched.later(self.play_after, lambda key=self.key, wav=self.wav: self.ua.play(key, wav))
                 emit(ev="media", id=self.key)
 
     def onDtmfDigit(self, prm):
@@ -125,7 +125,6 @@ class UserAgent:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.accounts: dict[str, UAAccount] = {}
         self.calls: dict[str, UACall] = {}
-        self.graveyard: list = []
         self.sched = Scheduler()
         self.seq = itertools.count(1)
         self.cmds: queue.Queue = queue.Queue()
@@ -148,12 +147,13 @@ class UserAgent:
         op.statusCode = 180
         call.answer(op)
         if self.args.reject:
-            self.sched.later(self.args.answer_delay, lambda: self._answer(call, self.args.reject))
+            self.sched.later(self.args.answer_delay, lambda: self._answer(key, self.args.reject))
         elif self.args.answer_delay >= 0:
-            self.sched.later(self.args.answer_delay, lambda: self._answer(call, 200))
+            self.sched.later(self.args.answer_delay, lambda: self._answer(key, 200))
 
-    def _answer(self, call: UACall, code: int) -> None:
-        if call.done:
+    def _answer(self, key: str, code: int) -> None:
+        call = self.calls.get(key)
+        if call is None or call.done:
             return
         op = pj.CallOpParam(True)
         op.statusCode = code
@@ -162,8 +162,15 @@ class UserAgent:
         except pj.Error:
             pass
 
-    def send_dtmf(self, call: UACall, digits: str, method: str) -> None:
-        if call.done:
+    def play(self, key: str, wav: str) -> None:
+        call = self.calls.get(key)
+        if call is not None:
+            call.play(wav)
+
+    def send_dtmf(self, key: str, digits: str, method: str) -> None:
+        """Timers and commands refer to calls by key: a pjsua2 Call must not outlive its DISCONNECTED callback."""
+        call = self.calls.get(key)
+        if call is None or call.done:
             return
         if method == "info":
             prm = pj.CallSendDtmfParam()
@@ -176,7 +183,6 @@ class UserAgent:
 
     def finished(self, call: UACall) -> None:
         self.calls.pop(call.key, None)
-        self.graveyard.append(call)
 
     def handle(self, cmd: dict) -> bool:
         op = cmd.get("op")
@@ -199,7 +205,7 @@ class UserAgent:
             except pj.Error:
                 pass
         elif op == "dtmf" and call is not None:
-            self.send_dtmf(call, cmd["digits"], cmd.get("method", "rfc2833"))
+            self.send_dtmf(call.key, cmd["digits"], cmd.get("method", "rfc2833"))
         elif op == "play" and call is not None:
             call.play(cmd["wav"])
         elif op == "quit":
@@ -240,13 +246,11 @@ class UserAgent:
                 last_stats = time.monotonic()
                 gc.collect()
                 self.poll_all()
-            self.graveyard.clear()
         self.hangup_all()
         end = time.monotonic() + 2
         while self.calls and time.monotonic() < end:
             self.ep.libHandleEvents(20)
         self.calls.clear()
-        self.graveyard.clear()
         self.accounts.clear()
         del self.default_acc
         self.sched = Scheduler()

@@ -65,7 +65,10 @@ class Leg(pj.Call):
         elif info.state == DISCONNECTED and not self.ended:
             self.ended = True
             self.media = None
-            self.conv.on_leg_down(self, info.lastStatusCode)
+            owner, self.conv = self.conv, None
+            # The owner drops every reference to this leg here, so the pjsua2 Call object is destroyed inside
+            # this callback, before pjsua can reuse its call slot (a late destructor would clear the new call's data).
+            owner.on_leg_down(self, info.lastStatusCode)
 
     def onCallMediaState(self, prm):
         info = self.getInfo()
@@ -88,6 +91,18 @@ class Leg(pj.Call):
             self.hangup(op)
         except pj.Error:
             pass
+
+
+class _GoneLeg:
+    """Stands in for a leg that has ended (its pjsua2 object is already destroyed)."""
+
+    ended, confirmed, media, fork, role = True, False, None, None, ""
+
+    def drop(self, code: int = 0) -> None:
+        pass
+
+
+GONE = _GoneLeg()
 
 
 class Conversation:
@@ -231,16 +246,17 @@ class Conversation:
     def on_leg_down(self, leg: Leg, status: int) -> None:
         self.legs_done.append(_leg_row(leg))
         if leg is self.caller_leg:
+            self.caller_leg = GONE
             self.hangup_all("caller")
-            self.maybe_finish()
         elif leg is self.agent_leg:
+            self.agent_leg = GONE
             self.agent_leg_down(status)
         elif leg is self.extra_leg:
             self.extra_leg = None
             self.extra_mode = ""
             if self.state in ("talking", "held"):
                 self.connect_talk()
-            self.maybe_finish()
+        self.maybe_finish()
 
     # ------------------------------------------------------------ IVR and queue
     def ivr_wait(self) -> None:
@@ -273,13 +289,14 @@ class Conversation:
         self.play(names, then=lambda: self.state in ("queued", "alerting") and self.play([MUSIC], loop=True))
         self.later(self.p.position_every_s, self.announce_position)
 
-    def try_assign(self, session) -> None:
+    def try_claim(self, session) -> Agent | None:
+        """Claim an agent if this call heads its skill group's queue (committed before the agent is dialled)."""
         if store.queue_position(session, self.w.tenant, self.skill, self.call_id) != 1:
-            return
+            return None
         agent = store.claim_agent(session, self.w.tenant, self.skill, self.caller, self.p.acw_s, self.agent_tried)
         if agent is not None:
             store.set_status(session, self.call_id, "alerting", agent_id=agent.id)
-            self.alert(agent)
+        return agent
 
     def alert(self, agent: Agent) -> None:
         self.agent = agent
@@ -302,19 +319,16 @@ class Conversation:
         self.state = "queued"
 
     def agent_leg_down(self, status: int) -> None:
-        if self.state == "alerting":
-            self.w.graveyard.append(self.agent_leg)
+        if self.state == "alerting" and not self.caller_leg.ended:
             if self.agent is None:  # an external transfer target did not answer
                 self.lost_reason = f"transfer_failed_sip_{status}"
                 self.hangup_all("system")
                 self.agent_leg = None
-                self.maybe_finish()
                 return
             self.agent_missed(f"sip_{status}")
             return
         if self.state in ("talking", "held"):
             self.hangup_all("agent")
-        self.maybe_finish()
 
     # ------------------------------------------------------------ bridge and operations
     def bridge(self) -> None:
@@ -387,7 +401,8 @@ class Conversation:
         self.transfers += 1
         self.state = "transferring"
         if old is not None:
-            old.conv = _Detached(self)  # its hang-up no longer drives this conversation
+            old.conv = _Detached(self.w, self)  # its hang-up no longer drives this conversation
+            self.w.detached.add(old)
             old.drop()
         with self.w.db() as s:
             store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
@@ -476,8 +491,8 @@ class Conversation:
 class _Detached:
     """Owner of a leg no conversation drives any more (transferred away, or rejected while busy)."""
 
-    def __init__(self, conv: Conversation | None = None):
-        self.conv = conv
+    def __init__(self, worker: "BridgeWorker", conv: Conversation | None = None):
+        self.w, self.conv = worker, conv
 
     def on_leg_up(self, leg) -> None:
         pass
@@ -489,9 +504,9 @@ class _Detached:
         pass
 
     def on_leg_down(self, leg, status) -> None:
+        self.w.detached.discard(leg)
         if self.conv is not None:
             self.conv.legs_done.append(_leg_row(leg))
-            self.conv.w.graveyard.append(leg)
 
 
 def _leg_row(leg: Leg) -> dict:
@@ -539,8 +554,7 @@ class BridgeWorker:
         self.acc.create(account_config(service_number, sip_port, rtp_port, rtp_range))
         self.sched = Scheduler()
         self.convs: dict[str, Conversation] = {}
-        self.rejected: list = []
-        self.graveyard: list = []
+        self.detached: set[Leg] = set()  # legs kept alive until they disconnect (rejected, transferred away)
         self.commands: deque = deque()  # (fn, reply) posted by the control thread
         self.stats = {"calls": 0, "rejected_busy": 0, "cpu_start": time.process_time(), "t_start": time.monotonic(),
                       "leg_seconds": 0.0}
@@ -572,15 +586,15 @@ class BridgeWorker:
         n = 0
         for c in self.convs.values():
             n += sum(1 for leg in (c.caller_leg, c.agent_leg, c.extra_leg) if leg is not None and not leg.ended)
-        return n + len(self.rejected)
+        return n + len(self.detached)
 
     def incoming(self, prm) -> None:
-        leg = Leg(_Detached(), "caller", self.acc, prm.callId)
+        leg = Leg(_Detached(self), "caller", self.acc, prm.callId)
         full = len(self.convs) >= self.params.conversations_per_worker or self.calls_in_use() + 2 > MAX_CALLS
         if full:  # 503 lets the dispatcher try another worker
             self.stats["rejected_busy"] += 1
             leg.answer(Conversation._op(503))
-            self.rejected.append(leg)
+            self.detached.add(leg)
             return
         info = leg.getInfo()
         conv = Conversation(self, leg, sip_user(info.remoteUri), sip_user(info.localUri))
@@ -609,7 +623,6 @@ class BridgeWorker:
 
     def finished(self, conv: Conversation) -> None:
         self.convs.pop(conv.uuid, None)
-        self.graveyard.extend(x for x in (conv.caller_leg, conv.agent_leg, conv.extra_leg) if x is not None)
         self.stats["leg_seconds"] += sum(
             (leg["ended_at"] - leg["started_at"]).total_seconds() for leg in conv.legs_done if leg["leg"] in ("caller", "agent"))
 
@@ -631,8 +644,10 @@ class BridgeWorker:
         if not queued:
             return
         with self.db() as s:
-            for conv in queued:
-                conv.try_assign(s)
+            claims = [(conv, conv.try_claim(s)) for conv in queued]
+        for conv, agent in claims:
+            if agent is not None:
+                conv.alert(agent)
 
     def snapshot(self) -> dict:
         cpu = time.process_time() - self.stats["cpu_start"]
@@ -670,8 +685,6 @@ class BridgeWorker:
                 if time.monotonic() - last_acd >= self.params.acd_poll_s:
                     last_acd = time.monotonic()
                     self.acd_tick()
-                self.rejected = [leg for leg in self.rejected if not leg.ended]
-                self.graveyard.clear()
         finally:
             if server:
                 server.close()
@@ -688,9 +701,8 @@ class BridgeWorker:
         while self.convs and time.monotonic() < deadline:
             self.ep.libHandleEvents(20)
         self.hub.stop()
-        self.graveyard.clear()
         self.convs.clear()
-        self.rejected.clear()
+        self.detached.clear()
         self.sched = Scheduler()
         del self.acc
         gc.collect()
