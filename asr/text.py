@@ -46,7 +46,8 @@ class HallucinationParams:
         "谢谢观看", "感谢观看", "谢谢收看", "感谢收看", "欢迎订阅", "下期再见", "优优独播剧场", "YoYo Television",
         "中文字幕", "Amara.org", "索兰娅",
     )
-    max_unit_repeats: int = 2  # a 2+ char unit may appear at most this many times in a row
+    max_unit_repeats: int = 2  # a 2–3 char unit ("好的") may appear at most this many times in a row
+    long_unit_chars: int = 4  # a unit this long or longer repeated verbatim back-to-back is a decoder loop
     max_char_repeats: int = 4  # a single char may appear at most this many times in a row
     max_chars_per_second: float = 9.0  # faster than any speaker: the decoder is looping
 
@@ -55,9 +56,10 @@ _DEFAULT_HALLUCINATION = HallucinationParams()
 
 
 def collapse_repetitions(text: str, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> str:
-    """Cut decoder loops: 'ABABABAB' → 'ABAB' (up to ``max_unit_repeats``)."""
+    """Cut decoder loops: '好的好的好的' → '好的好的', '挂过了，挂过了，' → '挂过了，'."""
     text = re.sub(r"(.)\1{%d,}" % params.max_char_repeats, lambda m: m.group(1) * params.max_char_repeats, text)
-    pattern = re.compile(r"(.{2,15}?)\1{%d,}" % params.max_unit_repeats)
+    text = re.sub(r"(.{%d,20}?)\1+" % params.long_unit_chars, r"\1", text)
+    pattern = re.compile(r"(.{2,%d}?)\1{%d,}" % (params.long_unit_chars - 1, params.max_unit_repeats))
     return pattern.sub(lambda m: m.group(1) * params.max_unit_repeats, text)
 
 

@@ -76,6 +76,7 @@ class VadParams:
     min_silence_ms: int = 500  # trailing silence that ends an utterance (endpoint)
     speech_pad_ms: int = 200  # audio kept before the onset and after the last voiced window
     max_utterance_ms: int = 15000  # force an endpoint so an utterance never exceeds Whisper's comfort zone
+    silence_dbfs: float = -65.0  # outside speech, windows quieter than this skip the model (cheap idle legs)
 
 
 @dataclass
@@ -96,17 +97,19 @@ class Endpointer:
         self._start = 0
         self._last_voiced = 0
         self._voiced_run = 0
+        self._silence_power = 10 ** (params.silence_dbfs / 10)
 
     def _ms(self, ms: int) -> int:
         return ms * self.sr // 1000
 
     def push(self, samples: np.ndarray) -> list[VadEvent]:
         p, events = self.params, []
-        self._pending = np.concatenate([self._pending, samples])
+        self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         w = self.vad.window
         while len(self._pending) >= w:
             window, self._pending = self._pending[:w], self._pending[w:]
-            prob = self.vad(window)
+            quiet = not self.in_speech and float(np.dot(window, window)) / w < self._silence_power
+            prob = 0.0 if quiet else self.vad(window)
             self._pos += w
             if not self.in_speech:
                 self._voiced_run = self._voiced_run + w if prob >= p.onset else 0

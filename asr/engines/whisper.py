@@ -61,23 +61,26 @@ class WhisperParams:
     language: str = "zh"
     compute_type: str = "int8"
     threads: int = 1
-    # No default prompt: a "simplified Chinese" style prompt raised CER from 17% to 29% on the real clips.
-    default_prompt: str | None = None
-    no_speech_threshold: float = 0.6
-    log_prob_threshold: float = -1.0
-    drop_no_speech_prob: float = 0.8  # drop a segment this likely to be non-speech when its text is weak
-    drop_below_logprob: float = -1.0
+    # Utterances are encoded with a context trimmed to their own length (CTranslate2 accepts fewer than
+    # 3000 mel frames): 4x cheaper than padding to 30 s, same CER on the real clips except one long clip.
+    min_frames: int = 300  # 3 s of context at least
+    tail_pad_s: float = 0.5  # silence appended so the last syllable is not cut
+    max_utterance_s: float = 20.0  # longer audio is split at VAD pauses first
+    max_new_tokens: int = 160
+    no_speech_threshold: float = 0.6  # drop the result when Whisper itself says "no speech" ...
+    no_speech_logprob: float = -0.8  # ... and its mean token log-probability is below this
     min_rms_dbfs: float = -55.0  # quieter input is silence: Whisper invents text for digital silence
 
 
 class WhisperEngine:
     name = "faster-whisper"
     capabilities = EngineCapabilities(
-        streaming=False, partials=True, word_timestamps=True, languages=("zh", "en"), sample_rates=(16000,)
+        streaming=False, partials=True, word_timestamps=False, languages=("zh", "en"), sample_rates=(16000,)
     )
 
     def __init__(self, model_dir: Path, params: WhisperParams = WhisperParams()):
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
 
         if not (Path(model_dir) / "model.bin").is_file():
             raise AudioError(f"模型目录无效（缺少 model.bin）：{model_dir}")
@@ -86,45 +89,80 @@ class WhisperEngine:
         self._model = WhisperModel(
             str(model_dir), device="cpu", compute_type=params.compute_type, cpu_threads=params.threads
         )
+        self._tok = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=params.language)
 
     def transcribe(
         self, samples_16k: np.ndarray, *, hotwords: list[str] | None = None, prompt: str | None = None
     ) -> list[Recognised]:
-        p = self.params
         audio = np.asarray(samples_16k, dtype=np.float32)
         if audio.ndim != 1:
             raise AudioError("识别输入必须是单声道音频")
-        duration_ms = int(len(audio) / 16)
-        if audio.size == 0 or 20 * np.log10(np.sqrt(np.mean(audio**2)) + 1e-10) < p.min_rms_dbfs:
-            return []
-        segments, _ = self._model.transcribe(
-            audio,
-            language=p.language,
-            beam_size=p.beam_size,
-            temperature=0.0,
-            initial_prompt=prompt if prompt is not None else p.default_prompt,
-            hotwords=" ".join(hotwords) if hotwords else None,
-            condition_on_previous_text=False,
-            no_speech_threshold=p.no_speech_threshold,
-            log_prob_threshold=p.log_prob_threshold,
-            vad_filter=False,
-        )
-        out: list[Recognised] = []
-        for seg in segments:
-            if seg.start * 1000 >= duration_ms:
-                break  # decoded from padding past the end of the audio
-            if seg.no_speech_prob > p.drop_no_speech_prob and seg.avg_logprob < p.drop_below_logprob:
-                continue
-            text = clean_hypothesis(seg.text, seg.end - seg.start)
-            text = punctuate(text) if text else ""
-            if not text:
-                continue
-            out.append(
-                Recognised(
-                    text=text,
-                    start_ms=int(seg.start * 1000),
-                    end_ms=min(duration_ms, int(seg.end * 1000)),
-                    confidence=float(math.exp(min(0.0, seg.avg_logprob)) * (1 - seg.no_speech_prob)),
-                )
-            )
+        if len(audio) <= self.params.max_utterance_s * 16000:
+            spans = [(0, len(audio))]
+        else:
+            spans = self._split(audio)
+        results = self.transcribe_many([audio[a:b] for a, b in spans], hotwords=hotwords, prompt=prompt)
+        out = []
+        for (a, _), res in zip(spans, results):
+            out += [Recognised(r.text, r.start_ms + a // 16, r.end_ms + a // 16, r.confidence) for r in res]
         return out
+
+    def transcribe_many(
+        self, utterances: list[np.ndarray], *, hotwords: list[str] | None = None, prompt: str | None = None
+    ) -> list[list[Recognised]]:
+        """Decode several short utterances in one batch (used to batch concurrent streams)."""
+        import ctranslate2
+
+        p = self.params
+        results: list[list[Recognised]] = [[] for _ in utterances]
+        live = [i for i, u in enumerate(utterances) if u.size and _dbfs(u) >= p.min_rms_dbfs]
+        if not live:
+            return results
+        feats = [self._model.feature_extractor(np.concatenate([utterances[i], np.zeros(int(p.tail_pad_s * 16000), np.float32)])) for i in live]
+        frames = min(3000, max(p.min_frames, max(f.shape[1] for f in feats)))
+        frames = (frames + 99) // 100 * 100
+        batch = np.zeros((len(feats), feats[0].shape[0], frames), np.float32)
+        for j, f in enumerate(feats):
+            n = min(frames, f.shape[1])
+            batch[j, :, :n] = f[:, :n]
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
+        tokens = self._prompt(hotwords, prompt)
+        decoded = self._model.model.generate(
+            encoded,
+            [tokens] * len(live),
+            beam_size=p.beam_size,
+            max_length=len(tokens) + p.max_new_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        for i, res in zip(live, decoded):
+            ids = res.sequences_ids[0]
+            mean_logprob = res.scores[0]  # CTranslate2 normalises by length (length_penalty=1)
+            if res.no_speech_prob > p.no_speech_threshold and mean_logprob < p.no_speech_logprob:
+                continue
+            duration = len(utterances[i]) / 16000
+            text = clean_hypothesis(self._tok.decode(ids), duration)
+            if text:
+                confidence = float(math.exp(min(0.0, mean_logprob)) * (1 - res.no_speech_prob))
+                results[i] = [Recognised(punctuate(text), 0, int(duration * 1000), confidence)]
+        return results
+
+    def _prompt(self, hotwords: list[str] | None, prompt: str | None) -> list[int]:
+        tok = self._tok
+        context = " ".join(filter(None, [prompt, " ".join(hotwords or [])])).strip()
+        head = [tok.sot_prev] + tok.encode(" " + context)[-100:] if context else []
+        return head + list(tok.sot_sequence) + [tok.no_timestamps]
+
+    def _split(self, audio: np.ndarray) -> list[tuple[int, int]]:
+        """Cut long audio into utterances at VAD pauses (each at most ``max_utterance_s``)."""
+        from asr.vad import VadParams, speech_segments
+
+        limit_ms = int(self.params.max_utterance_s * 1000) - 1000
+        spans = speech_segments(audio, 16000, VadParams(max_utterance_ms=limit_ms))
+        return [(a * 16, min(len(audio), b * 16)) for a, b in spans]
+
+
+def _dbfs(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-10))

@@ -1,0 +1,142 @@
+"""Domain hot words: bias the decoder towards them and repair near-homophones afterwards.
+
+A ``Lexicon`` holds local terms (Laibin place names, departments, policy
+words).  ``prompt_terms()`` feeds Whisper's hot-word prompt; ``correct()``
+replaces spans of a transcript whose pinyin is close to a term's pinyin
+(z/zh, n/l, an/ang … confusions typical of telephone audio and southern
+accents) but whose characters differ.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pypinyin import Style, lazy_pinyin
+
+LAIBIN_TERMS: tuple[str, ...] = (
+    # places
+    "来宾市", "兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县", "金秀县", "来宾",
+    # hotline and departments
+    "12345政务服务便民热线", "政务服务便民热线", "话务员", "工单", "人力资源和社会保障局", "人社局",
+    "社会保险服务中心", "医疗保障局", "医保局", "住房公积金管理中心", "市场监督管理局", "市场监管局",
+    "住房和城乡建设局", "住建局", "生态环境局", "交通运输局", "卫生健康委员会", "卫健委", "教育局", "民政局",
+    "公安局", "派出所", "自然资源局", "城市管理综合执法局", "城管局", "政务服务中心", "不动产登记中心",
+    "供电局", "自来水公司", "消防救援支队", "信访局",
+    # policy terms
+    "社保卡", "医保卡", "公积金", "养老保险", "失业保险", "工伤保险", "生育保险", "城乡居民医保", "低保",
+    "最低生活保障", "特困供养", "居住证", "户口迁移", "营业执照", "不动产登记", "挂失", "补办", "工本费",
+    "异地就医", "备案", "提取", "缴费基数", "欠薪", "劳动仲裁", "劳动合同", "噪音扰民", "占道经营",
+    "物业", "业主委员会", "燃气", "停水", "停电", "网格员", "身份证", "户口本",
+)
+
+# Pinyin confusions that phone-band audio and regional accents produce (initials, then finals).
+_FUZZY_INITIALS = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "r": "l"}
+_FUZZY_FINALS = {"ang": "an", "eng": "en", "ing": "in", "iang": "ian", "uang": "uan", "ong": "on"}
+_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s", "y", "w")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+@dataclass(frozen=True)
+class LexiconParams:
+    """Thresholds for post-correction and prompting (tune with ``hotline eval asr --no-hotwords``)."""
+
+    min_similarity: float = 0.86  # mean per-syllable similarity needed to replace a span
+    min_fuzzy_chars: int = 3  # shorter terms are only restored on an exact (toneless) pinyin match
+    max_changed_ratio: float = 0.67  # at most this share of the span's characters may change
+    prompt_terms: int = 24  # terms put in the decoder prompt (Whisper's prompt is short)
+    kb_terms: int = 150  # terms taken from knowledge-base text
+
+
+@lru_cache(maxsize=4096)
+def _syllables(text: str) -> tuple[str, ...]:
+    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s)))
+
+
+@lru_cache(maxsize=4096)
+def _canonical(syllable: str) -> tuple[str, str]:
+    initial = next((i for i in _INITIALS if syllable.startswith(i)), "")
+    final = syllable[len(initial) :]
+    return _FUZZY_INITIALS.get(initial, initial), _FUZZY_FINALS.get(final, final)
+
+
+def syllable_similarity(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    (ia, fa), (ib, fb) = _canonical(a), _canonical(b)
+    if ia == ib and fa == fb:
+        return 0.9
+    if ia == ib or fa == fb:
+        return 0.5
+    return 0.0
+
+
+class Lexicon:
+    def __init__(self, terms: list[str] | tuple[str, ...], params: LexiconParams = LexiconParams()):
+        self.params = params
+        seen: dict[str, None] = {}
+        for term in terms:
+            term = term.strip()
+            if len(term) >= 2 and term not in seen:
+                seen[term] = None
+        self.terms = list(seen)
+        self._by_len: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+        for term in self.terms:
+            if _HAN.search(term):
+                self._by_len.setdefault(len(term), []).append((term, _syllables(term)))
+
+    @classmethod
+    def from_texts(
+        cls, texts: list[str], *, base: tuple[str, ...] = LAIBIN_TERMS, params: LexiconParams = LexiconParams()
+    ) -> Lexicon:
+        """Domain terms mined from knowledge-base texts (frequent nouns, places, organisations) plus ``base``."""
+        import jieba.posseg
+
+        counts: Counter[str] = Counter()
+        for text in texts:
+            for word, flag in jieba.posseg.cut(text):
+                if 2 <= len(word) <= 10 and _HAN.search(word) and flag in ("ns", "nt", "nz", "n", "vn", "nr"):
+                    counts[word] += 1
+            for match in re.findall(r"[\u4e00-\u9fff]{2,10}(?:局|中心|委员会|大厅|窗口|街道|社区|镇|乡)", text):
+                counts[match] += 2
+        mined = [w for w, c in counts.most_common() if c >= 2][: params.kb_terms]
+        return cls(list(base) + mined, params)
+
+    def prompt_terms(self) -> list[str]:
+        return self.terms[: self.params.prompt_terms]
+
+    def correct(self, text: str) -> str:
+        """Replace near-homophone spans with lexicon terms (non-overlapping, best match first)."""
+        p = self.params
+        syl = _syllables(text)
+        if len(syl) != len(text):  # pinyin not aligned to characters; leave the text alone
+            return text
+        candidates = []
+        for length, entries in self._by_len.items():
+            for i in range(len(text) - length + 1):
+                span = text[i : i + length]
+                if not _HAN.fullmatch(span[0]) or not _HAN.fullmatch(span[-1]):
+                    continue
+                window = syl[i : i + length]
+                for term, term_syl in entries:
+                    if span == term:
+                        candidates.append((2.0, length, i, term))
+                        continue
+                    changed = sum(a != b for a, b in zip(span, term))
+                    if changed > p.max_changed_ratio * length:
+                        continue
+                    score = sum(syllable_similarity(a, b) for a, b in zip(window, term_syl)) / length
+                    needed = p.min_similarity if length >= p.min_fuzzy_chars else 1.0
+                    if score >= needed:
+                        candidates.append((score, length, i, term))
+        taken = [False] * len(text)
+        chosen = []
+        for score, length, i, term in sorted(candidates, key=lambda c: (-c[0], -c[1])):
+            if any(taken[i : i + length]):
+                continue
+            taken[i : i + length] = [True] * length
+            chosen.append((i, length, term))
+        for i, length, term in sorted(chosen, reverse=True):
+            text = text[:i] + term + text[i + length :]
+        return text

@@ -1,0 +1,157 @@
+"""Live transcription of one call leg: 20 ms PCM16 frames in, partial and final transcripts out.
+
+VAD endpointing cuts the stream into utterances.  While someone speaks the
+utterance so far is re-decoded every ``partial_interval_ms`` (a partial); at
+the endpoint the whole utterance is decoded once more (the final).  Memory is
+bounded: outside speech only a short pre-roll is kept, and an utterance is
+force-ended after ``VadParams.max_utterance_ms``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asr.audio import AudioError, pcm16_to_float, resample
+from asr.engines.base import AsrEngine
+from asr.hotwords import Lexicon
+from asr.text import punctuate
+from asr.vad import Endpointer, SileroVad, VadParams
+from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
+
+Output = TranscriptPartial | TranscriptFinal
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    vad: VadParams = field(default_factory=VadParams)
+    partial_interval_ms: int = 1000  # a partial at least this often during speech
+    min_partial_ms: int = 400  # no partial before this much speech is buffered
+    preroll_ms: int = 600  # audio kept outside speech, so the VAD's look-back pad is available
+    min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped
+
+
+class LegStream:
+    """One leg (caller or agent) of one call."""
+
+    def __init__(
+        self,
+        engine: AsrEngine,
+        vad: SileroVad,
+        *,
+        call_id: str,
+        tenant_id: int,
+        leg: str,
+        role: str,
+        sample_rate: int,
+        params: StreamParams = StreamParams(),
+        lexicon: Lexicon | None = None,
+    ):
+        if sample_rate not in (8000, 16000):
+            raise AudioError(f"实时识别只支持 8000 或 16000 Hz，收到 {sample_rate} Hz")
+        if vad.sample_rate != sample_rate:
+            raise AudioError("VAD 采样率与音频流不一致")
+        self.engine, self.params = engine, params
+        self.call_id, self.tenant_id, self.leg, self.role = call_id, tenant_id, leg, role
+        self.sample_rate = sample_rate
+        self.lexicon = lexicon  # domain terms: decoding bias and post-correction
+        self._endpointer = Endpointer(vad, params.vad)
+        self._buffer = np.zeros(0, np.float32)  # audio from absolute sample ``_buffer_start`` on
+        self._buffer_start = 0
+        self._received = 0
+        self._utt_start: int | None = None
+        self._last_partial_at = 0
+        self._segment_id = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def push(self, frame: AudioFrame) -> list[Output]:
+        if frame.sample_rate != self.sample_rate:
+            raise AudioError(f"音频帧采样率 {frame.sample_rate} Hz 与该通道 {self.sample_rate} Hz 不一致")
+        samples = pcm16_to_float(frame.pcm)
+        self._buffer = np.concatenate([self._buffer, samples])
+        self._received += len(samples)
+        out: list[Output] = []
+        for ev in self._endpointer.push(samples):
+            if ev.kind == "start":
+                self._utt_start = max(ev.sample, self._buffer_start)
+                self._last_partial_at = self._received
+            elif self._utt_start is not None:
+                out += self._final(self._utt_start, ev.sample)
+                self._utt_start = None
+        if self._utt_start is not None:
+            due = self._received - self._last_partial_at >= self._ms(self.params.partial_interval_ms)
+            if due and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
+                out += self._partial()
+        self._trim()
+        return out
+
+    def flush(self) -> list[Output]:
+        """End of the leg: finalise any utterance in progress."""
+        out: list[Output] = []
+        for ev in self._endpointer.flush():
+            if ev.kind == "end" and self._utt_start is not None:
+                out += self._final(self._utt_start, min(ev.sample, self._received))
+                self._utt_start = None
+        self._trim()
+        return out
+
+    @property
+    def buffered_samples(self) -> int:
+        return len(self._buffer)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _ms(self, ms: int) -> int:
+        return ms * self.sample_rate // 1000
+
+    def _to_ms(self, sample: int) -> int:
+        return sample * 1000 // self.sample_rate
+
+    def _slice(self, start: int, end: int) -> np.ndarray:
+        a, b = max(0, start - self._buffer_start), max(0, end - self._buffer_start)
+        return self._buffer[a:b]
+
+    def _recognise(self, start: int, end: int, *, final: bool):
+        audio = resample(self._slice(start, end), self.sample_rate, 16000)
+        hotwords = self.lexicon.prompt_terms() if self.lexicon else None
+        results = self.engine.transcribe(audio, hotwords=hotwords)
+        text = "".join(r.text for r in results)
+        if text and self.lexicon is not None:
+            text = self.lexicon.correct(text)
+        if not final:
+            text = punctuate(text, final=False).rstrip("。")
+        confidence = min((r.confidence for r in results), default=0.0)
+        return text, confidence
+
+    def _partial(self) -> list[Output]:
+        self._last_partial_at = self._received
+        text, _ = self._recognise(self._utt_start, self._received, final=False)
+        if not text:
+            return []
+        return [
+            TranscriptPartial(
+                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
+                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(self._received),
+                text=text, engine=self.engine.name,
+            )
+        ]
+
+    def _final(self, start: int, end: int) -> list[Output]:
+        text, confidence = self._recognise(start, end, final=True)
+        if not text or confidence < self.params.min_final_confidence:
+            return []
+        self._segment_id += 1
+        return [
+            TranscriptFinal(
+                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
+                start_ms=self._to_ms(start), end_ms=self._to_ms(end), text=text,
+                confidence=round(confidence, 3), engine=self.engine.name, segment_id=self._segment_id,
+            )
+        ]
+
+    def _trim(self) -> None:
+        """Keep only the open utterance, or a short pre-roll when nobody speaks."""
+        keep_from = self._utt_start if self._utt_start is not None else self._received - self._ms(self.params.preroll_ms)
+        drop = max(0, keep_from - self._buffer_start)
+        if drop:
+            self._buffer = self._buffer[drop:]
+            self._buffer_start += drop

@@ -1,0 +1,38 @@
+"""A fast stand-in engine for unit tests (the real engine is exercised in the *_real tests)."""
+from __future__ import annotations
+
+import numpy as np
+
+from asr.engines.base import EngineCapabilities, Recognised
+from asr.audio import pcm16_to_float, float_to_pcm16  # noqa: F401  (re-exported for tests)
+
+
+class FakeEngine:
+    """Returns one character per 0.25 s of audio; counts calls and audio seen."""
+
+    name = "fake"
+    capabilities = EngineCapabilities(streaming=False, partials=True)
+
+    def __init__(self):
+        self.calls = 0
+        self.seconds = 0.0
+        self.max_input_s = 0.0
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None):
+        self.calls += 1
+        seconds = len(samples_16k) / 16000
+        self.seconds += seconds
+        self.max_input_s = max(self.max_input_s, seconds)
+        n = max(1, int(seconds * 4))
+        return [Recognised(text="话" * n + "。", start_ms=0, end_ms=int(seconds * 1000), confidence=0.9)]
+
+    def transcribe_many(self, utterances, *, hotwords=None, prompt=None):
+        return [self.transcribe(u) for u in utterances]
+
+
+def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1"):
+    from domain.events import AudioFrame
+
+    step = sr // 50
+    for seq, i in enumerate(range(0, len(samples) - step + 1, step)):
+        yield AudioFrame(call_id=call_id, leg=leg, sample_rate=sr, pcm=float_to_pcm16(samples[i : i + step]), seq=seq)

@@ -1,0 +1,36 @@
+import json
+
+from asr.hotwords import LAIBIN_TERMS, Lexicon, syllable_similarity
+
+
+def test_near_homophones_of_place_names_are_repaired():
+    lex = Lexicon(LAIBIN_TERMS)
+    assert lex.correct("我住在性宾区，想问社保卡") == "我住在兴宾区，想问社保卡"
+    assert lex.correct("我是象周县的") == "我是象州县的"
+    assert lex.correct("五宣县那边停电了") == "武宣县那边停电了"
+    assert lex.correct("金秀要族自治县") == "金秀瑶族自治县"
+    assert lex.correct("新城县") == "忻城县"
+
+
+def test_unrelated_text_is_left_alone():
+    lex = Lexicon(LAIBIN_TERMS)
+    for text in ("今天天气很好，谢谢您的来电。", "我想问一下怎么办理", "好的，请您稍等。", "合山市的公积金"):
+        assert lex.correct(text) == text
+
+
+def test_fuzzy_pinyin_rules():
+    assert syllable_similarity("zhou", "zhou") == 1.0
+    assert syllable_similarity("zhou", "zou") == 0.9
+    assert syllable_similarity("xing", "xin") == 0.9
+    assert syllable_similarity("bin", "qu") == 0.0
+
+
+def test_lexicon_from_kb_texts(synthetic_calls):
+    texts = []
+    for line in (synthetic_calls / "kb.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        texts += [entry["question"], entry["answer"]]
+    lex = Lexicon.from_texts(texts)
+    assert "兴宾区" in lex.terms and "社会保险服务中心" in lex.terms
+    assert len(lex.terms) > len(LAIBIN_TERMS) + 20
+    assert len(lex.prompt_terms()) == lex.params.prompt_terms

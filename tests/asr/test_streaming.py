@@ -1,0 +1,115 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from asr.audio import AudioError, load_audio
+from asr.streaming import LegStream, StreamParams
+from asr.text import edit_distance, normalise_for_cer
+from asr.vad import SileroVad
+from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
+
+from .fakes import FakeEngine, frames
+
+
+def _leg(engine, sr=8000, **kw):
+    return LegStream(engine, SileroVad(sr), call_id="c1", tenant_id=1, leg="caller", role="caller", sample_rate=sr, **kw)
+
+
+@pytest.fixture(scope="module")
+def caller_channel(synthetic_calls):
+    audio = load_audio(synthetic_calls / "audio" / "d001.flac")
+    refs = [r for r in json.loads((synthetic_calls / "refs" / "d001.json").read_text()) if r["channel"] == "right"]
+    return audio.samples[1], refs
+
+
+def _run(stream, samples, sr):
+    out, times = [], []
+    for i, frame in enumerate(frames(samples, sr)):
+        for ev in stream.push(frame):
+            out.append(ev)
+            times.append((i + 1) * 20)
+    out += stream.flush()
+    return out, times
+
+
+def test_silence_and_noise_give_no_text():
+    engine = FakeEngine()
+    stream = _leg(engine)
+    rng = np.random.default_rng(1)
+    quiet = np.concatenate([np.zeros(8000 * 5, np.float32), (rng.standard_normal(8000 * 5) * 0.002).astype(np.float32)])
+    out, _ = _run(stream, quiet, 8000)
+    assert out == [] and engine.calls == 0
+
+
+def test_partials_every_second_and_final_at_endpoint(caller_channel):
+    samples, refs = caller_channel
+    engine = FakeEngine()
+    stream = _leg(engine)
+    span = samples[: int(16.5 * 8000)]  # first caller turn: 9.722–15.192 s
+    out, times = _run(stream, span, 8000)
+    partials = [(e, t) for e, t in zip(out, times) if isinstance(e, TranscriptPartial)]
+    finals = [e for e in out if isinstance(e, TranscriptFinal)]
+    assert len(finals) == 1
+    f = finals[0]
+    assert abs(f.start_ms - refs[0]["start"] * 1000) < 400 and abs(f.end_ms - refs[0]["end"] * 1000) < 800
+    assert f.leg == "caller" and f.role == "caller" and f.call_id == "c1" and f.tenant_id == 1 and f.confidence > 0
+    # partials at least once a second while speaking
+    ptimes = [refs[0]["start"] * 1000] + [t for _, t in partials] + [f.end_ms]
+    assert len(partials) >= 4
+    assert max(b - a for a, b in zip(ptimes, ptimes[1:])) <= 1000 + 400
+    assert all(p.text and not p.text.endswith("。") for p, _ in partials)
+
+
+def test_wrong_rate_frame_is_rejected():
+    stream = _leg(FakeEngine())
+    with pytest.raises(AudioError):
+        stream.push(AudioFrame(leg="caller", sample_rate=16000, pcm=b"\x00\x00" * 320))
+    with pytest.raises(AudioError):
+        LegStream(FakeEngine(), SileroVad(8000), call_id="c", tenant_id=1, leg="caller", role="caller", sample_rate=44100)
+
+
+def test_thirty_minute_stream_has_bounded_memory(caller_channel):
+    """30 min of real speech/silence through the real VAD with a fast engine: buffers stay bounded."""
+    samples, _ = caller_channel
+    engine = FakeEngine()
+    params = StreamParams()
+    stream = _leg(engine, params=params)
+    minutes = 30
+    loop = samples[: 60 * 8000]  # one minute of the caller channel, replayed
+    max_buffer = 0
+    checkpoints = []
+    finals = 0
+    for minute in range(minutes):
+        for frame in frames(loop, 8000):
+            finals += sum(isinstance(e, TranscriptFinal) for e in stream.push(frame))
+            max_buffer = max(max_buffer, stream.buffered_samples)
+        if minute in (4, minutes - 1):
+            checkpoints.append(_rss_bytes())
+    limit = (params.vad.max_utterance_ms + params.preroll_ms + 1000) * 8
+    assert max_buffer <= limit
+    assert engine.max_input_s <= params.vad.max_utterance_ms / 1000 + 1
+    assert finals >= minutes * 4
+    assert checkpoints[1] - checkpoints[0] < 8_000_000, checkpoints  # resident memory flat after minute 5
+
+
+def _rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.slow
+def test_real_engine_streams_a_call_leg(caller_channel, whisper_engine):
+    samples, refs = caller_channel
+    stream = _leg(whisper_engine)
+    span = samples[: int(26 * 8000)]  # two caller turns
+    out, _ = _run(stream, span, 8000)
+    finals = [e for e in out if isinstance(e, TranscriptFinal)]
+    partials = [e for e in out if isinstance(e, TranscriptPartial)]
+    assert partials and finals
+    hyp = normalise_for_cer("".join(f.text for f in finals))
+    ref = normalise_for_cer(refs[0]["text"] + refs[1]["text"])
+    assert edit_distance(ref, hyp) / len(ref) < 0.25, (hyp, ref)
+    assert all(f.text[-1] in "。？！" for f in finals)
+    assert all(f.engine == "faster-whisper" for f in finals)
