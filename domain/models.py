@@ -243,9 +243,27 @@ class Ticket(TenantOwned, Base):
     result: Mapped[str] = mapped_column(Text, default="")
     satisfaction: Mapped[int | None] = mapped_column(Integer, nullable=True)
     supervised: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)  # 0 none, 1 reminded, 2 overdue, 3 escalated
+    source: Mapped[str] = mapped_column(String(16), default="hotline")  # hotline|auto|police110|provincial
+    external_ref: Mapped[str] = mapped_column(String(64), default="", index=True)  # the other side's work-order id
+    attachments: Mapped[dict] = mapped_column(JSON, default=dict)  # recording ids, transcript segment ids, draft
+    sync: Mapped[dict] = mapped_column(JSON, default=dict)  # per channel: last applied inbound seq, outbound seq
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TicketCounter(TenantOwned, Base):
+    """Per-tenant, per-day sequence behind readable ticket numbers (LB20261124-0001)."""
+
+    __tablename__ = "ticket_counters"
+    __table_args__ = (UniqueConstraint("tenant_id", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(String(8))
+    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TicketEvent(TenantOwned, Base):
@@ -254,6 +272,7 @@ class TicketEvent(TenantOwned, Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     from_state: Mapped[str] = mapped_column(String(24))
     to_state: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(24), default="", index=True)
     actor: Mapped[str] = mapped_column(String(64), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -298,6 +317,20 @@ class InboxReceipt(Base):
     event_id: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("channel", "event_id"),)
+
+
+class ParkedEvent(Base):
+    """An inbound integration event that arrived ahead of its predecessors (out of order), kept until they come."""
+
+    __tablename__ = "parked_events"
+    __table_args__ = (UniqueConstraint("channel", "event_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(100))
+    ref: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # ---------------------------------------------------------------- knowledge
