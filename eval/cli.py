@@ -10,6 +10,7 @@ import importlib
 import typer
 
 BENCHMARK_MODULES: list[str] = [
+    "eval.asr_bench",
 ]
 
 eval_app = typer.Typer(help="运行评测基准，输出 JSON。", no_args_is_help=True)

@@ -1,0 +1,135 @@
+"""`hotline eval asr`: corpus-level CER and real-time factor of the ASR engine.
+
+Data: a Kaldi folder (``text`` + ``wav.scp``) or a synthetic-calls folder
+(``audio/*.flac`` stereo, ``refs/*.json``).  For calls each channel is
+transcribed the way production does it (VAD segmentation, then the engine)
+and compared with that channel's reference turns.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+@dataclass
+class Item:
+    id: str
+    samples_16k: "object"  # np.ndarray mono float32
+    reference: str
+
+
+def load_items(data: Path, rate: int, limit: int | None = None) -> tuple[list[Item], str]:
+    """Items at 16 kHz after passing through a ``rate`` channel (8000 = G.711 μ-law phone band)."""
+    from asr.audio import load_audio, resample, telephone_band
+
+    def channel(x, sr):
+        if rate == 8000 and sr > 8000:
+            return resample(telephone_band(x, sr), 8000, 16000)
+        return resample(x, sr, 16000)
+
+    items: list[Item] = []
+    if (data / "text").is_file() and (data / "wav.scp").is_file():
+        texts = dict(line.split(maxsplit=1) for line in (data / "text").read_text(encoding="utf-8").splitlines() if line.strip())
+        for line in (data / "wav.scp").read_text(encoding="utf-8").splitlines()[:limit]:
+            key, rel = line.split(maxsplit=1)
+            audio = load_audio(data / rel)
+            items.append(Item(key, channel(audio.mono(), audio.sample_rate), texts[key]))
+        return items, "kaldi"
+    if (data / "refs").is_dir() and (data / "audio").is_dir():
+        for ref_path in sorted((data / "refs").glob("*.json"))[:limit]:
+            turns = json.loads(ref_path.read_text(encoding="utf-8"))
+            audio = load_audio(data / "audio" / f"{ref_path.stem}.flac")
+            for index, side in ((0, "left"), (1, "right")):
+                text = "".join(t["text"] for t in turns if t["channel"] == side)
+                items.append(Item(f"{ref_path.stem}-{side}", channel(audio.samples[index], audio.sample_rate), text))
+        return items, "calls"
+    raise typer.BadParameter(f"无法识别的数据目录：{data}（需要 Kaldi text+wav.scp 或 audio/+refs/）")
+
+
+def kb_texts(path: Path) -> list[str]:
+    texts = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            texts += [str(entry.get(k, "")) for k in ("question", "answer", "department", "category")]
+            texts += [str(k) for k in entry.get("keywords", [])]
+    return texts
+
+
+def run_asr_bench(
+    data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
+    kb: Path | None = None, limit: int | None = None,
+) -> dict:
+    from asr.engines import create_engine
+    from asr.hotwords import LAIBIN_TERMS, Lexicon
+    from asr.text import edit_distance, normalise_for_cer
+    from domain.settings import get_settings
+
+    settings = get_settings()
+    if engine_name:
+        settings = settings.model_copy(update={"asr_engine": engine_name})
+    engine = create_engine(settings)
+    lexicon = None
+    if hotwords:
+        lexicon = Lexicon.from_texts(kb_texts(kb)) if kb else Lexicon(LAIBIN_TERMS)
+    items, kind = load_items(data, rate, limit)
+
+    errors = chars = 0
+    audio_s = wall = 0.0
+    per_item = []
+    for item in items:
+        started = time.perf_counter()
+        results = engine.transcribe(item.samples_16k, hotwords=lexicon.prompt_terms() if lexicon else None)
+        text = "".join(r.text for r in results)
+        if lexicon:
+            text = lexicon.correct(text)
+        wall += time.perf_counter() - started
+        seconds = len(item.samples_16k) / 16000
+        audio_s += seconds
+        ref, hyp = normalise_for_cer(item.reference), normalise_for_cer(text)
+        err = edit_distance(ref, hyp)
+        errors, chars = errors + err, chars + len(ref)
+        per_item.append({"id": item.id, "cer": round(err / max(1, len(ref)), 4), "errors": err, "ref_chars": len(ref),
+                         "seconds": round(seconds, 2), "hyp": text, "ref": item.reference})
+    cores = settings.asr_threads
+    return {
+        "benchmark": "asr",
+        "data": str(data),
+        "kind": kind,
+        "engine": engine.name,
+        "model": str(getattr(engine, "model_dir", settings.asr_model_dir or "")),
+        "rate": rate,
+        "channel": "G.711 μ-law, 300–3400 Hz" if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
+        "hotwords": bool(lexicon),
+        "lexicon_terms": len(lexicon.terms) if lexicon else 0,
+        "cer": round(errors / max(1, chars), 4),
+        "items": len(items),
+        "ref_chars": chars,
+        "audio_seconds": round(audio_s, 1),
+        "wall_seconds": round(wall, 1),
+        "cores": cores,
+        "rtf": round(wall / max(audio_s, 1e-9) * cores, 3),
+        "per_item": per_item,
+    }
+
+
+def register(eval_app: typer.Typer) -> None:
+    @eval_app.command("asr")
+    def asr_command(
+        data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="Kaldi 目录或合成通话目录"),
+        rate: int = typer.Option(16000, "--rate", help="8000 = 模拟电话信道（G.711 μ-law，300–3400 Hz）"),
+        engine: Optional[str] = typer.Option(None, "--engine", help="faster-whisper 或 funasr（默认取配置）"),
+        no_hotwords: bool = typer.Option(False, "--no-hotwords", help="关闭热词（对比用）"),
+        kb: Optional[Path] = typer.Option(None, "--kb", exists=True, dir_okay=False, help="知识库 JSONL，用于生成热词表"),
+        limit: Optional[int] = typer.Option(None, "--limit", help="只评测前 N 个文件"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
+    ) -> None:
+        """字错误率（CER）与实时率（RTF）。"""
+        from eval.report import emit
+
+        emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit), json_out)
