@@ -1,0 +1,100 @@
+"""The media fork without SIP: frames in, AudioFrames and a stereo recording out, nothing lost to a slow consumer."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from domain.events import AudioFrame, CallState
+from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
+from telephony.media import FRAME_BYTES, FrameHub, byte_vector_reader
+from telephony.prompts import Prompts, wav_duration
+
+
+class SlowSink:
+    """Takes 5 ms per frame: slower than the 20 ms frames of 8 legs arrive."""
+
+    def __init__(self):
+        self.frames: list[AudioFrame] = []
+        self.events: list[CallState] = []
+
+    def on_audio(self, frame: AudioFrame) -> None:
+        time.sleep(0.005)
+        self.frames.append(frame)
+
+    def on_call_event(self, event: CallState) -> None:
+        self.events.append(event)
+
+
+def frame(value: int) -> bytes:
+    return np.full(FRAME_BYTES // 2, value, dtype="<i2").tobytes()
+
+
+def test_slow_consumer_loses_nothing_and_recording_is_stereo(tmp_path):
+    sink = SlowSink()
+    hub = FrameHub(tmp_path / "recordings" / "spool", sink, tenant_id=7)
+    done = threading.Event()
+    result = {}
+    hub.open_call("w1-abc")
+    t0 = time.monotonic()
+    n = 200
+    for seq in range(n):  # caller from t0; the agent joins 1 s (50 frames) later
+        hub.inbox.append(("w1-abc", "caller", seq, t0 + seq * 0.02, frame(1000)))
+        if seq >= 50:
+            hub.inbox.append(("w1-abc", "agent", seq - 50, t0 + seq * 0.02, frame(-2000)))
+    hub.publish(CallState(call_id="w1-abc", state="ended"))
+    hub.close_call("w1-abc", lambda rec: (result.update(rec=rec), done.set()))
+    assert done.wait(10)
+    deadline = time.monotonic() + 30
+    while len(sink.frames) < 2 * n - 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hub.stop()
+    assert len(sink.frames) == 2 * n - 50  # every frame reached the consumer
+    caller = [f for f in sink.frames if f.leg == "caller"]
+    assert [f.seq for f in caller] == list(range(n)) and caller[0].tenant_id == 7 and caller[0].sample_rate == 8000
+    assert sink.events and sink.events[0].state == "ended"
+    rec = result["rec"]
+    audio, sr = sf.read(rec.path, dtype="int16")
+    assert sr == 8000 and audio.shape == (n * 160, 2)
+    assert (audio[:, 1] == 1000).all()  # caller right
+    assert (audio[: 50 * 160, 0] == 0).all() and (audio[50 * 160 :, 0] == -2000).all()  # agent left, joined at 1 s
+    assert rec.frames == {"caller": n, "agent": n - 50}
+    assert not (tmp_path / "recordings" / "spool" / "w1-abc").exists()
+
+
+def test_fast_byte_vector_copy_matches_swig():
+    pj = pytest.importorskip("pjsua2")
+    read = byte_vector_reader()
+    vec = pj.ByteVector(list(range(256)) + [9] * 64)
+    assert read is not bytes and read(vec) == bytes(vec)
+
+
+def test_flow_rules():
+    p = CallFlowParams()
+    from datetime import datetime
+
+    assert in_working_hours(CallFlowParams(working_hours=[("08:00", "18:00")]), datetime(2026, 1, 5, 9, 0))
+    assert not in_working_hours(CallFlowParams(working_hours=[("08:00", "18:00")]), datetime(2026, 1, 5, 19, 0))
+    assert in_working_hours(p, datetime(2026, 1, 5, 23, 59))
+    kw = dict(blocked=False, closed=False, lost_reason="", hangup_side="caller", params=p)
+    assert classify_end(answered=False, seconds_before_answer=19.9, **kw) == "abandoned_short"
+    assert classify_end(answered=False, seconds_before_answer=20.1, **kw) == "abandoned"
+    assert classify_end(answered=True, seconds_before_answer=30, **kw) == "answered"
+    assert classify_end(answered=False, seconds_before_answer=5, **{**kw, "lost_reason": "queue_timeout"}) == "lost"
+    assert sip_user('"张三" <sip:13800000000@10.0.0.1:5060;transport=udp>') == "13800000000"
+    assert sip_user("sip:12345@127.0.0.1") == "12345"
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng and sox needed")
+def test_default_prompts_are_synthesised(tmp_path):
+    prompts = Prompts(tmp_path)
+    path = prompts.path("welcome")
+    with sf.SoundFile(path) as f:
+        assert (f.samplerate, f.channels) == (8000, 1)
+    assert 1.0 < wav_duration(path) < 15
+    assert 0.5 < wav_duration(prompts.position(3)) < 8
+    assert wav_duration(prompts.path("hold_music")) == pytest.approx(8.0, abs=0.1)
