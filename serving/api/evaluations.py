@@ -15,7 +15,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import click
 import typer
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -36,28 +35,37 @@ class RunIn(BaseModel):
     args: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
 
 
-def _commands() -> dict[str, click.Command]:
-    group = typer.main.get_command(eval_app)
-    return dict(getattr(group, "commands", {}))
+def _commands() -> dict:
+    return dict(typer.main.get_group(eval_app).commands)
 
 
-def _json_option(command: click.Command) -> click.Option | None:
-    return next((p for p in command.params if isinstance(p, click.Option) and "--json" in p.opts), None)
+def _is_option(param) -> bool:
+    return param.param_type_name == "option"
 
 
-def _describe(name: str, command: click.Command) -> dict:
+def _json_option(command):
+    return next((p for p in command.params if _is_option(p) and "--json" in p.opts), None)
+
+
+def _type_name(param) -> str:
+    bare = param.bare_type() if callable(getattr(param, "bare_type", None)) else getattr(param.type, "name", "")
+    return {"int": "integer", "integer": "integer", "float": "float", "bool": "boolean", "boolean": "boolean"}.get(
+        str(bare).lower(), "text")
+
+
+def _describe(name: str, command) -> dict:
     params = []
     for p in command.params:
         if p is _json_option(command) or p.name == "help":
             continue
-        params.append({"name": p.name, "kind": "argument" if isinstance(p, click.Argument) else "option",
-                       "flag": bool(getattr(p, "is_flag", False)), "required": p.required,
+        params.append({"name": p.name, "kind": p.param_type_name, "flag": bool(getattr(p, "is_flag", False)),
+                       "required": p.required,
                        "default": p.default if isinstance(p.default, (str, int, float, bool)) else None,
-                       "type": p.type.name, "help": getattr(p, "help", None) or ""})
+                       "type": _type_name(p), "help": getattr(p, "help", None) or ""})
     return {"name": name, "help": (command.help or "").strip().split("\n")[0], "params": params}
 
 
-def _argv(command: click.Command, args: dict) -> list[str]:
+def _argv(command, args: dict) -> list[str]:
     known = {p.name for p in command.params}
     unknown = set(args) - known
     if unknown:
@@ -69,14 +77,14 @@ def _argv(command: click.Command, args: dict) -> list[str]:
                 raise AppError("missing_parameter", f"缺少必填参数：{p.name}", 422)
             continue
         value = args[p.name]
-        if isinstance(p, click.Option) and getattr(p, "is_flag", False):
+        if _is_option(p) and getattr(p, "is_flag", False):
             if value in (True, "true", "1", "on"):
                 argv.append(p.opts[-1])
             continue
         text = str(value)
         if text.startswith("-") and not isinstance(value, (int, float)):
             raise AppError("bad_parameter", f"参数 {p.name} 不能以“-”开头", 422)
-        argv += [text] if isinstance(p, click.Argument) else [p.opts[-1], text]
+        argv += [p.opts[-1], text] if _is_option(p) else [text]
     return argv
 
 

@@ -1,0 +1,205 @@
+import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, table, toast } from "./app.js";
+
+await boot("eval", ["evaluator", "admin"]);
+
+const STATE_ZH = { running: "运行中", done: "已完成", failed: "失败" };
+let benchmarks = [];
+let selected = [];
+let poller = null;
+
+// ---------------------------------------------------------------- reading any benchmark's JSON
+/** Scalar leaves of a result as [{metric, value}] with dotted paths; lists are summarised by length. */
+function flatten(obj, prefix = "", out = []) {
+  for (const [k, v] of Object.entries(obj || {})) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
+    else if (Array.isArray(v)) out.push({ metric: key, value: `（${v.length} 项）` });
+    else out.push({ metric: key, value: v });
+  }
+  return out;
+}
+
+/** Arrays of objects anywhere in the result (per-item rows). */
+function itemLists(obj, depth = 0, out = []) {
+  if (!obj || typeof obj !== "object" || depth > 3) return out;
+  for (const v of Object.values(obj)) {
+    if (Array.isArray(v) && v.length && typeof v[0] === "object" && v[0] !== null) out.push(v);
+    else if (v && typeof v === "object") itemLists(v, depth + 1, out);
+  }
+  return out;
+}
+
+function perItemCer(result) {
+  for (const list of itemLists(result)) {
+    const key = Object.keys(list[0]).find((k) => /^(cer|wer|error_rate)$/i.test(k));
+    if (key) return list.map((it, i) => ({ name: String(it.id ?? it.name ?? it.utt_id ?? it.file ?? i + 1), value: it[key] }));
+  }
+  return [];
+}
+
+function latencies(result) {
+  const values = [];
+  const visit = (obj, depth) => {
+    if (!obj || typeof obj !== "object" || depth > 4) return;
+    for (const [k, v] of Object.entries(obj)) {
+      if (/latenc|_ms$/i.test(k) && Array.isArray(v)) values.push(...v.filter((x) => typeof x === "number"));
+      else if (Array.isArray(v)) for (const it of v) {
+        if (it && typeof it === "object") for (const [ik, iv] of Object.entries(it)) if (/latenc|_ms$/i.test(ik) && typeof iv === "number") values.push(iv);
+      }
+      else if (typeof v === "object") visit(v, depth + 1);
+    }
+  };
+  visit(result, 0);
+  return values;
+}
+
+function histogram(values, bins = 20) {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const width = (hi - lo) / bins || 1;
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / width))] += 1;
+  return { x: counts.map((_, i) => `${Math.round(lo + i * width)}`), counts };
+}
+
+function showReport(run) {
+  $("#eval-report").hidden = false;
+  $("#eval-report-title").textContent = `${run.benchmark} · ${fmtTime(run.started_at)} · ${STATE_ZH[run.state] || run.state}`;
+  const result = run.result || {};
+  const cer = perItemCer(result);
+  if (cer.length) {
+    chart($("#eval-cer-chart"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 60 },
+      xAxis: { type: "category", data: cer.map((c) => c.name), axisLabel: { rotate: 45 } }, yAxis: { type: "value", name: "CER" },
+      dataZoom: cer.length > 60 ? [{ type: "slider" }] : [], series: [{ type: "bar", data: cer.map((c) => c.value) }] });
+  } else clear($("#eval-cer-chart"), h("p", { class: "muted" }, "该评测没有逐条 CER"));
+  const lat = latencies(result);
+  if (lat.length) {
+    const hist = histogram(lat);
+    chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 40 },
+      xAxis: { type: "category", data: hist.x, name: "毫秒" }, yAxis: { type: "value", name: "次数" },
+      series: [{ type: "bar", data: hist.counts, barCategoryGap: "5%" }] });
+  } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "该评测没有延迟数据"));
+  const metrics = run.result ? flatten(run.result) : [{ metric: "日志", value: run.log_tail || "无结果" }];
+  clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "value", label: "值", render: (r) => fmtNum(r.value, 4) }],
+    metrics, { testid: "eval-metrics" }));
+}
+
+async function compare() {
+  const [a, b] = await Promise.all(selected.map((id) => api(`/api/evaluations/runs/${id}`)));
+  const fa = Object.fromEntries(flatten(a.result || {}).map((r) => [r.metric, r.value]));
+  const fb = Object.fromEntries(flatten(b.result || {}).map((r) => [r.metric, r.value]));
+  const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])];
+  const rows = keys.map((k) => ({ metric: k, a: fa[k], b: fb[k],
+    delta: typeof fa[k] === "number" && typeof fb[k] === "number" ? fb[k] - fa[k] : null }));
+  $("#eval-report").hidden = false;
+  $("#eval-report-title").textContent = `对比：A = ${a.benchmark} ${fmtTime(a.started_at)} ｜ B = ${b.benchmark} ${fmtTime(b.started_at)}`;
+  const cerA = perItemCer(a.result || {});
+  const cerB = perItemCer(b.result || {});
+  if (cerA.length || cerB.length) {
+    const names = [...new Set([...cerA, ...cerB].map((c) => c.name))];
+    const pick = (list) => names.map((n) => (list.find((c) => c.name === n) || {}).value ?? null);
+    chart($("#eval-cer-chart"), { tooltip: { trigger: "axis" }, legend: {}, grid: { left: 50, right: 20, top: 30, bottom: 60 },
+      xAxis: { type: "category", data: names, axisLabel: { rotate: 45 } }, yAxis: { type: "value", name: "CER" },
+      series: [{ name: "A", type: "bar", data: pick(cerA) }, { name: "B", type: "bar", data: pick(cerB) }] });
+  } else clear($("#eval-cer-chart"), h("p", { class: "muted" }, "两次评测都没有逐条 CER"));
+  const la = latencies(a.result || {});
+  const lb = latencies(b.result || {});
+  if (la.length || lb.length) {
+    const q = (v, p) => { const s = [...v].sort((x, y) => x - y); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null; };
+    chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, legend: {}, xAxis: { type: "category", data: ["P50", "P90", "P99", "最大"] },
+      yAxis: { type: "value", name: "毫秒" }, series: [
+        { name: "A", type: "bar", data: [q(la, 0.5), q(la, 0.9), q(la, 0.99), q(la, 1)] },
+        { name: "B", type: "bar", data: [q(lb, 0.5), q(lb, 0.9), q(lb, 0.99), q(lb, 1)] }] });
+  } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "两次评测都没有延迟数据"));
+  clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "a", label: "A", render: (r) => fmtNum(r.a, 4) },
+    { key: "b", label: "B", render: (r) => fmtNum(r.b, 4) },
+    { key: "delta", label: "B − A", render: (r) => (r.delta === null ? "" : (r.delta > 0 ? "+" : "") + fmtNum(r.delta, 4)) }],
+  rows, { testid: "eval-compare" }));
+}
+
+// ---------------------------------------------------------------- runs
+async function loadRuns() {
+  const runs = await api("/api/evaluations/runs");
+  selected = selected.filter((id) => runs.some((r) => r.id === id));
+  $("#eval-compare").disabled = selected.length !== 2;
+  clear($("#eval-runs"), table([
+    { key: "pick", label: "对比", render: (r) => h("input", { type: "checkbox", "aria-label": `选择 ${r.id}`, checked: selected.includes(r.id),
+      onclick: (e) => { e.stopPropagation(); toggle(r.id, e.target.checked); } }) },
+    { key: "benchmark", label: "基准" }, { key: "started_at", label: "开始时间", render: (r) => fmtTime(r.started_at) },
+    { key: "state", label: "状态", render: (r) => h("span", { class: `badge ${r.state === "done" ? "ok" : r.state === "failed" ? "bad" : "warn"}` }, STATE_ZH[r.state] || r.state) },
+    { key: "elapsed_s", label: "用时(秒)" }, { key: "started_by", label: "发起人" },
+  ], runs, { testid: "eval-runs", empty: "还没有评测记录", onRow: (r) => guarded(async () => showReport(await api(`/api/evaluations/runs/${r.id}`))) }));
+  const running = runs.find((r) => r.state === "running");
+  if (running) watch(running.id);
+}
+
+function toggle(id, on) {
+  selected = on ? [...selected.filter((x) => x !== id), id].slice(-2) : selected.filter((x) => x !== id);
+  for (const box of document.querySelectorAll("#eval-runs input[type=checkbox]")) box.checked = selected.some((s) => box.getAttribute("aria-label").endsWith(s));
+  $("#eval-compare").disabled = selected.length !== 2;
+}
+$("#eval-compare").addEventListener("click", () => guarded(compare));
+
+function watch(id) {
+  if (poller) return;
+  $("#eval-running").hidden = false;
+  $("#eval-cancel").hidden = false;
+  $("#eval-start").disabled = true;
+  $("#eval-cancel").onclick = () => guarded(() => api(`/api/evaluations/runs/${id}/cancel`, { method: "POST" }));
+  poller = setInterval(() => guarded(async () => {
+    const run = await api(`/api/evaluations/runs/${id}`);
+    const p = run.progress;
+    const percent = p && p.total ? Math.round((100 * p.done) / p.total) : null;
+    $("#eval-running-label").textContent = `${run.benchmark}：${STATE_ZH[run.state]}，已用 ${run.elapsed_s} 秒`;
+    $("#eval-progress-text").textContent = percent === null ? "" : `${p.done}/${p.total} ${p.note || ""}`;
+    $("#eval-progress").setAttribute("aria-valuenow", String(percent ?? 0));
+    $("#eval-progress > div").style.width = `${percent ?? (run.state === "running" ? 5 : 100)}%`;
+    if (run.state !== "running") {
+      clearInterval(poller);
+      poller = null;
+      $("#eval-start").disabled = false;
+      $("#eval-cancel").hidden = true;
+      $("#eval-progress > div").style.width = "100%";
+      toast(run.state === "done" ? "评测完成" : "评测失败，请查看日志", run.state === "done" ? "ok" : "error");
+      showReport(run);
+      loadRuns();
+    }
+  }), 1000);
+}
+
+// ---------------------------------------------------------------- the form, generated from each benchmark's options
+function renderParams() {
+  const bench = benchmarks.find((b) => b.name === $("#eval-benchmark").value);
+  $("#eval-help").textContent = bench ? bench.help : "";
+  clear($("#eval-params"), bench ? bench.params.map((p) => {
+    const id = `param-${p.name}`;
+    const input = p.flag
+      ? h("input", { id, type: "checkbox", name: p.name, checked: p.default === true, style: { width: "auto" } })
+      : h("input", { id, name: p.name, value: p.default ?? "", required: p.required,
+        type: ["integer", "float"].includes(p.type) ? "number" : "text", step: p.type === "float" ? "any" : null });
+    return h("div", {}, h("label", { for: id }, `${p.help || p.name}${p.required ? "（必填）" : ""}`), input);
+  }) : h("p", { class: "muted" }, "尚未注册评测基准"));
+}
+
+$("#eval-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("#eval-error").textContent = "";
+  const args = {};
+  for (const input of $("#eval-params").querySelectorAll("input")) {
+    if (input.type === "checkbox") { if (input.checked) args[input.name] = true; } else if (input.value !== "") args[input.name] = input.value;
+  }
+  try {
+    const run = await api("/api/evaluations/runs", { method: "POST", body: { benchmark: $("#eval-benchmark").value, args } });
+    toast("评测已启动", "ok");
+    watch(run.id);
+    loadRuns();
+  } catch (err) {
+    $("#eval-error").textContent = err.message;
+  }
+});
+
+benchmarks = await api("/api/evaluations/benchmarks");
+clear($("#eval-benchmark"), benchmarks.map((b) => h("option", { value: b.name }, b.help ? `${b.name} — ${b.help}` : b.name)));
+$("#eval-benchmark").addEventListener("change", renderParams);
+renderParams();
+await guarded(loadRuns);
