@@ -14,6 +14,7 @@ need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # vendors the UI's chart library at install time
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "==> 安装系统依赖: ${need_apt[*]}"
@@ -42,6 +43,7 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
+scripts/vendor_assets.sh
 
 case "${1:-}" in
   up)

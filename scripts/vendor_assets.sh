@@ -16,12 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tarball="$work/echarts-$ECHARTS_VERSION.tgz"
 echo "==> 获取图表库 echarts@$ECHARTS_VERSION"
-if command -v npm >/dev/null 2>&1; then
-  (cd "$work" && npm pack --silent "echarts@$ECHARTS_VERSION" >/dev/null)
-else
-  registry=${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org}
-  curl -fsSL "${registry%/}/echarts/-/echarts-$ECHARTS_VERSION.tgz" -o "$tarball"
-fi
+(cd "$work" && npm pack --silent "echarts@$ECHARTS_VERSION" >/dev/null)
 actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
 if [ "$actual" != "$ECHARTS_INTEGRITY" ]; then
   echo "echarts 包校验失败：$actual" >&2
