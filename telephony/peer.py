@@ -117,14 +117,19 @@ class WorkerProc(Proc):
     """A bridge worker process (``python -m telephony.worker``)."""
 
     def __init__(self, name: str, sip_port: int, rtp_port: int, *, db_url: str, data_dir: Path, flow: str = "",
-                 control_port: int = 0, sink: str = "", log_path: Path | None = None, env: dict | None = None):
+                 control_port: int = 0, sink: str = "", log_path: Path | None = None, env: dict | None = None,
+                 wait: bool = True):
         argv = [sys.executable, "-m", "telephony.worker", "--name", name, "--sip-port", str(sip_port),
                 "--rtp-port", str(rtp_port), "--db", db_url, "--data-dir", str(data_dir), "--flow", flow,
                 "--control-port", str(control_port), "--sink", sink]
         super().__init__(argv, env=env, log_path=log_path)
         self.name, self.sip_port, self.control_port = name, sip_port, control_port
         self.uri = f"sip:12345@127.0.0.1:{sip_port}"
-        self.wait_for(lambda e: e.get("event") == "ready", 30)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait_for(lambda e: e.get("event") == "ready", timeout)
 
     def close(self, timeout: float = 8.0) -> None:
         if self.proc.poll() is None:
