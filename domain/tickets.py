@@ -251,7 +251,7 @@ SUPERVISION_LEVELS = {1: ("remind", "督办提醒：办理时限即将到期"), 
                       3: ("escalate", "升级督办：超期未办结，已上报值班长")}
 
 
-def _aware(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
 
 
@@ -259,7 +259,7 @@ def sla_level(ticket: Ticket, now: datetime, policy: SlaPolicy) -> int:
     """0 on time, 1 deadline near, 2 overdue, 3 overdue past the escalation window; open tickets only."""
     if ticket.state not in OPEN_STATES or ticket.due_at is None:
         return 0
-    due = _aware(ticket.due_at)
+    due = as_utc(ticket.due_at)
     span = timedelta(hours=policy.hours_for(ticket.category))
     if now >= due + timedelta(hours=policy.escalate_after_hours):
         return 3
@@ -272,8 +272,8 @@ def sla_level(ticket: Ticket, now: datetime, policy: SlaPolicy) -> int:
 
 def sla_status(ticket: Ticket, now: datetime, policy: SlaPolicy) -> dict:
     """The timer shown next to a ticket: deadline, seconds left (negative when overdue) and supervision level."""
-    due = _aware(ticket.due_at) if ticket.due_at else None
-    finished = _aware(ticket.completed_at) if ticket.completed_at else None
+    due = as_utc(ticket.due_at) if ticket.due_at else None
+    finished = as_utc(ticket.completed_at) if ticket.completed_at else None
     return {"due_at": due.isoformat() if due else None,
             "remaining_s": int((due - now).total_seconds()) if due and ticket.state in OPEN_STATES else None,
             "level": sla_level(ticket, now, policy),
@@ -303,3 +303,20 @@ def supervise(session: Session, tenant_id: int, *, now: datetime | None = None, 
         raised.append((ticket, level))
     session.flush()
     return raised
+
+
+def load_policy(settings) -> SlaPolicy:
+    """The deployment's SLA policy (``HOTLINE_TICKET_SLA`` as JSON; empty = the defaults above)."""
+    return SlaPolicy.model_validate_json(settings.ticket_sla) if settings.ticket_sla else SlaPolicy()
+
+
+def notify(session: Session, ticket: Ticket, event: TicketEvent, settings, skip: str = "") -> None:
+    """Side effects of a lifecycle event, written in the same transaction (outboxes): the 办结 SMS to the caller,
+    and the event for the 110 centre and the provincial platform where those links are on (except ``skip``,
+    the channel the event came from)."""
+    from domain import sms
+    from domain.integrations import exchange
+
+    if event.action == "complete":
+        sms.result_notice(session, ticket, settings.sms_signature)
+    exchange.publish(session, ticket, event, settings, skip=skip)

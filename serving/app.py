@@ -29,6 +29,8 @@ ROUTER_MODULES: list[str] = [
     "serving.api.call_reports",
     "serving.api.evaluations",
     "serving.api.live",
+    "serving.api.tickets",
+    "serving.api.integrations",
 ]
 
 SECURITY_HEADERS = {

@@ -14,6 +14,7 @@ from domain.models import AuditLog
 from tests.conftest import login
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/auth/login"}
+SIGNED_PREFIXES = ("/api/hooks/",)  # partner webhooks: HMAC-signed requests instead of user roles
 ROLE_USER = {role: username for username, role, _ in DEMO_USERS if username not in {"agent2"}}
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -61,7 +62,19 @@ def test_unauthenticated_requests_are_rejected(app, client):
     for route, method in _routes(app):
         r = client.request(method, _path(route))
         assert r.status_code == 401, (method, route.path, r.status_code)
-        assert r.json()["error"]["code"] == "unauthenticated"
+        signed = route.path.startswith(SIGNED_PREFIXES)
+        assert r.json()["error"]["code"] == ("bad_signature" if signed else "unauthenticated")
+
+
+def test_signed_webhooks_reject_bad_signatures_whatever_the_role(app, client):
+    headers = {role: login(client, username) for role, username in ROLE_USER.items()}
+    forged = {"X-Hotline-Key": "k1", "X-Hotline-Timestamp": "1", "X-Hotline-Signature": "00"}
+    for route, method in _routes(app):
+        if not route.path.startswith(SIGNED_PREFIXES):
+            continue
+        for role in ROLES:
+            r = client.request(method, _path(route), headers={**headers[role], **forged}, json={})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "bad_signature", (role, route.path)
 
 
 def test_role_by_endpoint_matrix(app, client):
@@ -69,6 +82,8 @@ def test_role_by_endpoint_matrix(app, client):
     assert set(headers) == set(ROLES)
     checked = 0
     for route, method in _routes(app):
+        if route.path.startswith(SIGNED_PREFIXES):
+            continue  # covered by test_signed_webhooks_reject_bad_signatures_whatever_the_role
         allowed = _allowed_roles(route)
         for role in ROLES:
             if route.path == "/api/auth/logout":

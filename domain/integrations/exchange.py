@@ -1,0 +1,232 @@
+"""The work-order exchange with the city's 110 centre and the provincial 12345 platform (one REST protocol).
+
+Both directions carry the same signed JSON event (see ``docs/integrations.md``)::
+
+    {"event_id": "...", "type": "dispatch|sign|return|start|complete|...", "order_id": "...", "seq": 3,
+     "occurred_at": "...", "ticket": {...}, "department": "", "reason": "", "result": "", "satisfaction": null}
+
+``order_id`` is the work order's id on the side that created it (our ticket number, or the peer's id, kept in
+``Ticket.external_ref``); ``seq`` counts the sender's events per order from 1. Outbound events go through the
+outbox (:mod:`domain.integrations.outbox`): at least once, retried with backoff. Inbound events are
+idempotent (``inbox_receipts``), applied in ``seq`` order, and parked (``parked_events``) when they arrive
+ahead of a missing predecessor.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from domain import tickets
+from domain.errors import AppError
+from domain.integrations import outbox
+from domain.models import Agent, Call, InboxReceipt, ParkedEvent, Ticket, TicketEvent, utcnow
+from domain.validation import SafeText, ShortText
+
+POLICE110 = "police110"
+PROVINCIAL = "provincial"
+POLICE_DEPARTMENT = "110指挥中心"  # dispatching a ticket to this department hands it to the 110 centre
+EVENTS_PATH = "/api/v1/events"  # the peer's inbound path
+
+EventType = Literal["create", "dispatch", "sign", "return", "redispatch", "start", "complete", "callback", "close", "reopen",
+                    "supervise", "sync", "call"]
+_APPLIED = {"sign", "return", "start", "complete"}  # peer actions that move our ticket
+
+
+class InboundTicket(BaseModel):
+    category: ShortText = ""
+    request_type: Literal["咨询", "求助", "投诉", "举报", "建议"] = "求助"
+    caller_name: ShortText = ""
+    phone: str = Field("", pattern=r"^\+?[0-9-]{0,20}$")
+    address: ShortText = ""
+    incident_address: ShortText = ""
+    summary: SafeText = Field("", max_length=4000)
+    respondent: ShortText = ""
+    district: ShortText = ""
+
+
+class ExchangeEvent(BaseModel):
+    event_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9:._-]+$")
+    type: EventType
+    order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    seq: int = Field(ge=1)
+    occurred_at: datetime | None = None
+    ticket: InboundTicket | None = None
+    department: ShortText = ""
+    reason: ShortText = ""
+    result: SafeText = Field("", max_length=4000)
+    satisfaction: int | None = Field(None, ge=1, le=5)
+
+
+# ---------------------------------------------------------------- outbound
+def enabled(settings, channel: str) -> bool:
+    return bool(settings.police110_url if channel == POLICE110 else settings.provincial_url)
+
+
+def order_id(ticket: Ticket, channel: str) -> str:
+    return ticket.external_ref if ticket.source == channel else ticket.number
+
+
+def snapshot(ticket: Ticket) -> dict:
+    return {"number": ticket.number, "state": ticket.state, "category": ticket.category,
+            "request_type": ticket.request_type, "caller_name": ticket.caller_name, "phone": ticket.phone,
+            "address": ticket.address, "incident_address": ticket.incident_address, "summary": ticket.summary,
+            "respondent": ticket.respondent, "department": ticket.department, "district": ticket.district,
+            "result": ticket.result, "satisfaction": ticket.satisfaction,
+            "due_at": ticket.due_at.isoformat() if ticket.due_at else None, "call_id": ticket.call_id}
+
+
+def _sync(ticket: Ticket, channel: str) -> dict:
+    return dict((ticket.sync or {}).get(channel, {}))
+
+
+def _set_sync(ticket: Ticket, channel: str, **values) -> None:
+    sync = dict(ticket.sync or {})
+    sync[channel] = {**sync.get(channel, {}), **values}
+    ticket.sync = sync  # reassign so the JSON column is flushed
+
+
+def _enqueue_event(session: Session, ticket: Ticket, channel: str, kind: str, event: TicketEvent | None = None) -> None:
+    seq = _sync(ticket, channel).get("out_seq", 0) + 1
+    _set_sync(ticket, channel, out_seq=seq)
+    oid = order_id(ticket, channel)
+    body = {"event_id": f"{channel}:{oid}:{seq}", "type": kind, "order_id": oid, "seq": seq,
+            "occurred_at": (event.at if event else utcnow()).isoformat(), "ticket": snapshot(ticket),
+            "note": event.note if event else ""}
+    outbox.enqueue(session, ticket.tenant_id, channel, body["event_id"], "POST", EVENTS_PATH, body)
+
+
+def publish(session: Session, ticket: Ticket, event: TicketEvent, settings, skip: str = "") -> None:
+    """Queue the event for each linked peer: a dispatch to 110指挥中心 hands the ticket to the 110 centre, and a
+    ticket linked to 110 reports every later action; the provincial platform receives every ticket event."""
+    if enabled(settings, POLICE110) and skip != POLICE110:
+        linked = ticket.source == POLICE110 or POLICE110 in (ticket.sync or {})
+        handover = event.action in ("dispatch", "redispatch") and ticket.department == POLICE_DEPARTMENT
+        if handover:
+            _enqueue_event(session, ticket, POLICE110, "dispatch", event)
+        elif linked and event.action != "create":
+            _enqueue_event(session, ticket, POLICE110, event.action, event)
+    if enabled(settings, PROVINCIAL) and skip != PROVINCIAL:
+        _enqueue_event(session, ticket, PROVINCIAL, event.action, event)
+
+
+def publish_call(session: Session, call: Call, settings) -> None:
+    """Queue a call record (CDR) for the provincial platform (once per call)."""
+    if not enabled(settings, PROVINCIAL):
+        return
+    body = {"event_id": f"{PROVINCIAL}:call:{call.call_uuid}", "type": "call", "order_id": call.call_uuid, "seq": 1,
+            "occurred_at": (call.ended_at or call.started_at).isoformat(),
+            "call": {"call_uuid": call.call_uuid, "caller_number": call.caller_number, "direction": call.direction,
+                     "skill_group": call.skill_group, "started_at": call.started_at.isoformat(),
+                     "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+                     "ended_at": call.ended_at.isoformat() if call.ended_at else None, "result": call.result,
+                     "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction}}
+    outbox.enqueue(session, call.tenant_id, PROVINCIAL, body["event_id"], "POST", EVENTS_PATH, body)
+
+
+# ---------------------------------------------------------------- inbound
+def _find(session: Session, tenant_id: int, channel: str, oid: str) -> Ticket | None:
+    return session.scalar(select(Ticket).where(Ticket.tenant_id == tenant_id, or_(
+        Ticket.number == oid, (Ticket.source == channel) & (Ticket.external_ref == oid))))
+
+
+def _apply(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, ticket: Ticket | None, settings) -> Ticket:
+    actor = {POLICE110: "110指挥中心", PROVINCIAL: "省12345平台"}[channel]
+    now = utcnow()
+    policy = tickets.load_policy(settings)
+    if ev.type == "dispatch" and ticket is None:
+        data = ev.ticket or InboundTicket()
+        draft = tickets.TicketDraft(**data.model_dump())
+        ticket = tickets.create_ticket(session, tenant_id, draft, actor=actor, now=now, policy=policy, source=channel,
+                                       external_ref=ev.order_id, note=f"{actor}派单 {ev.order_id}")
+        tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings, skip=channel)
+    elif ev.type == "supervise":
+        ticket.supervised = True
+        session.add(TicketEvent(tenant_id=tenant_id, ticket_id=ticket.id, from_state=ticket.state,
+                                to_state=ticket.state, action="supervise", actor=actor,
+                                note=ev.reason or f"{actor}督办", at=now))
+    elif ev.type in _APPLIED:
+        event = tickets.transition(session, ticket, ev.type, actor=actor, now=now, reason=ev.reason,
+                                   result=ev.result, note=f"{actor}回传", policy=policy)
+        tickets.notify(session, ticket, event, settings, skip=channel)  # no echo to the sender
+    else:
+        raise AppError("unsupported_event", f"不支持的外部事件类型：{ev.type}", 422)
+    _set_sync(ticket, channel, in_seq=ev.seq)
+    return ticket
+
+
+def receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, settings) -> dict:
+    """Apply one inbound event exactly once and in order; returns {"status": applied|duplicate|parked, ...}."""
+    if session.scalar(select(InboxReceipt.id).where(InboxReceipt.channel == channel,
+                                                    InboxReceipt.event_id == ev.event_id)) is not None:
+        return {"status": "duplicate"}
+    ticket = _find(session, tenant_id, channel, ev.order_id)
+    last = _sync(ticket, channel).get("in_seq", 0) if ticket else 0
+    if ev.seq <= last:
+        session.add(InboxReceipt(channel=channel, event_id=ev.event_id))
+        return {"status": "duplicate", "number": ticket.number}
+    if (ticket is None and ev.type != "dispatch") or ev.seq > last + 1:
+        if session.scalar(select(ParkedEvent.id).where(ParkedEvent.channel == channel,
+                                                       ParkedEvent.event_id == ev.event_id)) is None:
+            session.add(ParkedEvent(channel=channel, event_id=ev.event_id, ref=ev.order_id, seq=ev.seq,
+                                    payload=ev.model_dump(mode="json")))
+        return {"status": "parked", "waiting_for_seq": last + 1}
+    applied = [ev]
+    ticket = _apply(session, tenant_id, channel, ev, ticket, settings)
+    session.add(InboxReceipt(channel=channel, event_id=ev.event_id))
+    while True:  # drain parked successors
+        parked = session.scalar(select(ParkedEvent).where(ParkedEvent.channel == channel,
+                                                          ParkedEvent.ref == ev.order_id,
+                                                          ParkedEvent.seq == _sync(ticket, channel)["in_seq"] + 1))
+        if parked is None:
+            break
+        nxt = ExchangeEvent.model_validate(parked.payload)
+        _apply(session, tenant_id, channel, nxt, ticket, settings)
+        session.add(InboxReceipt(channel=channel, event_id=nxt.event_id))
+        session.delete(parked)
+        applied.append(nxt)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent delivery of the same event won the race
+        raise AppError("conflict", "事件正在处理，请稍后重试", 409) from exc
+    return {"status": "applied", "number": ticket.number, "applied": [e.event_id for e in applied],
+            "state": ticket.state}
+
+
+# ---------------------------------------------------------------- provincial: capacity and reconciliation
+def agent_capacity(session: Session, tenant_id: int, max_concurrent_calls: int = 35) -> dict:
+    """The city's agent capacity for the provincial platform's unified dispatch (全区统一调度)."""
+    states = dict(session.execute(select(Agent.state, func.count()).where(Agent.tenant_id == tenant_id)
+                                  .group_by(Agent.state)).all())
+    active_calls = session.scalar(select(func.count()).select_from(Call).where(
+        Call.tenant_id == tenant_id, Call.answered_at.is_not(None), Call.ended_at.is_(None))) or 0
+    signed_in = sum(n for s, n in states.items() if s != "signed_out")
+    return {"agents_total": sum(states.values()), "signed_in": signed_in, "ready": states.get("ready", 0),
+            "busy": states.get("busy", 0), "acw": states.get("acw", 0), "not_ready": states.get("not_ready", 0),
+            "active_calls": active_calls, "max_concurrent_calls": max_concurrent_calls,
+            "free_call_capacity": max(0, min(max_concurrent_calls - active_calls, states.get("ready", 0))),
+            "at": utcnow().isoformat()}
+
+
+def reconcile(session: Session, tenant_id: int, client: outbox.SignedClient, since: datetime) -> dict:
+    """Compare the provincial platform's view of our tickets updated since ``since`` with ours and queue a full
+    ``sync`` event for every ticket it lacks or holds in another state (its outbox delivers them)."""
+    response = client.request("GET", "/api/v1/orders", params={"since": since.isoformat()})
+    response.raise_for_status()
+    remote = {o["order_id"]: o for o in response.json()["orders"]}
+    local = session.scalars(select(Ticket).where(Ticket.tenant_id == tenant_id, Ticket.updated_at >= since))
+    report = {"checked": 0, "missing": [], "mismatched": [], "requeued": 0}
+    for ticket in local:
+        report["checked"] += 1
+        oid = order_id(ticket, PROVINCIAL)
+        theirs = remote.get(oid)
+        if theirs is not None and theirs.get("state") == ticket.state:
+            continue
+        report["missing" if theirs is None else "mismatched"].append(oid)
+        _enqueue_event(session, ticket, PROVINCIAL, "sync")
+        report["requeued"] += 1
+    return report

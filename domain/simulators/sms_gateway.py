@@ -1,0 +1,83 @@
+"""SMS gateway simulator: accepts ``POST /sms/send`` (HMAC-signed), "delivers" to simulated handsets once per
+client message id, and pushes signed delivery receipts to the hotline's receipt webhook.
+
+Per-number outcomes model the contract's exclusions (空号 EMPTY, 停机 SUSPEND, 关机 POWEROFF, 终端异常 ABNORMAL);
+``fail_next`` and ``delay_s`` inject gateway outages and timeouts; ``duplicate_receipts`` sends each receipt twice.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from domain.errors import AppError
+from domain.integrations.signing import KeyRing, sign, verify
+
+
+class SmsGatewaySim:
+    def __init__(self, ring: KeyRing, receipt_url: str = "", receipt_ring: KeyRing | None = None,
+                 outcomes: dict[str, str] | None = None):
+        self.ring = ring
+        self.receipt_url = receipt_url  # full URL of the hotline's /api/hooks/sms/receipts
+        self.receipt_ring = receipt_ring or ring
+        self.outcomes = outcomes or {}
+        self.fail_next = 0
+        self.delay_s = 0.0
+        self.duplicate_receipts = False
+        self.messages: dict[str, dict] = {}  # client_msg_id → accepted message
+        self.handset_deliveries: list[str] = []  # client_msg_ids that reached a handset (once each)
+        self.receipt_failures: list[dict] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.app = self._build()
+
+    def _build(self) -> FastAPI:
+        app = FastAPI(title="SMS gateway simulator")
+
+        @app.exception_handler(AppError)
+        async def app_error(_request: Request, exc: AppError):
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+        @app.post("/sms/send")
+        async def send(request: Request, background: BackgroundTasks):
+            body = await request.body()
+            verify(self.ring, "POST", "/sms/send", body, request.headers)
+            if self.delay_s:
+                import asyncio
+
+                await asyncio.sleep(self.delay_s)
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return JSONResponse({"error": {"code": "busy", "message": "网关繁忙"}}, status_code=503)
+            data = json.loads(body)
+            with self._lock:
+                existing = self.messages.get(data["client_msg_id"])
+                if existing is None:
+                    existing = {"msg_id": f"GW{next(self._ids):08d}", "phone": data["phone"], "text": data["text"]}
+                    self.messages[data["client_msg_id"]] = existing
+                    self.handset_deliveries.append(data["client_msg_id"])
+                    code = self.outcomes.get(data["phone"], "DELIVRD")
+                    if self.receipt_url:
+                        receipt = {"client_msg_id": data["client_msg_id"], "msg_id": existing["msg_id"], "status": code}
+                        background.add_task(self._push_receipt, receipt)
+            return {"msg_id": existing["msg_id"]}
+
+        return app
+
+    def _push_receipt(self, receipt: dict) -> None:
+        body = json.dumps({"receipts": [receipt]}).encode()
+        path = httpx.URL(self.receipt_url).path
+        for _ in range(2 if self.duplicate_receipts else 1):
+            for _attempt in range(3):
+                try:
+                    headers = {"Content-Type": "application/json", **sign(self.receipt_ring, "POST", path, body)}
+                    if httpx.post(self.receipt_url, content=body, headers=headers, timeout=5).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+            else:
+                self.receipt_failures.append(receipt)
