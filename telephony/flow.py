@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Result = Literal["answered", "abandoned", "abandoned_short", "lost", "blocked", "out_of_hours"]
+Result = Literal["answered", "abandoned", "abandoned_short", "lost", "blocked", "out_of_hours", "unanswered"]
 
 
 class CallFlowParams(BaseModel):
@@ -37,7 +37,7 @@ def in_working_hours(params: CallFlowParams, now: datetime) -> bool:
     return False
 
 
-def classify_end(*, answered: bool, blocked: bool, closed: bool, lost_reason: str, hangup_side: str,
+def classify_end(*, answered: bool, outbound: bool = False, blocked: bool, closed: bool, lost_reason: str, hangup_side: str,
                  seconds_before_answer: float, params: CallFlowParams) -> Result:
     """The CDR result of a call that just ended."""
     if blocked:
@@ -46,6 +46,8 @@ def classify_end(*, answered: bool, blocked: bool, closed: bool, lost_reason: st
         return "out_of_hours"
     if answered:
         return "answered"
+    if outbound:
+        return "unanswered"
     if lost_reason or hangup_side == "system":
         return "lost"
     return "abandoned_short" if seconds_before_answer < params.abandon_short_s else "abandoned"

@@ -35,6 +35,10 @@ def skill_for_digit(session: Session, tenant: int, digit: str) -> str | None:
     return session.scalar(select(SkillGroup.code).where(SkillGroup.tenant_id == tenant, SkillGroup.dtmf == digit))
 
 
+def skill_exists(session: Session, tenant: int, code: str) -> bool:
+    return session.scalar(select(SkillGroup.id).where(SkillGroup.tenant_id == tenant, SkillGroup.code == code)) is not None
+
+
 def create_call(session: Session, tenant: int, call_uuid: str, caller: str, dialled: str, direction: str = "in") -> int:
     row = Call(tenant_id=tenant, call_uuid=call_uuid, caller_number=caller[:32], dialled_number=dialled[:32],
                direction=direction, result="in_progress")
@@ -91,6 +95,18 @@ def claim_agent_by_work_no(session: Session, tenant: int, work_no: str, acw_s: f
         return None
     claimed = session.execute(
         update(Agent).where(Agent.id == agent.id, _ready_clause(acw_s)).values(state="busy", state_since=utcnow())
+    ).rowcount
+    return agent if claimed else None
+
+
+def claim_agent_for_callback(session: Session, tenant: int, work_no: str) -> Agent | None:
+    """An agent places a callback from any signed-in, not-busy state."""
+    agent = session.scalar(select(Agent).where(Agent.tenant_id == tenant, Agent.work_no == work_no))
+    if agent is None or not agent.sip_uri:
+        return None
+    claimed = session.execute(
+        update(Agent).where(Agent.id == agent.id, Agent.state.in_(("ready", "not_ready", "acw")))
+        .values(state="busy", state_since=utcnow())
     ).rowcount
     return agent if claimed else None
 

@@ -102,21 +102,33 @@ class _GoneLeg:
         pass
 
 
+class _PendingLeg(_GoneLeg):
+    """The citizen's leg of an outbound callback before it is dialled."""
+
+    ended = False
+
+
 GONE = _GoneLeg()
+PENDING = _PendingLeg()
 
 
 class Conversation:
     """The call flow of one inbound call (caller leg + at most one agent leg + optional third party)."""
 
-    def __init__(self, worker: "BridgeWorker", caller_leg: Leg, caller: str, dialled: str):
+    def __init__(self, worker: "BridgeWorker", caller_leg: Leg | None, caller: str, dialled: str,
+                 direction: str = "in"):
         self.w = worker
         self.p = worker.params
         self.uuid = f"{worker.name}-{uuid.uuid4().hex[:16]}"
-        self.caller_leg = caller_leg
-        caller_leg.conv = self
+        self.direction = direction
+        self.caller_leg = caller_leg or PENDING
+        if caller_leg is not None:
+            caller_leg.conv = self
         self.agent_leg: Leg | None = None
-        self.extra_leg: Leg | None = None  # supervisor / conference party
+        self.extra_leg: Leg | None = None  # consult target, conference party or supervisor
         self.extra_mode = ""
+        self.extra_agent: Agent | None = None
+        self.answer_agent_id: int | None = None
         self.caller, self.dialled = caller, dialled
         self.state = "ringing"
         self.t0 = time.monotonic()
@@ -137,9 +149,9 @@ class Conversation:
         self.ended = False
         self.wait_ms = 0
         with worker.db() as s:
-            self.call_id = store.create_call(s, worker.tenant, self.uuid, caller, dialled)
-            self.blocked = store.is_blocked(s, worker.tenant, caller)
-        self.closed = not in_working_hours(self.p, datetime.now())
+            self.call_id = store.create_call(s, worker.tenant, self.uuid, caller, dialled, direction)
+            self.blocked = direction == "in" and store.is_blocked(s, worker.tenant, caller)
+        self.closed = direction == "in" and not in_working_hours(self.p, datetime.now())
 
     # ------------------------------------------------------------ helpers
     def publish(self, state: str, **detail) -> None:
@@ -192,6 +204,8 @@ class Conversation:
     def hangup_all(self, side: str) -> None:
         if not self.hangup_side:
             self.hangup_side = side
+        if self.caller_leg is PENDING:
+            self.caller_leg = GONE
         for leg in (self.caller_leg, self.agent_leg, self.extra_leg):
             if leg is not None:
                 leg.drop()
@@ -207,11 +221,14 @@ class Conversation:
         op.statusCode = code
         return op
 
+    def start_fork(self, leg: Leg, name: str) -> None:
+        leg.fork = make_fork_port(self.w.hub, self.uuid, name)
+        leg.media.startTransmit(leg.fork)
+
     def on_leg_media(self, leg: Leg) -> None:
-        if leg is self.caller_leg and leg.fork is None:
+        if leg is self.caller_leg and leg.fork is None and self.direction == "in":
             self.w.hub.open_call(self.uuid)
-            leg.fork = make_fork_port(self.w.hub, self.uuid, "caller")
-            leg.media.startTransmit(leg.fork)
+            self.start_fork(leg, "caller")
             if self.blocked:
                 self.release("blocked")
             elif self.closed:
@@ -219,16 +236,33 @@ class Conversation:
             else:
                 self.set_state("ivr")
                 self.play(["welcome", "menu"], then=self.ivr_wait)
-        elif leg is self.agent_leg and leg.confirmed and self.state == "alerting":
-            self.bridge()
-        elif leg is self.extra_leg and leg.confirmed:
-            self.connect_extra()
+        else:
+            self.on_leg_up(leg)
 
     def on_leg_up(self, leg: Leg) -> None:
-        if leg is self.agent_leg and leg.media is not None and self.state == "alerting":
+        """A dialled leg is answered and has media."""
+        if not leg.confirmed or leg.media is None:
+            return
+        if leg is self.agent_leg and self.state == "alerting":
+            if self.direction == "out" and self.caller_leg is PENDING:
+                self.dial_citizen()
+            elif self.direction == "in":
+                self.bridge()
+        elif leg is self.caller_leg and self.direction == "out" and leg.fork is None:
+            self.start_fork(leg, "caller")
             self.bridge()
-        elif leg is self.extra_leg and leg.media is not None:
+        elif leg is self.extra_leg and not leg.wired:
             self.connect_extra()
+
+    def dial_citizen(self) -> None:
+        """Outbound callback: the agent answered, now ring the citizen showing the service number."""
+        self.w.hub.open_call(self.uuid)
+        leg = self.w.dial(self, "caller", self.w.external_uri(self.caller), self.w.service_number)
+        if leg is None:
+            self.lost_reason = "no_call_slot"
+            self.hangup_all("system")
+            return
+        self.caller_leg = leg
 
     def on_dtmf(self, leg: Leg, digit: str, method: str) -> None:
         self.publish(self.state if self.state != "ringing" else "ivr", dtmf=digit, method=method)
@@ -254,7 +288,11 @@ class Conversation:
         elif leg is self.extra_leg:
             self.extra_leg = None
             self.extra_mode = ""
-            if self.state in ("talking", "held"):
+            if self.extra_agent is not None:
+                with self.w.db() as s:
+                    store.release_agent(s, self.extra_agent.id, "ready")
+                self.extra_agent = None
+            if self.state == "talking":
                 self.connect_talk()
         self.maybe_finish()
 
@@ -319,6 +357,10 @@ class Conversation:
         self.state = "queued"
 
     def agent_leg_down(self, status: int) -> None:
+        if self.direction == "out" and self.caller_leg is PENDING:
+            self.lost_reason = f"agent_no_answer_sip_{status}"
+            self.hangup_all("system")
+            return
         if self.state == "alerting" and not self.caller_leg.ended:
             if self.agent is None:  # an external transfer target did not answer
                 self.lost_reason = f"transfer_failed_sip_{status}"
@@ -336,10 +378,10 @@ class Conversation:
         self.stop_player()
         a, c = self.agent_leg, self.caller_leg
         if a.fork is None:
-            a.fork = make_fork_port(self.w.hub, self.uuid, "agent")
-            a.media.startTransmit(a.fork)
+            self.start_fork(a, "agent")
         if self.answered_at is None:
             self.answered_at = utcnow()
+            self.answer_agent_id = self.agent.id if self.agent else None
             self.wait_ms = self.queue_wait_ms()
             with self.w.db() as s:
                 store.set_status(s, self.call_id, "talking", answered_at=self.answered_at, queue_wait_ms=self.wait_ms)
@@ -359,14 +401,15 @@ class Conversation:
         if x is None or x.media is None:
             return
         x.wired = True
-        for src in (a, c):
+        hears = (a,) if self.extra_mode == "consult" else (a, c)
+        for src in hears:
             if src is not None and src.media is not None:
                 src.media.startTransmit(x.media)
-        if self.extra_mode in ("whisper", "barge", "conference") and a is not None and a.media is not None:
+        if self.extra_mode in ("consult", "whisper", "barge", "conference") and a is not None and a.media is not None:
             x.media.startTransmit(a.media)
-        if self.extra_mode in ("barge", "conference"):
+        if self.extra_mode in ("barge", "conference") and c.media is not None:
             x.media.startTransmit(c.media)
-        self.publish(self.state, extra=self.extra_mode)
+        self.publish(self.state, party=self.extra_mode)
 
     def queue_wait_ms(self) -> int:
         return int((time.monotonic() - self.t_queue) * 1000) if self.t_queue else 0
@@ -391,55 +434,112 @@ class Conversation:
         self.set_state("talking")
 
     def blind_transfer(self, target_kind: str, target: str) -> None:
-        """Hand the caller to a skill group queue, a specific agent, or an external number."""
+        """Hand the caller to a skill group queue, a specific agent, or an external number; the agent leaves."""
         if self.state not in ("talking", "held"):
             raise RuntimeError("not_talking")
+        if target_kind == "skill":
+            with self.w.db() as s:
+                if not store.skill_exists(s, self.w.tenant, target):
+                    raise RuntimeError("bad_target")
+            uri, agent = "", None
+        else:
+            uri, agent = self.resolve(target_kind, target)
         if self.held_since is not None:
             self.hold_ms += int((time.monotonic() - self.held_since) * 1000)
             self.held_since = None
         old = self.agent_leg
-        self.transfers += 1
-        self.state = "transferring"
-        if old is not None:
+        if old is not None and not old.ended:
             old.conv = _Detached(self.w, self)  # its hang-up no longer drives this conversation
             self.w.detached.add(old)
             old.drop()
-        with self.w.db() as s:
-            store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
+        if self.agent is not None:
+            with self.w.db() as s:
+                store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
         self.agent, self.agent_leg = None, None
+        self.transfers += 1
         if target_kind == "skill":
-            self.state = "ivr"
             self.enqueue(target)
-        elif target_kind == "agent":
+            return
+        self.play(["transfer"], then=lambda: self.state == "alerting" and self.play([MUSIC], loop=True))
+        if agent is not None:
+            self.alert(agent)
+            return
+        self.state = "alerting"
+        self.publish("alerting", transfer=target_kind)
+        self.agent_leg = self.w.dial(self, "agent", uri, self.caller)
+        if self.agent_leg is None:
+            self.release("busy", lost_reason="no_call_slot")
+
+    def resolve(self, target_kind: str, target: str) -> tuple[str, Agent | None]:
+        """SIP URI of a transfer/conference target; an agent target is claimed (busy) here."""
+        if target_kind == "agent":
             with self.w.db() as s:
                 agent = store.claim_agent_by_work_no(s, self.w.tenant, target, self.p.acw_s)
             if agent is None:
-                self.state = "ivr"
-                self.enqueue(self.skill or self.p.default_skill)
                 raise RuntimeError("agent_unavailable")
-            self.play(["transfer"], then=lambda: self.state == "alerting" and self.play([MUSIC], loop=True))
-            self.alert(agent)
-        else:
-            self.play(["transfer"])
-            self.extra_mode = "external"
-            self.state = "alerting"
-            self.agent_leg = self.w.dial(self, "agent", self.w.external_uri(target), self.w.service_number)
-            self.agent = None
+            return agent.sip_uri, agent
+        if target_kind == "external":
+            return self.w.external_uri(target), None
+        if target_kind == "uri" and target.startswith("sip:"):
+            return target, None
+        raise RuntimeError("bad_target")
 
-    def add_party(self, mode: str, uri: str) -> None:
-        """Conference a third party in, or let a supervisor monitor / whisper / barge."""
+    def add_party(self, mode: str, target_kind: str = "uri", target: str = "") -> None:
+        """Conference a third party in, consult one, or let a supervisor monitor / whisper / barge."""
         if self.state not in ("talking", "held"):
             raise RuntimeError("not_talking")
         if self.extra_leg is not None:
             raise RuntimeError("party_busy")
-        self.extra_mode = mode
-        self.extra_leg = self.w.dial(self, "party", uri, self.w.service_number)
-        if self.extra_leg is None:
-            self.extra_mode = ""
+        if mode not in ("consult", "conference", "monitor", "whisper", "barge"):
+            raise RuntimeError("bad_mode")
+        uri, agent = self.resolve(target_kind, target)
+        leg = self.w.dial(self, "party", uri, self.w.service_number)
+        if leg is None:
+            if agent is not None:
+                with self.w.db() as s:
+                    store.release_agent(s, agent.id, "ready")
             raise RuntimeError("no_call_slot")
+        self.extra_leg, self.extra_mode, self.extra_agent = leg, mode, agent
+
+    def consult(self, target_kind: str, target: str) -> None:
+        """Attended transfer, step 1: the caller hears hold music while the agent talks to the target."""
+        if self.state == "talking":
+            self.hold()
+        self.add_party("consult", target_kind, target)
+
+    def complete_transfer(self) -> None:
+        """Attended transfer, step 2: the consulted party takes over the caller; the agent leaves."""
+        x = self.extra_leg
+        if self.extra_mode != "consult" or x is None or x.media is None:
+            raise RuntimeError("no_consult")
+        old = self.agent_leg
+        if old is not None and not old.ended:
+            old.conv = _Detached(self.w, self)
+            self.w.detached.add(old)
+            old.drop()
+        if self.agent is not None:
+            with self.w.db() as s:
+                store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
+        x.role = "agent"
+        self.agent_leg, self.agent, self.extra_leg, self.extra_mode = x, self.extra_agent, None, ""
+        self.extra_agent = None
+        self.transfers += 1
+        self.start_fork(x, "agent")
+        self.retrieve()
+
+    def cancel_consult(self) -> None:
+        if self.extra_mode != "consult" or self.extra_leg is None:
+            raise RuntimeError("no_consult")
+        self.extra_leg.drop()
+
+    def drop_party(self) -> None:
+        if self.extra_leg is None:
+            raise RuntimeError("no_party")
+        self.extra_leg.drop()
 
     def set_party_mode(self, mode: str) -> None:
-        if self.extra_leg is None or self.extra_leg.media is None:
+        """Switch a supervisor between monitor, whisper and barge without redialling."""
+        if self.extra_leg is None or self.extra_leg.media is None or mode not in ("monitor", "whisper", "barge"):
             raise RuntimeError("no_party")
         x = self.extra_leg
         for dst in (self.agent_leg, self.caller_leg):
@@ -462,7 +562,7 @@ class Conversation:
         self.cancel_timers()
         self.player = None
         answered = self.answered_at is not None
-        result = classify_end(answered=answered, blocked=self.blocked, closed=self.closed,
+        result = classify_end(answered=answered, outbound=self.direction == "out", blocked=self.blocked, closed=self.closed,
                               lost_reason=self.lost_reason, hangup_side=self.hangup_side,
                               seconds_before_answer=time.monotonic() - self.t0, params=self.p)
         if self.held_since is not None:
@@ -474,7 +574,7 @@ class Conversation:
             store.finish_call(s, self.call_id, result=result, hangup_side=self.hangup_side or "caller",
                               lost_reason=lost_reason, ivr_path=self.ivr_path, skill=self.skill,
                               queue_wait_ms=self.wait_ms if answered else self.queue_wait_ms(),
-                              agent_id=self.agent.id if (self.agent and answered) else None,
+                              agent_id=self.answer_agent_id,
                               answered_at=self.answered_at, hold_ms=self.hold_ms, transfers=self.transfers,
                               legs=self.legs_done)
         self.publish("ended", result=result, hangup_side=self.hangup_side, lost_reason=lost_reason)
@@ -630,14 +730,39 @@ class BridgeWorker:
         """Run an agent/supervisor operation on a live conversation (main thread)."""
         if op == "originate":
             return self.originate(**args)
+        if op not in ("hold", "retrieve", "transfer", "consult", "complete_transfer", "cancel_consult", "add_party",
+                      "set_party_mode", "drop_party", "hangup"):
+            raise RuntimeError("bad_op")
         conv = self.convs.get(call_uuid)
         if conv is None:
             raise RuntimeError("call_not_found")
         if op == "hangup":
             conv.hangup_all(args.get("side", "agent"))
+        elif op == "transfer":
+            conv.blind_transfer(**args)
         else:
             getattr(conv, op)(**args)
         return {"call_uuid": conv.uuid, "state": conv.state}
+
+    def originate(self, work_no: str, number: str) -> dict:
+        """Outbound callback (回访): ring the agent, then the citizen with the service number as caller ID."""
+        if len(self.convs) >= self.params.conversations_per_worker or self.calls_in_use() + 2 > MAX_CALLS:
+            raise RuntimeError("no_capacity")
+        with self.db() as s:
+            agent = store.claim_agent_for_callback(s, self.tenant, work_no)
+        if agent is None:
+            raise RuntimeError("agent_unavailable")
+        conv = Conversation(self, None, caller=number, dialled=number, direction="out")
+        conv.agent, conv.state = agent, "alerting"
+        conv.agent_leg = self.dial(conv, "agent", agent.sip_uri, number)
+        if conv.agent_leg is None:
+            conv.lost_reason = "no_call_slot"
+            conv.hangup_all("system")
+            conv.maybe_finish()
+            raise RuntimeError("no_call_slot")
+        self.convs[conv.uuid] = conv
+        conv.publish("alerting", direction="out", number=number)
+        return {"call_uuid": conv.uuid}
 
     def acd_tick(self) -> None:
         queued = [c for c in self.convs.values() if c.state == "queued" and not c.ended]

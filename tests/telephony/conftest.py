@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,27 @@ def _best_corr(ref: np.ndarray, rec: np.ndarray) -> float:
     return float(abs(np.corrcoef(ref[lag : lag + len(rec)], rec)[0, 1]))
 
 
+def read_wav(path: str | Path, timeout: float = 3.0) -> np.ndarray:
+    """A UA's received-audio WAV, once pjmedia has closed it (ports are removed asynchronously by the clock thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sf.SoundFile(path) as f:
+            if f.frames > 0 and (f.frames * 2 + 44 >= Path(path).stat().st_size or time.monotonic() > deadline):
+                return f.read(dtype="int16")
+        if time.monotonic() > deadline:
+            return np.zeros(0, dtype=np.int16)
+        time.sleep(0.1)
+
+
+def peak_correlation(ref: np.ndarray, rec: np.ndarray, window: int = 8000) -> float:
+    """Best 1 s window: does ``ref`` appear anywhere in ``rec``?"""
+    ref = ref.astype(np.float64)
+    rec = rec.astype(np.float64)
+    scores = [_best_corr(ref, rec[i : i + window]) for i in range(0, len(rec) - window + 1, window // 2)
+              if rec[i : i + window].std() > 200]
+    return max(scores, default=0.0)
+
+
 def correlation(ref: np.ndarray, rec: np.ndarray, window: int = 8000) -> float:
     """Median, over 1 s windows of ``rec`` that carry sound, of the best-lag Pearson correlation with ``ref``.
 
@@ -126,9 +148,10 @@ class Lab:
         self.caller_wav = write_wav(audio / "caller.wav", self.caller_pcm)
         self.agent_wav = write_wav(audio / "agent.wav", self.agent_pcm)
 
-    def start_worker(self, name: str, flow: CallFlowParams, control: bool = False) -> WorkerProc:
+    def start_worker(self, name: str, flow: CallFlowParams, control: bool = False, gateway: str = "") -> WorkerProc:
         w = WorkerProc(name, free_port(), rtp_base(), db_url=self.url, data_dir=self.root, flow=flow.model_dump_json(),
-                       control_port=free_port() if control else 0, log_path=self.root / f"{name}.log")
+                       control_port=free_port() if control else 0, log_path=self.root / f"{name}.log",
+                       env={"HOTLINE_TELEPHONY_GATEWAY": gateway} if gateway else None)
         self.procs.append(w)
         return w
 

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from domain.db import session_scope
 from domain.models import Agent, Call, CallLeg, Recording
-from tests.telephony.conftest import correlation
+from tests.telephony.conftest import correlation, read_wav
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,8 @@ def test_call_is_bridged_forked_recorded_and_billed(peers):
     assert correlation(lab.caller_pcm, audio[:, 1]) > 0.9
     assert correlation(lab.agent_pcm, audio[:, 1]) < 0.3  # no cross-talk between channels
     # and each softphone heard the other side through the bridge
-    heard_by_agent, _ = sf.read(a_end["record"], dtype="int16")
-    heard_by_caller, _ = sf.read(c_end["record"], dtype="int16")
+    heard_by_agent = read_wav(a_end["record"])
+    heard_by_caller = read_wav(c_end["record"])
     assert correlation(lab.caller_pcm, heard_by_agent) > 0.9
     assert correlation(lab.agent_pcm, heard_by_caller) > 0.9
 

@@ -7,11 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from domain.db import session_scope
 from domain.models import Agent, BlockedNumber, Tenant
-from tests.telephony.conftest import TEST_FLOW
+from tests.telephony.conftest import TEST_FLOW, read_wav
 from tests.telephony.test_bridge import agent_state, wait_cdr
 
 pytestmark = pytest.mark.slow
@@ -134,7 +133,7 @@ def test_blocked_number_hears_prompt_and_is_rejected(peers):
     end = caller.ended("c1", timeout=10)
     [call] = wait_cdr(peers, "13900000666")
     assert (call.result, call.hangup_side) == ("blocked", "system")
-    heard, _ = sf.read(end["record"], dtype="int16")
+    heard = read_wav(end["record"])
     assert np.abs(heard).max() > 1000  # the block prompt was played before the hang-up
 
 
