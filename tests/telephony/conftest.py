@@ -45,7 +45,7 @@ def rtp_base() -> int:
     return next(_rtp)
 
 
-def speechlike(seed: int, seconds: float = 8.0, sr: int = 8000) -> np.ndarray:
+def speechlike(seed: int, seconds: float = 30.0, sr: int = 8000) -> np.ndarray:
     """Band-limited noise with a syllable-rate envelope: distinct per seed, easy to correlate after G.711."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(int(seconds * sr))
