@@ -11,6 +11,7 @@ import typer
 
 BENCHMARK_MODULES: list[str] = [
     "eval.asr_bench",
+    "eval.calls_bench",
     "eval.retrieval_bench",
 ]
 

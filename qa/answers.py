@@ -38,7 +38,7 @@ class KBEntry:
 class AnswerParams:
     """Named thresholds of the answer check (tunable with ``qa.scoring.tune``)."""
     top_k: int = 3  # candidate entries per sentence
-    topic_k: int = 2  # call-level candidate entries (from what the caller said)
+    topic_k: int = 3  # call-level candidate entries (from what the caller said)
     min_context: int = 1  # shared content bigrams between the agent clause and the KB clause
     min_neg_terms: int = 2  # terms of a KB "不需要 X" phrase the agent must repeat un-negated
     serious_types: tuple[str, ...] = ("amount", "percent", "duration", "date", "time", "phone",
@@ -136,6 +136,7 @@ class Fact:
     value: float
     text: str
     clause: str
+    window: str = ""  # the previous clause + this one
 
 
 _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
@@ -143,7 +144,7 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("amount", re.compile(r"(\d+(?:\.\d+)?)\s*(万)?元")),
     ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
     ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|日|天|月|年|周|小时|分钟)(?!\d)")),
-    ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:00)(半)?")),
+    ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:)(半|\d{2}分?)?")),
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
@@ -152,7 +153,9 @@ _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
 def extract_facts(text: str) -> list[Fact]:
     facts: list[Fact] = []
     norm = arabize(text)
-    for clause in _CLAUSE.findall(norm):
+    clauses = _CLAUSE.findall(norm)
+    for ci, clause in enumerate(clauses):
+        window = "".join(clauses[max(0, ci - 1):ci + 1])
         taken: list[tuple[int, int]] = []
         for kind, pat in _FACT_PATTERNS:
             for m in pat.finditer(clause):
@@ -175,11 +178,12 @@ def extract_facts(text: str) -> list[Fact]:
                         continue
                     if m.group(1) in ("下午", "傍晚", "晚上", "夜间", "夜里") and hour < 12:
                         hour += 12
-                    unit, value = "h", hour + (0.5 if m.group(3) else 0)
+                    minutes = m.group(3) or ""
+                    unit, value = "h", hour + (0.5 if minutes == "半" else int(minutes.rstrip("分") or 0) / 60)
                 else:
                     unit, value = "", float(m.group(1))
                 taken.append((m.start(), m.end()))
-                facts.append(Fact(kind, unit, float(value), m.group(), clause))
+                facts.append(Fact(kind, unit, float(value), m.group(), clause, window))
     return facts
 
 
@@ -261,6 +265,7 @@ class AnswerChecker:
         self.retrieve = retrieve or LexicalRetriever(list(self.entries.values()))
         self.params = params
         self._facts = {i: extract_facts(e.answer) for i, e in self.entries.items()}
+        self._qctx = {i: _context(e.question) for i, e in self.entries.items()}
         self._values = {i: {(f.kind, f.unit, f.value) for f in fs} for i, fs in self._facts.items()}
         self._negated = {i: [(m.group(0), _terms(m.group(1))) for m in _NEGATED.finditer(e.answer)]
                          for i, e in self.entries.items()}
@@ -278,7 +283,9 @@ class AnswerChecker:
                 continue
             asked = [s.text for s in segments if s.role == "caller" and s.idx < seg.idx][-1:]
             cands = list(dict.fromkeys(self.candidates(" ".join(asked + [seg.text]), p.top_k) + topic))
-            err = self._check_segment(seg, cands, topic)
+            heard = {(f.kind, f.unit, f.value) for s in segments if s.role == "caller" and s.idx < seg.idx
+                     for f in extract_facts(s.text)}
+            err = self._check_segment(seg, cands, topic, heard)
             if err:
                 errors.append(err)
         return errors
@@ -286,27 +293,35 @@ class AnswerChecker:
     def _severity(self, kind: str) -> str:
         return "serious" if kind in self.params.serious_types else "minor"
 
-    def _check_segment(self, seg: Segment, cands: list[str], topic: list[str]) -> AnswerError | None:
+    def _check_segment(self, seg: Segment, cands: list[str], topic: list[str],
+                       heard: set[tuple]) -> AnswerError | None:
         p = self.params
         for fact in extract_facts(seg.text):
             if fact.kind == "phone" and "12345" in fact.text:
                 continue
-            ctx = _context(fact.clause)
-            best = None  # the most relevant KB statement of the same kind: (overlap, -rank, entry, fact)
+            if (fact.kind, fact.unit, fact.value) in heard:
+                continue  # the agent repeats what the caller said
+            ctx, wctx = _context(fact.clause), _context(fact.window)
+            scored = []  # KB statements of the same kind: (relevance, clause overlap, rank, entry, fact)
             for rank, c in enumerate(cands):
                 for kf in self._facts[c]:
                     if (kf.kind, kf.unit) == (fact.kind, fact.unit):
-                        key = (len(ctx & _context(kf.clause)), -rank)
-                        if key[0] >= p.min_context and (best is None or key > best[0]):
-                            best = (key, c, kf)
-            if best is None:
+                        overlap = len(ctx & _context(kf.clause))
+                        relevance = overlap + len(wctx & self._qctx[c])
+                        scored.append((relevance, overlap, rank, c, kf))
+            scored = [x for x in scored if x[1] >= p.min_context]
+            if not scored:
                 continue  # the KB says nothing of this kind about it: extra information, not a contradiction
-            _, c, kf = best
-            same_entry = [v for k, u, v in self._values[c] if (k, u) == (fact.kind, fact.unit)]
-            if fact.value in same_entry or _derived(fact, same_entry):
+            # the reference is the most relevant statement (clause + entry question), ties by rank;
+            # the value must appear in an entry ranked above it or in an equally relevant statement
+            rel, top, rank, c, kf = max(scored, key=lambda x: (x[0], -x[2]))
+            if any(x[4].value == fact.value and x[0] >= rel for x in scored):
+                continue
+            if any(fact.value == v or _derived(fact, [v]) for cc in cands[:rank + 1]
+                   for k, u, v in self._values[cc] if (k, u) == (fact.kind, fact.unit)):
                 continue
             return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self._severity(fact.kind),
-                               {"kb_value": kf.text, "context_overlap": best[0][0]})
+                               {"kb_value": kf.text, "relevance": rel})
         norm = arabize(seg.text)
         for pat in _DEPT_ASSERT:
             m = pat.search(norm)

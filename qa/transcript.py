@@ -33,9 +33,13 @@ def normalize_text(text: str) -> str:
     return _WORK_NO.sub(lambda m: _cn_small_number(m.group(1)), text)
 
 
+def strip_punct(text: str) -> str:
+    return _PUNCT.sub("", text)
+
+
 def count_chars(text: str) -> int:
     """Spoken characters (punctuation and spaces removed), the unit of speech rate."""
-    return len(_PUNCT.sub("", text))
+    return len(strip_punct(text))
 
 
 @dataclass(eq=False)

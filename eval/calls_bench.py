@@ -1,0 +1,242 @@
+"""`hotline eval calls`: the offline call pipeline against a labelled synthetic-calls folder.
+
+Layout (see shared/data/synthetic_calls/README.md): ``kb.jsonl``, ``taxonomy.json``,
+``dialogues/<id>.json`` (labels), ``audio/<id>.flac`` (stereo, left agent / right caller),
+``refs/<id>.json`` (reference segments).  ``--from-reference`` starts from the reference
+segments so QA quality can be told apart from ASR errors.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from eval.report import emit
+
+# label field (scorecard item ``label``) -> does the labelled call pass that item?
+LABEL_PASS: dict[str, Callable[[dict], bool]] = {
+    "greeting": lambda d: d["compliance"]["greeting"] == "ok",
+    "closing": lambda d: d["compliance"]["closing"] == "ok",
+    "read_back": lambda d: bool(d["compliance"]["read_back"]),
+    "forbidden_phrases": lambda d: not d["compliance"]["forbidden_phrases"],
+    "long_silence_s": lambda d: d["compliance"]["long_silence_s"] is None,
+    "interruption": lambda d: not d["compliance"]["interruption"],
+    "rude": lambda d: not d["compliance"]["rude"],
+    "transferred_110": lambda d: not (d["police_110"] and not d["transferred_110"]),
+    "answer_errors": lambda d: bool(d["answer_accurate"]),
+}
+COMPLIANCE_LABELS = ("greeting", "closing", "read_back", "forbidden_phrases", "long_silence_s", "interruption", "rude")
+
+
+def load_calls(data: Path) -> list[dict]:
+    if not (data / "dialogues").is_dir():
+        raise typer.BadParameter(f"{data} 不是合成通话数据目录（缺少 dialogues/）")
+    calls = []
+    for path in sorted((data / "dialogues").glob("*.json")):
+        d = json.loads(path.read_text(encoding="utf-8"))
+        d["refs"] = json.loads((data / "refs" / f"{d['id']}.json").read_text(encoding="utf-8"))
+        calls.append(d)
+    return calls
+
+
+def load_kb(data: Path) -> list[dict]:
+    return [json.loads(line) for line in (data / "kb.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def metadata_of(d: dict) -> dict:
+    """What the system itself knows about a call (CDR + ticket), not labels about its quality."""
+    return {"duration_ms": round(d["audio"]["duration_s"] * 1000), "ticket_created": d["ticket"] is not None,
+            "hold_ms": 0, "transfers": 0}
+
+
+def expected_items(d: dict, card) -> dict[str, bool]:
+    return {i.code: LABEL_PASS[i.label](d) for i in card.items if i.label in LABEL_PASS}
+
+
+def greeting_class(result, segments) -> str:
+    """ok / nonstandard / missing, from the greeting item and who spoke first."""
+    if result.item("greeting").passed:
+        return "ok"
+    return "missing" if segments and segments[0].role == "caller" else "nonstandard"
+
+
+def prf(tp: int, fp: int, fn: int) -> dict:
+    p = tp / (tp + fp) if tp + fp else (1.0 if not fn else 0.0)
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "tp": tp, "fp": fp, "fn": fn}
+
+
+def _overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def match_answer_errors(d: dict, predicted: list[dict]) -> tuple[int, int, int]:
+    """An error matches a labelled one when its evidence overlaps the labelled turn in time."""
+    spans = {r["turn"]: (r["start"] * 1000, r["end"] * 1000) for r in d["refs"]}
+    gold = [spans[e["turn"]] for e in d["answer_errors"]]
+    used, tp = set(), 0
+    for e in predicted:
+        span = (e["evidence"]["start_ms"], e["evidence"]["end_ms"])
+        hit = next((i for i, g in enumerate(gold) if i not in used and _overlaps(span, g)), None)
+        if hit is not None:
+            used.add(hit)
+            tp += 1
+    return tp, len(predicted) - tp, len(gold) - len(used)
+
+
+def kb_recall_at_3(d: dict, retrieve) -> float:
+    query = "".join(s["text"] for s in d["segments"] if s["role"] == "caller")[:200]
+    got = {str(h[0]) for h in retrieve(query, 3)}
+    return len(got & set(d["kb_ids"])) / len(d["kb_ids"]) if d["kb_ids"] else 1.0
+
+
+def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, categorize=None,
+             police=None) -> dict:
+    """Score every call (``call["segments"]`` already filled) and compare with the labels."""
+    from qa.answers import AnswerChecker
+    from qa.scoring import score_call
+    from qa.transcript import normalize
+
+    checker = AnswerChecker(kb, retrieve)
+    agree: dict[str, list[bool]] = {k: [] for k in (*COMPLIANCE_LABELS, "violation")}
+    items: dict[str, list[bool]] = {}
+    err_tp = err_fp = err_fn = 0
+    call_tp = call_fp = call_fn = 0
+    p110 = {"tp": 0, "fp": 0, "fn": 0}
+    transfer_ok: list[bool] = []
+    cat_l1: list[bool] = []
+    cat_full: list[bool] = []
+    recall3: list[float] = []
+    per_call = []
+    t0 = time.perf_counter()
+    for d in calls:
+        segs = normalize(d["segments"])
+        res = score_call(segs, metadata_of(d), card, checker, embed=embed)
+        exp = expected_items(d, card)
+        for code, want in exp.items():
+            items.setdefault(code, []).append(res.item(code).passed == want)
+        mapped = {i.label: i.code for i in card.items if i.label}
+        for label in COMPLIANCE_LABELS:
+            if label == "greeting":
+                agree[label].append(greeting_class(res, segs) == d["compliance"]["greeting"])
+            elif label in mapped:
+                agree[label].append(res.item(mapped[label]).passed == LABEL_PASS[label](d))
+        predicted_violation = any(not res.item(mapped[lb]).passed for lb in COMPLIANCE_LABELS if lb in mapped)
+        agree["violation"].append(predicted_violation == d["compliance"]["violation"])
+        tp, fp, fn = match_answer_errors(d, res.answer_errors)
+        err_tp, err_fp, err_fn = err_tp + tp, err_fp + fp, err_fn + fn
+        flagged, gold = bool(res.answer_errors), not d["answer_accurate"]
+        call_tp += flagged and gold
+        call_fp += flagged and not gold
+        call_fn += gold and not flagged
+        item110 = next((i for i in res.items if i.label == "transferred_110"), None)
+        detected = police(segs) if police else bool(item110 and item110.applicable)
+        key = "tp" if detected and d["police_110"] else "fp" if detected else "fn" if d["police_110"] else None
+        if key:
+            p110[key] += 1
+        if d["police_110"] and item110 is not None:
+            transfer_ok.append(item110.passed == bool(d["transferred_110"]))
+        if categorize:
+            cat = categorize(segs) or ""
+            cat_l1.append(cat.split("/")[0] == d["category"].split("/")[0])
+            cat_full.append(cat == d["category"])
+        recall3.append(kb_recall_at_3(d, retrieve))
+        per_call.append({"id": d["id"], "score": res.score,
+                         "failed": [i.code for i in res.failed()],
+                         "expected_failed": sorted(k for k, v in exp.items() if not v),
+                         "answer_errors": [{k: e[k] for k in ("kb_id", "error_type", "quote", "severity")}
+                                           for e in res.answer_errors]})
+    all_items = [x for v in items.values() for x in v]
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    return {
+        "calls": len(calls),
+        "qa_item_agreement": mean(all_items),
+        "item_agreement": {k: mean(v) for k, v in items.items()},
+        "compliance_label_agreement": {k: mean(v) for k, v in agree.items()},
+        "answer_errors": {"error_level": prf(err_tp, err_fp, err_fn), "call_level": prf(call_tp, call_fp, call_fn)},
+        "police_110": {**prf(p110["tp"], p110["fp"], p110["fn"]), "transfer_check_agreement": mean(transfer_ok)},
+        "category_accuracy": {"level1": mean(cat_l1), "full_path": mean(cat_full)} if categorize else None,
+        "kb_recall_at_3": mean(recall3),
+        "qa_seconds": round(time.perf_counter() - t0, 2),
+        "per_call": per_call,
+    }
+
+
+def _tools(kb: list[dict], lexical: bool) -> tuple[Any, Any, str]:
+    """(embed, retrieve, retrieval name): the knowledge helper's embedder and hybrid index.
+
+    Falls back to ``qa.answers.LexicalRetriever`` when asked (``--lexical``) or when the hybrid
+    index cannot be built; the report names the retrieval actually used and why.
+    """
+    from knowledge.embedding import E5Embedder
+    from qa.answers import LexicalRetriever, load_kb as qa_kb
+
+    embedder = E5Embedder()
+    lexical_retrieve = LexicalRetriever(qa_kb(kb))
+    if lexical:
+        return embedder.passages, lexical_retrieve, "qa.answers.LexicalRetriever"
+    try:
+        from knowledge.retrieval import HybridIndex, KBDoc
+
+        index = HybridIndex(embedder)
+        index.add([KBDoc(id=e["id"], title=e["question"], body=e["answer"], department=e.get("department", ""),
+                         keywords=tuple(e.get("keywords", ())), category=e.get("category", "")) for e in kb])
+    except (ImportError, OSError) as exc:
+        return embedder.passages, lexical_retrieve, f"qa.answers.LexicalRetriever (hybrid index unavailable: {exc})"
+
+    def retrieve(query: str, k: int) -> list[tuple[str, float]]:
+        return [(str(h.id), h.score) for h in index.search(query, k).hits]
+
+    return embedder.passages, retrieve, "knowledge.retrieval.HybridIndex"
+
+
+def register(eval_app: typer.Typer) -> None:
+    @eval_app.command("calls")
+    def calls_cmd(
+        data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="合成通话数据目录"),
+        from_reference: bool = typer.Option(False, "--from-reference", help="从参考转写开始（不跑 ASR）"),
+        json_out: Path | None = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
+        limit: int = typer.Option(0, help="只评前 N 通（0 = 全部）"),
+        lexical: bool = typer.Option(False, "--lexical", help="用内置字符二元组检索代替知识库混合检索"),
+    ) -> None:
+        """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
+        from qa.scorecard import default_scorecard
+
+        calls = load_calls(data)[: limit or None]
+        kb = load_kb(data)
+        embed, retrieve, retrieval = _tools(kb, lexical)
+        result: dict[str, Any] = {"benchmark": "calls", "data": str(data), "mode": "reference" if from_reference else "asr",
+                                  "retrieval": retrieval}
+        if from_reference:
+            for d in calls:
+                d["segments"] = [{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]}
+                                 for r in d["refs"]]
+        else:
+            from eval.calls_pipeline import transcribe_calls
+
+            result["speech"] = transcribe_calls(calls, data)
+        result.update(evaluate(calls, kb, embed=embed, retrieve=retrieve, card=default_scorecard(),
+                               categorize=_categorizer(), police=_police_detector()))
+        emit(result, json_out)
+
+
+def _categorizer():
+    """The copilot helper's work-order classifier, when it is installed."""
+    try:
+        from copilot.category import classify_text  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return lambda segs: classify_text(" ".join(s.text for s in segs if s.role == "caller"))
+
+
+def _police_detector():
+    """The copilot helper's 110 detector, when it is installed (else the scorecard's police_110 item)."""
+    try:
+        from copilot.police import detect_police  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return lambda segs: bool(detect_police([s.text for s in segs if s.role == "caller"]))
