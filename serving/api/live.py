@@ -69,11 +69,11 @@ async def _pump(websocket: WebSocket, principal: Principal, accept) -> None:
 
 @router.websocket("/ws/agent")
 async def agent_events(websocket: WebSocket) -> None:
-    principal = _principal(websocket)
+    principal = await asyncio.to_thread(_principal, websocket)  # DB work off the event loop
     if principal is None or principal.role != "agent":
         await websocket.close(code=CLOSE_POLICY)
         return
-    agent_id = _agent_id(websocket, principal)
+    agent_id = await asyncio.to_thread(_agent_id, websocket, principal)
     my_calls: set[str] = set()
 
     def accept(event) -> bool:
@@ -86,7 +86,7 @@ async def agent_events(websocket: WebSocket) -> None:
 
 @router.websocket("/ws/supervisor")
 async def supervisor_events(websocket: WebSocket) -> None:
-    principal = _principal(websocket)
+    principal = await asyncio.to_thread(_principal, websocket)  # DB work off the event loop
     if principal is None or principal.role not in SUPERVISING_ROLES:
         await websocket.close(code=CLOSE_POLICY)
         return
