@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from domain.accounts import Principal
 from domain.errors import AppError
-from domain.models import Agent, Call, Recording
+from domain.models import Agent, Call, Recording, SkillGroup
 from domain.pii import mask_pii
 from serving.api.deps import get_session, require_roles
 
@@ -272,6 +272,10 @@ REPORT_TITLES = {"daily_ops": "每日运营情况", "agent_service": "坐席服�
 PERIOD_ZH = {"day": "日报", "week": "周报", "month": "月报"}
 
 
+def _group_names(session: Session, tenant_id: int) -> dict[str, str]:
+    return dict(session.execute(select(SkillGroup.code, SkillGroup.name).where(SkillGroup.tenant_id == tenant_id)).all())
+
+
 def build_report(session: Session, tenant_id: int, name: str, period: Period, anchor: date) -> dict:
     if name not in REPORTS:
         raise AppError("unknown_report", f"没有名为 {name} 的报表", 404)
@@ -282,6 +286,12 @@ def build_report(session: Session, tenant_id: int, name: str, period: Period, an
                                                     Call.started_at < hi).order_by(Call.started_at)))
     agents = list(session.scalars(select(Agent).where(Agent.tenant_id == tenant_id).order_by(Agent.work_no)))
     report = REPORTS[name](calls, agents, start, end, session)
+    names = _group_names(session, tenant_id)
+    for row in report.rows:
+        if "skill_group" in row:
+            row["skill_group"] = names.get(row["skill_group"], row["skill_group"])
+    if report.chart and name == "skill_group":
+        report.chart["x"] = [names.get(x, x) for x in report.chart["x"]]
     return {"name": name, "title": report.title, "period": period, "period_label": PERIOD_ZH[period],
             "start": start.isoformat(), "end": (end - timedelta(days=1)).isoformat(),
             "columns": [{"key": k, "label": label} for k, label in report.columns],
@@ -380,6 +390,7 @@ def dashboard(session: Session, tenant_id: int) -> dict:
     texts += list(session.scalars(select(TranscriptSegment.text).where(
         TranscriptSegment.tenant_id == tenant_id, TranscriptSegment.speaker_role == "caller",
         TranscriptSegment.is_final.is_(True), TranscriptSegment.created_at >= day_lo).limit(2000)))
+    names = _group_names(session, tenant_id)
     kpi = session.scalar(select(KpiMonth).where(KpiMonth.tenant_id == tenant_id).order_by(KpiMonth.month.desc()))
     return {
         "generated_at": now.isoformat(timespec="seconds"),
@@ -387,7 +398,11 @@ def dashboard(session: Session, tenant_id: int) -> dict:
         "month": _summary(calls),
         "live": {"in_progress": sum(c.ended_at is None for c in calls),
                  "queued": sum(c.ended_at is None and c.answered_at is None for c in calls),
-                 "agents": dict(states), "agents_total": len(agents)},
+                 "agents": dict(states), "agents_total": len(agents),
+                 "agent_list": [{"id": a.id, "work_no": a.work_no, "name": a.name, "state": a.state,
+                                 "state_since": _local(a.state_since).isoformat()} for a in agents],
+                 "queues": [{**q, "skill_group": names.get(q["skill_group"], q["skill_group"])}
+                            for q in _queues(calls, now)]},
         "hourly": {"x": [f"{h:02d}" for h in range(24)], "offered": by_hour},
         "districts": [{"name": k, "value": v} for k, v in district_counts.items()],
         "hot_words": hot_words(texts),
@@ -396,6 +411,14 @@ def dashboard(session: Session, tenant_id: int) -> dict:
         "kpi": {"month": kpi.month, "total_score": kpi.total_score, "coefficient": kpi.coefficient,
                 "fee_cny": kpi.fee_cny} if kpi else None,
     }
+
+
+def _queues(calls: list[Call], now: datetime) -> list[dict]:
+    waiting: dict[str, list[float]] = defaultdict(list)
+    for c in calls:
+        if c.ended_at is None and c.answered_at is None:
+            waiting[c.skill_group or "未分组"].append((now - _local(c.started_at)).total_seconds())
+    return [{"skill_group": k, "waiting": len(v), "longest_wait_s": round(max(v))} for k, v in sorted(waiting.items())]
 
 
 @router.get("/dashboard")

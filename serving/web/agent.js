@@ -8,8 +8,11 @@ const ops = {
   setState: (action) => api(`/api/telephony/agents/me/${action}`, { method: "POST" }),
   call: (callId, action, body) => api(`/api/telephony/calls/${encodeURIComponent(callId)}/${action}`, { method: "POST", body: body || {} }),
   history: (phone) => api(`/api/telephony/callers/${encodeURIComponent(phone)}/history`),
-  saveTicket: (body) => api("/api/tickets", { method: "POST", body }),
-  completeTicket: (id, result) => api(`/api/tickets/${id}/actions/complete`, { method: "POST", body: { result } }),
+  // linked to the CDR when the call event carries its database id, manual intake otherwise
+  saveTicket: (draft, callDbId, callUuid) => (callDbId
+    ? api("/api/tickets/from-call", { method: "POST", body: { call_id: callDbId, draft, confirmed: true } })
+    : api("/api/tickets", { method: "POST", body: { draft, note: callUuid ? `来电 ${callUuid}` : "" } })),
+  completeTicket: (id, result) => api(`/api/tickets/${id}/actions`, { method: "POST", body: { action: "complete", result } }),
   feedback: (entryId, kind, callId) => api(`/api/knowledge/entries/${entryId}/feedback`, { method: "POST", body: { kind, call_id: callId } }),
 };
 
@@ -66,7 +69,8 @@ async function showCaller(phone, detail) {
 }
 
 function newCall(event) {
-  call = { id: event.call_id, caller: event.caller, state: event.state, since: Date.now(), held: false };
+  call = { id: event.call_id, dbId: (event.detail || {}).call_db_id || null, caller: event.caller, state: event.state,
+    since: Date.now(), held: false };
   clear($("#transcript"));
   clear($("#qa-warnings"));
   clear($("#sensitive-flags"));
@@ -91,17 +95,17 @@ function onCallState(event) {
 async function callAction(action, body) {
   if (!call) return;
   const res = await guarded(() => ops.call(call.id, action, body));
-  if (res !== undefined) toast({ hold: "已保持", unhold: "已恢复通话", transfer: "正在转接", conference: "正在建立三方通话" }[action] || "已执行", "ok");
+  if (res !== undefined) toast({ hold: "已保持", retrieve: "已恢复通话", transfer: "正在转接", add_party: "正在建立三方通话" }[action] || "已执行", "ok");
   return res;
 }
-$("#btn-hold").addEventListener("click", () => callAction(call && call.held ? "unhold" : "hold"));
+$("#btn-hold").addEventListener("click", () => callAction(call && call.held ? "retrieve" : "hold"));
 function transfer(kind) {
   const target = $("#transfer-target").value.trim();
   if (!target) { $("#transfer-target").focus(); toast("请输入转接目标（工号或号码）", "error"); return; }
   callAction(kind, { target });
 }
 $("#btn-transfer").addEventListener("click", () => transfer("transfer"));
-$("#btn-conference").addEventListener("click", () => transfer("conference"));
+$("#btn-conference").addEventListener("click", () => transfer("add_party"));
 $("#btn-transfer-110").addEventListener("click", () => callAction("transfer", { target: "110" }));
 
 // ---------------------------------------------------------------- transcript: partials settle into finals
@@ -202,9 +206,8 @@ $("#ticket-form").addEventListener("submit", async (e) => {
   const body = Object.fromEntries(DRAFT_FIELDS.map((k) => [k, $(`#tk-${k}`).value.trim()]));
   if (!body.summary) { $("#tk-error").textContent = "请填写诉求内容"; $("#tk-summary").focus(); return; }
   body.kb_entry_ids = kbEntryIds;
-  if (call) body.call_uuid = call.id;
   try {
-    const ticket = await ops.saveTicket(body);
+    const ticket = await ops.saveTicket(body, call && call.dbId, call && call.id);
     const result = $("#tk-result").value.trim();
     if (result) await ops.completeTicket(ticket.id, result);
     $("#tk-saved").textContent = `已保存工单 ${ticket.number}${result ? "（已办结）" : ""}`;

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from domain.events import CallState, PoliceAlert, QAWarning, Suggestion, KnowledgeHit, TranscriptFinal, TranscriptPartial
-from domain.models import Agent, User
+from domain.models import Agent, Ticket, User
 from tests.ui.conftest import shot
 
 
@@ -61,5 +61,16 @@ def test_desk_renders_live_events(open_as, live_app):
                                 end_ms=1, text="别人的通话"))
     page.wait_for_timeout(300)
     assert page.locator("text=别人的通话").count() == 0
+    # save the ticket from the draft (Ctrl+Enter); the copied answer completes it at once
+    page.focus("#tk-summary")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("[data-testid=ticket-saved]:has-text('已保存工单')")
+    number = page.inner_text("[data-testid=ticket-saved]").split()[1]
+    with live_app.state.sessions() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket.summary == "市民咨询医保缴费时间和金额"
+        assert ticket.category == "社会保障/医疗保险" and ticket.phone == "13877201234"
+        assert ticket.state == "completed" and "个人缴费380元" in ticket.result
+        assert ticket.kb_entry_ids == [42]
     shot(page, "agent-desk")
     assert not page.errors, page.errors

@@ -47,3 +47,38 @@ def test_reports_chart_and_xlsx(open_as, live_app):
     assert sheet["A1"].value.startswith("未接来电（月报）")
     assert sheet.max_row > 3
     assert not page.errors, page.errors
+
+
+def test_live_wall_follows_calls(open_as, live_app):
+    from sqlalchemy import select
+
+    from domain.events import CallState, PoliceAlert, TranscriptFinal
+    from domain.models import Agent
+
+    page = open_as("supervisor", "/ui/wall.html")
+    page.wait_for_selector("#live-status[data-status=open]")
+    page.wait_for_selector("[data-testid=agent-tile]")
+    with live_app.state.sessions() as session:
+        agent = session.scalar(select(Agent).where(Agent.work_no == "8"))
+    common = {"tenant_id": agent.tenant_id, "call_id": "wall-call-1"}
+    live_app.state.bus.publish(CallState(**common, state="talking", caller="13877205678", agent_id=agent.id))
+    live_app.state.bus.publish(TranscriptFinal(**common, leg="caller", role="caller", start_ms=0, end_ms=900,
+                                               text="我要反映噪音问题"))
+    tile = page.wait_for_selector(f"[data-testid=agent-tile][data-agent='{agent.id}'][data-state=talking]")
+    page.wait_for_selector("[data-testid=agent-tile]:has-text('我要反映噪音问题')")
+    assert "138****5678" in tile.inner_text()
+    assert tile.query_selector("button[data-mode=whisper]") is not None
+    live_app.state.bus.publish(PoliceAlert(**common, reason="人身安全威胁", evidence="有人拿刀"))
+    page.wait_for_selector("[data-testid=wall-alert][data-kind=police]")
+    shot(page, "wall")
+    assert not page.errors, page.errors
+
+
+def test_ticket_board_tabs(open_as):
+    page = open_as("supervisor", "/ui/tickets.html")
+    page.click("[data-tab=all]")
+    page.wait_for_selector("[data-testid=ticket-board] tbody tr.clickable")
+    page.click("[data-testid=ticket-board] tbody tr.clickable >> nth=0")
+    page.wait_for_selector("#tk-detail h2:has-text('工单')")
+    shot(page, "tickets")
+    assert not page.errors, page.errors
