@@ -185,10 +185,17 @@ def receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, s
         if parked is None:
             break
         nxt = ExchangeEvent.model_validate(parked.payload)
-        _apply(session, tenant_id, channel, nxt, ticket, settings)
+        try:
+            with session.begin_nested():
+                _apply(session, tenant_id, channel, nxt, ticket, settings)
+            applied.append(nxt)
+        except AppError as exc:  # its sender was already answered "parked": record the rejection, keep going
+            _set_sync(ticket, channel, in_seq=nxt.seq)
+            session.add(TicketEvent(tenant_id=tenant_id, ticket_id=ticket.id, from_state=ticket.state,
+                                    to_state=ticket.state, action="rejected", actor=channel,
+                                    note=f"外部事件 {nxt.event_id}（{nxt.type}）无法执行：{exc.message}", at=utcnow()))
         session.add(InboxReceipt(channel=channel, event_id=nxt.event_id))
         session.delete(parked)
-        applied.append(nxt)
     try:
         session.flush()
     except IntegrityError as exc:  # a concurrent delivery of the same event won the race

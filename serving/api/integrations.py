@@ -56,16 +56,20 @@ def _tenant_id(request: Request, session: Session, channel: str) -> int:
 async def police110_event(request: Request, session: Session = Depends(get_session)) -> dict:
     """An event from the 110 centre: a work order it dispatches to us, or sign/return/complete of one we sent."""
     event = await _signed(request, exchange.POLICE110, exchange.ExchangeEvent)
-    return exchange.receive(session, _tenant_id(request, session, exchange.POLICE110), exchange.POLICE110, event,
-                            request.app.state.settings)
+    outcome = exchange.receive(session, _tenant_id(request, session, exchange.POLICE110), exchange.POLICE110, event,
+                               request.app.state.settings)
+    session.commit()  # durable before we acknowledge (get_session's own commit runs after the response)
+    return outcome
 
 
 @router.post("/provincial/events")
 async def provincial_event(request: Request, session: Session = Depends(get_session)) -> dict:
     """An event from the provincial platform: a work order dispatched to the city, or its supervision (督办)."""
     event = await _signed(request, exchange.PROVINCIAL, exchange.ExchangeEvent)
-    return exchange.receive(session, _tenant_id(request, session, exchange.PROVINCIAL), exchange.PROVINCIAL, event,
-                            request.app.state.settings)
+    outcome = exchange.receive(session, _tenant_id(request, session, exchange.PROVINCIAL), exchange.PROVINCIAL, event,
+                               request.app.state.settings)
+    session.commit()  # durable before we acknowledge
+    return outcome
 
 
 @router.get("/provincial/capacity")
@@ -81,4 +85,5 @@ async def sms_receipts(request: Request, session: Session = Depends(get_session)
     body = await _signed(request, "sms", ReceiptsIn)
     session.info["actor_name"] = "sms"
     known = sum(sms.apply_receipt(session, r.client_msg_id, r.msg_id, r.status) is not None for r in body.receipts)
+    session.commit()  # durable before we acknowledge
     return {"accepted": len(body.receipts), "matched": known}

@@ -80,6 +80,7 @@ def create_from_call(body: FromCallIn, request: Request, principal: Principal = 
                                         auto_create=call.skill_group in auto_groups, actor=principal.user.username,
                                         policy=policy, created_by=principal.user.id)
     tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings)
+    session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)
 
 
@@ -92,6 +93,7 @@ def create(body: CreateIn, request: Request, principal: Principal = Depends(requ
     ticket = tickets.create_ticket(session, principal.tenant_id, body.draft, actor=principal.user.username,
                                    policy=policy, created_by=principal.user.id, note=body.note)
     tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings)
+    session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)
 
 
@@ -150,6 +152,7 @@ def supervise(request: Request, principal: Principal = Depends(require_roles("su
     """Run the 督办 check now (the worker also runs it every minute); returns the tickets whose level rose."""
     policy = tickets.load_policy(request.app.state.settings)
     raised = tickets.supervise(session, principal.tenant_id, policy=policy, actor=principal.user.username)
+    session.commit()
     return [{"id": t.id, "number": t.number, "level": level, "message": tickets.SUPERVISION_LEVELS[level][1]}
             for t, level in raised]
 
@@ -183,4 +186,5 @@ def act(ticket_id: int, body: ActionIn, request: Request, principal: Principal =
                                reason=body.reason, result=body.result, satisfaction=body.satisfaction,
                                note=body.note, policy=policy)
     tickets.notify(session, ticket, event, settings)
+    session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)
