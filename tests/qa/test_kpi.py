@@ -180,3 +180,27 @@ def test_manual_entry_rejects_bad_input(engine):
                 kpi.add_manual_entry(s, t.id, "2026-06", kind, value, note)
         with pytest.raises(ValueError):
             kpi.gather(s, t.id, "2026-13")
+
+
+def test_exports_xlsx_and_pdf_with_working_and_quarter_total():
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from qa.kpi_export import to_pdf, to_xlsx
+
+    months = [assess(replace(perfect(reward_points=1), month=m)) for m in ("2026-04", "2026-05", "2026-06")]
+    months[1] = assess(perfect(month="2026-05", complaints_justified=12, calls_handled=1000, penalty_points=1))
+    wb = load_workbook(BytesIO(to_xlsx(months, "来宾市")))
+    assert wb.sheetnames == ["服务考核表2026-04", "服务考核表2026-05", "服务考核表2026-06", "结算报表"]
+    sheet = wb["服务考核表2026-05"]
+    names = [row[1] for row in sheet.iter_rows(min_row=3, values_only=True)]
+    assert names[:3] == ["呼叫接入系统可用率", "通信线路可用率", "短信有效到达率"] and names[-1] == "合计"
+    complaints = next(row for row in sheet.iter_rows(values_only=True) if row[1] == "服务投诉量")
+    assert complaints[6] == 0 and "12‰" in complaints[7]
+    settle = [row for row in wb["结算报表"].iter_rows(min_row=3, values_only=True)]
+    assert settle[3][0].endswith("季度合计") and settle[3][3] == round(sum(m.fee_cny for m in months), 2)
+    pdf = to_pdf(months, "来宾市")
+    assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
+    with pytest.raises(ValueError):
+        to_xlsx([])
