@@ -19,6 +19,7 @@ from domain.errors import AppError
 from domain.pii import mask_pii
 from domain.settings import Settings, get_settings
 from serving.events import LocalBus, RedisBus, authkey_for, socket_path
+from serving.runtime import Runtime
 from serving.ui import mount_ui
 
 log = logging.getLogger("hotline.api")
@@ -52,7 +53,8 @@ def _error(code: str, message: str, status: int, detail: dict | None = None) -> 
                         headers=SECURITY_HEADERS)
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None, *, live: bool = False) -> FastAPI:
+    """The API app.  ``live=True`` also runs the bus consumers of live calls (as `hotline serve` does)."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings.sqlalchemy_url)
 
@@ -63,7 +65,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         upgrade(str(engine.url.render_as_string(hide_password=False)))
         if isinstance(bus, LocalBus):
             bus.serve_socket(socket_path(settings.data_dir), authkey_for(settings.data_dir))
+        runtime = Runtime(app).start() if live else None
         yield
+        if runtime is not None:
+            runtime.stop()
         bus.close()
         engine.dispose()
 

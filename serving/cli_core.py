@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
-        uvicorn.run(create_app(settings, get_engine()), host=host, port=port, log_config=None)
+        uvicorn.run(create_app(settings, get_engine(), live=True), host=host, port=port, log_config=None)
 
     @db_app.command("upgrade")
     def db_upgrade() -> None:
