@@ -110,13 +110,15 @@ def send_due(sessions: sessionmaker, gateway: SmsGateway, *, now: datetime | Non
             row.attempts += 1
             row.next_attempt_at = now + timedelta(seconds=policy.lease_s)
         claimed = [(row.id, row.attempts, row.idempotency_key, row.phone, row.body) for row in rows]
-    counts = {"sent": 0, "retried": 0, "failed": 0}
+    outcomes = []
     for row_id, attempts, key, phone, body in claimed:
         try:
-            gateway_id, error = gateway.submit(key, phone, body), None
+            outcomes.append((row_id, attempts, gateway.submit(key, phone, body), None))
         except GatewayError as exc:
-            gateway_id, error = "", exc
-        with sessions() as session, session.begin():
+            outcomes.append((row_id, attempts, "", exc))
+    counts = {"sent": 0, "retried": 0, "failed": 0}
+    with sessions() as session, session.begin():  # one commit per batch; a crash before it only means resubmits
+        for row_id, attempts, gateway_id, error in outcomes:  # that the gateway drops by client message id
             row = session.get(SmsMessage, row_id)
             if gateway_id:
                 row.gateway_id = gateway_id

@@ -18,6 +18,8 @@ app.add_typer(eval_app, name="eval")
 COMMAND_MODULES: list[str] = [
     "serving.cli_core",
     "knowledge.cli",
+    "copilot.cli",
+    "serving.cli_tickets",
 ]
 
 for _name in COMMAND_MODULES:

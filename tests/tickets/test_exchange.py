@@ -243,3 +243,16 @@ def test_provincial_sync_dispatch_supervision_capacity_and_reconciliation(env):
     with session_scope(env.engine) as s:
         assert exchange.reconcile(s, 1, client, since=utcnow() - timedelta(hours=1))["requeued"] == 0
     client.close()
+
+
+def test_worker_pass_delivers_outboxes_and_supervises(env):
+    from domain.integrations.worker import run_once
+
+    number = _city_ticket(env)
+    env.act(number, "dispatch", department=exchange.POLICE_DEPARTMENT)
+    report = run_once(env.sessions, env.settings)
+    assert report["police110"]["sent"] == 1 and report["provincial"]["sent"] == 2
+    assert report["supervision_raised"] == [] and "sms" not in report
+    later = run_once(env.sessions, env.settings, now=utcnow() + timedelta(days=3))  # 治安管理: 24 h SLA
+    assert later["supervision_raised"] == [number]
+    assert env.ticket(number=number).escalation_level == 3

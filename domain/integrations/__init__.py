@@ -1,0 +1,1 @@
+"""Links to other systems: HMAC signing, the transactional outbox, and the 110 / provincial exchange."""

@@ -1,0 +1,41 @@
+"""One pass of the background work behind tickets: send due SMS, deliver the 110 and provincial outboxes, and
+raise SLA supervision (督办). ``hotline tickets worker`` runs it in a loop; several workers may run at once
+(claims are leased and use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from domain import sms, tickets
+from domain.integrations import exchange
+from domain.integrations.outbox import SignedClient, deliver_due
+from domain.integrations.signing import keyring
+from domain.models import Tenant, utcnow
+
+
+def run_once(sessions: sessionmaker, settings, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    report: dict = {}
+    if settings.sms_gateway_url:
+        gateway = sms.HttpSmsGateway(settings.sms_gateway_url, keyring(settings, "sms"))
+        try:
+            report["sms"] = sms.send_due(sessions, gateway, now=now)
+        finally:
+            gateway.client.close()
+    for channel in (exchange.POLICE110, exchange.PROVINCIAL):
+        if exchange.enabled(settings, channel):
+            url = settings.police110_url if channel == exchange.POLICE110 else settings.provincial_url
+            client = SignedClient(url, keyring(settings, channel))
+            try:
+                report[channel] = deliver_due(sessions, channel, client, now=now)
+            finally:
+                client.close()
+    policy = tickets.load_policy(settings)
+    with sessions() as session, session.begin():
+        raised = []
+        for tenant_id in session.scalars(select(Tenant.id)):
+            raised += [t.number for t, _ in tickets.supervise(session, tenant_id, now=now, policy=policy)]
+        report["supervision_raised"] = raised
+    return report

@@ -1,0 +1,110 @@
+"""Ticket commands: the background worker, provincial reconciliation, reports, and the partner simulators."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    tickets_app = typer.Typer(help="工单、短信与外部对接", no_args_is_help=True)
+    sim_app = typer.Typer(help="本地模拟器（短信网关、110 指挥中心、省 12345 平台）", no_args_is_help=True)
+    app.add_typer(tickets_app, name="tickets")
+    app.add_typer(sim_app, name="sim")
+
+    @tickets_app.command("worker")
+    def worker(interval: float = typer.Option(5.0, help="两轮之间的秒数"),
+               once: bool = typer.Option(False, help="只运行一轮")) -> None:
+        """发送短信、投递 110/省平台消息、执行督办检查（循环运行）。"""
+        import json
+        import time as clock
+
+        from domain.db import get_engine, session_factory
+        from domain.integrations.worker import run_once
+        from domain.settings import get_settings
+
+        sessions = session_factory(get_engine())
+        while True:
+            typer.echo(json.dumps(run_once(sessions, get_settings()), ensure_ascii=False))
+            if once:
+                return
+            clock.sleep(interval)
+
+    @tickets_app.command("reconcile")
+    def reconcile(hours: float = typer.Option(24.0, help="核对最近多少小时内更新的工单")) -> None:
+        """与省 12345 平台对账，差异工单重新推送。"""
+        import json
+
+        from sqlalchemy import select
+
+        from domain.db import session_scope
+        from domain.errors import AppError
+        from domain.integrations import exchange
+        from domain.integrations.outbox import SignedClient
+        from domain.integrations.signing import keyring
+        from domain.models import Tenant, utcnow
+        from domain.settings import get_settings
+
+        settings = get_settings()
+        if not settings.provincial_url:
+            raise AppError("provincial_off", "未配置省平台地址（HOTLINE_PROVINCIAL_URL）")
+        client = SignedClient(settings.provincial_url, keyring(settings, exchange.PROVINCIAL))
+        with session_scope() as session:
+            tenant = session.scalar(select(Tenant).where(Tenant.code == settings.default_tenant))
+            report = exchange.reconcile(session, tenant.id, client, since=utcnow() - timedelta(hours=hours))
+        typer.echo(json.dumps(report, ensure_ascii=False))
+
+    @tickets_app.command("report")
+    def report(start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="开始日期"),
+               end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="结束日期（含）"),
+               xlsx: Path = typer.Option(None, help="导出 XLSX 文件路径"),
+               granularity: str = typer.Option("day", help="day|week|month")) -> None:
+        """工单报表：分类/区县/部门/时间分布、按时办结率、退单率、满意度。"""
+        import json
+
+        from sqlalchemy import select
+
+        from domain import ticket_reports
+        from domain.db import session_scope
+        from domain.models import Tenant
+        from domain.settings import get_settings
+        from domain.tickets import LOCAL_TZ
+
+        with session_scope() as session:
+            tenant = session.scalar(select(Tenant).where(Tenant.code == get_settings().default_tenant))
+            data = ticket_reports.build(session, tenant.id, datetime.combine(start.date(), time(), LOCAL_TZ),
+                                        datetime.combine(end.date() + timedelta(days=1), time(), LOCAL_TZ), granularity)
+        if xlsx:
+            xlsx.write_bytes(ticket_reports.to_xlsx(data))
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+    @sim_app.command("run")
+    def run_sim(kind: str = typer.Argument(..., help="sms|police110|provincial"),
+                port: int = typer.Option(0, help="端口（0 = 随机）"),
+                city_url: str = typer.Option("http://127.0.0.1:8345", help="热线平台地址（回执/事件发往此处）")) -> None:
+        """在前台运行一个模拟器，密钥取自 HOTLINE_INTEGRATION_KEYS。"""
+        import time as clock
+
+        from domain.integrations.signing import keyring
+        from domain.settings import get_settings
+        from domain.simulators import LocalServer
+
+        settings = get_settings()
+        if kind == "sms":
+            from domain.simulators.sms_gateway import SmsGatewaySim
+
+            sim = SmsGatewaySim(keyring(settings, "sms"), receipt_url=f"{city_url}/api/hooks/sms/receipts")
+        elif kind in ("police110", "provincial"):
+            from domain.simulators.exchange_peer import ExchangePeerSim
+
+            sim = ExchangePeerSim(kind, keyring(settings, kind), city_url)
+        else:
+            raise typer.BadParameter("kind 须为 sms、police110 或 provincial")
+        with LocalServer(sim.app, port) as server:
+            typer.echo(f"{kind} 模拟器已启动：{server.url}（Ctrl+C 退出）")
+            try:
+                while True:
+                    clock.sleep(1)
+            except KeyboardInterrupt:
+                pass
