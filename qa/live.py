@@ -1,0 +1,84 @@
+"""Live QA checker: a per-call processor, ``TranscriptFinal`` in, ``QAWarning`` out.
+
+Only scorecard items with a ``live`` hint are checked while the call runs:
+
+- a ``forbid`` item warns as soon as a new sentence violates it (e.g. a forbidden phrase);
+- a ``require`` item with ``live.when`` warns when that condition first matches the latest
+  sentence while the requirement is still unmet (e.g. the agent starts closing without a read-back);
+- a ``require`` item with ``live.after_ms`` warns once the call is that far in and still unmet
+  (for items with ``applies_if``, counting from when it starts to apply, e.g. an emergency report).
+
+Each item warns at most once per call, except forbidden wording, which warns per sentence.
+"""
+from __future__ import annotations
+
+from domain.events import CallState, Event, QAWarning, TranscriptFinal
+from qa.rules import evaluate
+from qa.scorecard import Item, ScorecardDef
+from qa.scoring import Embed, make_context
+from qa.transcript import Segment
+
+
+class LiveQAChecker:
+    def __init__(self, scorecard: ScorecardDef, *, call_id: str = "", tenant_id: int = 0,
+                 embed: Embed | None = None, metadata: dict | None = None):
+        self.card = scorecard
+        self.items = [i for i in scorecard.items if i.live is not None]
+        self.call_id, self.tenant_id = call_id, tenant_id
+        self.segments: list[Segment] = []
+        self.metadata = dict(metadata or {})
+        self._embed = embed
+        make_context([], self.metadata, scorecard, embed)  # fail now, not mid-call, if semantic rules lack an embedder
+        self._warned: set[str] = set()
+        self._warned_idx: set[tuple[str, int]] = set()
+
+    def process(self, event: Event) -> list[Event]:
+        if isinstance(event, CallState):
+            self.call_id = self.call_id or event.call_id
+            return []
+        if not isinstance(event, TranscriptFinal) or not event.text.strip():
+            return []
+        self.call_id = self.call_id or event.call_id
+        self.tenant_id = self.tenant_id or event.tenant_id
+        seg = Segment(event.role, event.start_ms, event.end_ms, event.text.strip())
+        self.segments.append(seg)
+        self.segments.sort(key=lambda s: (s.start_ms, s.end_ms))
+        for i, s in enumerate(self.segments):
+            s.idx = i
+        ctx = make_context(self.segments, self.metadata, self.card, self._embed)
+        out: list[Event] = []
+        for item in self.items:
+            message = self._check(item, ctx, seg)
+            if message:
+                out.append(QAWarning(tenant_id=self.tenant_id, call_id=self.call_id, item=item.code, message=message))
+        return out
+
+    def _check(self, item: Item, ctx, latest: Segment) -> str | None:
+        hint = item.live
+        if item.applies_if is not None:
+            applies = evaluate(item.applies_if, ctx)
+            if not applies.matched:
+                return None
+            since = min((e["start_ms"] for e in applies.evidence), default=0)
+        else:
+            since = 0
+        if item.forbid is not None:
+            hit = evaluate(hint.when or item.forbid, ctx)
+            fresh = [e for e in hit.evidence if e.get("idx") == latest.idx and (item.code, latest.idx) not in self._warned_idx]
+            if hit.matched and fresh:
+                self._warned_idx.add((item.code, latest.idx))
+                return f"{hint.message}：“{fresh[0].get('match') or latest.text}”"
+            return None
+        if item.code in self._warned or evaluate(item.require, ctx).matched:
+            return None
+        if hint.when is not None:
+            trigger = evaluate(hint.when, ctx)
+            if not any(e.get("idx") == latest.idx for e in trigger.evidence):
+                return None
+        elif hint.after_ms is None or latest.end_ms - since < hint.after_ms:
+            return None
+        self._warned.add(item.code)
+        return hint.message
+
+    def close(self) -> list[Event]:
+        return []

@@ -1,0 +1,69 @@
+"""Answer accuracy: contradicted KB facts, with a standalone retriever and an injected one."""
+from __future__ import annotations
+
+from qa.answers import AnswerChecker, cn_to_int, extract_facts
+from qa.transcript import normalize
+
+KB = [
+    {"id": "kb1", "question": "社保卡遗失了怎么补办？",
+     "answer": "本人携带身份证到社保卡窗口办理。补卡收取工本费20元。非即时制卡网点10个工作日内制卡完成。",
+     "department": "来宾市社会保险服务中心"},
+    {"id": "kb2", "question": "夜间施工噪声扰民怎么办？",
+     "answer": "夜间（22时至次日6时）禁止产生环境噪声污染的建筑施工作业。",
+     "department": "来宾市生态环境局；来宾市城市管理综合执法局"},
+    {"id": "kb3", "question": "户口迁移需要回原籍开准迁证吗？",
+     "answer": "直接到迁入地派出所申请，自治区内迁移实行一站式办理，不需要回原籍开具准迁证。",
+     "department": "来宾市公安局（户政）"},
+    {"id": "kb4", "question": "物业服务不到位向哪里反映？",
+     "answer": "向街道办事处和住建局物业管理科反映，物业收费涉及价格违法的可向市场监管部门投诉。",
+     "department": "来宾市住房和城乡建设局（物业管理科）；属地街道办事处"},
+]
+
+
+def call(question, answer):
+    return normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": question},
+                      {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": answer}])
+
+
+def test_numbers_in_spoken_and_written_form():
+    assert cn_to_int("两万三千零五") == 23005 and cn_to_int("十五") == 15
+    kinds = {(f.kind, f.unit, f.value) for f in extract_facts("晚上十一点到第二天早上七点，工本费二十元，十个工作日")}
+    assert {("time", "h", 23.0), ("time", "h", 7.0), ("amount", "元", 20.0), ("duration", "工作日", 10.0)} <= kinds
+
+
+def test_correct_answers_pass():
+    checker = AnswerChecker(KB)
+    assert checker.check(call("社保卡丢了怎么补？", "带身份证到窗口补办，工本费20元，10个工作日内制好卡。")) == []
+    assert checker.check(call("工地晚上施工吵", "夜间22点到早上6点禁止施工。")) == []
+
+
+def test_contradicted_facts_are_reported_with_evidence():
+    checker = AnswerChecker(KB)
+    (err,) = checker.check(call("社保卡丢了怎么补？", "补卡要交工本费50元。"))
+    assert (err.kb_id, err.error_type, err.severity) == ("kb1", "amount", "serious")
+    assert err.to_dict()["evidence"]["start_ms"] == 3500 and "20元" in err.kb_fact
+    (err,) = checker.check(call("工地晚上施工吵", "夜间禁止施工的时间是晚上11点到第二天早上7点。"))
+    assert err.error_type == "time" and err.kb_id == "kb2"
+    (err,) = checker.check(call("户口从忻城迁到兴宾区怎么办", "您要先回原籍派出所开一张准迁证。"))
+    assert err.error_type == "process" and "不需要" in err.kb_fact
+    (err,) = checker.check(call("物业服务不到位找谁", "物业服务的问题是归市场监督管理局管的。"))
+    assert err.error_type == "department"
+
+
+def test_caller_facts_repeated_by_agent_are_not_errors():
+    checker = AnswerChecker(KB)
+    segs = normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "工地每天施工到十二点，太吵了"},
+                      {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": "您反映工地施工到12点，我帮您登记。"}])
+    assert checker.check(segs) == []
+
+
+def test_injected_retrieval_is_used():
+    calls = []
+
+    def retrieve(query, k):
+        calls.append(query)
+        return [("kb1", 0.9)]
+
+    checker = AnswerChecker(KB, retrieve)
+    assert checker.check(call("问个事", "工本费50元。"))[0].kb_id == "kb1"
+    assert calls

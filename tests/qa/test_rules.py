@@ -1,0 +1,136 @@
+"""Rule operators, scorecard validation and score_call on hand-made transcripts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.rules import RuleContext, RuleError, char_ngram_similarity, evaluate
+from qa.scorecard import ScorecardError, default_scorecard, parse
+from qa.scoring import score_call
+from qa.transcript import normalize, normalize_text
+
+A, C = "agent", "caller"
+
+
+def segs(*rows):
+    return normalize([{"role": r, "start_ms": s, "end_ms": e, "text": t} for r, s, e, t in rows])
+
+
+CALL = segs(
+    (A, 0, 8000, "您好，来宾幺二三四五政务服务便民热线，十五号话务员为您服务，请问有什么可以帮您？"),
+    (C, 8500, 12000, "我家楼下烧烤摊有人在打架，有人流血了！"),
+    (A, 11200, 15000, "请您注意安全，请问具体在什么地方？"),
+    (C, 15500, 19000, "兴宾区江南路新世纪广场后面。"),
+    (A, 31000, 37000, "好的，兴宾区江南路新世纪广场后面有人打架，现在为您转接110，请不要挂机。"),
+    (A, 37500, 40000, "感谢您的来电，正在为您转接。"),
+)
+
+
+def ctx(segments=CALL, **kw):
+    return RuleContext(segments, **kw)
+
+
+def test_digit_normalisation_for_spoken_numbers():
+    assert normalize_text("来宾幺二三四五热线，十五号话务员") == "来宾12345热线，15号话务员"
+
+
+def test_keywords_modes():
+    assert evaluate({"op": "keywords", "role": A, "words": ["您好", "再见"], "mode": "any"}, ctx()).matched
+    assert not evaluate({"op": "keywords", "role": A, "words": ["您好", "再见"], "mode": "all"}, ctx()).matched
+    assert evaluate({"op": "keywords", "role": A, "words": ["再见"], "mode": "none"}, ctx()).matched
+    hit = evaluate({"op": "keywords", "role": A, "words": ["您好", "110", "感谢"], "mode": "at_least", "n": 3}, ctx())
+    assert hit.matched and {e["match"] for e in hit.evidence} == {"您好", "110", "感谢"}
+    with pytest.raises(RuleError):
+        evaluate({"op": "keywords", "words": ["x"], "mode": "most"}, ctx())
+
+
+def test_regex_with_exclusions_and_position_scopes():
+    first = {"op": "regex", "role": A, "scope": {"first": 1, "among": "call"}, "pattern": r"12345.*\d+号"}
+    assert evaluate(first, ctx()).matched
+    assert not evaluate(first, ctx(CALL[1:])).matched  # caller spoke first: no greeting
+    assert evaluate({"op": "regex", "role": A, "scope": {"last": 1}, "pattern": "感谢.*来电"}, ctx()).matched
+    excl = {"op": "regex", "role": A, "pattern": "转接110", "exclude": ["不要挂机"]}
+    assert not evaluate(excl, ctx()).matched
+    after = {"op": "keywords", "role": A, "words": ["转接110"],
+             "scope": {"after": {"op": "keywords", "role": C, "words": ["打架"]}}}
+    before = {**after, "scope": {"before": {"op": "keywords", "role": C, "words": ["打架"]}}}
+    assert evaluate(after, ctx()).matched and not evaluate(before, ctx()).matched
+
+
+def test_silence_overlap_rate_metadata_sentiment():
+    silence = {"op": "silence", "role": A, "min_ms": 10000, "hold_phrases": ["请您稍等"]}
+    hit = evaluate(silence, ctx())
+    assert hit.matched and hit.evidence[0]["silence_ms"] == 12000
+    held = list(CALL)
+    held[2] = segs((A, 11200, 15000, "好的，请您稍等，我查一下。"))[0]
+    held[2].idx = 2
+    assert not evaluate(silence, ctx(held)).matched  # announced hold
+    over = evaluate({"op": "overlap", "role": A, "min_ms": 500}, ctx())
+    assert over.matched and over.evidence[0]["overlap_ms"] == 800
+    assert not evaluate({"op": "overlap", "role": A, "min_ms": 1000}, ctx()).matched
+    rate = {"op": "speech_rate", "role": A, "mode": "average", "min_cpm": 150, "max_cpm": 330}
+    assert not evaluate(rate, ctx()).matched
+    fast = evaluate({**rate, "mode": "per_sentence", "max_cpm": 200, "min_chars": 10}, ctx())
+    assert fast.matched and all(e["cpm"] > 200 for e in fast.evidence)
+    meta = {"op": "metadata", "field": "hold_ms", "cmp": ">", "value": "$max_hold"}
+    assert evaluate(meta, ctx(metadata={"hold_ms": 90000}, params={"max_hold": 60000})).matched
+    assert not evaluate(meta, ctx(metadata={"hold_ms": 1000}, params={"max_hold": 60000})).matched
+    rude = segs((A, 0, 2000, "行了行了，你吼也没用，烦不烦！"))
+    assert evaluate({"op": "sentiment", "role": A, "below": -0.5}, ctx(rude)).matched
+    assert not evaluate({"op": "sentiment", "role": A, "below": -0.5}, ctx()).matched
+
+
+def test_combinators_and_semantic_backends():
+    cond = {"all": [{"op": "keywords", "role": A, "words": ["您好"]},
+                    {"not": {"op": "keywords", "role": A, "words": ["你自己去查"]}}]}
+    assert evaluate(cond, ctx()).matched
+    assert evaluate({"any": [{"op": "keywords", "words": ["不存在"]}, cond]}, ctx()).matched
+    sem = {"op": "semantic", "role": A, "examples": ["现在为您转接110"], "threshold": 0.3}
+    with pytest.raises(RuleError):  # never silently falls back
+        evaluate(sem, ctx())
+    assert evaluate(sem, ctx(similarity=char_ngram_similarity())).matched
+
+    def fake_embed(texts):  # deterministic stand-in for an embedder: bag of characters
+        vocab = "转接110感谢您好"
+        return np.array([[t.count(ch) for ch in vocab] for t in texts], dtype=np.float32) + 1e-3
+
+    from qa.rules import embedding_similarity
+    hit = evaluate({**sem, "threshold": 0.8}, ctx(similarity=embedding_similarity(fake_embed)))
+    assert hit.matched and "转接110" in hit.evidence[0]["text"]
+
+
+def test_scorecard_validation_errors_are_readable():
+    card = default_scorecard()
+    assert sum(i.weight for i in card.items) == 100
+    data = card.model_dump()
+    data["items"][0]["require"] = {"op": "nonsense"}
+    with pytest.raises(ScorecardError, match="未知算子"):
+        parse(data)
+    data = card.model_dump()
+    data["items"][0]["require"] = {"op": "silence", "min_ms": "$nope"}
+    with pytest.raises(ScorecardError, match="未定义的参数"):
+        parse(data)
+    data = card.model_dump()
+    data["params"]["long_silence_ms"]["value"] = 999999
+    with pytest.raises(ScorecardError):
+        parse(data)
+
+
+def test_score_call_on_a_110_call_with_char_ngram_similarity():
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    res = score_call(CALL, {"duration_ms": 39000}, card, None)
+    assert res.item("greeting").passed
+    assert res.item("police_110").applicable and res.item("police_110").passed
+    assert not res.item("long_silence").passed and res.item("long_silence").evidence[0]["start_ms"] == 19000
+    assert not res.item("answer_accuracy").applicable  # no KB given
+    assert not res.item("interruption").passed  # the agent started 800 ms before the caller finished
+    assert res.score == 100 - 8 - 6 and not res.serious_service_violation
+    with pytest.raises(ValueError, match="embed"):
+        score_call(CALL, {}, default_scorecard(), None)  # semantic rules need an embedder
+
+
+def test_bad_segments_are_rejected_clearly():
+    with pytest.raises(ValueError, match="role"):
+        normalize([{"role": "robot", "start_ms": 0, "end_ms": 1, "text": "x"}])
+    with pytest.raises(ValueError, match="times"):
+        normalize([{"role": "agent", "text": "x"}])
