@@ -1,0 +1,124 @@
+"""Persistence, sampling, review/appeal workflow, overturn rates, and the live checker."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import select
+
+from domain.db import session_scope
+from domain.errors import AppError
+from domain.events import CallState, QAWarning, TranscriptFinal
+from domain.models import AuditLog, QAResult, Tenant, User
+from qa import review, scorecard as sc
+from qa.live import LiveQAChecker
+from qa.review import SamplingRule
+from qa.scoring import score_call
+
+CARD = sc.default_scorecard().model_copy(update={"similarity": "char_ngram"})
+
+
+def transcript(forbidden: bool = False):
+    rows = [
+        ("agent", 0, 7000, "您好，来宾12345政务服务便民热线，8号话务员为您服务，请问有什么可以帮您？"),
+        ("caller", 7500, 12000, "我想问一下社保卡丢了怎么补办？"),
+        ("agent", 12500, 20000, "这个你自己去查，网上都有。" if forbidden else "您带上身份证到社保卡窗口就可以补办。"),
+        ("caller", 20500, 23000, "好的。"),
+        ("agent", 23500, 32000, "跟您复述一下，您咨询的是社保卡补办，带身份证到窗口办理。"),
+        ("agent", 32500, 37000, "感谢您的来电，再见。"),
+    ]
+    return [{"role": r, "start_ms": s, "end_ms": e, "text": t} for r, s, e, t in rows]
+
+
+@pytest.fixture
+def world(engine):
+    with session_scope(engine) as s:
+        t = Tenant(code="qa", name="QA")
+        s.add(t)
+        s.flush()
+        from domain.models import Role
+        for name in ("qa_reviewer", "agent"):
+            if s.get(Role, name) is None and not s.scalar(select(Role).where(Role.name == name)):
+                s.add(Role(name=name, label=name))
+        s.flush()
+        reviewer = User(tenant_id=t.id, username="rev", password_hash="x", role="qa_reviewer")
+        agent = User(tenant_id=t.id, username="ag", password_hash="x", role="agent")
+        s.add_all([reviewer, agent])
+        s.flush()
+        row = sc.save(s, t.id, CARD)
+        return {"tenant": t.id, "reviewer": reviewer.id, "agent": agent.id, "card": row.id}
+
+
+def test_scorecards_are_versioned_per_tenant(engine, world):
+    with session_scope(engine) as s:
+        row2 = sc.save(s, world["tenant"], CARD.with_params({"long_silence_ms": 12000}))
+        assert row2.version == 2 and sc.active(s, world["tenant"]).id == row2.id
+        assert sc.from_row(row2).params["long_silence_ms"].value == 12000
+
+
+def test_sampling_review_overturn_and_appeal(engine, world):
+    tid = world["tenant"]
+    with session_scope(engine) as s:
+        bad = review.store_result(s, tid, score_call(transcript(True), {}, CARD, None), world["card"],
+                                  sampling=SamplingRule(random_percent=0))
+        good = review.store_result(s, tid, score_call(transcript(), {}, CARD, None), world["card"],
+                                   sampling=SamplingRule(random_percent=0))
+        assert bad.sampled and bad.review_state == "queued" and bad.serious_service_violation
+        assert not good.sampled and good.review_state == "auto"
+        forced = review.store_result(s, tid, score_call(transcript(), {}, CARD, None), world["card"],
+                                     sampling=SamplingRule(random_percent=100), rng=random.Random(1))
+        assert forced.sampled
+        assert [r.id for r in review.review_queue(s, tid)] == [bad.id, forced.id]  # serious first
+        item = next(i for i in bad.items if i.item_code == "forbidden_phrases")
+        assert item.evidence[0]["start_ms"] == 12500 and "你自己去查" in item.evidence[0]["match"]
+        with pytest.raises(AppError):
+            review.review_item(s, tid, item.id, world["reviewer"], "overturn", "")  # comment required
+        review.review_item(s, tid, item.id, world["reviewer"], "overturn", "语境为转述来电人原话，不算推诿")
+        fc = next(i for i in bad.items if i.item_code == "first_contact")
+        review.review_item(s, tid, fc.id, world["reviewer"], "overturn", "同上")
+        done = review.finish_review(s, tid, bad.id, world["reviewer"])
+        assert done.review_state == "reviewed" and not done.serious_service_violation and done.score == 100
+        detail = review.result_detail(s, tid, bad.id)
+        assert next(i for i in detail["items"] if i["code"] == "forbidden_phrases")["effective_passed"]
+        rates = {r["item_code"]: r for r in review.overturn_rates(s, tid)}
+        assert rates["forbidden_phrases"]["overturn_rate"] == 1.0 and rates["greeting"]["overturn_rate"] == 0.0
+        # agent side
+        with pytest.raises(AppError):
+            review.agent_respond(s, tid, good.id, world["agent"], "appeal", "")
+        appealed = review.agent_respond(s, tid, good.id, world["agent"], "appeal", "客户未表达不满")
+        assert appealed.agent_state == "appealed" and appealed.review_state == "queued"
+        review.resolve_appeal(s, tid, good.id, world["reviewer"], upheld=False, comment="维持原判")
+        with pytest.raises(AppError):
+            review.agent_respond(s, tid, good.id, world["agent"], "acknowledge")
+        review.agent_respond(s, tid, forced.id, world["agent"], "acknowledge")
+        actions = {a.action for a in s.scalars(select(AuditLog).where(AuditLog.tenant_id == tid))}
+        assert {"qa.review", "qa.review_finished", "qa.agent_appeal", "qa.appeal_resolved",
+                "qa.agent_acknowledge"} <= actions
+        with pytest.raises(AppError):
+            review.result_detail(s, tid + 999, bad.id)  # other tenants see nothing
+        assert s.scalar(select(QAResult).where(QAResult.id == bad.id)).serious_answer_error is False
+
+
+def _final(role, start, end, text):
+    return TranscriptFinal(call_id="c1", tenant_id=1, leg=role, role=role, start_ms=start, end_ms=end, text=text)
+
+
+def test_live_checker_warns_before_the_call_ends():
+    checker = LiveQAChecker(CARD, call_id="c1", tenant_id=1)
+    assert checker.process(CallState(call_id="c1", state="talking")) == []
+    out = checker.process(_final("agent", 0, 6000, "您好，来宾12345政务服务便民热线，8号话务员为您服务。"))
+    assert out == []
+    out = checker.process(_final("caller", 6500, 12000, "我楼下有人打架，有人流血了！"))
+    assert [w.item for w in out] == ["police_110"] and isinstance(out[0], QAWarning)
+    out = checker.process(_final("agent", 12500, 16000, "这个你自己去查吧。"))
+    assert any(w.item == "forbidden_phrases" and "你自己去查" in w.message for w in out)
+    out = checker.process(_final("agent", 16500, 20000, "还有什么问题吗？没有的话感谢您的来电。"))
+    assert "read_back" in [w.item for w in out]
+    # each requirement warns once
+    assert "read_back" not in [w.item for w in checker.process(_final("agent", 20500, 22000, "感谢您的来电。"))]
+    assert checker.close() == []
+
+
+def test_live_checker_needs_an_embedder_for_semantic_rules():
+    with pytest.raises(ValueError, match="embed"):
+        LiveQAChecker(sc.default_scorecard())
