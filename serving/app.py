@@ -29,6 +29,7 @@ ROUTER_MODULES: list[str] = [
     "serving.api.admin",
     "serving.api.call_reports",
     "serving.api.evaluations",
+    "serving.api.callers",
     "serving.api.live",
     "serving.api.tickets",
     "serving.api.integrations",

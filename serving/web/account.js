@@ -15,7 +15,8 @@ $("#password-form").addEventListener("submit", async (e) => {
   try {
     await api("/api/auth/password", { method: "POST", body: { old_password: oldPw, new_password: newPw } });
     e.target.reset();
-    toast("密码已修改", "ok");
+    toast("密码已修改，请用新密码重新登录", "ok");
+    setTimeout(() => location.replace("/ui/index.html?reason=password"), 1500);
   } catch (err) {
     error.textContent = err.message;
   }

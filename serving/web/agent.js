@@ -4,10 +4,10 @@ await boot("agent", ["agent"]);
 
 // Telephony and ticket endpoints used by the desk (one place, so the wiring is easy to follow).
 const ops = {
-  me: () => api("/api/telephony/agents/me"),
-  setState: (action) => api(`/api/telephony/agents/me/${action}`, { method: "POST" }),
-  call: (callId, action, body) => api(`/api/telephony/calls/${encodeURIComponent(callId)}/${action}`, { method: "POST", body: body || {} }),
-  history: (phone) => api(`/api/telephony/callers/${encodeURIComponent(phone)}/history`),
+  me: () => api("/api/telephony/me"),
+  setState: (action) => api("/api/telephony/me/state", { method: "POST", body: { action } }),
+  call: (callId, action, body) => api(`/api/telephony/calls/${encodeURIComponent(callId)}/${action}`, { method: "POST", body }),
+  history: (phone) => api(`/api/callers/${encodeURIComponent(phone)}/history`),
   // linked to the CDR when the call event carries its database id, manual intake otherwise
   saveTicket: (draft, callDbId, callUuid) => (callDbId
     ? api("/api/tickets/from-call", { method: "POST", body: { call_id: callDbId, draft, confirmed: true } })
@@ -16,7 +16,7 @@ const ops = {
   feedback: (entryId, kind, callId) => api(`/api/knowledge/entries/${entryId}/feedback`, { method: "POST", body: { kind, call_id: callId } }),
 };
 
-const STATE_ZH = { signed_out: "未签入", ready: "空闲", not_ready: "置忙", busy: "通话中", acw: "话后整理",
+const STATE_ZH = { signed_out: "未签入", signed_in: "已签入", ready: "空闲", not_ready: "置忙", busy: "通话中", acw: "话后整理",
   ringing: "振铃", alerting: "振铃", talking: "通话中", held: "保持中", ended: "已结束" };
 const SPEAKER = { caller: "市民", agent: "话务员" };
 const DRAFT_FIELDS = ["request_type", "category", "caller_name", "phone", "address", "incident_address", "district", "respondent", "summary"];
@@ -60,11 +60,12 @@ async function showCaller(phone, detail) {
   if (!history) return;
   if (history.caller_name) $("#caller-name").textContent = history.caller_name;
   if (history.address) $("#caller-address").textContent = history.address;
+  fillDraft({ caller_name: history.caller_name, address: history.address });
   clear($("#caller-calls"), (history.calls || []).length
-    ? h("ul", {}, history.calls.map((c) => h("li", {}, `${fmtTime(c.started_at)} ${c.result_label || c.result || ""}`)))
+    ? h("ul", { "data-testid": "caller-calls" }, history.calls.map((c) => h("li", {}, `${fmtTime(c.started_at)} ${c.result_label} ${c.agent}`)))
     : "无");
   clear($("#caller-tickets"), (history.tickets || []).length
-    ? h("ul", {}, history.tickets.map((t) => h("li", {}, `${t.number} ${t.category || ""} · ${t.state_label || t.state}`)))
+    ? h("ul", { "data-testid": "caller-tickets" }, history.tickets.map((t) => h("li", { title: t.summary }, `${t.number} ${t.category || ""} · ${t.state_label}`)))
     : "无");
 }
 
@@ -95,18 +96,20 @@ function onCallState(event) {
 async function callAction(action, body) {
   if (!call) return;
   const res = await guarded(() => ops.call(call.id, action, body));
-  if (res !== undefined) toast({ hold: "已保持", retrieve: "已恢复通话", transfer: "正在转接", add_party: "正在建立三方通话" }[action] || "已执行", "ok");
+  if (res !== undefined) toast({ hold: "已保持", retrieve: "已恢复通话", transfer: "正在转接", conference: "正在建立三方通话" }[action] || "已执行", "ok");
   return res;
 }
 $("#btn-hold").addEventListener("click", () => callAction(call && call.held ? "retrieve" : "hold"));
 function transfer(kind) {
   const target = $("#transfer-target").value.trim();
-  if (!target) { $("#transfer-target").focus(); toast("请输入转接目标（工号或号码）", "error"); return; }
-  callAction(kind, { target });
+  const targetKind = $("#transfer-kind").value;
+  if (!target) { $("#transfer-target").focus(); toast("请输入转接目标", "error"); return; }
+  if (kind === "conference" && targetKind === "skill") { toast("三方通话只能邀请坐席或外线", "error"); return; }
+  callAction(kind, kind === "transfer" ? { mode: "blind", target_kind: targetKind, target } : { target_kind: targetKind, target });
 }
 $("#btn-transfer").addEventListener("click", () => transfer("transfer"));
-$("#btn-conference").addEventListener("click", () => transfer("add_party"));
-$("#btn-transfer-110").addEventListener("click", () => callAction("transfer", { target: "110" }));
+$("#btn-conference").addEventListener("click", () => transfer("conference"));
+$("#btn-transfer-110").addEventListener("click", () => callAction("transfer", { mode: "blind", target_kind: "external", target: "110" }));
 
 // ---------------------------------------------------------------- transcript: partials settle into finals
 function utterance(event, final) {
@@ -212,6 +215,7 @@ $("#ticket-form").addEventListener("submit", async (e) => {
     if (result) await ops.completeTicket(ticket.id, result);
     $("#tk-saved").textContent = `已保存工单 ${ticket.number}${result ? "（已办结）" : ""}`;
     $("#tk-saved").dataset.testid = "ticket-saved";
+    $("#tk-saved").dataset.number = ticket.number;
     toast(`工单 ${ticket.number} 已保存`, "ok");
   } catch (err) {
     const fields = err.detail && err.detail.fields;
@@ -259,8 +263,8 @@ connectLive("/ws/agent", (event) => {
 // ---------------------------------------------------------------- keyboard shortcuts
 document.addEventListener("keydown", (e) => {
   const keys = {
-    "Alt+1": () => changeState("signin"), "Alt+2": () => changeState("ready"), "Alt+3": () => changeState("not_ready"),
-    "Alt+4": () => changeState("signout"), F8: () => $("#btn-hold").click(), F9: () => $("#btn-transfer").click(),
+    "Alt+1": () => changeState("sign_in"), "Alt+2": () => changeState("ready"), "Alt+3": () => changeState("not_ready"),
+    "Alt+4": () => changeState("sign_out"), F8: () => $("#btn-hold").click(), F9: () => $("#btn-transfer").click(),
     F10: () => $("#btn-conference").click(), F12: () => { if (!$("#police-alert").hidden) $("#btn-transfer-110").click(); },
     "Alt+c": () => $("[data-testid=copy-to-ticket]")?.click(), "Ctrl+Enter": () => $("#ticket-form").requestSubmit(),
   };

@@ -1,6 +1,6 @@
 import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, table, toast } from "./app.js";
 
-await boot("eval", ["evaluator", "admin"]);
+await boot("eval", ["evaluator"]);
 
 const STATE_ZH = { running: "运行中", done: "已完成", failed: "失败" };
 let benchmarks = [];

@@ -4,8 +4,9 @@ const params = new URLSearchParams(location.search);
 const next = params.get("next");
 const safeNext = next && next.startsWith("/ui/") && !next.startsWith("/ui/index.html") ? next : null;
 
-if (params.get("reason") === "expired") {
-  $("#login-notice").textContent = "登录已过期，请重新登录。";
+const NOTICES = { expired: "登录已过期，请重新登录。", password: "密码已修改，请用新密码登录。" };
+if (NOTICES[params.get("reason")]) {
+  $("#login-notice").textContent = NOTICES[params.get("reason")];
   $("#login-notice").hidden = false;
 }
 

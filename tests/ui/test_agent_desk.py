@@ -2,6 +2,9 @@
 key facts and copy-to-ticket, the live ticket draft, QA warnings and the 110 alert."""
 from __future__ import annotations
 
+import re
+
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from domain.events import CallState, PoliceAlert, QAWarning, Suggestion, KnowledgeHit, TranscriptFinal, TranscriptPartial
@@ -16,15 +19,27 @@ def _agent_id(app, username: str) -> tuple[int, int]:
 
 
 def test_desk_renders_live_events(open_as, live_app):
+    agent_id, tenant_id = _agent_id(live_app, "agent")
+    with live_app.state.sessions() as session:  # a ticket from an earlier call of the same citizen
+        session.add(Ticket(tenant_id=tenant_id, number="LB-EARLIER-1", phone="13877201234", caller_name="张先生",
+                           address="兴宾区城东路8号", category="城乡建设/市政设施", summary="路灯不亮"))
+        session.commit()
     page = open_as("agent", "/ui/agent.html")
     page.wait_for_selector("#live-status[data-status=open]")
-    agent_id, tenant_id = _agent_id(live_app, "agent")
+    if page.evaluate("fetch('/api/telephony/me').then(r => r.status)") != 404:  # the telephony API is mounted
+        page.click("#btn-signin")
+        page.wait_for_selector("#agent-state[data-state=not_ready]")
+        page.keyboard.press("Alt+2")
+        page.wait_for_selector("#agent-state[data-state=ready]")
     bus = live_app.state.bus
     call = "ui-call-1"
     common = {"tenant_id": tenant_id, "call_id": call}
     bus.publish(CallState(**common, state="talking", caller="13877201234", agent_id=agent_id))
     page.wait_for_selector("#caller-number:has-text('13877201234')")
     assert page.input_value("#tk-phone") == "13877201234"
+    page.wait_for_selector("[data-testid=caller-tickets]:has-text('LB-EARLIER-1')")
+    assert page.inner_text("#caller-name") == "张先生"
+    assert page.input_value("#tk-address") == "兴宾区城东路8号"
 
     bus.publish(TranscriptPartial(**common, leg="caller", role="caller", start_ms=500, end_ms=1500, text="我想问一下医保"))
     page.wait_for_selector("[data-testid=utt-partial]:has-text('我想问一下医保')")
@@ -41,12 +56,12 @@ def test_desk_renders_live_events(open_as, live_app):
                            ticket_draft={"category": "社会保障/医疗保险", "summary": "市民咨询城乡居民医保缴费方式",
                                          "request_type": "咨询"}))
     page.wait_for_selector("[data-testid=suggestion] mark:has-text('个人缴费380元')")
-    page.wait_for_function("document.querySelector('#tk-summary').value.includes('医保缴费')")
+    expect(page.locator("#tk-summary")).to_have_value(re.compile("医保缴费"))
     assert page.input_value("#tk-category") == "社会保障/医疗保险"
     # the agent edits the summary; a later draft update must not overwrite it
     page.fill("#tk-summary", "市民咨询医保缴费时间和金额")
     bus.publish(Suggestion(**common, hits=[hit], ticket_draft={"summary": "覆盖", "district": "兴宾区"}))
-    page.wait_for_function("document.querySelector('#tk-district').value === '兴宾区'")
+    expect(page.locator("#tk-district")).to_have_value("兴宾区")
     assert page.input_value("#tk-summary") == "市民咨询医保缴费时间和金额"
     page.keyboard.press("Alt+c")
     assert "个人缴费380元" in page.input_value("#tk-result")
@@ -65,7 +80,7 @@ def test_desk_renders_live_events(open_as, live_app):
     page.focus("#tk-summary")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("[data-testid=ticket-saved]:has-text('已保存工单')")
-    number = page.inner_text("[data-testid=ticket-saved]").split()[1]
+    number = page.get_attribute("[data-testid=ticket-saved]", "data-number")
     with live_app.state.sessions() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket.summary == "市民咨询医保缴费时间和金额"

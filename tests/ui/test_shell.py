@@ -60,10 +60,17 @@ def test_password_change_from_keyboard(open_as, live_app):
     page.keyboard.press("Enter")
     page.wait_for_selector(".toast.ok")
     shot(page, "account")
-    # change it back so other tests keep the demo password
+    # every session of the user ends: log in again with the new password, then restore the demo password
+    page.wait_for_url("**/ui/index.html?reason=password")
+    assert "密码已修改" in page.inner_text("#login-notice")
+    page.fill("#login-username", "agent2")
+    page.fill("#login-password", "Newer#Pass2027")
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#whoami")
+    page.goto(live_app.state.base_url + "/ui/account.html")
     page.fill("#pw-old", "Newer#Pass2027")
     page.fill("#pw-new", PASSWORD)
     page.fill("#pw-new2", PASSWORD)
     page.click("#pw-submit")
-    page.wait_for_selector(".toast.ok >> nth=1")
+    page.wait_for_url("**/ui/index.html?reason=password")
     assert ROLE_USERS  # the role map is shared with the other UI tests
