@@ -779,7 +779,8 @@ class BridgeWorker:
         return {
             "name": self.name, "sip_port": self.sip_port, "pid": os.getpid(),
             "conversations": [{"call_uuid": c.uuid, "state": c.state, "caller": c.caller,
-                               "agent_id": c.agent.id if c.agent else None, "skill": c.skill} for c in self.convs.values()],
+                               "agent_id": c.agent.id if c.agent else None, "skill": c.skill, "party": c.extra_mode,
+                               "direction": c.direction} for c in self.convs.values()],
             "calls_total": self.stats["calls"], "rejected_busy": self.stats["rejected_busy"],
             "cpu_seconds": round(cpu, 3), "uptime_s": round(time.monotonic() - self.stats["t_start"], 3),
             "leg_seconds_done": round(self.stats["leg_seconds"], 3),
