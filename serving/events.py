@@ -135,7 +135,10 @@ class LocalBus:
     def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            try:
+                listener.close()
+            except FileNotFoundError:  # another server on this data dir already removed the socket
+                pass
 
 
 class SocketPublisher:

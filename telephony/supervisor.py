@@ -83,7 +83,7 @@ class Supervisor:
 
     def start(self) -> "Supervisor":
         for proc in [self._spawn(spec) for spec in self.specs]:
-            proc.wait_ready()
+            proc.wait_ready(timeout=180)  # model loading is slow on a busy 2-core machine
         self._write_registry()
         if self.proxy_port:
             self._start_kamailio()
@@ -106,7 +106,7 @@ class Supervisor:
             with session_scope(self.engine) as s:
                 store.mark_orphans(s, spec.name, "worker_died")
             spec.restarts += 1
-            self._spawn(spec).wait_ready()
+            self._spawn(spec).wait_ready(timeout=180)
             restarted.append(spec.name)
         if restarted:
             self._write_registry()

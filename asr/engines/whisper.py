@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def assemble_bundled_model(name: str, cache_dir: Path) -> Path:
         if model_bin.is_file() and model_bin.stat().st_size == expected_size and all((target / f).is_file() for f in MODEL_FILES):
             return target
         target.mkdir(parents=True, exist_ok=True)
-        tmp = target / "model.bin.tmp"
+        tmp = target / f"model.bin.tmp{os.getpid()}"  # processes may assemble concurrently
         with tmp.open("wb") as out:
             for piece in sorted(pieces, key=lambda p: int(p.name.rsplit("part", 1)[1])):
                 with piece.open("rb") as src:
