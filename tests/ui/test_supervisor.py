@@ -82,3 +82,19 @@ def test_ticket_board_tabs(open_as):
     page.wait_for_selector("#tk-detail h2:has-text('工单')")
     shot(page, "tickets")
     assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["1366x768", "3840x2160"])
+def test_kpi_month_view_fits(open_as, size):
+    page = open_as("supervisor", "/ui/kpi.html", viewport=size)
+    page.wait_for_selector("[data-testid=kpi-indicators]")
+    page.click("#kpi-compute")
+    page.wait_for_selector("[data-testid=kpi-total]")
+    assert page.locator("[data-testid=kpi-indicators] tbody tr").count() >= 10  # the eleven indicators of 附件4
+    fee = page.inner_text("[data-testid=kpi-fee]")
+    assert fee.startswith("¥")
+    page.wait_for_selector("#kpi-trend canvas")
+    m = page.evaluate("() => ({sw: document.documentElement.scrollWidth, w: innerWidth})")
+    shot(page, f"kpi-{size[0]}x{size[1]}")
+    assert m["sw"] <= m["w"], m
+    assert not page.errors, page.errors

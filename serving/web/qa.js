@@ -1,0 +1,212 @@
+import { $, api, boot, chart, clear, fmtMs, fmtNum, fmtTime, guarded, h, table, tabs, toast } from "./app.js";
+
+await boot("qa", ["qa_reviewer"]);
+
+// QA endpoints (serving/api/qa.py)
+const ops = {
+  queue: () => api("/api/qa/queue"),
+  result: (id) => api(`/api/qa/results/${id}`),
+  review: (itemId, verdict, comment) => api(`/api/qa/items/${itemId}/review`, { method: "POST", body: { verdict, comment } }),
+  finish: (id) => api(`/api/qa/results/${id}/finish`, { method: "POST" }),
+  appeals: () => api("/api/qa/appeals"),
+  resolve: (id, upheld, comment) => api(`/api/qa/results/${id}/appeal`, { method: "POST", body: { upheld, comment } }),
+  agentStats: () => api("/api/qa/stats/agents"),
+  itemStats: () => api("/api/qa/stats/items"),
+  scorecards: () => api("/api/qa/scorecards"),
+  saveScorecard: (definition) => api("/api/qa/scorecards", { method: "POST", body: { definition } }),
+};
+const SPEAKER = { caller: "市民", agent: "话务员" };
+let current = null;
+let segments = [];
+
+// ---------------------------------------------------------------- audio, waveform, transcript that follows playback
+const audio = $("#qa-audio");
+const canvas = $("#qa-wave");
+let peaks = null; // [{agent:Float32Array, caller:Float32Array}] per pixel column
+
+async function loadAudio(url) {
+  peaks = null;
+  drawWave();
+  if (!url) { audio.removeAttribute("src"); return; }
+  const res = await api(url, { raw: true });
+  const bytes = await res.arrayBuffer();
+  audio.src = URL.createObjectURL(new Blob([bytes], { type: res.headers.get("content-type") || "audio/wav" }));
+  const ctx = new (window.OfflineAudioContext || window.webkitOfflineAudioContext)(1, 1, 8000);
+  const buf = await ctx.decodeAudioData(bytes.slice(0));
+  const width = canvas.clientWidth * devicePixelRatio;
+  const chans = [buf.getChannelData(0), buf.getChannelData(Math.min(1, buf.numberOfChannels - 1))];
+  const per = Math.max(1, Math.floor(buf.length / width));
+  peaks = chans.map((data) => {
+    const out = new Float32Array(Math.ceil(buf.length / per));
+    for (let i = 0, j = 0; i < data.length; i += per, j++) {
+      let m = 0;
+      for (let k = i; k < Math.min(i + per, data.length); k++) { const v = Math.abs(data[k]); if (v > m) m = v; }
+      out[j] = m;
+    }
+    return out;
+  });
+  canvas.dataset.peaks = String(peaks[0].length);
+  drawWave();
+}
+
+function drawWave() {
+  const w = (canvas.width = canvas.clientWidth * devicePixelRatio);
+  const hgt = (canvas.height = canvas.clientHeight * devicePixelRatio);
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, w, hgt);
+  if (!peaks) return;
+  const mid = hgt / 2;
+  const colours = ["#4dabf7", "#ffa94d"]; // agent up, caller down
+  peaks.forEach((p, c) => {
+    g.fillStyle = colours[c];
+    const scale = w / p.length;
+    for (let x = 0; x < p.length; x++) {
+      const y = p[x] * mid * 0.95;
+      g.fillRect(x * scale, c === 0 ? mid - y : mid, Math.max(1, scale), y);
+    }
+  });
+  if (audio.duration) {
+    g.fillStyle = "#fff";
+    g.fillRect((audio.currentTime / audio.duration) * w, 0, 2 * devicePixelRatio, hgt);
+  }
+}
+
+canvas.addEventListener("click", (e) => {
+  if (!audio.duration) return;
+  const rect = canvas.getBoundingClientRect();
+  seek(((e.clientX - rect.left) / rect.width) * audio.duration * 1000);
+});
+function seek(ms, play = true) {
+  audio.currentTime = ms / 1000;
+  if (play) audio.play().catch(() => {});
+  follow();
+}
+function follow() {
+  const t = audio.currentTime * 1000;
+  for (const el of document.querySelectorAll("#qa-transcript .seg")) {
+    const on = t >= Number(el.dataset.start) && t < Number(el.dataset.end);
+    if (on && !el.classList.contains("current")) el.scrollIntoView({ block: "nearest" });
+    el.classList.toggle("current", on);
+  }
+  drawWave();
+}
+audio.addEventListener("timeupdate", follow);
+audio.addEventListener("seeked", follow);
+new ResizeObserver(drawWave).observe(canvas);
+
+// ---------------------------------------------------------------- the call under review
+function renderItems(detail) {
+  $("#qa-score").textContent = `得分 ${fmtNum(detail.score, 1)}`;
+  clear($("#qa-items"), detail.items.map((item) => {
+    const comment = h("input", { id: `cm-${item.id}`, placeholder: "复核意见（推翻时必填）" });
+    const verdictBadge = item.verdict ? h("span", { class: `badge ${item.verdict === "overturn" ? "warn" : "ok"}`, "data-testid": "verdict" },
+      item.verdict === "overturn" ? "已推翻" : "已确认") : null;
+    return h("div", { class: "card", "data-testid": "qa-item", dataset: { item: item.id, code: item.code } },
+      h("div", { class: "row" }, h("strong", { class: item.effective_passed ? "item-pass" : "item-fail" },
+        `${item.effective_passed ? "✔" : "✘"} ${item.name}`),
+      h("span", { class: `badge ${item.severity === "serious" ? "bad" : ""}` }, item.severity === "serious" ? "严重" : "一般"),
+      h("span", { class: "muted" }, `分值 ${item.weight}`), verdictBadge),
+      (item.evidence || []).length ? h("ul", {}, item.evidence.map((ev) => h("li", {},
+        h("button", { type: "button", class: "link", "data-testid": "evidence", onclick: () => seek(ev.start_ms) }, `▶ ${fmtMs(ev.start_ms)}`),
+        " ", ev.text || ev.note || ""))) : h("p", { class: "muted" }, "无证据片段"),
+      h("div", { class: "row" }, h("label", { for: `cm-${item.id}`, class: "inline" }, "意见"), comment,
+        h("button", { type: "button", "data-verdict": "confirm", onclick: () => review(item, "confirm", comment.value) }, "确认"),
+        h("button", { type: "button", class: "danger", "data-verdict": "overturn", onclick: () => review(item, "overturn", comment.value) }, "推翻")),
+      (item.reviews || []).length ? h("p", { class: "muted" }, item.reviews.map((r) => `${fmtTime(r.at)} ${r.verdict === "overturn" ? "推翻" : "确认"}：${r.comment}`).join("；")) : null);
+  }));
+}
+
+async function review(item, verdict, comment) {
+  if (verdict === "overturn" && !comment.trim()) { toast("推翻时请填写复核意见", "error"); $(`#cm-${item.id}`).focus(); return; }
+  if (await guarded(() => ops.review(item.id, verdict, comment.trim())) === undefined) return;
+  toast(verdict === "overturn" ? "已推翻该项" : "已确认该项", "ok");
+  await openResult(current.id, false);
+}
+
+async function openResult(id, reloadAudio = true) {
+  const detail = await ops.result(id);
+  current = detail;
+  $("#qa-call").hidden = false;
+  $("#qa-items-card").hidden = false;
+  $("#qc-h").textContent = `通话 #${detail.call_id ?? "—"} · ${detail.agent_name || ""} · ${fmtTime(detail.created_at)}`;
+  renderItems(detail);
+  if (!reloadAudio) return;
+  segments = detail.transcript || [];
+  clear($("#qa-transcript"), segments.length ? segments.map((s) => h("div", { class: "seg", dataset: { start: s.start_ms, end: s.end_ms },
+    onclick: () => seek(s.start_ms) }, h("span", { class: "muted" }, `${fmtMs(s.start_ms)} ${SPEAKER[s.role || s.speaker_role] || ""}：`), s.text)) : h("p", { class: "muted" }, "无转写"));
+  await loadAudio(detail.audio_url).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
+}
+
+$("#qa-finish").addEventListener("click", () => guarded(async () => {
+  await ops.finish(current.id);
+  toast("复核完成", "ok");
+  await loadQueue();
+}));
+
+async function loadQueue() {
+  const rows = await ops.queue();
+  $("#count-queue").textContent = String(rows.length);
+  clear($("#qa-queue"), table([{ key: "id", label: "编号" }, { key: "agent_name", label: "坐席" },
+    { key: "score", label: "得分", render: (r) => fmtNum(r.score, 1) },
+    { key: "flags", label: "严重问题", render: (r) => [r.serious_service_violation ? h("span", { class: "badge bad" }, "服务") : null,
+      r.serious_answer_error ? h("span", { class: "badge bad" }, "答复") : null] },
+    { key: "created_at", label: "时间", render: (r) => fmtTime(r.created_at) }],
+  rows, { testid: "qa-queue", empty: "没有待复核的通话", onRow: (r) => guarded(() => openResult(r.id)) }));
+}
+
+// ---------------------------------------------------------------- appeals, statistics, scorecards
+async function loadAppeals() {
+  const rows = await ops.appeals();
+  $("#count-appeals").textContent = String(rows.length);
+  clear($("#qa-appeals"), table([{ key: "id", label: "编号" }, { key: "agent_name", label: "坐席" },
+    { key: "score", label: "得分", render: (r) => fmtNum(r.score, 1) }, { key: "reason", label: "申诉理由" },
+    { key: "ops", label: "处理", render: (r) => {
+      const note = h("input", { "aria-label": "处理意见", placeholder: "处理意见" });
+      return h("div", { class: "row" }, note,
+        h("button", { type: "button", onclick: () => resolve(r.id, true, note.value) }, "支持申诉"),
+        h("button", { type: "button", onclick: () => resolve(r.id, false, note.value) }, "驳回"),
+        h("button", { type: "button", class: "link", onclick: () => { document.querySelector("[data-tab=queue]").click(); guarded(() => openResult(r.id)); } }, "查看通话"));
+    } }], rows, { empty: "没有待处理的申诉" }));
+}
+async function resolve(id, upheld, comment) {
+  if (await guarded(() => ops.resolve(id, upheld, comment)) !== undefined) { toast("申诉已处理", "ok"); loadAppeals(); }
+}
+
+async function loadStats() {
+  const [agents, items] = await Promise.all([ops.agentStats(), ops.itemStats()]);
+  chart($("#qa-agent-chart"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 40 },
+    xAxis: { type: "category", data: agents.map((a) => a.agent_name || a.agent_id) }, yAxis: { type: "value", min: 0, max: 100, name: "平均分" },
+    series: [{ type: "bar", data: agents.map((a) => a.avg_score), barWidth: 24 }] });
+  clear($("#qa-agent-stats"), table([{ key: "agent_name", label: "坐席" }, { key: "calls", label: "质检通话" },
+    { key: "avg_score", label: "平均分", render: (a) => fmtNum(a.avg_score, 1) },
+    { key: "serious", label: "严重问题" }, { key: "appeals", label: "申诉" }], agents, { testid: "qa-agent-stats" }));
+  clear($("#qa-item-stats"), table([{ key: "item_name", label: "质检项" }, { key: "reviewed", label: "复核数" },
+    { key: "overturned", label: "推翻数" }, { key: "overturn_rate", label: "推翻率", render: (s) => `${(100 * s.overturn_rate).toFixed(1)}%` }],
+  items, { empty: "暂无复核记录" }));
+}
+
+let cards = [];
+async function loadScorecards() {
+  cards = await ops.scorecards();
+  clear($("#sc-select"), cards.map((c, i) => h("option", { value: i }, `${c.name} v${c.version}${c.active ? "（启用中）" : ""}`)));
+  showCard();
+}
+function showCard() {
+  const c = cards[Number($("#sc-select").value)];
+  $("#sc-editor").value = c ? JSON.stringify(c.definition, null, 2) : "";
+}
+$("#sc-select").addEventListener("change", showCard);
+$("#sc-save").addEventListener("click", async () => {
+  $("#sc-error").textContent = "";
+  let definition;
+  try { definition = JSON.parse($("#sc-editor").value); } catch (e) { $("#sc-error").textContent = `JSON 格式错误：${e.message}`; return; }
+  try {
+    const saved = await ops.saveScorecard(definition);
+    toast(`已保存 ${saved.name} v${saved.version}`, "ok");
+    await loadScorecards();
+  } catch (err) { $("#sc-error").textContent = err.detail && err.detail.fields ? err.detail.fields.map((f) => `${f.field}：${f.message}`).join("；") : err.message; }
+});
+
+const loaders = { queue: loadQueue, appeals: loadAppeals, stats: loadStats, scorecards: loadScorecards };
+tabs(document, (name) => guarded(loaders[name]));
+guarded(loadAppeals);
