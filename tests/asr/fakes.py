@@ -36,3 +36,25 @@ def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1
     step = sr // 50
     for seq, i in enumerate(range(0, len(samples) - step + 1, step)):
         yield AudioFrame(call_id=call_id, leg=leg, sample_rate=sr, pcm=float_to_pcm16(samples[i : i + step]), seq=seq)
+
+
+class SlowEchoEngine:
+    """Takes 0.3 s per batch and answers with the utterance length, so results can be matched to audio."""
+
+    name = "slow-echo"
+    capabilities = EngineCapabilities(streaming=False, partials=True)
+    batch_sizes: list[int] = []
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None):
+        return self.transcribe_many([samples_16k], hotwords=hotwords)[0]
+
+    def transcribe_many(self, utterances, *, hotwords=None, prompt=None):
+        import time
+
+        self.batch_sizes.append(len(utterances))
+        time.sleep(0.3)
+        return [[Recognised(text=f"{len(u)}", start_ms=0, end_ms=len(u) // 16, confidence=1.0)] for u in utterances]
+
+
+def slow_echo_engine(settings) -> SlowEchoEngine:
+    return SlowEchoEngine()
