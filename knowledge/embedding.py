@@ -84,13 +84,19 @@ class CachedEmbedder:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self._file = cache_dir / f"{hashlib.sha1(inner.info.name.encode()).hexdigest()[:12]}.npz"
         self._store: dict[str, np.ndarray] = {}
+        self._recent: dict[str, np.ndarray] = {}
         if self._file.exists():
             with np.load(self._file) as z:
                 self._store = {k: z[k] for k in z.files}
 
     def queries(self, texts: list[str]) -> np.ndarray:
-        if len(texts) == 1:  # live queries are not worth caching
-            return self.inner.queries(texts)
+        if len(texts) == 1:  # live queries: a small in-memory cache, not the disk store
+            key = texts[0]
+            if key not in self._recent:
+                if len(self._recent) >= 512:
+                    self._recent.pop(next(iter(self._recent)))
+                self._recent[key] = self.inner.queries(texts)
+            return self._recent[key]
         return self._cached("q", texts, self.inner.queries)
 
     def passages(self, texts: list[str]) -> np.ndarray:

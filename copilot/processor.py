@@ -1,0 +1,147 @@
+"""The live copilot: one processor per call, transcript frames in, suggestions and alerts out.
+
+It keeps the call's context: the caller's question builds up over several
+turns, so retrieval runs on the latest caller turn and on the recent caller
+context together, the category is predicted from everything the caller said,
+and the ticket draft is refined turn by turn.  Partial transcripts are used
+only for the 110 alert, where seconds matter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from copilot.alerts import AlertDetector
+from copilot.category import CategoryModel
+from copilot.ticket import TicketDraft, TicketDrafter
+from domain.events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
+                           TranscriptFinal, TranscriptPartial)
+from knowledge.facts import key_facts
+from knowledge.retrieval import Hit, HybridIndex
+
+
+@dataclass(frozen=True)
+class CopilotParams:
+    context_turns: int = 3  # recent caller turns combined into the contextual retrieval query
+    context_chars: int = 120  # longest contextual query
+    top_k: int = 3
+    min_caller_chars: int = 4  # shorter caller turns ("好的", "嗯") update nothing
+    category_chars: int = 160  # the opening of what the caller said decides the category
+    police_request_type: str = "求助"
+
+
+@dataclass
+class CopilotEngine:
+    """Models shared by every call (read-only after construction)."""
+
+    index: HybridIndex
+    category: CategoryModel
+    detector: AlertDetector = field(default_factory=AlertDetector)
+    drafter: TicketDrafter = field(default_factory=TicketDrafter)
+    params: CopilotParams = field(default_factory=CopilotParams)
+    on_suggested: Callable[[int, list], None] | None = None  # (tenant_id, new entry ids) → usage stats
+
+    def new_processor(self, event: Event) -> "CallCopilot":
+        return CallCopilot(self, event.call_id, event.tenant_id)
+
+
+class CallCopilot:
+    def __init__(self, engine: CopilotEngine, call_id: str, tenant_id: int):
+        self.engine = engine
+        self.call_id = call_id
+        self.tenant_id = tenant_id
+        self.caller_turns: list[str] = []
+        self.last_agent_text = ""
+        self.draft = TicketDraft()
+        self.police_raised = False
+        self.flags_raised: set[str] = set()
+        self.suggested_ids: set = set()
+        self._category_text = ""
+        self._category = None
+
+    def _is_caller(self, event: TranscriptPartial | TranscriptFinal) -> bool:
+        return event.role == "caller" or (event.role == "unknown" and event.leg == "caller")
+
+    def _event(self, cls, **kw):
+        return cls(tenant_id=self.tenant_id, call_id=self.call_id, **kw)
+
+    def process(self, event: Event) -> list[Event]:
+        if isinstance(event, TranscriptPartial):
+            if self._is_caller(event) and event.text:
+                return self._police(self.caller_turns + [event.text])
+            return []
+        if not isinstance(event, TranscriptFinal) or not event.text.strip():
+            return []
+        if not self._is_caller(event):
+            self.last_agent_text = event.text
+            return []
+        text = event.text.strip()
+        self.caller_turns.append(text)
+        out: list[Event] = self._police(self.caller_turns)
+        for det in self.engine.detector.sensitive(text):
+            if det.kind not in self.flags_raised:
+                self.flags_raised.add(det.kind)
+                out.append(self._event(SensitiveFlag, flag=det.kind, evidence=det.evidence))
+        self.engine.drafter.update(self.draft, text, self.last_agent_text)
+        if self.police_raised:
+            self.draft.request_type = self.engine.params.police_request_type
+        if len(text) >= self.engine.params.min_caller_chars:
+            out.append(self._suggest(text, event.ts))
+        return out
+
+    def close(self) -> list[Event]:
+        return []
+
+    def _police(self, turns: list[str]) -> list[Event]:
+        if self.police_raised:
+            return []
+        det = self.engine.detector.police(turns)
+        if det is None:
+            return []
+        self.police_raised = True
+        self.draft.request_type = self.engine.params.police_request_type
+        return [self._event(PoliceAlert, reason=det.kind, evidence=det.evidence)]
+
+    def _suggest(self, text: str, source_ts: float) -> Suggestion:
+        p = self.engine.params
+        context = "，".join(self.caller_turns[-p.context_turns:])[-p.context_chars:]
+        merged: dict = {}
+        for query in dict.fromkeys([text, context]):  # latest turn, then the built-up question
+            result = self.engine.index.search(query, k=p.top_k)
+            for hit in result.hits:
+                if hit.id not in merged or hit.score > merged[hit.id].score:
+                    merged[hit.id] = hit
+        hits: list[Hit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
+        no_match = not hits or hits[0].score < self.engine.index.params.no_match_threshold
+        category_text = "，".join(self.caller_turns)[: p.category_chars]
+        if category_text != self._category_text:
+            self._category_text, self._category = category_text, self.engine.category.predict(category_text)
+        category = self._category
+        show_path = category.confidence >= self.engine.category.params.min_confidence
+        new_ids = [h.id for h in hits if h.id not in self.suggested_ids and not no_match]
+        if new_ids:
+            self.suggested_ids.update(new_ids)
+            if self.engine.on_suggested:
+                self.engine.on_suggested(self.tenant_id, new_ids)
+        draft = self.draft.as_dict() | {
+            "category": category.path if show_path else category.level1,
+            "police_110": self.police_raised,
+            "sensitive": sorted(self.flags_raised),
+        }
+        return self._event(
+            Suggestion,
+            hits=[] if no_match else [
+                KnowledgeHit(entry_id=h.id, title=h.title, answer=h.body, score=round(h.score, 4),
+                             key_facts=key_facts(h.body), matched_spans=h.matched_spans) for h in hits],
+            no_good_match=no_match,
+            category=category.path if show_path else category.level1,
+            category_confidence=round(category.confidence if show_path else category.level1_confidence, 4),
+            ticket_draft=draft,
+            source_segment_ts=source_ts,
+        )
+
+
+def latency_ms(suggestion: Suggestion) -> float | None:
+    """Time from the source transcript segment to this suggestion (same clock)."""
+    return None if suggestion.source_segment_ts is None else (suggestion.ts - suggestion.source_segment_ts) * 1000
+
