@@ -83,7 +83,7 @@ class Peer(Proc):
 
     def __init__(self, port: int, rtp_port: int, *, user: str = "ua", answer_wav: str = "", answer_delay: float = 0.3,
                  record_dir: Path | None = None, register: str = "", reject: int = 0, log_path: Path | None = None,
-                 max_seconds: float = 3600):
+                 max_seconds: float = 3600, answer_wav_map: Path | None = None, wait: bool = True):
         argv = [sys.executable, "-m", "telephony.ua", "--port", str(port), "--rtp-port", str(rtp_port), "--user", user,
                 "--answer-delay", str(answer_delay), "--max-seconds", str(max_seconds)]
         if answer_wav:
@@ -94,10 +94,16 @@ class Peer(Proc):
             argv += ["--register", register]
         if reject:
             argv += ["--reject", str(reject)]
+        if answer_wav_map:
+            argv += ["--answer-wav-map", str(answer_wav_map)]
         super().__init__(argv, log_path=log_path)
         self.port = port
-        self.uri = f"sip:{user}@127.0.0.1:{port}"
-        self.wait_for(lambda e: e.get("ev") == "ready", 15)
+        self.uri = f"sip:{user.split(',')[0]}@127.0.0.1:{port}"
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.wait_for(lambda e: e.get("ev") == "ready", timeout)
 
     def call(self, key: str, to: str, **opts) -> None:
         self.send(op="call", id=key, to=to, **opts)

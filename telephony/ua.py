@@ -128,7 +128,11 @@ class UserAgent:
         self.sched = Scheduler()
         self.seq = itertools.count(1)
         self.cmds: queue.Queue = queue.Queue()
-        self.default_acc = self.account(args.user, args.register)
+        self.wav_map: dict[str, str] = json.loads(Path(args.answer_wav_map).read_text()) if args.answer_wav_map else {}
+        users = args.user.split(",")
+        self.default_acc = self.account(users[0], args.register)
+        for user in users[1:]:
+            self.account(user, args.register)
 
     def account(self, user: str, registrar: str = "") -> UAAccount:
         if user not in self.accounts:
@@ -139,10 +143,13 @@ class UserAgent:
 
     def incoming(self, acc, prm) -> None:
         key = f"in{next(self.seq)}"
-        call = UACall(self, key, acc, prm.callId, wav=self.args.answer_wav, play_after=self.args.play_after)
+        caller = _header(prm.rdata.wholeMsg, "X-Hotline-Caller")
+        wav = self.wav_map.get(caller, self.args.answer_wav)
+        call = UACall(self, key, acc, prm.callId, wav=wav, play_after=self.args.play_after)
         self.calls[key] = call
         info = call.getInfo()
-        emit(ev="incoming", id=key, remote=info.remoteUri, header=_header(prm.rdata.wholeMsg, "X-Hotline-Call"))
+        emit(ev="incoming", id=key, remote=info.remoteUri, local=info.localUri, caller=caller,
+             header=_header(prm.rdata.wholeMsg, "X-Hotline-Call"))
         op = pj.CallOpParam(True)
         op.statusCode = 180
         call.answer(op)
@@ -270,9 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="hotline test user agent (JSON lines on stdin/stdout)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--rtp-port", type=int, required=True)
-    ap.add_argument("--user", default="ua")
+    ap.add_argument("--user", default="ua", help="SIP user; a comma-separated list creates one account per user")
     ap.add_argument("--register", default="", help="registrar host:port (e.g. Kamailio) to REGISTER with")
     ap.add_argument("--answer-wav", default="")
+    ap.add_argument("--answer-wav-map", default="", help="JSON file: caller number (X-Hotline-Caller) -> WAV to play")
     ap.add_argument("--answer-delay", type=float, default=0.3, help="seconds before auto-answer; negative = never")
     ap.add_argument("--play-after", type=float, default=0.0)
     ap.add_argument("--reject", type=int, default=0, help="answer incoming calls with this status instead of 200")

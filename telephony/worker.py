@@ -51,6 +51,8 @@ class Leg(pj.Call):
         self.media = None
         self.fork = None
         self.wired = False
+        self.rtp = {"rx_pkt": 0, "rx_loss": 0, "tx_pkt": 0}
+        self.media_index = 0
         self.confirmed = False
         self.ended = False
         self.remote_uri = ""
@@ -75,15 +77,27 @@ class Leg(pj.Call):
         for i, mi in enumerate(info.media):
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 self.media = self.getAudioMedia(i)
+                self.media_index = i
                 self.conv.on_leg_media(self)
 
     def onDtmfDigit(self, prm):
         method = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
         self.conv.on_dtmf(self, prm.digit, method)
 
+    def poll_rtp(self) -> None:
+        """Refresh RTP counters (the stream is gone once the call has disconnected)."""
+        if self.ended or self.media is None:
+            return
+        try:
+            st = self.getStreamStat(self.media_index).rtcp
+        except pj.Error:
+            return
+        self.rtp = {"rx_pkt": st.rxStat.pkt, "rx_loss": st.rxStat.loss, "tx_pkt": st.txStat.pkt}
+
     def drop(self, code: int = 0) -> None:
         if self.ended:
             return
+        self.poll_rtp()
         op = pj.CallOpParam(True)
         if code:
             op.statusCode = code
@@ -610,8 +624,17 @@ class _Detached:
 
 
 def _leg_row(leg: Leg) -> dict:
+    if leg.role in ("caller", "agent"):
+        totals = leg_totals
+        totals["legs"] += 1
+        totals["fork_frames"] += leg.fork.seq if leg.fork else 0
+        for k, v in leg.rtp.items():
+            totals[f"rtp_{k}"] += v
     return {"leg": leg.role, "remote_uri": leg.remote_uri[:200], "started_at": leg.started_at, "ended_at": utcnow(),
             "frames_received": leg.fork.seq if leg.fork else 0}
+
+
+leg_totals = {"legs": 0, "fork_frames": 0, "rtp_rx_pkt": 0, "rtp_rx_loss": 0, "rtp_tx_pkt": 0}  # ended legs, this process
 
 
 class InboundAccount(pj.Account):
@@ -774,6 +797,13 @@ class BridgeWorker:
             if agent is not None:
                 conv.alert(agent)
 
+    def poll_rtp(self) -> None:
+        # (a helper, so no loop variable keeps a pjsua2 Call alive in run()'s frame)
+        for conv in self.convs.values():
+            for leg in (conv.caller_leg, conv.agent_leg):
+                if isinstance(leg, Leg):
+                    leg.poll_rtp()
+
     def snapshot(self) -> dict:
         cpu = time.process_time() - self.stats["cpu_start"]
         return {
@@ -786,6 +816,7 @@ class BridgeWorker:
             "leg_seconds_done": round(self.stats["leg_seconds"], 3),
             "frames_in": self.hub.frames_in, "frames_out": self.hub.frames_out,
             "backlog_frames": self.hub.backlog_frames(),
+            "ended_legs": dict(leg_totals),
         }
 
     def run(self, control_port: int = 0, max_seconds: float = 0) -> None:
@@ -798,8 +829,9 @@ class BridgeWorker:
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
                 self.ep.libHandleEvents(10)
-                if time.monotonic() - last_gc > 5.0:
+                if time.monotonic() - last_gc > 1.0:
                     last_gc = time.monotonic()
+                    self.poll_rtp()
                     gc.collect()
                 self.sched.run_due()
                 while self.commands:

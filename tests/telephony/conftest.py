@@ -95,8 +95,8 @@ def peak_correlation(ref: np.ndarray, rec: np.ndarray, window: int = 8000) -> fl
     return max(scores, default=0.0)
 
 
-def correlation(ref: np.ndarray, rec: np.ndarray, window: int = 8000) -> float:
-    """Median, over 1 s windows of ``rec`` that carry sound, of the best-lag Pearson correlation with ``ref``.
+def correlation(ref: np.ndarray, rec: np.ndarray, window: int = 4000) -> float:
+    """Median, over 0.5 s windows of ``rec`` that carry sound, of the best-lag Pearson correlation with ``ref``.
 
     Windowed because jitter buffers may add or drop a frame now and then, which shifts later audio.
     """
