@@ -202,6 +202,7 @@ def register(eval_app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
         limit: int = typer.Option(0, help="只评前 N 通（0 = 全部）"),
         lexical: bool = typer.Option(False, "--lexical", help="用内置字符二元组检索代替知识库混合检索"),
+        no_der: bool = typer.Option(False, "--no-der", help="跳过单声道混音的说话人分离（DER）"),
     ) -> None:
         """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
         from qa.scorecard import default_scorecard
@@ -216,27 +217,131 @@ def register(eval_app: typer.Typer) -> None:
                 d["segments"] = [{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]}
                                  for r in d["refs"]]
         else:
-            from eval.calls_pipeline import transcribe_calls
-
-            result["speech"] = transcribe_calls(calls, data)
+            result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der)
+        police = _police_detector()
+        result["police_detector"] = "copilot.alerts.AlertDetector" if police else "scorecard police_110 item"
         result.update(evaluate(calls, kb, embed=embed, retrieve=retrieve, card=default_scorecard(),
-                               categorize=_categorizer(), police=_police_detector()))
+                               categorize=_categorizer(), police=police))
         emit(result, json_out)
 
 
+def der(ref: list[tuple[int, int, str]], hyp: list[tuple[int, int, str]], frame_ms: int = 10) -> dict:
+    """Frame-level diarization error rate (no collar, overlaps counted), best one-to-one label mapping."""
+    from itertools import permutations
+
+    end = max([e for _, e, _ in ref + hyp] + [0]) // frame_ms + 1
+
+    def frames(turns):
+        out: dict[str, set[int]] = {}
+        for s, e, spk in turns:
+            out.setdefault(spk, set()).update(range(s // frame_ms, e // frame_ms))
+        return out
+
+    r, h = frames(ref), frames(hyp)
+    ref_count = [0] * end
+    hyp_count = [0] * end
+    for fs in r.values():
+        for f in fs:
+            ref_count[f] += 1
+    for fs in h.values():
+        for f in fs:
+            hyp_count[f] += 1
+    total = sum(ref_count)
+    hyp_labels, ref_labels = list(h), list(r)
+    best = 0
+    for perm in permutations(hyp_labels, min(len(hyp_labels), len(ref_labels))):
+        best = max(best, sum(len(r[rl] & h[hl]) for rl, hl in zip(ref_labels, perm)))
+    missed = sum(max(0, rc - hc) for rc, hc in zip(ref_count, hyp_count))
+    false_alarm = sum(max(0, hc - rc) for rc, hc in zip(ref_count, hyp_count))
+    confusion = sum(min(rc, hc) for rc, hc in zip(ref_count, hyp_count)) - best
+    return {"der": round((missed + false_alarm + confusion) / max(total, 1), 4), "missed": missed,
+            "false_alarm": false_alarm, "confusion": confusion, "ref_frames": total}
+
+
+def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der: bool = True) -> dict:
+    """ASR on each channel (filling ``call["segments"]``) and diarization of the mono mix; CER, DER, RTF."""
+    import numpy as np
+
+    from asr.audio import Audio, load_audio
+    from asr.diarization import diarize
+    from asr.engines import create_engine
+    from asr.hotwords import Lexicon
+    from asr.text import edit_distance, normalise_for_cer
+    from domain.settings import get_settings
+    from qa.recording import transcribe_recording
+
+    settings = get_settings()
+    engine = create_engine(settings)
+    if mono_der:
+        import torch
+
+        torch.set_num_threads(settings.asr_threads)  # per-core figures: diarization gets the same cores as ASR
+    lexicon = Lexicon.from_texts([f"{e['question']}\n{e['answer']}\n{e.get('department', '')}" for e in kb])
+    errors = chars = 0
+    asr_wall = audio_s = der_wall = 0.0
+    der_sum = {"missed": 0, "false_alarm": 0, "confusion": 0, "ref_frames": 0}
+    per_call = []
+    for d in calls:
+        audio = load_audio(data / d["audio"]["file"])
+        t0 = time.perf_counter()
+        tr = transcribe_recording(audio, engine, lexicon=lexicon)
+        asr_wall += time.perf_counter() - t0
+        audio_s += audio.duration_s
+        d["segments"] = tr.segments
+        call_err = call_chars = 0
+        for role in ("agent", "caller"):
+            ref = normalise_for_cer("".join(r["text"] for r in d["refs"] if r["speaker"] == role))
+            hyp = normalise_for_cer("".join(s["text"] for s in tr.segments if s["role"] == role))
+            call_err, call_chars = call_err + edit_distance(ref, hyp), call_chars + len(ref)
+        errors, chars = errors + call_err, chars + call_chars
+        row = {"id": d["id"], "cer": round(call_err / max(call_chars, 1), 4)}
+        if mono_der:
+            t0 = time.perf_counter()
+            mono = Audio(audio.samples.mean(axis=0, keepdims=True).astype(np.float32), audio.sample_rate)
+            turns = diarize(mono)
+            der_wall += time.perf_counter() - t0
+            ref_turns = [(round(r["start"] * 1000), round(r["end"] * 1000), r["speaker"]) for r in d["refs"]]
+            one = der(ref_turns, [(t.start_ms, t.end_ms, t.speaker) for t in turns])
+            for k in der_sum:
+                der_sum[k] += one[k]
+            row["der"] = one["der"]
+        per_call.append(row)
+    cores = settings.asr_threads
+    out = {"engine": engine.name, "cer": round(errors / max(chars, 1), 4), "audio_seconds": round(audio_s, 1),
+           "asr_wall_seconds": round(asr_wall, 1), "cores": cores,
+           "rtf_per_core": round(asr_wall / max(audio_s, 1e-9) * cores, 4), "per_call": per_call}
+    if mono_der:
+        out["der_mono_mix"] = round((der_sum["missed"] + der_sum["false_alarm"] + der_sum["confusion"])
+                                    / max(der_sum["ref_frames"], 1), 4)
+        out["der_detail"] = der_sum
+        out["diarization_wall_seconds"] = round(der_wall, 1)
+        out["rtf_per_core_with_diarization"] = round((asr_wall + der_wall) / max(audio_s, 1e-9) * cores, 4)
+    return out
+
+
 def _categorizer():
-    """The copilot helper's work-order classifier, when it is installed."""
+    """The copilot helper's work-order classifier (its default model), when it is installed."""
     try:
-        from copilot.category import classify_text  # type: ignore[attr-defined]
+        from copilot.category import load_category_model
+        from knowledge.embedding import E5Embedder
     except ImportError:
         return None
-    return lambda segs: classify_text(" ".join(s.text for s in segs if s.role == "caller"))
+    from domain.settings import get_settings
+
+    model = load_category_model(E5Embedder(), None, get_settings().data_dir)
+    return lambda segs: model.predict("".join(s.text for s in segs if s.role == "caller")[:300]).path
 
 
 def _police_detector():
-    """The copilot helper's 110 detector, when it is installed (else the scorecard's police_110 item)."""
+    """The copilot helper's 110 detector, run turn by turn over the caller's speech like the live copilot."""
     try:
-        from copilot.police import detect_police  # type: ignore[attr-defined]
+        from copilot.alerts import AlertDetector
     except ImportError:
         return None
-    return lambda segs: bool(detect_police([s.text for s in segs if s.role == "caller"]))
+    detector = AlertDetector()
+
+    def detect(segs) -> bool:
+        turns = [s.text for s in segs if s.role == "caller"]
+        return any(detector.police(turns[: i + 1]) for i in range(len(turns)))
+
+    return detect
