@@ -1,4 +1,4 @@
-"""A real call flows end to end: SIP → ASR → stored transcript."""
+"""A real call flows end to end: SIP → streaming ASR → bus → stored transcript, live QA and post-call QA."""
 from __future__ import annotations
 
 import time
@@ -9,14 +9,28 @@ from sqlalchemy import select
 
 from domain.db import session_scope
 from domain.events import TranscriptFinal
-from domain.models import Call, TranscriptSegment
+from domain.models import Call, QAResult, TranscriptSegment
 from serving.app import create_app
 from tests.e2e.conftest import CALL_SECONDS
 
 pytestmark = pytest.mark.slow
 
 
-def test_call_is_transcribed_live_and_stored(system):
+def _drain(sub, events: list, until, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not until(events):
+        event = sub.get(timeout=0.5)
+        if event is not None:
+            events.append(event)
+
+
+def _qa_result(engine, call_pk: int):
+    with session_scope(engine) as s:
+        qa = s.scalar(select(QAResult).where(QAResult.call_id == call_pk))
+        return (qa, {i.item_code: i.passed for i in qa.items}) if qa else (None, {})
+
+
+def test_call_is_transcribed_live_stored_and_scored(system):
     app = create_app(system.settings, system.engine, live=True)
     with TestClient(app):
         seen = app.state.bus.subscribe()
@@ -27,26 +41,27 @@ def test_call_is_transcribed_live_and_stored(system):
                     **{"from": "13978261453"})
         caller.state("c1", "CONFIRMED", timeout=20)
         agent.incoming(1, timeout=30)
-        events = []
-        deadline = time.time() + CALL_SECONDS + 5
-        while time.time() < deadline:
-            event = seen.get(timeout=0.5)
-            if event is not None:
-                events.append(event)
+        events: list = []
+        _drain(seen, events, lambda _: False, CALL_SECONDS + 5)
         caller.send(op="hangup", id="c1")
         caller.ended("c1")
-        deadline = time.time() + 120
-        while time.time() < deadline and not any(e.kind == "call.state" and e.state == "ended" for e in events):
-            event = seen.get(timeout=0.5)
-            if event is not None:
-                events.append(event)
+        _drain(seen, events, lambda ev: any(e.kind == "call.state" and e.state == "ended" for e in ev), 120)
+        with session_scope(system.engine) as s:
+            call = s.scalar(select(Call).where(Call.caller_number == "13978261453"))
+        deadline = time.time() + 90
+        while (qa := _qa_result(system.engine, call.id))[0] is None and time.time() < deadline:
+            time.sleep(0.5)
 
     finals = [e for e in events if isinstance(e, TranscriptFinal)]
-    assert {e.leg for e in finals} == {"agent", "caller"}, [e.kind for e in events]
+    heard = [(e.leg, e.text) for e in finals]
+    assert {e.leg for e in finals} == {"agent", "caller"}, heard
     agent_text = "".join(e.text for e in finals if e.leg == "agent")
-    assert "12345" in agent_text or "来宾" in agent_text
+    assert "话务员" in agent_text and "社保卡" in "".join(e.text for e in finals if e.leg == "caller"), heard
     with session_scope(system.engine) as s:
-        call = s.scalar(select(Call).where(Call.caller_number == "13978261453"))
         stored = s.scalars(select(TranscriptSegment).where(TranscriptSegment.call_id == call.id)).all()
-    assert call.result == "answered"
+    assert call.result == "answered" and call.agent_id is not None
     assert len(stored) == len(finals)
+    result, items = qa
+    assert result is not None and items, "post-call QA result stored"
+    assert {"greeting", "closing", "read_back", "forbidden_phrases", "answer_accuracy"} <= set(items), items
+    assert items["forbidden_phrases"] is True and items["rude"] is True, heard
