@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "knowledge.cli",
     "copilot.cli",
     "serving.cli_tickets",
+    "qa.cli",
 ]
 
 for _name in COMMAND_MODULES:
