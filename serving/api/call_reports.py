@@ -342,6 +342,8 @@ def export_report(name: str, period: Period = "day", day: date | None = Query(No
 DISTRICTS = ["兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县"]
 HOT_WORD_DAYS = 7
 HOT_WORDS = 30
+HOT_WORD_STOPWORDS = frozenset({"咨询", "办理", "反映", "要求", "问题", "市民", "希望", "情况", "相关", "部门", "处理",
+                                "请求", "表示", "进行", "需要", "知道", "时间", "电话"})
 
 
 def hot_words(texts: list[str], top: int = HOT_WORDS) -> list[dict]:
@@ -351,7 +353,7 @@ def hot_words(texts: list[str], top: int = HOT_WORDS) -> list[dict]:
     counts: dict[str, int] = defaultdict(int)
     for text in texts:
         for word in jieba.analyse.extract_tags(text, topK=8, allowPOS=("n", "nr", "ns", "nt", "nz", "vn", "v", "an")):
-            if len(word) > 1:
+            if len(word) > 1 and word not in HOT_WORD_STOPWORDS:
                 counts[word] += 1
     return [{"name": w, "value": n} for w, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
 

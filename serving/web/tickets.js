@@ -3,7 +3,7 @@ import { $, api, boot, clear, fmtTime, guarded, h, table, tabs, toast } from "./
 await boot("tickets", ["supervisor"]);
 
 const OPEN = new Set(["created", "dispatched", "signed", "returned", "in_progress"]);
-const ACTION_ZH = { dispatch: "派单", sign: "签收", return: "退单", redispatch: "重新派单", start: "开始办理", complete: "办结",
+const ACTION_ZH = { create: "受理", supervise: "督办", dispatch: "派单", sign: "签收", return: "退单", redispatch: "重新派单", start: "开始办理", complete: "办结",
   callback: "回访", close: "关闭", reopen: "重新打开" };
 const NEEDS = { dispatch: "department", redispatch: "department", return: "reason", reopen: "reason", complete: "result", callback: "satisfaction" };
 const NEEDS_ZH = { department: "承办部门", reason: "原因", result: "办理结果", satisfaction: "满意度（1–5）" };
