@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.integrations.outbox import RetryPolicy, SignedClient
@@ -149,15 +149,13 @@ def delivery_rate(session: Session, tenant_id: int, start: datetime, end: dateti
 
     "Sent" means accepted by the gateway; messages still awaiting a receipt count as not delivered.
     """
-    rows = session.execute(select(SmsMessage.status, SmsMessage.gateway_id != "", func.count())
+    accepted = func.sum(case((SmsMessage.gateway_id != "", 1), else_=0))
+    rows = session.execute(select(SmsMessage.status, func.count(), accepted)
                            .where(SmsMessage.tenant_id == tenant_id, SmsMessage.created_at >= start,
-                                  SmsMessage.created_at < end)
-                           .group_by(SmsMessage.status, SmsMessage.gateway_id != "")).all()
-    by_status: dict[str, int] = {}
-    sent = 0
-    for status, accepted, count in rows:
-        by_status[status] = by_status.get(status, 0) + count
-        sent += count if accepted or status in FINAL - {"failed"} else 0
+                                  SmsMessage.created_at < end).group_by(SmsMessage.status)).all()
+    by_status = {status: count for status, count, _ in rows}
+    # accepted by the gateway; a receipt other than "failed" implies acceptance even before we recorded the id
+    sent = sum(count if status in FINAL - {"failed"} else int(n_accepted or 0) for status, count, n_accepted in rows)
     excluded = sum(by_status.get(s, 0) for s in EXCLUDED)
     delivered = by_status.get("delivered", 0)
     base = sent - excluded

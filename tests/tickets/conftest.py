@@ -29,9 +29,9 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 24, 1, 30, tzinfo=timezone.utc))  # 09:30 in Laibin
 
 
-@pytest.fixture(scope="session", params=DB_BACKENDS)
+@pytest.fixture(scope="module", params=DB_BACKENDS)
 def shared_engine(request, tmp_path_factory):
-    """One migrated database per backend for the whole run; tests on it roll back (see ``session``)."""
+    """One migrated database per backend and module (other modules reset PostgreSQL); tests roll back."""
     url = _fresh_url(request.param, tmp_path_factory.mktemp("tickets-db"))
     upgrade(url)
     eng = make_engine(url)

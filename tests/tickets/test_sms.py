@@ -107,6 +107,7 @@ def test_retry_with_backoff_timeouts_and_giving_up(engine, gateway):
     assert send_due(sessions, HttpSmsGateway(gateway.url, RING), now=now + timedelta(seconds=40), policy=policy)["sent"] == 1
 
     gateway.delay_s = 1.0  # slower than the client's timeout
+    gateway.receipt_url = ""  # (the slow gateway may still deliver later; its receipt would then settle the status)
     with session_scope(engine) as s:
         enqueue(s, 1, "13900000004", "y", "timeout:1")
     slow = HttpSmsGateway(gateway.url, RING, timeout_s=0.2)
