@@ -82,3 +82,17 @@ class LiveQAChecker:
 
     def close(self) -> list[Event]:
         return []
+
+
+def live_checker_factory(engine, embed: Embed | None = None):
+    """For ``serving.consumers.CallProcessorHost``: a checker per call with the tenant's active scorecard."""
+    from domain.db import session_scope
+    from qa import scorecard as sc
+    from qa.service import active_scorecard
+
+    def factory(event: Event) -> LiveQAChecker:
+        with session_scope(engine) as session:
+            card = sc.from_row(active_scorecard(session, event.tenant_id))
+        return LiveQAChecker(card, call_id=event.call_id, tenant_id=event.tenant_id, embed=embed)
+
+    return factory

@@ -122,3 +122,23 @@ def test_live_checker_warns_before_the_call_ends():
 def test_live_checker_needs_an_embedder_for_semantic_rules():
     with pytest.raises(ValueError, match="embed"):
         LiveQAChecker(sc.default_scorecard())
+
+
+def test_host_factories_use_the_tenant_scorecard_and_score_after_hang_up(engine, world):
+    from domain.models import Call
+    from qa.live import live_checker_factory
+    from qa.service import PostCallScorer
+
+    tid = world["tenant"]
+    checker = live_checker_factory(engine)(CallState(call_id="u1", tenant_id=tid, state="talking"))
+    assert checker.card.similarity == "char_ngram" and checker.tenant_id == tid
+    with session_scope(engine) as s:
+        s.add(Call(tenant_id=tid, call_uuid="u1", caller_number="13800000000"))
+    scorer = PostCallScorer(engine)
+    for seg in transcript(forbidden=True):
+        scorer.process(TranscriptFinal(call_id="u1", tenant_id=tid, leg=seg["role"], role=seg["role"],
+                                       start_ms=seg["start_ms"], end_ms=seg["end_ms"], text=seg["text"]))
+    scorer.process(CallState(call_id="u1", tenant_id=tid, state="ended"))
+    with session_scope(engine) as s:
+        row = s.scalars(select(QAResult).where(QAResult.tenant_id == tid)).one()
+        assert row.call_id is not None and row.serious_service_violation and row.review_state == "queued"
