@@ -218,7 +218,7 @@ class FrameHub:
         last_flush = time.monotonic()
         while not self._stop.is_set():
             if not self.inbox:
-                time.sleep(0.005)
+                time.sleep(0.02)
             while self.inbox:
                 item = self.inbox.popleft()
                 if item[0] == "open":
@@ -251,7 +251,7 @@ class FrameHub:
     def _sink_loop(self) -> None:
         while not self._stop.is_set():
             if not self.outbox:
-                time.sleep(0.005)
+                time.sleep(0.02)
                 continue
             item = self.outbox.popleft()
             try:

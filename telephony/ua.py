@@ -244,8 +244,9 @@ class UserAgent:
         last_stats = 0.0
         running = True
         gc.disable()  # collect Call objects on this (pjsua2) thread only
+        gc.freeze()
         while running and time.monotonic() < deadline:
-            self.ep.libHandleEvents(10)
+            self.ep.libHandleEvents(20)
             self.sched.run_due()
             while running and not self.cmds.empty():
                 running = self.handle(self.cmds.get_nowait())

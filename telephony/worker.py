@@ -37,6 +37,7 @@ from telephony.prompts import MUSIC, Prompts, wav_duration
 from telephony.sip import MAX_CALLS, Scheduler, account_config, start_endpoint
 
 log = logging.getLogger("telephony.worker")
+POLL_MS = 30  # SIP event poll; timers (IVR, queue, ring) fire with this granularity
 
 CONFIRMED = pj.PJSIP_INV_STATE_CONFIRMED
 DISCONNECTED = pj.PJSIP_INV_STATE_DISCONNECTED
@@ -625,7 +626,7 @@ class _Detached:
 
 def _leg_row(leg: Leg) -> dict:
     if leg.role in ("caller", "agent"):
-        totals = leg_totals
+        totals = leg_totals[leg.role]
         totals["legs"] += 1
         totals["fork_frames"] += leg.fork.seq if leg.fork else 0
         for k, v in leg.rtp.items():
@@ -634,7 +635,9 @@ def _leg_row(leg: Leg) -> dict:
             "frames_received": leg.fork.seq if leg.fork else 0}
 
 
-leg_totals = {"legs": 0, "fork_frames": 0, "rtp_rx_pkt": 0, "rtp_rx_loss": 0, "rtp_tx_pkt": 0}  # ended legs, this process
+# ended caller/agent legs of this process: frames forked and RTP counters
+leg_totals = {role: {"legs": 0, "fork_frames": 0, "rtp_rx_pkt": 0, "rtp_rx_loss": 0, "rtp_tx_pkt": 0}
+              for role in ("caller", "agent")}
 
 
 class InboundAccount(pj.Account):
@@ -816,7 +819,7 @@ class BridgeWorker:
             "leg_seconds_done": round(self.stats["leg_seconds"], 3),
             "frames_in": self.hub.frames_in, "frames_out": self.hub.frames_out,
             "backlog_frames": self.hub.backlog_frames(),
-            "ended_legs": dict(leg_totals),
+            "ended_legs": {role: dict(v) for role, v in leg_totals.items()},
         }
 
     def run(self, control_port: int = 0, max_seconds: float = 0) -> None:
@@ -826,9 +829,10 @@ class BridgeWorker:
         deadline = time.monotonic() + max_seconds if max_seconds else None
         last_acd = last_gc = 0.0
         gc.disable()  # cyclic garbage (Call objects) is collected here, on the thread that owns pjsua2
+        gc.freeze()  # startup objects never become garbage; a full collection of them costs ~50-100 ms
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
-                self.ep.libHandleEvents(10)
+                self.ep.libHandleEvents(POLL_MS)
                 if time.monotonic() - last_gc > 1.0:
                     last_gc = time.monotonic()
                     self.poll_rtp()

@@ -1,0 +1,313 @@
+"""`hotline eval live`: N concurrent conversations through real bridge workers (and Kamailio when installed).
+
+Each conversation has a caller UA and an agent softphone UA (pjsua2, 4 calls
+per UA process) playing the caller (right) and agent (left) channels of the
+synthetic calls.  Reports calls completed/dropped, RTP packets sent and
+received per leg, frames forked, recordings, transcript segments (when a
+media sink that writes them is configured), ASR latency and backlog, CPU per
+leg, and the workers used.  ``--kill-worker`` kills one worker half-way and
+checks that no call on the others drops and new calls still connect.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import typer
+
+from eval.report import emit
+
+
+def register(eval_app: typer.Typer) -> None:
+    @eval_app.command("live")
+    def live(
+        calls: int = typer.Option(4, min=1, max=200, help="并发对话数"),
+        duration: float = typer.Option(60.0, min=5, help="每通对话的通话时长（秒，坐席接听起算）"),
+        data: Path = typer.Option(None, help="评测数据目录（含 synthetic_calls/，或其本身）"),
+        json_out: Path = typer.Option(None, "--json", help="结果 JSON 输出路径"),
+        workers: int = typer.Option(0, help="桥接工作进程数（默认 ceil(calls/2)）"),
+        kamailio: bool = typer.Option(True, help="经 Kamailio 调度（已安装时）"),
+        kill_worker: bool = typer.Option(False, help="中途杀掉一个工作进程，验证其他通话不掉线、新呼叫改走存活进程"),
+        sink: str = typer.Option("", help="媒体消费者 module:factory（如 ASR 管线）；默认只录音"),
+        workdir: Path = typer.Option(None, help="工作目录（默认临时目录，结束后删除）"),
+    ) -> None:
+        """实时压测：N 路并发真实 SIP 对话。"""
+        emit(run_live(calls=calls, duration=duration, data=data, workers=workers, kamailio=kamailio,
+                      kill_worker=kill_worker, sink=sink, workdir=workdir), json_out)
+
+
+def _dialogue_dir(data: Path | None) -> Path:
+    from domain.errors import AppError
+
+    base = Path(data) if data else Path(__file__).resolve().parents[2] / "shared" / "data"
+    for d in (base, base / "synthetic_calls"):
+        if (d / "audio").is_dir() and (d / "refs").is_dir():
+            return d
+    raise AppError("no_data", f"未找到合成通话数据（audio/ 与 refs/）：{base}", 2)
+
+
+def _prepare_audio(src: Path, out: Path, n: int, seconds: float) -> list[dict]:
+    """Per conversation: caller (right) and agent (left) mono WAVs of >= ``seconds``, and the expected segments."""
+    import numpy as np
+    import soundfile as sf
+
+    ids = sorted(p.stem for p in (src / "audio").glob("*.flac"))
+    plans = []
+    for i in range(n):
+        chans, expected, t = {"agent": [], "caller": []}, {"agent": 0, "caller": 0}, 0.0
+        k = i
+        while t < seconds:
+            did = ids[k % len(ids)]
+            audio, sr = sf.read(src / "audio" / f"{did}.flac", dtype="int16")
+            for seg in json.loads((src / "refs" / f"{did}.json").read_text()):
+                if t + seg["end"] <= seconds:
+                    expected[seg["speaker"]] += 1
+            chans["agent"].append(audio[:, 0])
+            chans["caller"].append(audio[:, 1])
+            t += len(audio) / sr
+            k += 1
+        plan = {"number": f"1390000{i:04d}", "expected": expected}
+        for leg, parts in chans.items():
+            path = out / f"{leg}{i}.wav"
+            sf.write(path, np.concatenate(parts), 8000, subtype="PCM_16")
+            plan[f"{leg}_wav"] = str(path)
+        plans.append(plan)
+    return plans
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0, kamailio: bool = True,
+             kill_worker: bool = False, sink: str = "", workdir: Path | None = None) -> dict:
+    from sqlalchemy import select
+
+    from domain.db import make_engine, session_scope, upgrade
+    from domain.models import Agent, Call, CallLeg, Recording, SkillGroup, TranscriptSegment
+    from telephony import store
+    from telephony.control import worker_status
+    from telephony.flow import CallFlowParams
+    from telephony.peer import Peer
+    from telephony.supervisor import Supervisor
+
+    src = _dialogue_dir(data)
+    own_dir = workdir is None
+    root = Path(workdir or tempfile.mkdtemp(prefix="hotline-live-"))
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    plans = _prepare_audio(src, root / "audio", calls, duration + 15)
+    url = f"sqlite:///{root / 'live.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_scope(engine) as s:
+        tenant = store.tenant_id(s, "laibin")
+        s.add(SkillGroup(tenant_id=tenant, code="general", name="综合咨询", dtmf="1"))
+    use_kamailio = kamailio and shutil.which("kamailio") is not None
+    n_workers = workers or max(1, math.ceil(calls / 2)) + (1 if kill_worker else 0)
+    flow = CallFlowParams(ivr_timeout_s=3, ivr_retries=0, max_queue_wait_s=120, agent_ring_timeout_s=10)
+    base = 26000
+    sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
+                     control_port=base + 1000, flow=flow.model_dump_json(), sink=sink,
+                     proxy_port=base - 2 if use_kamailio else 0, prefix="lw")
+    uas: list[Peer] = []
+    result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "kamailio": use_kamailio}
+    try:
+        t_setup = time.monotonic()
+        sup.start()
+        wav_map = root / "agent_wavs.json"
+        wav_map.write_text(json.dumps({p["number"]: p["agent_wav"] for p in plans}))
+        agent_uas, caller_uas = [], []
+        for j in range(math.ceil(calls / 4)):
+            users = [f"{7000 + 4 * j + k}" for k in range(4)]
+            agent_uas.append(Peer(base + 2000 + 2 * j, 50000 + 400 * j, user=",".join(users), answer_wav_map=wav_map,
+                                  answer_delay=0.5, log_path=root / f"agent-ua{j}.log", wait=False))
+            caller_uas.append(Peer(base + 3000 + 2 * j, 60000 + 400 * j, user="caller", log_path=root / f"caller-ua{j}.log",
+                                   wait=False))
+        uas = agent_uas + caller_uas
+        for ua in uas:
+            ua.wait_ready()
+        with session_scope(engine) as s:
+            for j, ua in enumerate(agent_uas):
+                for k in range(4):
+                    work_no = f"{7000 + 4 * j + k}"
+                    s.add(Agent(tenant_id=tenant, work_no=work_no, name=f"压测坐席{work_no}", skills=["general"],
+                                sip_uri=f"sip:{work_no}@127.0.0.1:{ua.port}", state="ready"))
+        if use_kamailio:
+            time.sleep(2.5)  # dispatcher probes mark the workers active
+        result["setup_s"] = round(time.monotonic() - t_setup, 1)
+
+        statuses = {w.name: worker_status(w.control_port)["result"] for w in sup.specs}
+        cpu0 = {n: st["cpu_seconds"] for n, st in statuses.items()}
+        ua_cpu0 = {ua.proc.pid: _proc_cpu(ua.proc.pid) for ua in uas}
+        targets = [f"sip:12345@127.0.0.1:{sup.proxy_port}"] if use_kamailio else [
+            f"sip:12345@127.0.0.1:{w.sip_port}" for w in sup.specs]
+        for i, plan in enumerate(plans):
+            caller_uas[i // 4].call(f"c{i}", targets[i % len(targets)], wav=plan["caller_wav"], dtmf="1",
+                                    dtmf_after=0.5, **{"from": plan["number"]})
+            time.sleep(0.2)
+
+        answered: dict[int, float] = {}
+        hung: set[int] = set()
+        max_backlog = 0
+        killed, t_killed = None, None
+        deadline = time.monotonic() + duration + 90
+        last_sample = 0.0
+        while len(hung) < calls and time.monotonic() < deadline:
+            now = time.monotonic()
+            for i, plan in enumerate(plans):
+                if i not in answered:
+                    for aua in agent_uas:
+                        inc = [e for e in aua.find(ev="incoming") if e.get("caller") == plan["number"]]
+                        if inc and aua.find(ev="state", id=inc[-1]["id"], state="CONFIRMED"):
+                            answered[i] = now
+                            break
+                elif i not in hung and now - answered[i] >= duration:
+                    caller_uas[i // 4].send(op="hangup", id=f"c{i}")
+                    hung.add(i)
+                if i not in hung and caller_uas[i // 4].find(ev="ended", id=f"c{i}"):
+                    hung.add(i)  # ended early: counted as dropped below
+            if now - last_sample > 5:
+                last_sample = now
+                for w in sup.specs:
+                    if w.name == killed:
+                        continue
+                    try:
+                        max_backlog = max(max_backlog, worker_status(w.control_port)["result"]["backlog_frames"])
+                    except Exception:  # noqa: BLE001 - a worker being restarted
+                        pass
+            if kill_worker and killed is None and len(answered) == calls and now - min(answered.values()) > duration / 2:
+                with session_scope(engine) as s:
+                    first = s.scalar(select(Call.call_uuid).where(Call.caller_number == plans[0]["number"]))
+                killed, t_killed = first.split("-")[0], time.time()
+                sup.kill(killed)
+            time.sleep(0.2)
+        for i in range(calls):
+            if i not in hung:
+                caller_uas[i // 4].send(op="hangup", id=f"c{i}")
+        time.sleep(3)
+
+        survivors_ok = None
+        if kill_worker and killed:
+            probe = Peer(base + 3990, 63000, user="probe", log_path=root / "probe.log")
+            uas.append(probe)
+            probe.call("p1", targets[0] if use_kamailio else f"sip:12345@127.0.0.1:{sup.specs[-1].sip_port}",
+                       **{"from": "13999999999"})
+            try:
+                probe.state("p1", "CONFIRMED", timeout=15)
+                survivors_ok = True
+            except TimeoutError:
+                survivors_ok = False
+            probe.send(op="hangup", id="p1")
+            sup.check()
+
+        statuses = {}
+        for w in sup.specs:
+            try:
+                statuses[w.name] = worker_status(w.control_port)["result"]
+            except Exception:  # noqa: BLE001
+                pass
+        ua_cpu = sum(_proc_cpu(ua.proc.pid) - ua_cpu0.get(ua.proc.pid, 0.0) for ua in uas)
+
+        # ---------------------------------------------------------------- tally
+        caller_end = {i: (caller_uas[i // 4].find(ev="ended", id=f"c{i}") or [{}])[-1] for i in range(calls)}
+        agent_end = {}
+        for i, plan in enumerate(plans):
+            for aua in agent_uas:
+                inc = [e for e in aua.find(ev="incoming") if e.get("caller") == plan["number"]]
+                if inc:
+                    agent_end[i] = (aua.find(ev="ended", id=inc[-1]["id"]) or [{}])[-1]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with session_scope(engine) as s:
+                open_calls = s.query(Call).filter(Call.ended_at.is_(None)).count()
+                recs = s.query(Recording).count()
+            if open_calls == 0 and recs >= len(answered):
+                break
+            time.sleep(0.5)
+        with session_scope(engine) as s:
+            rows = {c.caller_number: c for c in s.scalars(select(Call))}
+            legs = list(s.scalars(select(CallLeg)))
+            recordings = {r.call_id: r for r in s.scalars(select(Recording))}
+            segments = list(s.scalars(select(TranscriptSegment)))
+            leg_start = {(leg.call_id, leg.leg): leg.started_at for leg in legs}
+            completed, dropped, dropped_detail = 0, 0, []
+            for i, plan in enumerate(plans):
+                call = rows.get(plan["number"])
+                early = caller_end[i] and i in answered and caller_end[i].get("duration_s", 0) < duration - 5
+                on_killed = call is not None and killed and call.call_uuid.startswith(f"{killed}-")
+                if call is not None and call.result == "answered" and call.hangup_side == "caller" and not early:
+                    completed += 1
+                else:
+                    dropped += 1
+                    dropped_detail.append({"number": plan["number"], "result": call.result if call else None,
+                                           "lost_reason": call.lost_reason if call else "", "on_killed_worker": bool(on_killed)})
+            frames_rx = {leg: sum(x.frames_received for x in legs if x.leg == leg) for leg in ("caller", "agent")}
+            rec_ok = sum(1 for c in rows.values() if c.result == "answered" and c.id in recordings
+                         and recordings[c.id].duration_ms >= (duration - 5) * 1000)
+            latencies = []
+            for seg in segments:
+                start = leg_start.get((seg.call_id, seg.leg))
+                if start is not None and seg.created_at is not None:
+                    latencies.append((seg.created_at - start).total_seconds() - seg.end_ms / 1000)
+            workers_used = sorted({c.call_uuid.split("-")[0] for c in rows.values()})
+        ended = {role: {k: sum(st["ended_legs"][role][k] for st in statuses.values()) for k in
+                        ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_tx_pkt")} for role in ("caller", "agent")}
+        bridge_cpu = sum(st["cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
+        leg_seconds = sum(st["leg_seconds_done"] for st in statuses.values())
+        result.update({
+            "completed": completed,
+            "dropped": dropped,
+            "dropped_detail": dropped_detail[:20],
+            "killed_worker": killed,
+            "new_call_after_kill_connected": survivors_ok,
+            "frames": {
+                "caller": {"sent_by_ua": sum(e.get("tx_pkt", 0) for e in caller_end.values()),
+                           "rtp_received_by_bridge": ended["caller"]["rtp_rx_pkt"],
+                           "rtp_lost_at_bridge": ended["caller"]["rtp_rx_loss"],
+                           "forked_frames": frames_rx["caller"]},
+                "agent": {"sent_by_ua": sum(e.get("tx_pkt", 0) for e in agent_end.values()),
+                          "rtp_received_by_bridge": ended["agent"]["rtp_rx_pkt"],
+                          "rtp_lost_at_bridge": ended["agent"]["rtp_rx_loss"],
+                          "forked_frames": frames_rx["agent"]},
+                "lost_at_uas": sum(e.get("rx_loss", 0) for e in list(caller_end.values()) + list(agent_end.values())),
+            },
+            "recordings_complete": rec_ok,
+            "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
+                                    "stored": len(segments)},
+            "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
+            "asr_backlog_s_max": round(max_backlog * 0.02, 2),
+            "cpu": {
+                "bridge_seconds": round(bridge_cpu, 1),
+                "bridge_leg_seconds": round(leg_seconds, 1),
+                "bridge_core_pct_per_leg": round(100 * bridge_cpu / leg_seconds, 3) if leg_seconds else None,
+                "test_uas_seconds": round(ua_cpu, 1),
+                "machine_cores": os.cpu_count(),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+            },
+            "bridge_workers_used": len(workers_used),
+        })
+        return result
+    finally:
+        for ua in uas:
+            ua.close()
+        sup.stop()
+        engine.dispose()
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
