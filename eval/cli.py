@@ -12,10 +12,12 @@ import typer
 BENCHMARK_MODULES: list[str] = [
     "eval.asr_bench",
     "eval.diarization_bench",
+    "eval.streaming_bench",
     "eval.calls_bench",
     "eval.retrieval_bench",
     "eval.category_bench",
     "eval.sms_bench",
+    "eval.live_bench",
 ]
 
 eval_app = typer.Typer(help="运行评测基准，输出 JSON。", no_args_is_help=True)
