@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "copilot.cli",
     "serving.cli_tickets",
     "qa.cli",
+    "telephony.cli",
 ]
 
 for _name in COMMAND_MODULES:
