@@ -30,6 +30,7 @@ ROUTER_MODULES: list[str] = [
     "serving.api.call_reports",
     "serving.api.evaluations",
     "serving.api.callers",
+    "serving.api.recordings",
     "serving.api.live",
     "serving.api.tickets",
     "serving.api.integrations",

@@ -23,14 +23,16 @@ from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Agent, Call, Recording, SkillGroup
 from domain.pii import mask_pii
+from qa.kpi import KpiSettings
 from serving.api.deps import get_session, require_roles
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 SERVICE_LEVEL_WAIT_MS = 20_000  # answered within 20 s of queueing counts towards the service level
-SATISFACTION_LABELS = {1: "满意", 2: "基本满意", 3: "不满意"}  # IVR key press after the call
-SATISFIED_KEYS = {1, 2}
+# IVR rating after the call, 1–5; "satisfied" uses the KPI's threshold so the report and 按键满意率 agree
+SATISFACTION_LABELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
+SATISFIED_KEYS = {k for k in SATISFACTION_LABELS if k >= KpiSettings().satisfied_min_rating}
 LOST_RESULTS = {"lost", "abandoned"}  # reached the queue or an agent, then dropped: 漏话
 Period = Literal["day", "week", "month"]
 

@@ -237,6 +237,10 @@ export function tabs(root, onShow = () => {}) {
     onShow(name);
   };
   for (const b of buttons) b.addEventListener("click", () => show(b.dataset.tab));
+  window.addEventListener("hashchange", () => {
+    const name = location.hash.slice(1);
+    if (buttons.some((b) => b.dataset.tab === name && b.getAttribute("aria-selected") !== "true")) show(name);
+  });
   const initial = location.hash.slice(1);
   show(buttons.some((b) => b.dataset.tab === initial) ? initial : buttons[0].dataset.tab);
   return show;

@@ -2,16 +2,16 @@ import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, table, toast }
 
 await boot("kpi", ["supervisor", "admin"]);
 
-// KPI endpoints (serving/api/kpi.py)
+// KPI endpoints (serving/api/kpi.py); reading a month recomputes it from the system's data and the manual entries
 const ops = {
   get: (month) => api(`/api/kpi/months/${month}`),
-  compute: (month) => api(`/api/kpi/months/${month}/compute`, { method: "POST" }),
   trend: () => api("/api/kpi/trend"),
-  addManual: (month, body) => api(`/api/kpi/months/${month}/manual`, { method: "POST", body }),
-  removeManual: (month, id) => api(`/api/kpi/months/${month}/manual/${id}`, { method: "DELETE" }),
-  exportUrl: (month) => `/api/kpi/months/${month}/export`,
+  addManual: (month, body) => api(`/api/kpi/months/${month}/entries`, { method: "POST", body }),
+  removeManual: (month, id) => api(`/api/kpi/months/${month}/entries/${id}`, { method: "DELETE" }),
+  exportUrl: (month, fmt) => `/api/kpi/export?months=${month}&fmt=${fmt}`,
 };
-const MANUAL_KINDS = { reward: "表扬加分", penalty: "处罚扣分", complaint: "有效投诉（件）", leaver: "人员流失（人）" };
+const MANUAL_KINDS = { commendation: "表扬（加分）", incident: "事故/处罚（扣分）", complaint: "有效投诉（件）",
+  leaver: "人员流失（人）", rating_exclusion: "满意度评价剔除（件）", override: "人工修正数据" };
 const money = (v) => (v === null || v === undefined ? "—" : `¥${Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
 
 clear($("#mn-kind"), Object.entries(MANUAL_KINDS).map(([k, v]) => h("option", { value: k }, v)));
@@ -19,14 +19,14 @@ const now = new Date();
 $("#kpi-month").value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
 
 function render(data) {
-  const r = data.report || data;
+  const r = data;
   const stat = (label, value, testid) => h("div", { class: "card", style: { margin: 0, minWidth: "150px" } },
     h("div", { class: "muted" }, label), h("strong", { style: { fontSize: "1.5rem" }, "data-testid": testid }, value));
   clear($("#kpi-summary"), r && r.indicators ? [
     stat("考核月份", r.month, "kpi-month"), stat("基础得分", fmtNum(r.base_score, 2)), stat("加分", fmtNum(r.bonus, 2)),
     stat("总得分", fmtNum(r.total_score, 2), "kpi-total"), stat("等级系数", fmtNum(r.coefficient, 2), "kpi-coefficient"),
     stat("当月服务费", money(r.fee_cny), "kpi-fee"),
-    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ 36 × 等级系数${data.computed_at ? `；核算于 ${fmtTime(data.computed_at)}` : ""}`),
+    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ 36 × 等级系数；核算于 ${fmtTime(new Date().toISOString())}`),
   ] : h("p", { class: "muted" }, "本月尚未核算，请点击“重新核算”。"));
   clear($("#kpi-indicators"), table([
     { key: "no", label: "序号" }, { key: "name", label: "指标" }, { key: "standard", label: "考核标准" },
@@ -38,23 +38,18 @@ function render(data) {
     { key: "working", label: "计算过程", render: (i) => h("span", { class: "muted" }, i.working) },
   ], (r && r.indicators) || [], { testid: "kpi-indicators", empty: "暂无核算结果" }));
   clear($("#kpi-manual"), table([
-    { key: "kind", label: "类型", render: (m) => MANUAL_KINDS[m.kind] || m.kind }, { key: "value", label: "数值" },
-    { key: "note", label: "说明" },
+    { key: "kind", label: "类型", render: (m) => `${MANUAL_KINDS[m.kind] || m.kind}${m.field ? `：${m.field}` : ""}` },
+    { key: "value", label: "数值" }, { key: "note", label: "说明" }, { key: "by", label: "录入人" },
     { key: "ops", label: "", render: (m) => h("button", { type: "button", onclick: () => removeManual(m.id) }, "删除") },
-  ], data.manual_entries || [], { empty: "本月无人工录入" }));
+  ], data.entries || [], { testid: "kpi-entries", empty: "本月无人工录入" }));
 }
 
 async function load() {
   const month = $("#kpi-month").value;
-  $("#kpi-export").href = ops.exportUrl(month);
-  try {
-    render(await ops.get(month));
-  } catch (e) {
-    if (e.status !== 404) throw e;
-    render({});
-  }
-  const trend = await ops.trend().catch(() => []);
-  const rows = Array.isArray(trend) ? trend : trend.months || [];
+  $("#kpi-export").href = ops.exportUrl(month, "xlsx");
+  $("#kpi-export-pdf").href = ops.exportUrl(month, "pdf");
+  render(await ops.get(month));
+  const rows = await ops.trend();
   chart($("#kpi-trend"), { tooltip: { trigger: "axis" }, legend: {}, grid: { left: 50, right: 50, top: 40, bottom: 30 },
     xAxis: { type: "category", data: rows.map((t) => t.month) },
     yAxis: [{ type: "value", name: "得分", min: 60, max: 105 }, { type: "value", name: "系数", min: 0.7, max: 1 }],
@@ -69,15 +64,17 @@ async function removeManual(id) {
 $("#kpi-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(load); });
 $("#kpi-month").addEventListener("change", () => guarded(load));
 $("#kpi-compute").addEventListener("click", () => guarded(async () => {
-  await ops.compute($("#kpi-month").value);
-  toast("已重新核算", "ok");
   await load();
+  toast("已按最新数据重新核算", "ok");
 }));
+$("#mn-kind").addEventListener("change", () => { $("#mn-field-box").hidden = $("#mn-kind").value !== "override"; });
 $("#manual-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("#mn-error").textContent = "";
   try {
-    await ops.addManual($("#kpi-month").value, { kind: $("#mn-kind").value, value: Number($("#mn-value").value), note: $("#mn-note").value.trim() });
+    const kind = $("#mn-kind").value;
+    await ops.addManual($("#kpi-month").value, { kind, value: Number($("#mn-value").value), note: $("#mn-note").value.trim(),
+      field: kind === "override" ? $("#mn-field").value.trim() : null });
     e.target.reset();
     await load();
   } catch (err) { $("#mn-error").textContent = err.message; }

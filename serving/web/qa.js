@@ -2,19 +2,22 @@ import { $, api, boot, chart, clear, fmtMs, fmtNum, fmtTime, guarded, h, table, 
 
 await boot("qa", ["qa_reviewer"]);
 
-// QA endpoints (serving/api/qa.py)
+// QA endpoints (serving/api/qa.py) and the call's recording and transcript (serving/api/recordings.py)
 const ops = {
   queue: () => api("/api/qa/queue"),
+  results: () => api("/api/qa/results?limit=500"),
   result: (id) => api(`/api/qa/results/${id}`),
+  transcript: (callId) => api(`/api/calls/${callId}/transcript`),
+  audioUrl: (recordingId) => `/api/recordings/${recordingId}/audio`,
   review: (itemId, verdict, comment) => api(`/api/qa/items/${itemId}/review`, { method: "POST", body: { verdict, comment } }),
   finish: (id) => api(`/api/qa/results/${id}/finish`, { method: "POST" }),
-  appeals: () => api("/api/qa/appeals"),
   resolve: (id, upheld, comment) => api(`/api/qa/results/${id}/appeal`, { method: "POST", body: { upheld, comment } }),
-  agentStats: () => api("/api/qa/stats/agents"),
-  itemStats: () => api("/api/qa/stats/items"),
+  overturnRates: () => api("/api/qa/overturn-rates"),
   scorecards: () => api("/api/qa/scorecards"),
   saveScorecard: (definition) => api("/api/qa/scorecards", { method: "POST", body: { definition } }),
+  activate: (id) => api(`/api/qa/scorecards/${id}/activate`, { method: "POST" }),
 };
+const agentLabel = (r) => (r.agent_id ? `坐席 #${r.agent_id}` : "—");
 const SPEAKER = { caller: "市民", agent: "话务员" };
 let current = null;
 let segments = [];
@@ -101,13 +104,15 @@ function renderItems(detail) {
     const comment = h("input", { id: `cm-${item.id}`, placeholder: "复核意见（推翻时必填）" });
     const verdictBadge = item.verdict ? h("span", { class: `badge ${item.verdict === "overturn" ? "warn" : "ok"}`, "data-testid": "verdict" },
       item.verdict === "overturn" ? "已推翻" : "已确认") : null;
-    return h("div", { class: "card", "data-testid": "qa-item", dataset: { item: item.id, code: item.code } },
+    const seen = new Set();
+    const evidence = (item.evidence || []).filter((ev) => { const k = `${ev.start_ms}|${ev.text || ev.note}`; if (seen.has(k)) return false; seen.add(k); return true; });
+    return h("div", { class: "card qa-item", "data-testid": "qa-item", dataset: { item: item.id, code: item.code } },
       h("div", { class: "row" }, h("strong", { class: item.effective_passed ? "item-pass" : "item-fail" },
         `${item.effective_passed ? "✔" : "✘"} ${item.name}`),
       h("span", { class: `badge ${item.severity === "serious" ? "bad" : ""}` }, item.severity === "serious" ? "严重" : "一般"),
       h("span", { class: "muted" }, `分值 ${item.weight}`), verdictBadge),
-      (item.evidence || []).length ? h("ul", {}, item.evidence.map((ev) => h("li", {},
-        h("button", { type: "button", class: "link", "data-testid": "evidence", onclick: () => seek(ev.start_ms) }, `▶ ${fmtMs(ev.start_ms)}`),
+      evidence.length ? h("ul", {}, evidence.map((ev) => h("li", {},
+        ev.start_ms !== undefined ? h("button", { type: "button", class: "link", "data-testid": "evidence", onclick: () => seek(ev.start_ms) }, `▶ ${fmtMs(ev.start_ms)}`) : null,
         " ", ev.text || ev.note || ""))) : h("p", { class: "muted" }, "无证据片段"),
       h("div", { class: "row" }, h("label", { for: `cm-${item.id}`, class: "inline" }, "意见"), comment,
         h("button", { type: "button", "data-verdict": "confirm", onclick: () => review(item, "confirm", comment.value) }, "确认"),
@@ -128,13 +133,15 @@ async function openResult(id, reloadAudio = true) {
   current = detail;
   $("#qa-call").hidden = false;
   $("#qa-items-card").hidden = false;
-  $("#qc-h").textContent = `通话 #${detail.call_id ?? "—"} · ${detail.agent_name || ""} · ${fmtTime(detail.created_at)}`;
+  $("#qc-h").textContent = `通话 #${detail.call_id ?? "—"} · ${agentLabel(detail)} · ${fmtTime(detail.created_at)}`;
   renderItems(detail);
   if (!reloadAudio) return;
-  segments = detail.transcript || [];
+  const call = detail.call_id ? await ops.transcript(detail.call_id) : { segments: [], recording_id: null };
+  segments = call.segments;
   clear($("#qa-transcript"), segments.length ? segments.map((s) => h("div", { class: "seg", dataset: { start: s.start_ms, end: s.end_ms },
     onclick: () => seek(s.start_ms) }, h("span", { class: "muted" }, `${fmtMs(s.start_ms)} ${SPEAKER[s.role || s.speaker_role] || ""}：`), s.text)) : h("p", { class: "muted" }, "无转写"));
-  await loadAudio(detail.audio_url).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
+  const recordingId = detail.recording_id || call.recording_id;
+  await loadAudio(recordingId ? ops.audioUrl(recordingId) : null).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
 }
 
 $("#qa-finish").addEventListener("click", () => guarded(async () => {
@@ -146,8 +153,9 @@ $("#qa-finish").addEventListener("click", () => guarded(async () => {
 async function loadQueue() {
   const rows = await ops.queue();
   $("#count-queue").textContent = String(rows.length);
-  clear($("#qa-queue"), table([{ key: "id", label: "编号" }, { key: "agent_name", label: "坐席" },
+  clear($("#qa-queue"), table([{ key: "id", label: "编号" }, { key: "agent_id", label: "坐席", render: agentLabel },
     { key: "score", label: "得分", render: (r) => fmtNum(r.score, 1) },
+    { key: "failed_items", label: "未通过项", render: (r) => (r.failed_items || []).join("、") },
     { key: "flags", label: "严重问题", render: (r) => [r.serious_service_violation ? h("span", { class: "badge bad" }, "服务") : null,
       r.serious_answer_error ? h("span", { class: "badge bad" }, "答复") : null] },
     { key: "created_at", label: "时间", render: (r) => fmtTime(r.created_at) }],
@@ -156,10 +164,11 @@ async function loadQueue() {
 
 // ---------------------------------------------------------------- appeals, statistics, scorecards
 async function loadAppeals() {
-  const rows = await ops.appeals();
+  const rows = (await ops.results()).filter((r) => r.agent_state === "appealed");
   $("#count-appeals").textContent = String(rows.length);
-  clear($("#qa-appeals"), table([{ key: "id", label: "编号" }, { key: "agent_name", label: "坐席" },
-    { key: "score", label: "得分", render: (r) => fmtNum(r.score, 1) }, { key: "reason", label: "申诉理由" },
+  clear($("#qa-appeals"), table([{ key: "id", label: "编号" }, { key: "agent_id", label: "坐席", render: agentLabel },
+    { key: "score", label: "得分", render: (r) => fmtNum(r.score, 1) },
+    { key: "failed_items", label: "扣分项", render: (r) => (r.failed_items || []).join("、") },
     { key: "ops", label: "处理", render: (r) => {
       const note = h("input", { "aria-label": "处理意见", placeholder: "处理意见" });
       return h("div", { class: "row" }, note,
@@ -172,13 +181,29 @@ async function resolve(id, upheld, comment) {
   if (await guarded(() => ops.resolve(id, upheld, comment)) !== undefined) { toast("申诉已处理", "ok"); loadAppeals(); }
 }
 
+/** Per agent: scored calls, average score (reviewed scores where reviewed), serious problems and appeals. */
+function perAgent(results) {
+  const by = new Map();
+  for (const r of results) {
+    const a = by.get(r.agent_id) || { agent_id: r.agent_id, calls: 0, total: 0, serious: 0, appeals: 0, reviewed: 0 };
+    a.calls += 1;
+    a.total += r.score;
+    a.serious += r.serious_service_violation || r.serious_answer_error ? 1 : 0;
+    a.appeals += ["appealed", "appeal_upheld", "appeal_rejected"].includes(r.agent_state) ? 1 : 0;
+    a.reviewed += r.review_state === "reviewed" ? 1 : 0;
+    by.set(r.agent_id, a);
+  }
+  return [...by.values()].map((a) => ({ ...a, avg_score: a.total / a.calls }));
+}
+
 async function loadStats() {
-  const [agents, items] = await Promise.all([ops.agentStats(), ops.itemStats()]);
+  const [results, items] = await Promise.all([ops.results(), ops.overturnRates()]);
+  const agents = perAgent(results);
   chart($("#qa-agent-chart"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 40 },
-    xAxis: { type: "category", data: agents.map((a) => a.agent_name || a.agent_id) }, yAxis: { type: "value", min: 0, max: 100, name: "平均分" },
-    series: [{ type: "bar", data: agents.map((a) => a.avg_score), barWidth: 24 }] });
-  clear($("#qa-agent-stats"), table([{ key: "agent_name", label: "坐席" }, { key: "calls", label: "质检通话" },
-    { key: "avg_score", label: "平均分", render: (a) => fmtNum(a.avg_score, 1) },
+    xAxis: { type: "category", data: agents.map(agentLabel) }, yAxis: { type: "value", min: 0, max: 100, name: "平均分" },
+    series: [{ type: "bar", data: agents.map((a) => Number(a.avg_score.toFixed(1))), barWidth: 24 }] });
+  clear($("#qa-agent-stats"), table([{ key: "agent_id", label: "坐席", render: agentLabel }, { key: "calls", label: "质检通话" },
+    { key: "reviewed", label: "已复核" }, { key: "avg_score", label: "平均分", render: (a) => fmtNum(a.avg_score, 1) },
     { key: "serious", label: "严重问题" }, { key: "appeals", label: "申诉" }], agents, { testid: "qa-agent-stats" }));
   clear($("#qa-item-stats"), table([{ key: "item_name", label: "质检项" }, { key: "reviewed", label: "复核数" },
     { key: "overturned", label: "推翻数" }, { key: "overturn_rate", label: "推翻率", render: (s) => `${(100 * s.overturn_rate).toFixed(1)}%` }],
@@ -191,6 +216,12 @@ async function loadScorecards() {
   clear($("#sc-select"), cards.map((c, i) => h("option", { value: i }, `${c.name} v${c.version}${c.active ? "（启用中）" : ""}`)));
   showCard();
 }
+$("#sc-activate").addEventListener("click", () => guarded(async () => {
+  const c = cards[Number($("#sc-select").value)];
+  await ops.activate(c.id);
+  toast(`已启用 ${c.name} v${c.version}`, "ok");
+  await loadScorecards();
+}));
 function showCard() {
   const c = cards[Number($("#sc-select").value)];
   $("#sc-editor").value = c ? JSON.stringify(c.definition, null, 2) : "";

@@ -36,7 +36,7 @@ def seed_operations(session: Session, tenant_code: str = "laibin", days: int = 8
                         agent_id=rng.choice(agents).id if result in ("answered", "lost") else None,
                         started_at=started, answered_at=answered,
                         ended_at=(answered or started) + timedelta(seconds=rng.randint(30, 400)),
-                        result=result, satisfaction=rng.choice([1, 1, 1, 2, 3, None]) if answered else None,
+                        result=result, satisfaction=rng.choice([5, 5, 4, 4, 3, 1, None]) if answered else None,
                         hold_ms=rng.randint(0, 20000) if answered else 0, district=rng.choice(DISTRICTS))
             session.add(call)
             session.flush()

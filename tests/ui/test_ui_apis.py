@@ -14,12 +14,12 @@ from tests.conftest import login
 
 
 def _calls(engine):
-    """Six calls today (local time): 4 answered (satisfaction 1, 1, 3, none), one lost, one abandoned."""
+    """Six calls today (local time): 4 answered (rated 5, 4, 2 and unrated), one lost, one abandoned."""
     now = datetime.now(LOCAL_TZ).replace(hour=10, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
     with session_scope(engine) as s:
         tenant = s.scalar(select(Tenant).where(Tenant.code == "laibin"))
         agent = s.scalar(select(Agent).where(Agent.work_no == "8"))
-        specs = [("answered", 5_000, 1), ("answered", 30_000, 1), ("answered", 10_000, 3), ("answered", 1_000, None),
+        specs = [("answered", 5_000, 5), ("answered", 30_000, 4), ("answered", 10_000, 2), ("answered", 1_000, None),
                  ("lost", 40_000, None), ("abandoned", 50_000, None)]
         for i, (result, wait, sat) in enumerate(specs):
             answered = now + timedelta(seconds=wait / 1000) if result == "answered" else None
