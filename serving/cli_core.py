@@ -53,8 +53,11 @@ def register(app: typer.Typer) -> None:
         port = port or settings.port
         upgrade()
         if demo:
+            from knowledge.service import seed_demo_kb
+
             with session_scope() as session:
-                seed_demo(session, settings.default_tenant)
+                tenant = seed_demo(session, settings.default_tenant)
+                seed_demo_kb(session, tenant.id)
         if telephony:
             _start_telephony(settings)
         typer.echo(f"热线平台已启动：http://{host}:{port}/")

@@ -23,14 +23,39 @@ class Runtime:
         self._scorecards: dict[int, object] = {}
 
     @cached_property
-    def embedder(self):
-        """The sentence embedder shared by retrieval and semantic QA rules (loaded once)."""
-        from knowledge.embedding import load_embedder
+    def indexes(self):
+        """Per-tenant KB search indexes, shared with the knowledge API so a publish reaches live calls."""
+        from knowledge.live import TenantIndexes
 
-        return load_embedder(self.app.state.settings.kb_embedder)
+        state = self.app.state
+        if getattr(state, "knowledge_indexes", None) is None:
+            state.knowledge_indexes = TenantIndexes(state.settings)
+        return state.knowledge_indexes
+
+    @cached_property
+    def category_model(self):
+        from copilot.category import load_category_model
+
+        settings = self.app.state.settings
+        return load_category_model(self.indexes.embedder, settings.category_model_path, settings.data_dir)
 
     def embed(self, texts: list[str]):
-        return self.embedder.queries(texts)
+        """Sentence embeddings for semantic QA rules (the retrieval embedder, loaded once)."""
+        return self.indexes.embedder.queries(texts)
+
+    def _record_suggested(self, tenant_id: int, entry_ids: list) -> None:
+        from knowledge.service import record_suggested
+
+        with session_scope(self.app.state.engine) as session:
+            record_suggested(session, tenant_id, entry_ids)
+
+    def _copilot(self, first: Event):
+        from copilot.processor import CopilotEngine
+
+        with session_scope(self.app.state.engine) as session:
+            index = self.indexes.get(session, first.tenant_id)
+        engine = CopilotEngine(index=index, category=self.category_model, on_suggested=self._record_suggested)
+        return engine.new_processor(first)
 
     def scorecard(self, tenant_id: int):
         """The tenant's active scorecard (stored as the default 12345 card on first use)."""
@@ -55,9 +80,12 @@ class Runtime:
         return PostCallScorer(self.app.state.engine, embed=self.embed)
 
     def start(self) -> "Runtime":
+        """Load the shared models first, so the first call pays no start-up cost."""
         bus, engine = self.app.state.bus, self.app.state.engine
+        self.category_model  # noqa: B018 - warm-up
         self.consumers = [
             SegmentWriter(bus, engine).start(),
+            CallProcessorHost(bus, "copilot", self._copilot).start(),
             CallProcessorHost(bus, "qa-live", self._live_qa).start(),
             CallProcessorHost(bus, "qa-post-call", self._post_call_qa).start(),
         ]

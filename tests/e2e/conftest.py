@@ -17,6 +17,7 @@ from domain.db import make_engine, session_scope, upgrade
 from domain.demo import seed_demo
 from domain.models import Agent
 from domain.settings import Settings
+from knowledge.service import seed_demo_kb
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
 from telephony.peer import Peer, WorkerProc
 
@@ -32,7 +33,7 @@ class System:
         upgrade(self.url)
         self.engine = make_engine(self.url)
         with session_scope(self.engine) as s:
-            seed_demo(s, "laibin")
+            seed_demo_kb(s, seed_demo(s, "laibin").id)
         self.procs: list = []
         audio, sr = sf.read(shared_data / "synthetic_calls" / "audio" / f"{CALL_ID}.flac", dtype="int16")
         assert sr == 8000

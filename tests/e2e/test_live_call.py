@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.events import TranscriptFinal
+from domain.events import QAWarning, Suggestion, TranscriptFinal
 from domain.models import Call, QAResult, TranscriptSegment
 from serving.app import create_app
 from tests.e2e.conftest import CALL_SECONDS
@@ -61,6 +61,11 @@ def test_call_is_transcribed_live_stored_and_scored(system):
         stored = s.scalars(select(TranscriptSegment).where(TranscriptSegment.call_id == call.id)).all()
     assert call.result == "answered" and call.agent_id is not None
     assert len(stored) == len(finals)
+    suggestions = [e for e in events if isinstance(e, Suggestion) and not e.no_good_match]
+    assert suggestions, "the copilot suggested KB entries while the call ran"
+    assert any("社保卡" in hit.title for s in suggestions for hit in s.hits), [h.title for s in suggestions for h in s.hits]
+    assert suggestions[-1].ticket_draft.get("phone") or suggestions[-1].category
+    assert all(e.kind != "copilot.police_alert" for e in events)
     result, items = qa
     assert result is not None and items, "post-call QA result stored"
     assert {"greeting", "closing", "read_back", "forbidden_phrases", "answer_accuracy"} <= set(items), items
