@@ -120,8 +120,12 @@ def test_live_checker_warns_before_the_call_ends():
 
 
 def test_live_checker_needs_an_embedder_for_semantic_rules():
+    card = sc.parse({**CARD.model_dump(), "similarity": "embedder", "items": [
+        {"code": "empathy", "name": "共情安抚", "weight": 5, "severity": "minor",
+         "require": {"op": "semantic", "role": "agent", "examples": ["请您别着急"], "threshold": 0.9},
+         "live": {"message": "请安抚来电人", "after_ms": 30000}}]})
     with pytest.raises(ValueError, match="embed"):
-        LiveQAChecker(sc.default_scorecard())
+        LiveQAChecker(card)
 
 
 def test_host_factories_use_the_tenant_scorecard_and_score_after_hang_up(engine, world):

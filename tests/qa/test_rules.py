@@ -125,8 +125,11 @@ def test_score_call_on_a_110_call_with_char_ngram_similarity():
     assert not res.item("answer_accuracy").applicable  # no KB given
     assert not res.item("interruption").passed  # the agent started 800 ms before the caller finished
     assert res.score == 100 - 8 - 6 and not res.serious_service_violation
+    semantic = parse({**default_scorecard().model_dump(), "items": [
+        {"code": "empathy", "name": "共情安抚", "weight": 5, "severity": "minor",
+         "require": {"op": "semantic", "role": "agent", "examples": ["请您别着急，我们一定帮您处理"], "threshold": 0.9}}]})
     with pytest.raises(ValueError, match="embed"):
-        score_call(CALL, {}, default_scorecard(), None)  # semantic rules need an embedder
+        score_call(CALL, {}, semantic, None)  # semantic rules need an embedder: no silent fallback
 
 
 def test_bad_segments_are_rejected_clearly():
