@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_factory, session_scope
-from domain.demo import seed_demo
 from domain.integrations import exchange
 from domain.integrations.outbox import RetryPolicy, SignedClient, deliver_due
 from domain.integrations.signing import KeyRing, keyring
@@ -19,6 +18,7 @@ from domain.models import Agent, Call, OutboxMessage, ParkedEvent, SmsMessage, T
 from domain.simulators import LocalServer
 from domain.simulators.exchange_peer import ExchangePeerSim
 from domain.tickets import TicketDraft, create_ticket, history, notify, transition
+from tests.tickets.conftest import seed_tenant
 
 KEYS = {"k1": "old-shared-secret", "k2": "new-shared-secret"}
 DRAFT = TicketDraft(category="公安政法/治安管理/噪音扰民", request_type="举报", caller_name="李女士",
@@ -53,7 +53,7 @@ def env(engine, settings):
     from serving.app import create_app
 
     with session_scope(engine) as s:
-        seed_demo(s)
+        seed_tenant(s)
     ring = KeyRing("k2", KEYS)
     police, provincial = ExchangePeerSim("police110", ring), ExchangePeerSim("provincial", ring)
     with LocalServer(police.app) as p1, LocalServer(provincial.app) as p2:

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_factory, session_scope
-from domain.demo import seed_demo
 from domain.integrations.outbox import RetryPolicy
 from domain.integrations.signing import KeyRing
 from domain.models import SmsMessage, utcnow
@@ -20,6 +19,7 @@ from domain.simulators import LocalServer
 from domain.simulators.sms_gateway import SmsGatewaySim
 from domain.sms import HttpSmsGateway, apply_receipt, delivery_rate, enqueue, send_due
 from tests.conftest import REPO
+from tests.tickets.conftest import seed_tenant
 
 RING = KeyRing("k1", {"k1": "sms-secret"})
 OUTCOMES = {"13800000001": "EMPTY", "13800000002": "SUSPEND", "13800000003": "ABNORMAL", "13800000004": "UNDELIV",
@@ -32,7 +32,7 @@ def city(engine, settings):
     from serving.app import create_app
 
     with session_scope(engine) as s:
-        seed_demo(s)
+        seed_tenant(s)
     settings.integration_keys = json.dumps({"sms": {"active": "k1", "keys": RING.keys}})
     with LocalServer(create_app(settings, engine)) as server:
         yield server
@@ -131,6 +131,7 @@ def test_bad_signature_and_unknown_keys_are_refused(engine, gateway):
 @pytest.mark.parametrize("mode", ["after_write", "after_submit"])
 def test_killed_process_loses_nothing_and_sends_nothing_twice(engine, gateway, mode):
     url = engine.url.render_as_string(hide_password=False)
+    gateway.receipt_url = ""  # receipts would race with the checks of our own bookkeeping below
     if mode == "after_submit":
         with session_scope(engine) as s:
             enqueue(s, 1, "13800138000", "您的工单已办结", "crash:1")
@@ -148,7 +149,7 @@ def test_killed_process_loses_nothing_and_sends_nothing_twice(engine, gateway, m
     assert send_due(session_factory(engine), HttpSmsGateway(gateway.url, RING), now=later)["sent"] == 1
     assert send_due(session_factory(engine), HttpSmsGateway(gateway.url, RING), now=later)["sent"] == 0
     assert gateway.handset_deliveries == [key]  # exactly once at the handset
-    _wait(lambda: _statuses(engine)["13800138000"] == "delivered")
+    assert _statuses(engine) == {"13800138000": "sent"}
 
 
 def test_throughput_covers_a_million_messages_a_year(engine, gateway):
