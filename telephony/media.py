@@ -280,20 +280,58 @@ def _fork_class():
     read = byte_vector_reader()
 
     class LegFork(pj.AudioMediaPort):
-        def __init__(self, inbox: deque, call_uuid: str, leg: str):
+        def __init__(self, inbox: deque, name: str):
             super().__init__()
-            self.inbox, self.call_uuid, self.leg, self.seq = inbox, call_uuid, leg, 0
+            self.inbox = inbox
+            self.target = None  # (call_uuid, leg, [frames]) or None while idle in the pool
             fmt = pj.MediaFormatAudio()
             fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, FRAME_MS * 1000, 16)
-            self.createPort(f"fork-{leg}-{call_uuid[-8:]}", fmt)
+            self.createPort(name, fmt)
 
         def onFrameReceived(self, frame):  # pjmedia clock thread: copy and hand off, nothing else
-            self.inbox.append((self.call_uuid, self.leg, self.seq, time.monotonic(), read(frame.buf)))
-            self.seq += 1
+            t = self.target
+            if t is None:
+                return
+            seq = t[2][0]
+            t[2][0] = seq + 1
+            self.inbox.append((t[0], t[1], seq, time.monotonic(), read(frame.buf)))
 
     return LegFork
 
 
-def make_fork_port(hub: FrameHub, call_uuid: str, leg: str):
-    """An ``AudioMediaPort`` whose ``onFrameReceived`` hands each frame to ``hub.inbox``."""
-    return _fork_class()(hub.inbox, call_uuid, leg)
+class ForkPool:
+    """Fork ports (``AudioMediaPort``) are reused and never destroyed while the endpoint runs.
+
+    pjsua2's ``AudioMediaPort`` has no group lock, and pjmedia 2.15 removes
+    conference ports asynchronously, so destroying one can let the clock
+    thread call into freed memory.  A worker needs at most a handful of ports
+    (4 calls), so it keeps them.  All methods run on the worker's main thread.
+    """
+
+    def __init__(self, hub: FrameHub):
+        self.hub = hub
+        self.idle: list = []
+        self.ports: list = []
+
+    def acquire(self, call_uuid: str, leg: str):
+        if not self.idle:
+            port = _fork_class()(self.hub.inbox, f"fork{len(self.ports)}")
+            self.ports.append(port)
+            self.idle.append(port)
+        port = self.idle.pop()
+        port.target = (call_uuid, leg, [0])  # a fresh counter: seq 0 starts a new recording segment
+        return port
+
+    def release(self, port) -> int:
+        """Detach a port from its leg; returns the frames it forked for that leg."""
+        t, port.target = port.target, None
+        self.idle.append(port)
+        return t[2][0] if t else 0
+
+    def abandon(self) -> None:
+        """At shutdown: let libDestroy free the ports (no Python-side destructor races the clock thread)."""
+        for port in self.ports:
+            port.target = None
+            port.thisown = False
+        self.ports.clear()
+        self.idle.clear()

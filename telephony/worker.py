@@ -13,6 +13,7 @@ Run: ``python -m telephony.worker --name w1 --sip-port 5070 --rtp-port 40000``.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import importlib
 import json
@@ -32,7 +33,7 @@ from domain.events import CallState
 from domain.models import Agent, utcnow
 from telephony import store
 from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
-from telephony.media import FrameHub, MediaSink, NullSink, make_fork_port
+from telephony.media import ForkPool, FrameHub, MediaSink, NullSink
 from telephony.prompts import MUSIC, Prompts, wav_duration
 from telephony.sip import MAX_CALLS, Scheduler, account_config, start_endpoint
 
@@ -50,7 +51,8 @@ class Leg(pj.Call):
         super().__init__(acc, call_id)
         self.conv, self.role = conv, role
         self.media = None
-        self.fork = None
+        self.fork = None  # a ForkPool port while the leg is up
+        self.fork_frames = 0
         self.wired = False
         self.rtp = {"rx_pkt": 0, "rx_loss": 0, "tx_pkt": 0}
         self.media_index = 0
@@ -237,7 +239,7 @@ class Conversation:
         return op
 
     def start_fork(self, leg: Leg, name: str) -> None:
-        leg.fork = make_fork_port(self.w.hub, self.uuid, name)
+        leg.fork = self.w.forks.acquire(self.uuid, name)
         leg.media.startTransmit(leg.fork)
 
     def on_leg_media(self, leg: Leg) -> None:
@@ -293,7 +295,7 @@ class Conversation:
             self.play(["invalid", "menu"], then=self.ivr_wait)
 
     def on_leg_down(self, leg: Leg, status: int) -> None:
-        self.legs_done.append(_leg_row(leg))
+        self.legs_done.append(_leg_row(self.w, leg))
         if leg is self.caller_leg:
             self.caller_leg = GONE
             self.hangup_all("caller")
@@ -620,19 +622,24 @@ class _Detached:
 
     def on_leg_down(self, leg, status) -> None:
         self.w.detached.discard(leg)
+        row = _leg_row(self.w, leg)
         if self.conv is not None:
-            self.conv.legs_done.append(_leg_row(leg))
+            self.conv.legs_done.append(row)
 
 
-def _leg_row(leg: Leg) -> dict:
+def _leg_row(worker: "BridgeWorker", leg: Leg) -> dict:
+    """CDR row of an ended leg; returns its fork port to the pool."""
+    if leg.fork is not None:
+        leg.fork_frames = worker.forks.release(leg.fork)
+        leg.fork = None
     if leg.role in ("caller", "agent"):
         totals = leg_totals[leg.role]
         totals["legs"] += 1
-        totals["fork_frames"] += leg.fork.seq if leg.fork else 0
+        totals["fork_frames"] += leg.fork_frames
         for k, v in leg.rtp.items():
             totals[f"rtp_{k}"] += v
     return {"leg": leg.role, "remote_uri": leg.remote_uri[:200], "started_at": leg.started_at, "ended_at": utcnow(),
-            "frames_received": leg.fork.seq if leg.fork else 0}
+            "frames_received": leg.fork_frames}
 
 
 # ended caller/agent legs of this process: frames forked and RTP counters
@@ -674,6 +681,7 @@ class BridgeWorker:
             log.warning("marked %d calls of a previous %s run as ended", recovered, name)
         spool = data_dir / "recordings" / "spool"
         self.hub = FrameHub(spool, sink or NullSink(), self.tenant)
+        self.forks = ForkPool(self.hub)
         self._recover_spools(spool)
         self.ep = start_endpoint(sip_port, user_agent=f"hotline-bridge/{name}")
         self.acc = InboundAccount(self)
@@ -866,6 +874,7 @@ class BridgeWorker:
         self.convs.clear()
         self.detached.clear()
         self.sched = Scheduler()
+        self.forks.abandon()
         del self.acc
         gc.collect()
         self.ep.libDestroy()
@@ -887,6 +896,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-seconds", type=float, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    faulthandler.enable()  # a native crash leaves a Python traceback in the worker log
     params = CallFlowParams.model_validate_json(args.flow) if args.flow else CallFlowParams()
     worker = BridgeWorker(args.name, args.sip_port, args.rtp_port, db_url=args.db, data_dir=args.data_dir,
                           params=params, tenant_code=st.default_tenant, sink=load_sink(args.sink),
