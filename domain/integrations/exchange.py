@@ -17,14 +17,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import tickets
 from domain.errors import AppError
 from domain.integrations import outbox
-from domain.models import Agent, Call, InboxReceipt, ParkedEvent, Ticket, TicketEvent, utcnow
+from domain.models import Agent, Call, InboxReceipt, OutboxMessage, ParkedEvent, Ticket, TicketEvent, utcnow
 from domain.validation import SafeText, ShortText
 
 POLICE110 = "police110"
@@ -114,7 +114,7 @@ def publish(session: Session, ticket: Ticket, event: TicketEvent, settings, skip
         _enqueue_event(session, ticket, PROVINCIAL, event.action, event)
 
 
-def publish_call(session: Session, call: Call, settings) -> None:
+def publish_call(session: Session, call: Call, settings, now: datetime | None = None) -> None:
     """Queue a call record (CDR) for the provincial platform (once per call)."""
     if not enabled(settings, PROVINCIAL):
         return
@@ -125,7 +125,19 @@ def publish_call(session: Session, call: Call, settings) -> None:
                      "answered_at": call.answered_at.isoformat() if call.answered_at else None,
                      "ended_at": call.ended_at.isoformat() if call.ended_at else None, "result": call.result,
                      "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction}}
-    outbox.enqueue(session, call.tenant_id, PROVINCIAL, body["event_id"], "POST", EVENTS_PATH, body)
+    outbox.enqueue(session, call.tenant_id, PROVINCIAL, body["event_id"], "POST", EVENTS_PATH, body, now=now)
+
+
+def publish_ended_calls(session: Session, settings, since: datetime, now: datetime | None = None) -> int:
+    """Queue the records of calls that ended since ``since`` and were not pushed yet (run by the worker)."""
+    if not enabled(settings, PROVINCIAL):
+        return 0
+    key = literal(f"{PROVINCIAL}:call:") + Call.call_uuid
+    calls = session.scalars(select(Call).outerjoin(OutboxMessage, OutboxMessage.idempotency_key == key)
+                            .where(Call.ended_at >= since, OutboxMessage.id.is_(None)).limit(1000)).all()
+    for call in calls:
+        publish_call(session, call, settings, now=now)
+    return len(calls)
 
 
 # ---------------------------------------------------------------- inbound

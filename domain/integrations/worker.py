@@ -1,9 +1,9 @@
-"""One pass of the background work behind tickets: send due SMS, deliver the 110 and provincial outboxes, and
-raise SLA supervision (督办). ``hotline tickets worker`` runs it in a loop; several workers may run at once
+"""One pass of the background work behind tickets: send due SMS, queue the day's ended calls for the province,
+deliver the 110 and provincial outboxes, and raise SLA supervision (督办). ``hotline tickets worker`` runs it in a loop; several workers may run at once
 (claims are leased and use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
@@ -24,6 +24,8 @@ def run_once(sessions: sessionmaker, settings, now: datetime | None = None) -> d
             report["sms"] = sms.send_due(sessions, gateway, now=now)
         finally:
             gateway.client.close()
+    with sessions() as session, session.begin():
+        report["calls_queued"] = exchange.publish_ended_calls(session, settings, since=now - timedelta(days=1), now=now)
     for channel in (exchange.POLICE110, exchange.PROVINCIAL):
         if exchange.enabled(settings, channel):
             url = settings.police110_url if channel == exchange.POLICE110 else settings.provincial_url

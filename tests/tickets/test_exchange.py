@@ -250,8 +250,13 @@ def test_worker_pass_delivers_outboxes_and_supervises(env):
 
     number = _city_ticket(env)
     env.act(number, "dispatch", department=exchange.POLICE_DEPARTMENT)
+    with session_scope(env.engine) as s:
+        s.add_all([Call(tenant_id=1, call_uuid="ended-1", caller_number="1", ended_at=utcnow()),
+                   Call(tenant_id=1, call_uuid="live-1", caller_number="2")])
     report = run_once(env.sessions, env.settings)
-    assert report["police110"]["sent"] == 1 and report["provincial"]["sent"] == 2
+    assert report["calls_queued"] == 1 and run_once(env.sessions, env.settings)["calls_queued"] == 0
+    assert report["police110"]["sent"] == 1 and report["provincial"]["sent"] == 3
+    assert env.provincial.events[-1]["call"]["call_uuid"] == "ended-1"
     assert report["supervision_raised"] == [] and "sms" not in report
     later = run_once(env.sessions, env.settings, now=utcnow() + timedelta(days=3))  # 治安管理: 24 h SLA
     assert later["supervision_raised"] == [number]
