@@ -13,7 +13,7 @@ const ops = {
     ? api("/api/tickets/from-call", { method: "POST", body: { call_id: callDbId, draft, confirmed: true } })
     : api("/api/tickets", { method: "POST", body: { draft, note: callUuid ? `来电 ${callUuid}` : "" } })),
   completeTicket: (id, result) => api(`/api/tickets/${id}/actions`, { method: "POST", body: { action: "complete", result } }),
-  feedback: (entryId, kind, callId) => api(`/api/knowledge/entries/${entryId}/feedback`, { method: "POST", body: { kind, call_id: callId } }),
+  feedback: (entryId, kind) => api("/api/copilot/feedback", { method: "POST", body: { kind, entry_id: Number(entryId), call_id: call ? call.dbId : null } }),
 };
 
 const STATE_ZH = { signed_out: "未签入", signed_in: "已签入", ready: "空闲", not_ready: "置忙", busy: "通话中", acw: "话后整理",
@@ -159,7 +159,7 @@ function copyToTicket(hit) {
   field.classList.add("flash");
   setTimeout(() => field.classList.remove("flash"), 1200);
   navigator.clipboard?.writeText(text).catch(() => {});
-  if (Number.isInteger(id)) ops.feedback(id, "used", call && call.id).catch(() => {});
+  if (Number.isInteger(id)) ops.feedback(id, "used").catch(() => {});
 }
 
 function onSuggestion(event) {
@@ -175,7 +175,7 @@ function onSuggestion(event) {
       h("div", { class: "row" },
         h("button", { type: "button", class: "primary", "data-testid": "copy-to-ticket", onclick: () => copyToTicket(hit) },
           "复制到工单", i === 0 ? h("kbd", {}, "Alt+C") : null),
-        h("button", { type: "button", onclick: (e) => { ops.feedback(hit.entry_id, "unhelpful", call && call.id).catch(() => {}); e.target.disabled = true; e.target.textContent = "已反馈"; } }, "不相关")))));
+        h("button", { type: "button", onclick: (e) => { ops.feedback(hit.entry_id, "unhelpful").catch(() => {}); e.target.disabled = true; e.target.textContent = "已反馈"; } }, "不相关")))));
   if (event.category && !event.ticket_draft?.category) fillDraft({ category: event.category });
   fillDraft(event.ticket_draft || {});
 }

@@ -3,19 +3,21 @@ import { $, api, boot, clear, fmtNum, fmtTime, guarded, h, table, tabs, toast } 
 await boot("knowledge", ["knowledge_manager"]);
 
 // Knowledge endpoints (serving/api/knowledge.py)
+const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined));
 const ops = {
-  list: (params) => api(`/api/knowledge/entries?${new URLSearchParams(params)}`),
-  get: (id) => api(`/api/knowledge/entries/${id}`),
+  list: (params) => api(`/api/knowledge/entries?${query({ limit: 500, ...params })}`).then((r) => r.items),
+  get: (id, version) => api(`/api/knowledge/entries/${id}${version ? `?version=${version}` : ""}`),
+  versions: (id) => api(`/api/knowledge/entries/${id}/versions`),
   create: (body) => api("/api/knowledge/entries", { method: "POST", body }),
   update: (id, body) => api(`/api/knowledge/entries/${id}`, { method: "PUT", body }),
-  act: (id, action) => api(`/api/knowledge/entries/${id}/${action}`, { method: "POST" }),
-  search: (q) => api(`/api/knowledge/search?${new URLSearchParams({ q })}`),
-  import: (form, dry) => api(`/api/knowledge/import?dry_run=${dry}`, { method: "POST", form }),
+  act: (id, action) => api(`/api/knowledge/entries/${id}/action`, { method: "POST", body: { action } }),
+  search: (q) => api("/api/knowledge/search", { method: "POST", body: { query: q, k: 5 } }),
+  import: (form) => api("/api/knowledge/import", { method: "POST", form }),
   stats: () => api("/api/knowledge/stats"),
-  feedback: () => api("/api/knowledge/feedback"),
+  taxonomy: () => api("/api/knowledge/taxonomy"),
 };
 const STATUS = { draft: ["草稿", ""], review: ["待审核", "warn"], published: ["已发布", "ok"], archived: ["已归档", "bad"] };
-const FIELDS = ["title", "body", "category", "department", "keywords", "region", "effective_from", "effective_to", "source"];
+const FIELDS = ["title", "kind", "body", "category", "department", "keywords", "region", "effective_from", "effective_to", "source"];
 let entry = null; // the entry in the editor
 
 const badge = (s) => h("span", { class: `badge ${(STATUS[s] || [])[1] || ""}` }, (STATUS[s] || [s])[0]);
@@ -33,6 +35,7 @@ function formValues() {
   const v = Object.fromEntries(FIELDS.map((f) => [f, $(`#ke-${f}`).value.trim()]));
   v.keywords = v.keywords ? v.keywords.split(/[,，、\s]+/).filter(Boolean) : [];
   for (const d of ["effective_from", "effective_to"]) if (!v[d]) v[d] = null;
+  if (entry) Object.assign(v, { attachments: entry.attachments || [], external_id: entry.external_id || "" });
   return v;
 }
 
@@ -47,34 +50,34 @@ $("#kb-editor").addEventListener("input", preview);
 
 function fill(version) {
   for (const f of FIELDS) {
-    const value = version ? version[f] : "";
+    const value = version ? version[f] : f === "kind" ? "faq" : "";
     $(`#ke-${f}`).value = Array.isArray(value) ? value.join("，") : value ?? "";
   }
   preview();
 }
 
+// the workflow: draft → (submit) review → (publish) published | (reject) draft; archive; restore
+const ACTIONS = { submit: ["draft"], publish: ["review"], reject: ["review"], archive: ["draft", "published"], restore: ["archived"] };
 function renderButtons() {
-  const s = entry ? entry.status : "draft";
-  $("#ke-submit").disabled = !entry || s !== "draft";
-  $("#ke-publish").disabled = !entry || !["draft", "review"].includes(s);
-  $("#ke-archive").disabled = !entry || s === "archived";
+  for (const [action, from] of Object.entries(ACTIONS)) $(`#ke-${action}`).disabled = !entry || !from.includes(entry.status);
 }
 
 async function openEntry(id) {
-  entry = await ops.get(id);
+  const [current, versions] = await Promise.all([ops.get(id), ops.versions(id)]);
+  entry = current;
   $("#kb-editor-card").hidden = false;
   $("#ke-h").textContent = `编辑条目 #${entry.id}`;
   clear($("#kb-meta"), badge(entry.status), ` 当前版本 v${entry.current_version}`,
-    entry.published_version ? `，已发布 v${entry.published_version}` : "，未发布");
-  const versions = entry.versions || [];
-  fill(versions[versions.length - 1] || entry);
+    entry.published_version ? `，已发布 v${entry.published_version}（座席助手使用已发布版本）` : "，未发布");
+  fill(entry);
   renderButtons();
   $("#kb-diff").hidden = true;
   clear($("#kb-versions"), table([{ key: "version", label: "版本" }, { key: "title", label: "标题" },
-    { key: "author", label: "作者" }, { key: "created_at", label: "时间", render: (v) => fmtTime(v.created_at) },
+    { key: "published", label: "", render: (v) => (v.published ? h("span", { class: "badge ok" }, "已发布") : "") },
+    { key: "created_at", label: "时间", render: (v) => fmtTime(v.created_at) },
     { key: "diff", label: "对比", render: (v) => (v.version > 1 ? h("button", { type: "button", "data-testid": "diff-button",
-      onclick: () => showDiff(versions.find((x) => x.version === v.version - 1), v) }, `与 v${v.version - 1} 对比`) : "") }],
-  versions));
+      onclick: () => guarded(async () => showDiff(await ops.get(id, v.version - 1), await ops.get(id, v.version))) }, `与 v${v.version - 1} 对比`) : "") }],
+  versions, { testid: "kb-versions" }));
 }
 
 $("#kb-new").addEventListener("click", () => {
@@ -103,8 +106,9 @@ $("#kb-editor").addEventListener("submit", async (e) => {
   }
 });
 
-for (const [id, action, label] of [["#ke-submit", "submit", "已提交审核"], ["#ke-publish", "publish", "已发布，座席助手将使用新内容"], ["#ke-archive", "archive", "已归档"]]) {
-  $(id).addEventListener("click", () => guarded(async () => {
+const DONE = { submit: "已提交审核", publish: "已发布，座席助手将使用新内容", reject: "已退回修改", archive: "已归档", restore: "已恢复为草稿" };
+for (const [action, label] of Object.entries(DONE)) {
+  $(`#ke-${action}`).addEventListener("click", () => guarded(async () => {
     await ops.act(entry.id, action);
     toast(label, "ok");
     await openEntry(entry.id);
@@ -149,12 +153,13 @@ $("#kb-search").addEventListener("submit", (e) => {
   e.preventDefault();
   guarded(async () => {
     const res = await ops.search($("#ks-q").value.trim());
-    const hits = res.hits || res;
+    const hits = res.hits;
     clear($("#ks-results"), res.no_good_match ? h("p", { class: "qa-warn" }, "没有足够匹配的条目（座席助手会提示“无匹配”）") : null,
       hits.length ? hits.map((hit) => h("article", { class: "suggestion", "data-testid": "kb-hit" },
-        h("span", { class: "score" }, `分数 ${fmtNum(hit.score, 3)}`), h("h3", {}, hit.title),
+        h("span", { class: "score" }, `分数 ${fmtNum(hit.score, 3)}`), h("h3", {}, `#${hit.entry_id} ${hit.title}`),
         hit.key_facts && hit.key_facts.length ? h("ul", { class: "facts" }, hit.key_facts.map((f) => h("li", {}, h("mark", {}, f)))) : null,
-        h("p", {}, hit.answer || hit.body || ""))) : h("p", { class: "muted" }, "无结果"));
+        h("p", {}, hit.answer))) : h("p", { class: "muted" }, "无结果"),
+      h("p", { class: "muted" }, `检索耗时 ${res.latency_ms} 毫秒；规范化查询：${res.normalized_query}`));
   });
 });
 
@@ -173,25 +178,38 @@ $("#kb-import").addEventListener("submit", async (e) => {
   if (!file) { toast("请选择文件", "error"); return; }
   const form = new FormData();
   form.append("file", file);
-  try {
-    const report = await ops.import(form, $("#ki-dry").checked);
+  form.append("publish", $("#ki-publish").checked ? "true" : "false");
+  const show = (report, ok) => {
     const errors = report.errors || [];
-    clear($("#ki-report"), h("p", {}, `共 ${report.total ?? "—"} 条：新增 ${report.created ?? 0}，更新 ${report.updated ?? 0}，错误 ${errors.length}${report.dry_run ? "（仅校验，未写入）" : ""}`),
-      errors.length ? table([{ key: "line", label: "行" }, { key: "field", label: "字段" }, { key: "message", label: "问题" }], errors) : null);
-  } catch (err) { toast(err.message, "error"); }
+    clear($("#ki-report"), h("p", { class: ok ? "flash" : "qa-warn", "data-ok": String(ok) }, ok
+      ? `导入成功：共 ${report.total} 条，新增 ${report.created}，更新 ${report.updated}，发布 ${report.published}`
+      : `校验未通过：共 ${report.total ?? "—"} 条，${errors.length} 处错误，未导入任何条目。请修改后重新上传。`),
+    errors.length ? table([{ key: "line", label: "行" }, { key: "field", label: "字段" }, { key: "message", label: "问题" }], errors) : null);
+  };
+  try {
+    show(await ops.import(form), true);
+    loadList();
+  } catch (err) {
+    if (err.detail && err.detail.errors) show(err.detail, false);
+    else toast(err.message, "error");
+  }
 });
 
 async function loadUsage() {
-  const [stats, feedback] = await Promise.all([ops.stats(), ops.feedback()]);
-  clear($("#kb-usage"), table([{ key: "title", label: "条目" }, { key: "suggested_count", label: "被推荐" },
-    { key: "used_count", label: "被采用" }, { key: "unhelpful_count", label: "不相关" },
-    { key: "use_rate", label: "采用率", render: (r) => (r.suggested_count ? `${((100 * r.used_count) / r.suggested_count).toFixed(1)}%` : "—") }],
-  stats.entries || stats, { testid: "kb-usage" }));
-  const KIND = { used: "采用", unhelpful: "不相关", category_corrected: "纠正分类" };
-  clear($("#kb-feedback"), table([{ key: "at", label: "时间", render: (r) => fmtTime(r.at) }, { key: "title", label: "条目" },
-    { key: "kind", label: "反馈", render: (r) => KIND[r.kind] || r.kind }, { key: "detail", label: "说明" }, { key: "user", label: "坐席" }],
-  feedback, { empty: "暂无反馈" }));
+  const stats = await ops.stats();
+  clear($("#kb-usage"), table([{ key: "title", label: "条目" }, { key: "status", label: "状态", render: (r) => badge(r.status) },
+    { key: "suggested", label: "被推荐" }, { key: "used", label: "被采用" }, { key: "unhelpful", label: "不相关" },
+    { key: "use_rate", label: "采用率", render: (r) => (r.use_rate === null ? "—" : `${(100 * r.use_rate).toFixed(1)}%`) }],
+  stats.entries, { testid: "kb-usage", onRow: (r) => { document.querySelector("[data-tab=entries]").click(); guarded(() => openEntry(r.id)); } }));
+  clear($("#kb-feedback"), h("p", { class: "muted" }, "坐席在通话中标记的“不相关”计入左表；以下为坐席对推荐分类的更正。"),
+    table([{ key: "at", label: "时间", render: (r) => fmtTime(r.at) }, { key: "detail", label: "分类更正（推荐 → 更正）" },
+      { key: "call_id", label: "通话" }], stats.category_corrections, { empty: "暂无分类更正" }));
 }
+
+ops.taxonomy().then((t) => {
+  document.body.append(h("datalist", { id: "kb-categories" }, t.paths.map((p) => h("option", { value: p }))));
+  $("#ke-category").setAttribute("list", "kb-categories");
+}).catch(() => {});
 
 const loaders = { entries: loadList, search: async () => $("#ks-q").focus(), review: loadReview, io: async () => {}, usage: loadUsage };
 tabs(document, (name) => guarded(loaders[name]));

@@ -59,7 +59,7 @@ def live_app(tmp_path_factory, vendored_charts):
 
     from domain.demo import seed_demo
     from serving.app import create_app
-    from tests.ui.seed import seed_operations
+    from tests.ui.seed import seed_knowledge, seed_operations
 
     tmp = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{tmp / 'hotline.db'}"
@@ -69,6 +69,7 @@ def live_app(tmp_path_factory, vendored_charts):
     with session_scope(engine) as session:
         seed_demo(session, settings.default_tenant)
         seed_operations(session)
+        seed_knowledge(session)
     app = create_app(settings, engine)
     _include_pending_routers(app)
     port = _free_port()

@@ -49,3 +49,15 @@ def seed_operations(session: Session, tenant_code: str = "laibin", days: int = 8
                                district=DISTRICTS[j % len(DISTRICTS)], created_at=now - timedelta(days=day)))
     session.flush()
     return made
+
+
+def seed_knowledge(session: Session, tenant_code: str = "laibin", entries: int = 12) -> int:
+    """Publish the first entries of the shipped demo KB (a small KB keeps the index build fast)."""
+    from knowledge.kbfile import DEMO_KB
+    from knowledge.transfer import import_entries
+
+    tenant = session.scalar(select(Tenant).where(Tenant.code == tenant_code))
+    lines = DEMO_KB.read_text(encoding="utf-8").splitlines()[:entries]
+    report = import_entries(session, tenant.id, "\n".join(lines).encode(), "jsonl", publish=True)
+    assert report.ok, report.errors
+    return report.created
