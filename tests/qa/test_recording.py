@@ -1,0 +1,55 @@
+"""Uploaded recordings with the real ASR engine: stereo split by channel, mono diarized."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.scorecard import default_scorecard
+from qa.scoring import score_call
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from asr.engines import create_engine
+    from domain.settings import get_settings
+
+    return create_engine(get_settings())
+
+
+@pytest.fixture(scope="module")
+def d020(shared_data):
+    from asr.audio import load_audio
+
+    path = shared_data / "synthetic_calls" / "audio" / "d020.flac"
+    if not path.is_file():
+        pytest.skip(f"synthetic call audio not found at {path}")
+    return load_audio(path)
+
+
+@pytest.mark.slow
+def test_stereo_recording_is_scored_with_evidence(engine, d020):
+    from asr.audio import Audio
+    from qa.recording import transcribe_recording
+
+    head = Audio(d020.samples[:, : 40 * d020.sample_rate], d020.sample_rate)  # keeps the tests short
+    tr = transcribe_recording(head, engine)
+    assert tr.mode == "stereo" and tr.segments[0]["role"] == "agent"
+    res = score_call(tr.segments, {"duration_ms": 40000}, default_scorecard(), None)
+    forbidden = res.item("forbidden_phrases")  # d020: "这个不归我们管" at 21.6–26.0 s
+    assert not forbidden.passed and 20000 <= forbidden.evidence[0]["start_ms"] <= 23000
+    assert res.item("greeting").passed and res.serious_service_violation
+
+
+@pytest.mark.slow
+def test_mono_recording_is_diarized_and_roles_assigned(engine, d020):
+    from asr.audio import Audio
+    from qa.recording import transcribe_recording
+
+    head = d020.samples[:, : 30 * d020.sample_rate]
+    mono = Audio(head.mean(axis=0, keepdims=True).astype(np.float32), d020.sample_rate)
+    tr = transcribe_recording(mono, engine)
+    assert tr.mode == "mono"
+    roles = {s["role"] for s in tr.segments}
+    assert roles == {"agent", "caller"}
+    first_agent = next(s for s in tr.segments if s["role"] == "agent")
+    assert first_agent["start_ms"] < 2000 and "服务" in first_agent["text"]
