@@ -201,13 +201,18 @@ def register(eval_app: typer.Typer) -> None:
         from_reference: bool = typer.Option(False, "--from-reference", help="从参考转写开始（不跑 ASR）"),
         json_out: Path | None = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
         limit: int = typer.Option(0, help="只评前 N 通（0 = 全部）"),
+        ids: str = typer.Option("", help="只评这些通话（逗号分隔，如 d004,d020）"),
         lexical: bool = typer.Option(False, "--lexical", help="用内置字符二元组检索代替知识库混合检索"),
         no_der: bool = typer.Option(False, "--no-der", help="跳过单声道混音的说话人分离（DER）"),
     ) -> None:
         """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
         from qa.scorecard import default_scorecard
 
-        calls = load_calls(data)[: limit or None]
+        calls = load_calls(data)
+        if ids:
+            wanted = {i.strip() for i in ids.split(",") if i.strip()}
+            calls = [d for d in calls if d["id"] in wanted]
+        calls = calls[: limit or None]
         kb = load_kb(data)
         embed, retrieve, retrieval = _tools(kb, lexical)
         result: dict[str, Any] = {"benchmark": "calls", "data": str(data), "mode": "reference" if from_reference else "asr",

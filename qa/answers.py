@@ -290,7 +290,7 @@ class AnswerChecker:
                 errors.append(err)
         return errors
 
-    def _severity(self, kind: str) -> str:
+    def severity(self, kind: str) -> str:
         return "serious" if kind in self.params.serious_types else "minor"
 
     def _check_segment(self, seg: Segment, cands: list[str], topic: list[str],
@@ -320,7 +320,7 @@ class AnswerChecker:
             if any(fact.value == v or _derived(fact, [v]) for cc in cands[:rank + 1]
                    for k, u, v in self._values[cc] if (k, u) == (fact.kind, fact.unit)):
                 continue
-            return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self._severity(fact.kind),
+            return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self.severity(fact.kind),
                                {"kb_value": kf.text, "relevance": rel})
         norm = arabize(seg.text)
         for pat in _DEPT_ASSERT:
@@ -329,13 +329,13 @@ class AnswerChecker:
                 entry = self.entries[topic[0]]
                 if entry.department and not dept_matches(m.group(1), entry.department):
                     return AnswerError(seg, entry.id, "department", m.group(0), entry.department,
-                                       self._severity("department"))
+                                       self.severity("department"))
         for c in cands[:1] + [t for t in topic[:1] if t not in cands[:1]]:
             for phrase, terms in self._negated[c]:
                 for clause in _CLAUSE.findall(norm):
                     hit = [t for t in terms if t in clause]
                     if (len(hit) >= p.min_neg_terms and any(len(t) >= 3 for t in hit)
                             and not _NEG_WORDS.search(clause)):
-                        return AnswerError(seg, c, "process", clause, phrase, self._severity("process"),
+                        return AnswerError(seg, c, "process", clause, phrase, self.severity("process"),
                                            {"terms": hit})
         return None

@@ -87,7 +87,7 @@ def _routing_error(item: Item, ctx: RuleContext, checker: AnswerChecker) -> Answ
         return None
     seg = next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])
     entry = checker.entries[kb_ids[0]]
-    return AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker._severity("routing"))
+    return AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker.severity("routing"))
 
 
 def score_call(
