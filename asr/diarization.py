@@ -50,13 +50,16 @@ class RoleCues:
 
 @dataclass(frozen=True)
 class EmbeddingParams:
-    """Mono diarization: CAM++ embeddings of sliding windows, agglomerative clustering."""
+    """Mono diarization: CAM++ embeddings of sliding windows, spectral clustering on cosine affinity.
+
+    (Average-linkage agglomerative clustering isolated single outlier windows as a "speaker":
+    mono-mix DER 19% vs 5% with spectral clustering on the same embeddings.)
+    """
 
     window_s: float = 1.5
     shift_s: float = 0.75
-    distance_threshold: float = 0.7  # cosine distance that separates two speakers (average linkage)
     max_speakers: int = 4
-    num_speakers: int | None = 2  # 12345 calls are two-party; None estimates the count from distance_threshold
+    num_speakers: int | None = 2  # 12345 calls are two-party; None estimates the count by eigengap
 
 
 _model = None
@@ -129,8 +132,6 @@ def diarize_mono(
     samples: np.ndarray, sample_rate: int, params: DiarizationParams = DiarizationParams(),
     embedding: EmbeddingParams = EmbeddingParams(),
 ) -> list[Turn]:
-    from sklearn.cluster import AgglomerativeClustering
-
     x = resample(samples, sample_rate, 16000)
     segments = speech_segments(x, 16000, params.vad)
     win, hop = int(embedding.window_s * 16000), int(embedding.shift_s * 16000)
@@ -143,19 +144,7 @@ def diarize_mono(
             windows.append((max(a, b - win), b))
     if not windows:
         return []
-    if len(windows) == 1:
-        labels = np.zeros(1, int)
-    else:
-        emb = embed_windows(x, windows)
-        n = embedding.num_speakers
-        clusterer = AgglomerativeClustering(
-            n_clusters=min(n, len(windows)) if n else None,
-            distance_threshold=None if n else embedding.distance_threshold,
-            metric="cosine", linkage="average",
-        )
-        labels = clusterer.fit_predict(emb)
-        if not n and len(set(labels)) > embedding.max_speakers:
-            labels = AgglomerativeClustering(n_clusters=embedding.max_speakers, metric="cosine", linkage="average").fit_predict(emb)
+    labels = _cluster(embed_windows(x, windows), embedding) if len(windows) > 2 else np.zeros(len(windows), int)
     # each window speaks for its centre; boundaries between overlapping windows fall half-way
     turns = []
     for i, ((a, b), label) in enumerate(zip(windows, labels)):
@@ -163,6 +152,23 @@ def diarize_mono(
         hi = b if i + 1 == len(windows) or windows[i + 1][0] >= b else (b + windows[i + 1][0]) // 2
         turns.append(Turn(lo // 16, hi // 16, f"SPK{int(label):02d}"))
     return _tidy(turns, params)
+
+
+def _cluster(emb: np.ndarray, params: EmbeddingParams) -> np.ndarray:
+    from sklearn.cluster import SpectralClustering
+
+    affinity = np.clip(emb @ emb.T, 0.0, 1.0)
+    k = params.num_speakers or _eigengap(affinity, params.max_speakers)
+    if k <= 1 or len(emb) <= k:
+        return np.zeros(len(emb), int)
+    return SpectralClustering(k, affinity="precomputed", random_state=0).fit_predict(affinity)
+
+
+def _eigengap(affinity: np.ndarray, max_speakers: int) -> int:
+    degree = affinity.sum(axis=1)
+    norm = affinity / np.sqrt(np.outer(degree, degree) + 1e-9)
+    eig = np.sort(np.linalg.eigvalsh(norm))[::-1][: max_speakers + 1]
+    return int(np.argmax(eig[:-1] - eig[1:]) + 1)
 
 
 def speaker_embedding(samples: np.ndarray, sample_rate: int) -> np.ndarray:

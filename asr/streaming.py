@@ -112,7 +112,8 @@ class LegStream:
 
     def _recognise(self, start: int, end: int, *, final: bool):
         audio = resample(self._slice(start, end), self.sample_rate, 16000)
-        hotwords = self.lexicon.prompt_terms() if self.lexicon else None
+        # the hot-word prompt roughly doubles decoding cost, so only finals carry it; both get post-correction
+        hotwords = self.lexicon.prompt_terms() if self.lexicon and final else None
         results = self.engine.transcribe(audio, hotwords=hotwords)
         text = "".join(r.text for r in results)
         if text and self.lexicon is not None:

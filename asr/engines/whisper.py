@@ -68,6 +68,7 @@ class WhisperParams:
     tail_pad_s: float = 0.5  # silence appended so the last syllable is not cut
     max_utterance_s: float = 20.0  # longer audio is split at VAD pauses first
     max_new_tokens: int = 160
+    max_tokens_per_second: float = 10.0  # Mandarin is ~4-6 tokens/s; more is a decoding loop
     no_speech_threshold: float = 0.6  # drop the result when Whisper itself says "no speech" ...
     no_speech_logprob: float = -0.8  # ... and its mean token log-probability is below this
     min_rms_dbfs: float = -55.0  # quieter input is silence: Whisper invents text for digital silence
@@ -128,11 +129,12 @@ class WhisperEngine:
             batch[j, :, :n] = f[:, :n]
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         tokens = self._prompt(hotwords, prompt)
+        longest_s = max(len(utterances[i]) for i in live) / 16000
         decoded = self._model.model.generate(
             encoded,
             [tokens] * len(live),
             beam_size=p.beam_size,
-            max_length=len(tokens) + p.max_new_tokens,
+            max_length=len(tokens) + min(p.max_new_tokens, int(p.max_tokens_per_second * longest_s) + 8),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
