@@ -21,7 +21,7 @@ _PLACE = re.compile(
     r"(?:[\u4e00-\u9fff0-9]{0,4}?(?:号|栋|幢|单元|室|楼|层|期|段|门口|旁边|后面|对面|附近))*"
 )
 _RESPONDENT = re.compile(
-    r"([\u4e00-\u9fffA-Za-z0-9]{2,14}?(?:有限公司|公司|物业|家电城|电器城|超市|商场|饭店|餐馆|酒店|粉店|小吃店|店|砖厂|工厂|厂|学校|幼儿园|培训机构|培训班|中介|医院|工地|摊贩|包工头))"
+    r"([\u4e00-\u9fffA-Za-z0-9]{2,14}?(?:有限公司|公司|物业(?:服务|管理)?(?:有限)?(?:公司)?|家电城|电器城|超市|商场|饭店|餐馆|酒店|粉店|小吃店|店|砖厂|工厂|厂|学校|幼儿园|培训机构|培训班|中介|医院|工地|摊贩|包工头))"
 )
 _PLATE = re.compile(r"[桂][A-Z][A-Z0-9]{5}")
 _ASKS_PHONE = re.compile(r"电话|手机|联系方式|号码")
@@ -30,6 +30,7 @@ _ASKS_HOME = re.compile(r"住址|住在|家住|您的地址|家庭地址|联系�
 _ASKS_PLACE = re.compile(r"地点|位置|哪个地方|在哪里|在哪儿|在什么地方|具体地址|哪条路|哪个小区|地址")
 _LIVES = re.compile(r"(?:我|我家|我们)?(?:住在|家住|住|家在)")
 _LEAD = re.compile(r"^.*(?:住在|家住|住|就在|位于|在|到|从|去|是|叫|那个|这个|那家|这家|一家|一个|那边|这边|旁边|投诉|举报|反映)")
+_OWN = re.compile(r"^(?:我们|我家|我|咱们)?(?:小区|村|楼下|楼上|附近|旁边)?(?:的)?")
 _FILLER_END = re.compile(r"(?:那边|这边|那里|这里|那儿|这儿)$")
 
 
@@ -83,11 +84,14 @@ class TicketDrafter:
                 draft.address = place
             elif _ASKS_PLACE.search(last_agent_text) or draft.incident_address is None:
                 draft.incident_address = place
-        if draft.respondent is None:
-            if m := _PLATE.search(text):
-                draft.respondent = f"{m.group(0)}车辆驾驶员"
-            elif m := _RESPONDENT.search(text):
-                draft.respondent = _LEAD.sub("", m.group(1))
+        if m := _PLATE.search(text):
+            draft.respondent = f"{m.group(0)}车辆驾驶员"
+        else:
+            named = [_OWN.sub("", _LEAD.sub("", m.group(1))) for m in _RESPONDENT.finditer(text)]
+            best = max(named, key=len, default="")
+            # a named party ("安家物业服务公司") replaces a generic one ("物业") said earlier
+            if len(best) >= 2 and (draft.respondent is None or len(best) > len(draft.respondent)):
+                draft.respondent = best
         draft.request_type = self.request_type(" ".join(draft.caller_turns))
         draft.summary = self._summary(draft.caller_turns)
         return draft

@@ -1,0 +1,89 @@
+"""The copilot processor with real models: frames in, suggestions and alerts out."""
+from __future__ import annotations
+
+import pytest
+
+from copilot.category import CategoryModel, load_category_model, shipped_training_data
+from copilot.processor import CopilotEngine, latency_ms
+from domain.events import PoliceAlert, SensitiveFlag, Suggestion, TranscriptFinal, TranscriptPartial
+
+
+@pytest.fixture(scope="module")
+def category(embedder, tmp_path_factory):
+    return load_category_model(embedder, None, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def engine(demo_index, category):
+    suggested = []
+    eng = CopilotEngine(index=demo_index, category=category, on_suggested=lambda t, ids: suggested.append(ids))
+    eng.suggested = suggested
+    return eng
+
+
+def _final(text, role="caller", call="c1"):
+    return TranscriptFinal(tenant_id=1, call_id=call, leg=role, role=role, start_ms=0, end_ms=1000, text=text)
+
+
+def test_question_builds_across_turns(engine):
+    proc = engine.new_processor(_final(""))
+    assert proc.process(_final("您好，来宾12345，请问有什么可以帮您？", role="agent")) == []
+    out = proc.process(_final("你好，我想问一下"))
+    assert len(out) == 1 and isinstance(out[0], Suggestion) and out[0].no_good_match  # nothing to go on yet
+    out = proc.process(_final("我的社保卡不见了，要怎么补办啊"))
+    s = out[0]
+    assert not s.no_good_match and s.hits[0].entry_id == "demo027"
+    assert len(s.hits) <= 3 and any(f.startswith("费用：") for f in s.hits[0].key_facts)
+    assert s.category.startswith("劳动和社会保障") and s.category_confidence > 0
+    assert s.ticket_draft["request_type"] == "咨询"
+    assert latency_ms(s) is not None and latency_ms(s) >= 0
+    out = proc.process(_final("要交钱吗"))  # a follow-up on its own means little; the context carries it
+    assert out[0].hits and out[0].hits[0].entry_id == "demo027"
+    assert engine.suggested and engine.suggested[0][0] == "demo027"
+
+
+def test_police_alert_from_partial_once(engine):
+    proc = engine.new_processor(_final("", call="c2"))
+    partial = TranscriptPartial(tenant_id=1, call_id="c2", leg="caller", role="caller", start_ms=0, end_ms=500,
+                                text="喂，我们楼下有人在打架，拿着刀")
+    alerts = proc.process(partial)
+    assert len(alerts) == 1 and isinstance(alerts[0], PoliceAlert) and "打架" in alerts[0].evidence
+    out = proc.process(_final("喂，我们楼下有人在打架，拿着刀，有人流血了", call="c2"))
+    assert not any(isinstance(e, PoliceAlert) for e in out)  # raised once per call
+    s = next(e for e in out if isinstance(e, Suggestion))
+    assert s.ticket_draft["police_110"] and s.ticket_draft["request_type"] == "求助"
+
+
+def test_sensitive_flag_and_draft_fields(engine):
+    proc = engine.new_processor(_final("", call="c3"))
+    proc.process(_final("我要投诉，楼上702天天半夜唱歌，吵得孩子睡不着", call="c3"))
+    proc.process(_final("请问您贵姓？", role="agent", call="c3"))
+    proc.process(_final("我姓蓝，蓝海燕", call="c3"))
+    out = proc.process(_final("再不管我就找电视台曝光", call="c3"))
+    flags = [e for e in out if isinstance(e, SensitiveFlag)]
+    assert [f.flag for f in flags] == ["media_threat"]
+    s = next(e for e in out if isinstance(e, Suggestion))
+    assert s.ticket_draft["caller_name"] == "蓝海燕" and s.ticket_draft["request_type"] == "投诉"
+    assert s.category.startswith("生态环境/噪声污染")
+    assert s.ticket_draft["sensitive"] == ["media_threat"]
+
+
+def test_category_model_learns_and_validates(embedder):
+    texts, labels = shipped_training_data()
+    assert len(set(labels)) >= 100  # every leaf of the bundled taxonomy has examples we wrote
+    model = CategoryModel.train(texts[:60], labels[:60], embedder)
+    assert model.predict(texts[0]).path == labels[0]
+    with pytest.raises(Exception):
+        CategoryModel.train(["a", "b"], ["x", "x"], embedder)
+
+
+def test_synthetic_calls_level1_accuracy(category, shared_data):
+    import json
+
+    ok = n = 0
+    for f in sorted((shared_data / "synthetic_calls/dialogues").glob("*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        text = "，".join(t["text"] for t in d["turns"] if t["speaker"] == "caller")[:160]
+        ok += category.predict(text).level1 == d["category"].split("/")[0]
+        n += 1
+    assert ok / n >= 0.9
