@@ -107,15 +107,21 @@ class Lexicon:
         return self.terms[: self.params.prompt_terms]
 
     def correct(self, text: str) -> str:
-        """Replace near-homophone spans with lexicon terms (non-overlapping, best match first)."""
+        """Replace near-homophone spans with lexicon terms (non-overlapping, best match first).
+
+        Matching skips punctuation and spaces, which Whisper often puts inside a long name
+        ("政府服务，便名热线"); a replaced span loses its inner punctuation.
+        """
         p = self.params
-        syl = _syllables(text)
-        if len(syl) != len(text):  # pinyin not aligned to characters; leave the text alone
+        keep = [i for i, ch in enumerate(text) if _HAN.match(ch) or ch.isalnum()]
+        compact = "".join(text[i] for i in keep)
+        syl = _syllables(compact)
+        if len(syl) != len(compact):  # pinyin not aligned to characters; leave the text alone
             return text
         candidates = []
         for length, entries in self._by_len.items():
-            for i in range(len(text) - length + 1):
-                span = text[i : i + length]
+            for i in range(len(compact) - length + 1):
+                span = compact[i : i + length]
                 if not _HAN.fullmatch(span[0]) or not _HAN.fullmatch(span[-1]):
                     continue
                 window = syl[i : i + length]
@@ -130,13 +136,14 @@ class Lexicon:
                     needed = p.min_similarity if length >= p.min_fuzzy_chars else 1.0
                     if score >= needed:
                         candidates.append((score, length, i, term))
-        taken = [False] * len(text)
+        taken = [False] * len(compact)
         chosen = []
         for score, length, i, term in sorted(candidates, key=lambda c: (-c[0], -c[1])):
             if any(taken[i : i + length]):
                 continue
             taken[i : i + length] = [True] * length
-            chosen.append((i, length, term))
-        for i, length, term in sorted(chosen, reverse=True):
-            text = text[:i] + term + text[i + length :]
+            if score <= 1.0:  # exact occurrences (score 2) only protect their span
+                chosen.append((keep[i], keep[i + length - 1] + 1, term))
+        for start, end, term in sorted(chosen, reverse=True):
+            text = text[:start] + term + text[end:]
         return text

@@ -34,3 +34,8 @@ def test_lexicon_from_kb_texts(synthetic_calls):
     assert "兴宾区" in lex.terms and "社会保险服务中心" in lex.terms
     assert len(lex.terms) > len(LAIBIN_TERMS) + 20
     assert len(lex.prompt_terms()) == lex.params.prompt_terms
+
+
+def test_correction_spans_punctuation_inside_a_name():
+    lex = Lexicon(LAIBIN_TERMS)
+    assert lex.correct("您好，来宾政府服务，便名热线。") == "您好，来宾政务服务便民热线。"
