@@ -4,7 +4,8 @@ For every agent sentence we retrieve candidate KB entries (an injected ``retriev
 the knowledge helper's retrieval can be used; ``LexicalRetriever`` works standalone), extract
 typed facts from both sides and report a contradiction when
 
-- a number of the same kind (amount, percent, duration/deadline, date, clock time, phone) is
+- a number of the same kind (amount, percent, duration/deadline, date, clock time, floor/window,
+  phone) is
   stated in a KB clause about the same thing (shared context) but the agent's value appears in
   none of the candidate entries;
 - the agent names a responsible department (归/由 X 管/负责) that is not the entry's department;
@@ -42,7 +43,7 @@ class AnswerParams:
     min_context: int = 1  # shared content bigrams between the agent clause and the KB clause
     min_neg_terms: int = 2  # terms of a KB "不需要 X" phrase the agent must repeat un-negated
     serious_types: tuple[str, ...] = ("amount", "percent", "duration", "date", "time", "phone",
-                                      "department", "process", "routing")
+                                      "department", "process", "routing")  # "location" (floor/window) is minor
 
 
 def load_kb(rows: Iterable[Any]) -> list[KBEntry]:
@@ -131,7 +132,7 @@ def arabize(text: str) -> str:
 
 @dataclass(frozen=True)
 class Fact:
-    kind: str  # amount|percent|duration|date|time|phone
+    kind: str  # amount|percent|duration|date|time|location|phone
     unit: str
     value: float
     text: str
@@ -145,6 +146,7 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
     ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|日|天|月|年|周|小时|分钟)(?!\d)")),
     ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:)(半|\d{2}分?)?")),
+    ("location", re.compile(r"(\d{1,2})\s*(楼|层|号窗口)(?![\d栋])")),
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
@@ -180,6 +182,8 @@ def extract_facts(text: str) -> list[Fact]:
                         hour += 12
                     minutes = m.group(3) or ""
                     unit, value = "h", hour + (0.5 if minutes == "半" else int(minutes.rstrip("分") or 0) / 60)
+                elif kind == "location":
+                    unit, value = {"层": "楼"}.get(m.group(2), m.group(2)), float(m.group(1))
                 else:
                     unit, value = "", float(m.group(1))
                 taken.append((m.start(), m.end()))

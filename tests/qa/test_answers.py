@@ -67,3 +67,11 @@ def test_injected_retrieval_is_used():
     checker = AnswerChecker(KB, retrieve)
     assert checker.check(call("问个事", "工本费50元。"))[0].kb_id == "kb1"
     assert calls
+
+
+def test_office_floor_contradiction_is_minor():
+    kb = [{"id": "kb9", "question": "二手房过户在哪里办？", "answer": "到政务服务中心2楼不动产登记窗口办理，登记费80元。",
+           "department": "来宾市不动产登记中心"}]
+    (err,) = AnswerChecker(kb).check(call("二手房过户去哪办", "您到政务服务中心3楼不动产登记窗口办理。"))
+    assert err.error_type == "location" and err.severity == "minor"
+    assert AnswerChecker(kb).check(call("二手房过户去哪办", "到政务服务中心二楼不动产登记窗口。")) == []
