@@ -112,7 +112,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     cat_full: list[bool] = []
     recall3: list[float] = []
     per_call = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for d in calls:
         segs = normalize(d["segments"])
         res = score_call(segs, metadata_of(d), card, checker, embed=embed)
@@ -162,6 +162,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
         "category_accuracy": {"level1": mean(cat_l1), "full_path": mean(cat_full)} if categorize else None,
         "kb_recall_at_3": mean(recall3),
         "qa_seconds": round(time.perf_counter() - t0, 2),
+        "qa_cpu_seconds": round(time.process_time() - c0, 2),  # scoring + retrieval + category + 110, all calls
         "per_call": per_call,
     }
 
