@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.errors import AppError, not_found
-from domain.models import QAItemResult, QAResult, QAReview, Scorecard
+from domain.models import QAItemResult, QAResult, QAReview, Scorecard, TranscriptSegment
 from qa.scoring import ScoreResult, uses_answer_errors
 
 VERDICTS = ("confirm", "overturn")
@@ -206,8 +206,13 @@ def result_detail(session: Session, tenant_id: int, result_id: int) -> dict:
     verdicts = latest_verdicts(session, [i.id for i in row.items])
     reviews = session.scalars(select(QAReview).where(QAReview.item_result_id.in_([i.id for i in row.items]))
                               .order_by(QAReview.id)).all()
+    transcript = [] if row.call_id is None else [
+        {"role": t.speaker_role, "start_ms": t.start_ms, "end_ms": t.end_ms, "text": t.text}
+        for t in session.scalars(select(TranscriptSegment).where(TranscriptSegment.call_id == row.call_id)
+                                 .order_by(TranscriptSegment.start_ms))]
     return {
         "id": row.id, "call_id": row.call_id, "recording_id": row.recording_id, "agent_id": row.agent_id,
+        "transcript": transcript,  # for listening along and jumping to evidence timestamps
         "scorecard_id": row.scorecard_id, "score": row.score, "sampled": row.sampled,
         "review_state": row.review_state, "agent_state": row.agent_state,
         "serious_service_violation": row.serious_service_violation,

@@ -144,5 +144,11 @@ def test_host_factories_use_the_tenant_scorecard_and_score_after_hang_up(engine,
                                        start_ms=seg["start_ms"], end_ms=seg["end_ms"], text=seg["text"]))
     scorer.process(CallState(call_id="u1", tenant_id=tid, state="ended"))
     with session_scope(engine) as s:
+        from domain.models import TranscriptSegment
+
         row = s.scalars(select(QAResult).where(QAResult.tenant_id == tid)).one()
         assert row.call_id is not None and row.serious_service_violation and row.review_state == "queued"
+        s.add(TranscriptSegment(tenant_id=tid, call_id=row.call_id, leg="agent", speaker_role="agent",
+                                start_ms=0, end_ms=7000, text="您好"))
+        s.flush()
+        assert review.result_detail(s, tid, row.id)["transcript"][0]["end_ms"] == 7000
