@@ -87,8 +87,11 @@ def register(app: typer.Typer) -> None:
 
             with session_scope() as session:
                 tid = _tenant_id(session, tenant)
-                if scorecard:
-                    sc.save(session, tid, sc.load_file(scorecard))
+                if scorecard:  # a new version only when the file differs from the active scorecard
+                    card, current = sc.load_file(scorecard), sc.active(session, tid)
+                    if current is None or sc.from_row(current).model_dump(exclude={"version"}) != card.model_dump(
+                            exclude={"version"}):
+                        sc.save(session, tid, card)
                 row = score_and_store(session, tid, segments, metadata, embed=embed)
                 emit(result_detail(session, tid, row.id), json_out)
             return
