@@ -29,13 +29,13 @@ def test_edit_review_publish_then_copilot_search_finds_it(open_as, live_app):
     shot(page, "knowledge-edit")
 
     page.click("#ke-submit")
-    page.wait_for_selector("#kb-meta .badge:has-text('待审核')")
+    page.wait_for_selector("#kb-meta .badge:has-text('待审核')", timeout=90_000)  # the first action builds the index
     page.click("[data-tab=review]")
     page.wait_for_selector(f"#kb-review td:has-text('{title}')")
     page.click(f"#kb-review tr.clickable:has-text('{title}')")
     page.wait_for_selector("#ke-publish:enabled")
     page.click("#ke-publish")
-    page.wait_for_selector("#kb-meta:has-text('已发布 v2')")
+    page.wait_for_selector("#kb-meta:has-text('已发布 v2')", timeout=60_000)
 
     # the knowledge manager's search tab runs the copilot's retrieval over the live index
     page.click("[data-tab=search]")
