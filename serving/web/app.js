@@ -8,6 +8,7 @@ export const ROLE_LABELS = {
 // Each role sees only its own pages.
 export const NAV = [
   { id: "agent", href: "/ui/agent.html", label: "座席工作台", roles: ["agent"] },
+  { id: "myqa", href: "/ui/myqa.html", label: "我的质检", roles: ["agent"] },
   { id: "qa", href: "/ui/qa.html", label: "质检工作台", roles: ["qa_reviewer"] },
   { id: "knowledge", href: "/ui/knowledge.html", label: "知识库", roles: ["knowledge_manager"] },
   { id: "wall", href: "/ui/wall.html", label: "实时监控", roles: ["supervisor"] },

@@ -90,3 +90,24 @@ def test_reviewer_overturns_an_item_and_stats_change(open_as, scored_call):
     assert "1" in after.split("\n")[1]  # one reviewed call for the agent
     shot(page, "qa-stats")
     assert not page.errors, page.errors
+
+
+def test_agent_appeals_and_reviewer_resolves(open_as, scored_call):
+    agent = open_as("agent2", "/ui/myqa.html")
+    agent.click(f"[data-testid=my-results] tr.clickable >> nth=0")
+    agent.wait_for_selector("#my-detail:not([hidden]) .qa-item")
+    agent.click("#my-appeal")
+    agent.wait_for_selector(".toast.error:has-text('理由')")
+    agent.fill("#my-comment", "市民先辱骂，我的回应并无不当")
+    agent.click("#my-appeal")
+    agent.wait_for_selector("#md-h:has-text('申诉中')")
+    shot(agent, "agent-my-qa")
+
+    reviewer = open_as("qa_reviewer", "/ui/qa.html#appeals")
+    row = reviewer.wait_for_selector(f"#qa-appeals tr:has-text('{scored_call['id']}')")
+    row.query_selector("input").fill("复听录音，话务员确有不当用语")
+    row.query_selector("button:has-text('驳回')").click()
+    reviewer.wait_for_selector(".toast.ok:has-text('申诉已处理')")
+    agent.reload()
+    agent.wait_for_selector("[data-testid=my-results] td:has-text('申诉驳回')")
+    assert not agent.errors and not reviewer.errors

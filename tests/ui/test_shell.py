@@ -7,7 +7,7 @@ from serving.app import create_app  # noqa: F401 - the app must import for the U
 from tests.ui.conftest import PASSWORD, ROLE_USERS, shot
 
 EXPECTED_NAV = {
-    "agent": ["agent"],
+    "agent": ["agent", "myqa"],
     "qa_reviewer": ["qa"],
     "knowledge_manager": ["knowledge"],
     "supervisor": ["wall", "tickets", "reports", "kpi", "screen"],
