@@ -1,13 +1,17 @@
 """Work orders (工单): creation from the agent-confirmed draft, readable numbering, the lifecycle state
 machine with its history, SLA deadlines and supervision (督办).
 
-Lifecycle::
+Lifecycle (``TRANSITIONS`` is the single source of truth)::
 
-    created ─dispatch─▶ dispatched ─sign─▶ signed ─start─▶ in_progress ─complete─▶ completed ─callback─▶ callback ─close─▶ closed
-       │                 │   ▲               │                                       ▲   │                               │
-       │                 │   └─redispatch─ returned ◀─return─┘ (return from dispatched too)  │   └─close (no callback)──────────┤
-       └─complete (answered on the phone, 当场办结)──────────────────────────────────────────┘                                   │
-    completed | callback | closed ─reopen(reason)─▶ created  ◀─────────────────────────────────────────────────────────────────┘
+    created     --dispatch(department)-->   dispatched
+    dispatched  --sign-->                   signed
+    dispatched, signed --return(reason)-->  returned
+    returned    --redispatch(department)--> dispatched
+    signed      --start-->                  in_progress
+    created, signed, in_progress --complete(result)--> completed   (from created: answered on the phone)
+    completed   --callback(satisfaction)--> callback
+    completed, callback --close-->          closed
+    completed, callback, closed --reopen(reason)--> created  (SLA restarts)
 
 Every change is a :class:`~domain.models.TicketEvent`; illegal actions raise :class:`AppError` with a
 Chinese message naming the current state and the allowed actions. Time is always passed in (``now``), so

@@ -173,6 +173,15 @@ def _apply(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, ti
 
 def receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, settings) -> dict:
     """Apply one inbound event exactly once and in order; returns {"status": applied|duplicate|parked, ...}."""
+    try:
+        outcome = _receive(session, tenant_id, channel, ev, settings)
+        session.flush()
+    except IntegrityError as exc:  # a concurrent delivery of the same event won the race; the sender retries
+        raise AppError("conflict", "事件正在处理，请稍后重试", 409) from exc
+    return outcome
+
+
+def _receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, settings) -> dict:
     if session.scalar(select(InboxReceipt.id).where(InboxReceipt.channel == channel,
                                                     InboxReceipt.event_id == ev.event_id)) is not None:
         return {"status": "duplicate"}
@@ -208,10 +217,6 @@ def receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, s
                                     note=f"外部事件 {nxt.event_id}（{nxt.type}）无法执行：{exc.message}", at=utcnow()))
         session.add(InboxReceipt(channel=channel, event_id=nxt.event_id))
         session.delete(parked)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent delivery of the same event won the race
-        raise AppError("conflict", "事件正在处理，请稍后重试", 409) from exc
     return {"status": "applied", "number": ticket.number, "applied": [e.event_id for e in applied],
             "state": ticket.state}
 
