@@ -149,7 +149,7 @@ def load_legs(data: Path, count: int, seconds: float, offset_s: float = 5.0):
 
 def run_streaming_bench(
     data: Path, *, steps: list[int], seconds: float, limit_p95_s: float = 1.5, hotwords: bool = True,
-    cpu_legs: int = 4,
+    cpu_legs: int = 2,
 ) -> dict:
     from asr.engines import create_engine
     from asr.hotwords import LAIBIN_TERMS, Lexicon
@@ -198,10 +198,11 @@ def register(eval_app: typer.Typer) -> None:
         seconds: float = typer.Option(40.0, "--seconds", help="每级实时回放的秒数"),
         limit: float = typer.Option(1.5, "--limit", help="p95 时延上限（秒）"),
         no_hotwords: bool = typer.Option(False, "--no-hotwords", help="关闭热词"),
+        cpu_legs: int = typer.Option(2, "--cpu-legs", help="测 CPU 开销时顺序回放的通道数"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """实时流式识别：部分结果间隔、句末到最终结果时延、每核可承载通道数。"""
         from eval.report import emit
 
         emit(run_streaming_bench(data, steps=[int(s) for s in steps.split(",")], seconds=seconds,
-                                 limit_p95_s=limit, hotwords=not no_hotwords), json_out)
+                                 limit_p95_s=limit, hotwords=not no_hotwords, cpu_legs=cpu_legs), json_out)
