@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 
 from domain.accounts import Principal
 from domain.errors import AppError, not_found
-from eval.cli import eval_app
 from eval.report import PROGRESS_ENV
 from serving.api.deps import require_roles
 
@@ -36,6 +35,11 @@ class RunIn(BaseModel):
 
 
 def _commands() -> dict:
+    """The registered benchmarks; a broken benchmark module makes this page fail, never the whole API."""
+    try:
+        from eval.cli import eval_app
+    except Exception as exc:  # noqa: BLE001 - any import error of a benchmark module
+        raise AppError("benchmarks_unavailable", f"评测基准加载失败：{exc}", 503) from exc
     return dict(typer.main.get_group(eval_app).commands)
 
 
