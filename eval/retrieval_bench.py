@@ -26,7 +26,7 @@ def _transcriber():
 
     def transcribe(path: Path) -> str:
         audio = load_audio(path)
-        phone = telephone_band(audio.mono, audio.sample_rate)
+        phone = telephone_band(audio.mono(), audio.sample_rate)
         return "".join(r.text for r in engine.transcribe(resample(phone, 8000, 16000)))
 
     return transcribe
