@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from domain import tickets
 from domain.errors import AppError
 from domain.integrations import outbox
-from domain.models import Agent, Call, InboxReceipt, OutboxMessage, ParkedEvent, Ticket, TicketEvent, utcnow
+from domain.models import (Agent, Call, InboxReceipt, OutboxMessage, ParkedEvent, Recording, Ticket, TicketEvent,
+                           utcnow)
 from domain.validation import SafeText, ShortText
 
 POLICE110 = "police110"
@@ -115,7 +116,7 @@ def publish(session: Session, ticket: Ticket, event: TicketEvent, settings, skip
 
 
 def publish_call(session: Session, call: Call, settings, now: datetime | None = None) -> None:
-    """Queue a call record (CDR) for the provincial platform (once per call)."""
+    """Queue a call record (CDR, with its recordings' metadata) for the provincial platform (once per call)."""
     if not enabled(settings, PROVINCIAL):
         return
     body = {"event_id": f"{PROVINCIAL}:call:{call.call_uuid}", "type": "call", "order_id": call.call_uuid, "seq": 1,
@@ -124,7 +125,10 @@ def publish_call(session: Session, call: Call, settings, now: datetime | None = 
                      "skill_group": call.skill_group, "started_at": call.started_at.isoformat(),
                      "answered_at": call.answered_at.isoformat() if call.answered_at else None,
                      "ended_at": call.ended_at.isoformat() if call.ended_at else None, "result": call.result,
-                     "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction}}
+                     "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction,
+                     "recordings": [{"id": r.id, "duration_ms": r.duration_ms, "sha256": r.sha256,
+                                     "sample_rate": r.sample_rate, "channels": r.channels}
+                                    for r in session.scalars(select(Recording).where(Recording.call_id == call.id))]}}
     outbox.enqueue(session, call.tenant_id, PROVINCIAL, body["event_id"], "POST", EVENTS_PATH, body, now=now)
 
 

@@ -7,13 +7,13 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from domain import ticket_reports, tickets
+from domain import sms, ticket_reports, tickets
 from domain.accounts import Principal
 from domain.errors import AppError, not_found
-from domain.models import Call, Ticket, TranscriptSegment, utcnow
+from domain.models import Call, OutboxMessage, ParkedEvent, SmsMessage, Ticket, TranscriptSegment, utcnow
 from domain.validation import SafeText, ShortText
 from serving.api.deps import get_session, require_roles
 
@@ -155,6 +155,49 @@ def supervise(request: Request, principal: Principal = Depends(require_roles("su
     session.commit()
     return [{"id": t.id, "number": t.number, "level": level, "message": tickets.SUPERVISION_LEVELS[level][1]}
             for t, level in raised]
+
+
+@router.get("/sms-delivery")
+def sms_delivery(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session),
+                 start: date | None = None, end: date | None = None) -> dict:
+    """短信有效到达率 with its working: sent, delivered, excluded (空号/停机/终端异常) and counts by status."""
+    return sms.delivery_rate(session, principal.tenant_id, *_range(start, end))
+
+
+@router.get("/integrations")
+def integrations_status(principal: Principal = Depends(require_roles("supervisor", "admin")),
+                        session: Session = Depends(get_session)) -> dict:
+    """Operators' view of the links: outbox and SMS counts by status, dead messages and parked events."""
+    outbox_counts = session.execute(select(OutboxMessage.channel, OutboxMessage.status, func.count())
+                                    .where(OutboxMessage.tenant_id == principal.tenant_id)
+                                    .group_by(OutboxMessage.channel, OutboxMessage.status)).all()
+    sms_counts = session.execute(select(SmsMessage.status, func.count()).where(
+        SmsMessage.tenant_id == principal.tenant_id).group_by(SmsMessage.status)).all()
+    dead = session.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == principal.tenant_id,
+                                                       OutboxMessage.status == "dead")
+                           .order_by(OutboxMessage.id.desc()).limit(100))
+    parked = session.scalars(select(ParkedEvent).order_by(ParkedEvent.id).limit(100))
+    return {"outbox": [{"channel": c, "status": st, "count": n} for c, st, n in outbox_counts],
+            "sms": {st: n for st, n in sms_counts},
+            "dead": [{"id": m.id, "channel": m.channel, "key": m.idempotency_key, "attempts": m.attempts,
+                      "last_error": m.last_error} for m in dead],
+            "parked": [{"channel": p.channel, "event_id": p.event_id, "order_id": p.ref, "seq": p.seq,
+                        "received_at": p.received_at.isoformat()} for p in parked]}
+
+
+@router.post("/integrations/outbox/{message_id}/retry")
+def retry_dead(message_id: int, principal: Principal = Depends(require_roles("admin")),
+               session: Session = Depends(get_session)) -> dict:
+    """Put a dead outbox message back in the queue (after the peer or the keys were fixed)."""
+    message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id,
+                                                         OutboxMessage.tenant_id == principal.tenant_id))
+    if message is None:
+        raise not_found("外发消息")
+    if message.status != "dead":
+        raise AppError("not_dead", "只有投递失败的消息可以重新投递", 409)
+    message.status, message.attempts, message.next_attempt_at = "pending", 0, utcnow()
+    session.commit()
+    return {"id": message.id, "status": message.status}
 
 
 @router.get("/{ticket_id}")

@@ -97,3 +97,23 @@ def test_automatic_creation_only_for_configured_skill_groups(app, client, engine
     assert r.status_code == 201 and r.json()["source"] == "auto"
     r = client.post("/api/tickets/from-call", headers=agent, json={"call_id": auto, "draft": DRAFT, "confirmed": True})
     assert r.status_code == 409 and r.json()["error"]["code"] == "ticket_exists"
+
+
+def test_operator_views_sms_kpi_and_dead_letter_retry(client, engine):
+    from domain.models import OutboxMessage, SmsMessage
+
+    with session_scope(engine) as s:
+        s.add_all([SmsMessage(tenant_id=1, idempotency_key=f"k{i}", phone="1", body="x", status=st, gateway_id="g")
+                   for i, st in enumerate(["delivered", "delivered", "failed", "empty_number"])])
+        s.add(OutboxMessage(tenant_id=1, channel="police110", idempotency_key="dead-1", payload={}, status="dead",
+                            attempts=12, last_error="HTTP 401"))
+    supervisor, admin = login(client, "supervisor"), login(client, "admin")
+    kpi = client.get("/api/tickets/sms-delivery", headers=supervisor).json()
+    assert (kpi["sent"], kpi["delivered"], kpi["excluded"], kpi["rate"]) == (4, 2, 1, round(2 / 3, 4))
+    status = client.get("/api/tickets/integrations", headers=supervisor).json()
+    assert status["dead"][0]["last_error"] == "HTTP 401" and status["sms"]["delivered"] == 2
+    dead_id = status["dead"][0]["id"]
+    assert client.post(f"/api/tickets/integrations/outbox/{dead_id}/retry", headers=supervisor).status_code == 403
+    r = client.post(f"/api/tickets/integrations/outbox/{dead_id}/retry", headers=admin)
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    assert client.post(f"/api/tickets/integrations/outbox/{dead_id}/retry", headers=admin).status_code == 409

@@ -14,7 +14,7 @@ from domain.db import session_factory, session_scope
 from domain.integrations import exchange
 from domain.integrations.outbox import RetryPolicy, SignedClient, deliver_due
 from domain.integrations.signing import KeyRing, keyring
-from domain.models import Agent, Call, OutboxMessage, ParkedEvent, SmsMessage, Ticket, utcnow
+from domain.models import Agent, Call, OutboxMessage, ParkedEvent, Recording, SmsMessage, Ticket, utcnow
 from domain.simulators import LocalServer
 from domain.simulators.exchange_peer import ExchangePeerSim
 from domain.tickets import TicketDraft, create_ticket, history, notify, transition
@@ -200,6 +200,8 @@ def test_provincial_sync_dispatch_supervision_capacity_and_reconciliation(env):
         call = Call(tenant_id=1, call_uuid="call-prov-1", caller_number="13800138000", answered_at=utcnow())
         s.add(call)
         s.flush()
+        s.add(Recording(tenant_id=1, call_id=call.id, path="rec/call-prov-1.wav", duration_ms=61_000, sha256="ab" * 32))
+        s.flush()
         exchange.publish_call(s, call, env.settings)
         exchange.publish_call(s, call, env.settings)  # once per call
         s.execute(Agent.__table__.update().where(Agent.work_no == "8").values(state="ready"))
@@ -207,6 +209,7 @@ def test_provincial_sync_dispatch_supervision_capacity_and_reconciliation(env):
     assert [e["type"] for e in env.provincial.events] == ["create", "dispatch", "call"]
     assert env.provincial.orders[number]["state"] == "dispatched"
     assert env.provincial.events[2]["call"]["caller_number"] == "13800138000"
+    assert env.provincial.events[2]["call"]["recordings"][0]["duration_ms"] == 61_000
 
     # the province dispatches a ticket to the city, then supervises it (督办)
     order = "GX12345-2026-88"

@@ -184,3 +184,20 @@ def test_sla_per_category_and_supervision_with_a_controllable_clock(session, ten
     clock.advance(hours=40)  # lamp done, water reopened 40 h ago, other at 57 h of 100
     levels = {t.id: lvl for t, lvl in supervise(session, tenant_id, now=clock(), policy=policy)}
     assert levels == {water.id: 3}
+
+
+def test_numbering_is_unique_under_concurrent_creation(shared_engine, tenant_id, clock):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from domain.db import session_scope
+
+    day = datetime(2027, 3, 1, 2, 0, tzinfo=timezone.utc)
+
+    def make(_):
+        with session_scope(shared_engine) as s:
+            return create_ticket(s, tenant_id, DRAFT, actor="agent", now=day).number
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        numbers = list(pool.map(make, range(24)))
+    assert sorted(numbers) == [f"LB20270301-{i:04d}" for i in range(1, 25)]
