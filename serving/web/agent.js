@@ -260,6 +260,29 @@ connectLive("/ws/agent", (event) => {
   badge.dataset.status = status;
 });
 
+// ---------------------------------------------------------------- agent-to-agent messages
+let lastMessage = 0;
+async function pollMessages() {
+  const res = await api(`/api/telephony/messages?after_id=${lastMessage}`);
+  for (const m of res.messages) {
+    lastMessage = Math.max(lastMessage, m.id);
+    $("#messages").append(h("p", { "data-testid": "message" }, h("span", { class: "muted" }, `${fmtTime(m.sent_at)} ${m.from_work_no}号：`), m.text));
+    $("#messages").scrollTop = $("#messages").scrollHeight;
+  }
+}
+$("#msg-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const to = $("#msg-to").value.trim();
+  const text = $("#msg-text").value.trim();
+  if (!to || !text) { toast("请填写工号和内容", "error"); return; }
+  if (await guarded(() => api("/api/telephony/messages", { method: "POST", body: { to_work_no: to, text } })) !== undefined) {
+    $("#messages").append(h("p", { class: "muted" }, `我 → ${to}号：${text}`));
+    $("#msg-text").value = "";
+  }
+});
+pollMessages().catch(() => {});
+setInterval(() => pollMessages().catch(() => {}), 10000);
+
 // ---------------------------------------------------------------- keyboard shortcuts
 document.addEventListener("keydown", (e) => {
   const keys = {

@@ -89,3 +89,14 @@ def test_desk_renders_live_events(open_as, live_app):
         assert ticket.kb_entry_ids == [42]
     shot(page, "agent-desk")
     assert not page.errors, page.errors
+
+
+def test_agents_message_each_other(open_as):
+    sender = open_as("agent", "/ui/agent.html")
+    sender.fill("#msg-to", "15")
+    sender.fill("#msg-text", "王芳，帮我看一下社保窗口的电话")
+    sender.press("#msg-text", "Enter")
+    sender.wait_for_selector("#messages:has-text('我 → 15号')")
+    receiver = open_as("agent2", "/ui/agent.html")
+    receiver.wait_for_selector("[data-testid=message]:has-text('社保窗口的电话')")
+    assert "8号" in receiver.inner_text("[data-testid=message]")
