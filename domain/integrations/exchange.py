@@ -25,7 +25,7 @@ from domain import tickets
 from domain.errors import AppError
 from domain.integrations import outbox
 from domain.models import (Agent, Call, InboxReceipt, OutboxMessage, ParkedEvent, Recording, Ticket, TicketEvent,
-                           utcnow)
+                           TranscriptSegment, utcnow)
 from domain.validation import SafeText, ShortText
 
 POLICE110 = "police110"
@@ -98,6 +98,13 @@ def _enqueue_event(session: Session, ticket: Ticket, channel: str, kind: str, ev
     body = {"event_id": f"{channel}:{oid}:{seq}", "type": kind, "order_id": oid, "seq": seq,
             "occurred_at": (event.at if event else utcnow()).isoformat(), "ticket": snapshot(ticket),
             "note": event.note if event else ""}
+    if channel == POLICE110 and kind == "dispatch" and ticket.call_id:  # police matters go with the call data
+        call = session.get(Call, ticket.call_id)
+        body["call"] = call_record(session, call)
+        body["transcript"] = [{"role": seg.speaker_role, "start_ms": seg.start_ms, "text": seg.text}
+                              for seg in session.scalars(select(TranscriptSegment).where(
+                                  TranscriptSegment.call_id == call.id, TranscriptSegment.is_final)
+                                  .order_by(TranscriptSegment.start_ms))]
     outbox.enqueue(session, ticket.tenant_id, channel, body["event_id"], "POST", EVENTS_PATH, body)
 
 
@@ -115,20 +122,24 @@ def publish(session: Session, ticket: Ticket, event: TicketEvent, settings, skip
         _enqueue_event(session, ticket, PROVINCIAL, event.action, event)
 
 
+def call_record(session: Session, call: Call) -> dict:
+    """The call data sent to peers: the CDR and its recordings' metadata."""
+    recordings = session.scalars(select(Recording).where(Recording.call_id == call.id).order_by(Recording.id))
+    return {"call_uuid": call.call_uuid, "caller_number": call.caller_number, "direction": call.direction,
+            "skill_group": call.skill_group, "started_at": call.started_at.isoformat(),
+            "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+            "ended_at": call.ended_at.isoformat() if call.ended_at else None, "result": call.result,
+            "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction,
+            "recordings": [{"id": r.id, "duration_ms": r.duration_ms, "sha256": r.sha256, "sample_rate": r.sample_rate,
+                            "channels": r.channels} for r in recordings]}
+
+
 def publish_call(session: Session, call: Call, settings, now: datetime | None = None) -> None:
     """Queue a call record (CDR, with its recordings' metadata) for the provincial platform (once per call)."""
     if not enabled(settings, PROVINCIAL):
         return
     body = {"event_id": f"{PROVINCIAL}:call:{call.call_uuid}", "type": "call", "order_id": call.call_uuid, "seq": 1,
-            "occurred_at": (call.ended_at or call.started_at).isoformat(),
-            "call": {"call_uuid": call.call_uuid, "caller_number": call.caller_number, "direction": call.direction,
-                     "skill_group": call.skill_group, "started_at": call.started_at.isoformat(),
-                     "answered_at": call.answered_at.isoformat() if call.answered_at else None,
-                     "ended_at": call.ended_at.isoformat() if call.ended_at else None, "result": call.result,
-                     "queue_wait_ms": call.queue_wait_ms, "satisfaction": call.satisfaction,
-                     "recordings": [{"id": r.id, "duration_ms": r.duration_ms, "sha256": r.sha256,
-                                     "sample_rate": r.sample_rate, "channels": r.channels}
-                                    for r in session.scalars(select(Recording).where(Recording.call_id == call.id))]}}
+            "occurred_at": (call.ended_at or call.started_at).isoformat(), "call": call_record(session, call)}
     outbox.enqueue(session, call.tenant_id, PROVINCIAL, body["event_id"], "POST", EVENTS_PATH, body, now=now)
 
 

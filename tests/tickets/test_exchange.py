@@ -14,7 +14,8 @@ from domain.db import session_factory, session_scope
 from domain.integrations import exchange
 from domain.integrations.outbox import RetryPolicy, SignedClient, deliver_due
 from domain.integrations.signing import KeyRing, keyring
-from domain.models import Agent, Call, OutboxMessage, ParkedEvent, Recording, SmsMessage, Ticket, utcnow
+from domain.models import (Agent, Call, OutboxMessage, ParkedEvent, Recording, SmsMessage, Ticket, TranscriptSegment,
+                           utcnow)
 from domain.simulators import LocalServer
 from domain.simulators.exchange_peer import ExchangePeerSim
 from domain.tickets import TicketDraft, create_ticket, history, notify, transition
@@ -66,20 +67,29 @@ def env(engine, settings):
             yield Env(engine, settings, police, provincial, city)
 
 
-def _city_ticket(env) -> str:
+def _city_ticket(env, with_call: bool = False) -> str:
     with session_scope(env.engine) as s:
-        ticket = create_ticket(s, 1, DRAFT, actor="agent")
+        call = None
+        if with_call:
+            call = Call(tenant_id=1, call_uuid="police-call-1", caller_number="13800138000", ended_at=utcnow())
+            s.add(call)
+            s.flush()
+            s.add(TranscriptSegment(tenant_id=1, call_id=call.id, leg="caller", speaker_role="caller", start_ms=0,
+                                    end_ms=2000, text="楼下有人打架，已经见血了"))
+            s.flush()
+        ticket = create_ticket(s, 1, DRAFT, actor="agent", call=call)
         notify(s, ticket, history(s, ticket)[-1], env.settings)
         return ticket.number
 
 
 def test_handover_to_110_and_its_events_back_in_any_order(env):
-    number = _city_ticket(env)
+    number = _city_ticket(env, with_call=True)
     env.act(number, "dispatch", department=exchange.POLICE_DEPARTMENT)
     assert env.deliver("police110") == {"sent": 1, "retried": 0, "dead": 0}
     handed = env.police.events[0]
     assert (handed["type"], handed["order_id"], handed["seq"]) == ("dispatch", number, 1)
     assert handed["ticket"]["summary"] == DRAFT.summary and handed["ticket"]["phone"] == DRAFT.phone
+    assert handed["call"]["call_uuid"] == "police-call-1" and handed["transcript"][0]["text"] == "楼下有人打架，已经见血了"
 
     # complete arrives before sign: parked, then both apply in order when sign comes
     r = env.police.send(number, "complete", seq=2, result="民警已到场处置")
