@@ -53,6 +53,11 @@ function latencies(result) {
   return values;
 }
 
+/** Latency summaries most benchmarks report (p50/p95/… as scalar metrics). */
+function latencyScalars(result) {
+  return flatten(result).filter((r) => /latenc/i.test(r.metric) && typeof r.value === "number");
+}
+
 function histogram(values, bins = 20) {
   const lo = Math.min(...values);
   const hi = Math.max(...values);
@@ -78,6 +83,11 @@ function showReport(run) {
     chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 40 },
       xAxis: { type: "category", data: hist.x, name: "毫秒" }, yAxis: { type: "value", name: "次数" },
       series: [{ type: "bar", data: hist.counts, barCategoryGap: "5%" }] });
+  } else if (latencyScalars(result).length) {
+    const lat2 = latencyScalars(result);
+    chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, grid: { left: 60, right: 20, top: 20, bottom: 90 },
+      xAxis: { type: "category", data: lat2.map((r) => r.metric), axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
+      series: [{ type: "bar", data: lat2.map((r) => r.value), barWidth: 28 }] });
   } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "该评测没有延迟数据"));
   const metrics = run.result ? flatten(run.result) : [{ metric: "日志", value: run.log_tail || "无结果" }];
   clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "value", label: "值", render: (r) => fmtNum(r.value, 4) }],
@@ -110,6 +120,12 @@ async function compare() {
       yAxis: { type: "value", name: "毫秒" }, series: [
         { name: "A", type: "bar", data: [q(la, 0.5), q(la, 0.9), q(la, 0.99), q(la, 1)] },
         { name: "B", type: "bar", data: [q(lb, 0.5), q(lb, 0.9), q(lb, 0.99), q(lb, 1)] }] });
+  } else if (latencyScalars(a.result || {}).length || latencyScalars(b.result || {}).length) {
+    const names = [...new Set([...latencyScalars(a.result || {}), ...latencyScalars(b.result || {})].map((r) => r.metric))];
+    const pick = (values) => names.map((n) => values[n] ?? null);
+    chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, legend: {}, grid: { left: 60, right: 20, top: 30, bottom: 90 },
+      xAxis: { type: "category", data: names, axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
+      series: [{ name: "A", type: "bar", data: pick(fa) }, { name: "B", type: "bar", data: pick(fb) }] });
   } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "两次评测都没有延迟数据"));
   clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "a", label: "A", render: (r) => fmtNum(r.a, 4) },
     { key: "b", label: "B", render: (r) => fmtNum(r.b, 4) },
