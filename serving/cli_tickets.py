@@ -7,6 +7,20 @@ from pathlib import Path
 import typer
 
 
+def _tenant_id(session) -> int:
+    from sqlalchemy import select
+
+    from domain.errors import AppError
+    from domain.models import Tenant
+    from domain.settings import get_settings
+
+    code = get_settings().default_tenant
+    tenant_id = session.scalar(select(Tenant.id).where(Tenant.code == code))
+    if tenant_id is None:
+        raise AppError("tenant_missing", f"租户 {code} 不存在，请先运行 hotline serve 或创建租户")
+    return tenant_id
+
+
 def register(app: typer.Typer) -> None:
     tickets_app = typer.Typer(help="工单、短信与外部对接", no_args_is_help=True)
     sim_app = typer.Typer(help="本地模拟器（短信网关、110 指挥中心、省 12345 平台）", no_args_is_help=True)
@@ -36,14 +50,12 @@ def register(app: typer.Typer) -> None:
         """与省 12345 平台对账，差异工单重新推送。"""
         import json
 
-        from sqlalchemy import select
-
         from domain.db import session_scope
         from domain.errors import AppError
         from domain.integrations import exchange
         from domain.integrations.outbox import SignedClient
         from domain.integrations.signing import keyring
-        from domain.models import Tenant, utcnow
+        from domain.models import utcnow
         from domain.settings import get_settings
 
         settings = get_settings()
@@ -51,8 +63,7 @@ def register(app: typer.Typer) -> None:
             raise AppError("provincial_off", "未配置省平台地址（HOTLINE_PROVINCIAL_URL）")
         client = SignedClient(settings.provincial_url, keyring(settings, exchange.PROVINCIAL))
         with session_scope() as session:
-            tenant = session.scalar(select(Tenant).where(Tenant.code == settings.default_tenant))
-            report = exchange.reconcile(session, tenant.id, client, since=utcnow() - timedelta(hours=hours))
+            report = exchange.reconcile(session, _tenant_id(session), client, since=utcnow() - timedelta(hours=hours))
         typer.echo(json.dumps(report, ensure_ascii=False))
 
     @tickets_app.command("report")
@@ -63,17 +74,12 @@ def register(app: typer.Typer) -> None:
         """工单报表：分类/区县/部门/时间分布、按时办结率、退单率、满意度。"""
         import json
 
-        from sqlalchemy import select
-
         from domain import ticket_reports
         from domain.db import session_scope
-        from domain.models import Tenant
-        from domain.settings import get_settings
         from domain.tickets import LOCAL_TZ
 
         with session_scope() as session:
-            tenant = session.scalar(select(Tenant).where(Tenant.code == get_settings().default_tenant))
-            data = ticket_reports.build(session, tenant.id, datetime.combine(start.date(), time(), LOCAL_TZ),
+            data = ticket_reports.build(session, _tenant_id(session), datetime.combine(start.date(), time(), LOCAL_TZ),
                                         datetime.combine(end.date() + timedelta(days=1), time(), LOCAL_TZ), granularity)
         if xlsx:
             xlsx.write_bytes(ticket_reports.to_xlsx(data))
