@@ -145,3 +145,33 @@ def latency_ms(suggestion: Suggestion) -> float | None:
     """Time from the source transcript segment to this suggestion (same clock)."""
     return None if suggestion.source_segment_ts is None else (suggestion.ts - suggestion.source_segment_ts) * 1000
 
+
+
+def copilot_factory(settings, db_engine, indexes=None) -> Callable[[Event], CallCopilot]:
+    """A ``CallProcessorHost`` factory: one copilot per call over its tenant's live KB index.
+
+    Pass the app's ``TenantIndexes`` (``app.state.knowledge_indexes``) so publishing an entry in the
+    knowledge API updates the index the copilot searches.  Suggestions bump the entries' usage counts.
+    """
+    from copilot.category import load_category_model
+    from domain.db import session_scope
+    from knowledge import service
+    from knowledge.live import TenantIndexes
+
+    indexes = indexes or TenantIndexes(settings)
+    category = load_category_model(indexes.embedder, settings.category_model_path, settings.data_dir)
+    engines: dict[int, CopilotEngine] = {}
+
+    def on_suggested(tenant_id: int, entry_ids: list) -> None:
+        with session_scope(db_engine) as session:
+            service.record_suggested(session, tenant_id, entry_ids)
+
+    def factory(event: Event) -> CallCopilot:
+        engine = engines.get(event.tenant_id)
+        if engine is None:
+            with session_scope(db_engine) as session:
+                index = indexes.get(session, event.tenant_id)
+            engine = engines[event.tenant_id] = CopilotEngine(index=index, category=category, on_suggested=on_suggested)
+        return engine.new_processor(event)
+
+    return factory
