@@ -102,6 +102,7 @@ def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
     files = sorted((calls_dir / "dialogues").glob("*.json"))
     if not files:
         raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")
+    cpu: list[float] = []
     lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls = [], 0, 0, 0, 0, 0, 0
     tp = fp = fn = 0
     field_ok: dict[str, list[int]] = {k: [0, 0] for k in ("caller_name", "phone")}
@@ -112,7 +113,11 @@ def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
         for t in d["turns"]:
             ev = TranscriptFinal(call_id=d["id"], leg="caller" if t["speaker"] == "caller" else "agent",
                                  role=t["speaker"], start_ms=0, end_ms=0, text=t["text"])
-            for out in proc.process(ev):
+            cpu0 = time.thread_time()
+            produced = proc.process(ev)
+            if any(isinstance(o, Suggestion) for o in produced):
+                cpu.append((time.thread_time() - cpu0) * 1000)
+            for out in produced:
                 if isinstance(out, PoliceAlert):
                     alerted = True
                 if isinstance(out, Suggestion):
@@ -148,6 +153,8 @@ def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
         "ticket_field_exact": {k: round(v[0] / max(v[1], 1), 4) for k, v in field_ok.items()},
         "suggestion_latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "suggestion_latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+        "suggestion_cpu_ms_p50": round(float(np.percentile(cpu, 50)), 1),
+        "suggestion_cpu_ms_p95": round(float(np.percentile(cpu, 95)), 1),
         "suggestions": len(lat),
     }
 
