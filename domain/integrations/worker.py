@@ -1,6 +1,8 @@
 """One pass of the background work behind tickets: send due SMS, queue the day's ended calls for the province,
-deliver the 110 and provincial outboxes, and raise SLA supervision (督办). ``hotline tickets worker`` runs it in a loop; several workers may run at once
-(claims are leased and use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+deliver the 110 and provincial outboxes, and raise SLA supervision (督办).
+
+``hotline tickets worker`` runs it in a loop; several workers may run at once (claims are leased and use
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta

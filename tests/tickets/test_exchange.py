@@ -23,7 +23,8 @@ from tests.tickets.conftest import seed_tenant
 
 KEYS = {"k1": "old-shared-secret", "k2": "new-shared-secret"}
 DRAFT = TicketDraft(category="公安政法/治安管理/噪音扰民", request_type="举报", caller_name="李女士",
-                    phone="13800138000", incident_address="兴宾区河西路8号", summary="楼下KTV深夜聚众斗殴", district="兴宾区")
+                    phone="13800138000", incident_address="兴宾区河西路8号", summary="楼下KTV深夜聚众斗殴",
+                    district="兴宾区")
 
 
 class Env:

@@ -103,7 +103,8 @@ def test_retry_with_backoff_timeouts_and_giving_up(engine, gateway):
     with session_scope(engine) as s:
         row = s.scalar(select(SmsMessage))
         assert (row.next_attempt_at.replace(tzinfo=None) - now.replace(tzinfo=None)) == timedelta(seconds=10)
-    assert send_due(sessions, HttpSmsGateway(gateway.url, RING), now=now + timedelta(seconds=10), policy=policy)["retried"] == 1
+    gw = HttpSmsGateway(gateway.url, RING)
+    assert send_due(sessions, gw, now=now + timedelta(seconds=10), policy=policy)["retried"] == 1
     assert send_due(sessions, HttpSmsGateway(gateway.url, RING), now=now + timedelta(seconds=40), policy=policy)["sent"] == 1
 
     gateway.delay_s = 1.0  # slower than the client's timeout
