@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -166,7 +165,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         answered: dict[int, float] = {}
         hung: set[int] = set()
         max_backlog = 0
-        killed, t_killed = None, None
+        killed = None
         deadline = time.monotonic() + duration + 90
         last_sample = 0.0
         while len(hung) < calls and time.monotonic() < deadline:
@@ -195,7 +194,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             if kill_worker and killed is None and len(answered) == calls and now - min(answered.values()) > duration / 2:
                 with session_scope(engine) as s:
                     first = s.scalar(select(Call.call_uuid).where(Call.caller_number == plans[0]["number"]))
-                killed, t_killed = first.split("-")[0], time.time()
+                killed = first.split("-")[0]
                 sup.kill(killed)
             time.sleep(0.2)
         for i in range(calls):
@@ -259,8 +258,11 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                     dropped_detail.append({"number": plan["number"], "result": call.result if call else None,
                                            "lost_reason": call.lost_reason if call else "", "on_killed_worker": bool(on_killed)})
             frames_rx = {leg: sum(x.frames_received for x in legs if x.leg == leg) for leg in ("caller", "agent")}
-            rec_ok = sum(1 for c in rows.values() if c.result == "answered" and c.id in recordings
-                         and recordings[c.id].duration_ms >= (duration - 5) * 1000)
+            # a recording is complete when it covers the call from answer by the bridge to hang-up
+            # (within 1 %: the pjmedia clock may skip ticks when the machine is starved of CPU)
+            coverage = {c.id: recordings[c.id].duration_ms / 1000 / max((c.ended_at - c.started_at).total_seconds(), 1e-3)
+                        for c in rows.values() if c.result == "answered" and c.id in recordings and c.ended_at}
+            rec_ok = sum(1 for v in coverage.values() if v >= 0.99)
             latencies = []
             for seg in segments:
                 start = leg_start.get((seg.call_id, seg.leg))
@@ -268,7 +270,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                     latencies.append((seg.created_at - start).total_seconds() - seg.end_ms / 1000)
             workers_used = sorted({c.call_uuid.split("-")[0] for c in rows.values()})
         ended = {role: {k: sum(st["ended_legs"][role][k] for st in statuses.values()) for k in
-                        ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_tx_pkt")} for role in ("caller", "agent")}
+                        ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_rx_discard", "rtp_tx_pkt")} for role in ("caller", "agent")}
         bridge_cpu = sum(st["cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
         leg_seconds = sum(st["leg_seconds_done"] for st in statuses.values())
         result.update({
@@ -281,14 +283,17 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                 "caller": {"sent_by_ua": sum(e.get("tx_pkt", 0) for e in caller_end.values()),
                            "rtp_received_by_bridge": ended["caller"]["rtp_rx_pkt"],
                            "rtp_lost_at_bridge": ended["caller"]["rtp_rx_loss"],
+                           "jitter_buffer_discards_at_bridge": ended["caller"]["rtp_rx_discard"],
                            "forked_frames": frames_rx["caller"]},
                 "agent": {"sent_by_ua": sum(e.get("tx_pkt", 0) for e in agent_end.values()),
                           "rtp_received_by_bridge": ended["agent"]["rtp_rx_pkt"],
                           "rtp_lost_at_bridge": ended["agent"]["rtp_rx_loss"],
+                          "jitter_buffer_discards_at_bridge": ended["agent"]["rtp_rx_discard"],
                           "forked_frames": frames_rx["agent"]},
                 "lost_at_uas": sum(e.get("rx_loss", 0) for e in list(caller_end.values()) + list(agent_end.values())),
             },
             "recordings_complete": rec_ok,
+            "recording_coverage_min": round(min(coverage.values()), 4) if coverage else None,
             "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
                                     "stored": len(segments)},
             "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},

@@ -5,6 +5,7 @@ prompt directory; missing ones are generated from :data:`DEFAULT_TEXTS`.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -63,7 +64,7 @@ class Prompts:
 
 
 def _to_telephone_wav(src: Path, dst: Path) -> None:
-    tmp = dst.with_suffix(".tmp.wav")
+    tmp = dst.with_suffix(f".{os.getpid()}.tmp.wav")  # several workers may generate the same prompt at once
     subprocess.run(["sox", str(src), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp)],
                    check=True, capture_output=True)
     tmp.replace(dst)

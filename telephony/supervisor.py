@@ -22,6 +22,7 @@ from pathlib import Path
 
 from domain.db import make_engine, session_scope
 from telephony import store
+from telephony.prompts import Prompts
 from telephony.peer import WorkerProc
 
 log = logging.getLogger("telephony.supervisor")
@@ -82,6 +83,7 @@ class Supervisor:
         return proc
 
     def start(self) -> "Supervisor":
+        Prompts(self.data_dir / "prompts").prepare()  # once, before N workers would race to synthesise them
         for proc in [self._spawn(spec) for spec in self.specs]:
             proc.wait_ready(timeout=180)  # model loading is slow on a busy 2-core machine
         self._write_registry()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.telephony.conftest import TEST_FLOW, correlation, free_port
+from tests.telephony.conftest import TEST_FLOW, free_port, peak_correlation
 from tests.telephony.test_bridge import wait_cdr
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not shutil.which("sipp"), reason="sipp (apt sip-tester) not installed")]
@@ -60,4 +60,6 @@ def test_sipp_pcap_audio_and_rfc2833_dtmf(peers, shared_data):
     caller_leg = next(leg for leg in call.leg_rows if leg.leg == "caller")
     assert caller_leg.frames_received >= 400  # ~9 s of 20 ms frames
     audio, _ = sf.read(call.recording.path, dtype="int16")
-    assert correlation(pcap_alaw_audio(scenarios / "pcap" / "g711a.pcap"), audio[:, 1]) > 0.8
+    # the replayed G.711 audio is in the caller channel (peak over 1 s windows: under heavy CPU contention the
+    # jitter buffer may conceal part of a burst-replayed pcap)
+    assert peak_correlation(pcap_alaw_audio(scenarios / "pcap" / "g711a.pcap"), audio[:, 1]) > 0.95
