@@ -20,7 +20,7 @@ SLA timers are driven by a controllable clock in tests and by the wall clock in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -91,10 +91,54 @@ class SlaPolicy(BaseModel):
     ])
     remind_fraction: float = Field(0.8, gt=0, lt=1, description="Remind (督办提醒) once this share of the SLA has elapsed.")
     escalate_after_hours: float = Field(24.0, ge=0, description="Escalate to the supervisor this long after the deadline.")
+    working_days_only: bool = Field(False, description="Count SLA hours on working days only (local time).")
+    holidays: list[date] = Field(default_factory=list, description="Public holidays (not working days).")
+    workdays: list[date] = Field(default_factory=list, description="Weekend make-up working days (调休上班).")
 
     def hours_for(self, category: str) -> float:
         matches = [r for r in self.rules if category.startswith(r.category_prefix)]
         return max(matches, key=lambda r: len(r.category_prefix)).hours if matches else self.default_hours
+
+    def _working(self, day: date) -> bool:
+        if not self.working_days_only or day in self.workdays:
+            return True
+        return day.weekday() < 5 and day not in self.holidays
+
+    def _days(self, start: datetime):
+        """(day start, next day start, working?) for each local day from ``start``'s day on (at most 10 years)."""
+        day = start.astimezone(LOCAL_TZ).date()
+        for _ in range(3660):
+            yield (datetime.combine(day, time(), LOCAL_TZ), datetime.combine(day + timedelta(days=1), time(), LOCAL_TZ),
+                   self._working(day))
+            day += timedelta(days=1)
+        raise ValueError("SLA calendar has no working days")
+
+    def deadline(self, start: datetime, category: str) -> datetime:
+        """``start`` plus the category's SLA hours, counted on working days when ``working_days_only``."""
+        left = timedelta(hours=self.hours_for(category))
+        if not self.working_days_only:
+            return start + left
+        for day_start, day_end, working in self._days(start):
+            if working:
+                begin = max(start, day_start)
+                if begin + left <= day_end:
+                    return (begin + left).astimezone(timezone.utc)
+                left -= day_end - begin
+        raise AssertionError("unreachable")
+
+    def hours_between(self, start: datetime, end: datetime) -> float:
+        """SLA hours from ``start`` to ``end`` (0 when end is not later)."""
+        if end <= start:
+            return 0.0
+        if not self.working_days_only:
+            return (end - start).total_seconds() / 3600
+        total = timedelta()
+        for day_start, day_end, working in self._days(start):
+            if day_start >= end:
+                break
+            if working:
+                total += min(end, day_end) - max(start, day_start)
+        return total.total_seconds() / 3600
 
 
 # ---------------------------------------------------------------- drafts and numbering
@@ -167,7 +211,7 @@ def create_ticket(session: Session, tenant_id: int, draft: TicketDraft, *, actor
         phone=draft.phone or (call.caller_number if call else ""), address=draft.address,
         incident_address=draft.incident_address, summary=draft.summary, respondent=draft.respondent,
         district=draft.district or (call.district if call else ""), kb_entry_ids=list(draft.kb_entry_ids),
-        due_at=now + timedelta(hours=policy.hours_for(draft.category)), source=source, external_ref=external_ref,
+        due_at=policy.deadline(now, draft.category), source=source, external_ref=external_ref,
         attachments=attachments, sync={}, created_by=created_by, created_at=now, updated_at=now,
     )
     session.add(ticket)
@@ -238,7 +282,7 @@ def transition(session: Session, ticket: Ticket, action: str, *, actor: str, now
         ticket.completed_at = ticket.closed_at = ticket.satisfaction = None
         ticket.escalation_level = 0
         ticket.supervised = False
-        ticket.due_at = now + timedelta(hours=policy.hours_for(ticket.category))
+        ticket.due_at = policy.deadline(now, ticket.category)
     ticket.updated_at = now
     text = "；".join(x for x in (given["department"], given["reason"], given["result"],
                                  f"满意度 {satisfaction}" if satisfaction is not None else "", note.strip()) if x)
@@ -264,12 +308,12 @@ def sla_level(ticket: Ticket, now: datetime, policy: SlaPolicy) -> int:
     if ticket.state not in OPEN_STATES or ticket.due_at is None:
         return 0
     due = as_utc(ticket.due_at)
-    span = timedelta(hours=policy.hours_for(ticket.category))
     if now >= due + timedelta(hours=policy.escalate_after_hours):
         return 3
     if now >= due:
         return 2
-    if now >= due - span * (1 - policy.remind_fraction):
+    remind_within_s = round(policy.hours_for(ticket.category) * (1 - policy.remind_fraction) * 3600)
+    if round(policy.hours_between(now, due) * 3600) <= remind_within_s:
         return 1
     return 0
 

@@ -201,3 +201,28 @@ def test_numbering_is_unique_under_concurrent_creation(shared_engine, tenant_id,
     with ThreadPoolExecutor(max_workers=6) as pool:
         numbers = list(pool.map(make, range(24)))
     assert sorted(numbers) == [f"LB20270301-{i:04d}" for i in range(1, 25)]
+
+
+def test_sla_on_working_days_with_holidays_and_make_up_days(session, tenant_id, clock):
+    from datetime import date, datetime, timezone
+
+    from domain.tickets import LOCAL_TZ
+
+    friday_4pm = datetime(2026, 11, 27, 16, 0, tzinfo=LOCAL_TZ)
+    policy = SlaPolicy(default_hours=24, rules=[], working_days_only=True)
+    assert policy.deadline(friday_4pm, "x") == datetime(2026, 11, 30, 16, 0, tzinfo=LOCAL_TZ)  # weekend skipped
+    assert policy.model_copy(update={"holidays": [date(2026, 11, 30)]}).deadline(friday_4pm, "x") == \
+        datetime(2026, 12, 1, 16, 0, tzinfo=LOCAL_TZ)
+    assert policy.model_copy(update={"workdays": [date(2026, 11, 28)]}).deadline(friday_4pm, "x") == \
+        datetime(2026, 11, 28, 16, 0, tzinfo=LOCAL_TZ)
+    assert policy.hours_between(friday_4pm, datetime(2026, 11, 30, 2, 0, tzinfo=LOCAL_TZ)) == 10
+    assert SlaPolicy(default_hours=24, rules=[]).deadline(friday_4pm, "x") == friday_4pm + timedelta(hours=24)
+
+    ticket = create_ticket(session, tenant_id, DRAFT, actor="agent", now=friday_4pm.astimezone(timezone.utc),
+                           policy=policy)
+    sunday = datetime(2026, 11, 29, 20, 0, tzinfo=LOCAL_TZ).astimezone(timezone.utc)
+    assert supervise(session, tenant_id, now=sunday, policy=policy) == []  # 16 working hours still left
+    monday_11 = datetime(2026, 11, 30, 11, 30, tzinfo=LOCAL_TZ).astimezone(timezone.utc)  # 4.5 h < 20 % of 24 h
+    assert [(t.id, lvl) for t, lvl in supervise(session, tenant_id, now=monday_11, policy=policy)] == [(ticket.id, 1)]
+    monday_5pm = datetime(2026, 11, 30, 17, 0, tzinfo=LOCAL_TZ).astimezone(timezone.utc)
+    assert [lvl for _, lvl in supervise(session, tenant_id, now=monday_5pm, policy=policy)] == [2]
