@@ -170,3 +170,27 @@ def test_worker_survives_malformed_sip(peers):
     caller.send(op="hangup", id="c1")
     [call] = wait_cdr(peers, "13900000010")
     assert call.result == "abandoned_short"
+
+
+def test_call_flow_error_releases_the_call_not_the_worker(peers, tmp_path):
+    """A broken prompt file makes the IVR fail: that call is released as lost, the worker keeps serving."""
+    import shutil as sh
+
+    from telephony.peer import WorkerProc
+    from tests.telephony.conftest import free_port, rtp_base
+
+    data = tmp_path / "broken"
+    sh.copytree(peers.root / "prompts", data / "prompts")
+    (data / "prompts" / "welcome.wav").write_bytes(b"RIFF\x00\x00\x00\x00not a wav file")
+    worker = WorkerProc("wbad", free_port(), rtp_base(), db_url=peers.url, data_dir=data,
+                        flow=TEST_FLOW.model_dump_json(), log_path=tmp_path / "wbad.log")
+    peers.procs.append(worker)
+    caller = peers.peer("13900000011")
+    caller.call("c1", worker.uri, **{"from": "13900000011"})
+    caller.ended("c1", timeout=10)
+    [call] = wait_cdr(peers, "13900000011")
+    assert (call.result, call.lost_reason, call.hangup_side) == ("lost", "internal_error", "system")
+    assert worker.proc.poll() is None and "call flow error" in (tmp_path / "wbad.log").read_text()
+    caller.call("c2", worker.uri, **{"from": "13900000011"})  # the next call gets the same treatment, no crash
+    caller.ended("c2", timeout=10)
+    assert worker.proc.poll() is None
