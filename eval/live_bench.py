@@ -80,6 +80,33 @@ def _prepare_audio(src: Path, out: Path, n: int, seconds: float) -> list[dict]:
     return plans
 
 
+def _listen(root: Path):
+    """Serve the embedded event bus on ``root``; collect (TranscriptFinal, arrival time) and each leg's first-audio time."""
+    import threading
+
+    from domain.events import CallState, TranscriptFinal
+    from serving.events import LocalBus, authkey_for, socket_path
+
+    bus = LocalBus()
+    bus.serve_socket(socket_path(root), authkey_for(root))
+    sub = bus.subscribe()
+    finals: list = []
+    leg_start: dict = {}
+
+    def drain():
+        while True:
+            event = sub.get(timeout=1.0)
+            if isinstance(event, TranscriptFinal):
+                finals.append((event, time.time()))
+            elif isinstance(event, CallState):  # the caller leg is forked from "ivr" on, the agent's from "talking"
+                leg = {"ivr": "caller", "talking": "agent"}.get(event.state)
+                if leg:
+                    leg_start.setdefault((event.call_id, leg), event.ts)
+
+    threading.Thread(target=drain, name="bench-events", daemon=True).start()
+    return bus, finals, leg_start
+
+
 def _proc_cpu(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -122,9 +149,13 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     n_workers = workers or max(1, math.ceil(calls / 2)) + (1 if kill_worker else 0)
     flow = CallFlowParams(ivr_timeout_s=3, ivr_retries=0, max_queue_wait_s=120, agent_ring_timeout_s=10)
     base = 26000
+    # A sink (e.g. serving.pipeline:bridge_sink) publishes transcripts on the event bus of the workers' data dir;
+    # this process serves that bus and timestamps every final transcript as it arrives.
+    bus, finals, leg_start = _listen(root) if sink else (None, [], {})
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
                      control_port=base + 1000, flow=flow.model_dump_json(), sink=sink,
-                     proxy_port=base - 2 if use_kamailio else 0, prefix="lw")
+                     proxy_port=base - 2 if use_kamailio else 0, prefix="lw",
+                     env={"HOTLINE_DATA_DIR": str(root), "HOTLINE_DATABASE_URL": url, "HOTLINE_EVENT_BUS": "memory"})
     uas: list[Peer] = []
     result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "kamailio": use_kamailio}
     try:
@@ -245,7 +276,6 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             legs = list(s.scalars(select(CallLeg)))
             recordings = {r.call_id: r for r in s.scalars(select(Recording))}
             segments = list(s.scalars(select(TranscriptSegment)))
-            leg_start = {(leg.call_id, leg.leg): leg.started_at for leg in legs}
             completed, dropped, dropped_detail = 0, 0, []
             for i, plan in enumerate(plans):
                 call = rows.get(plan["number"])
@@ -263,11 +293,9 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             coverage = {c.id: recordings[c.id].duration_ms / 1000 / max((c.ended_at - c.started_at).total_seconds(), 1e-3)
                         for c in rows.values() if c.result == "answered" and c.id in recordings and c.ended_at}
             rec_ok = sum(1 for v in coverage.values() if v >= 0.99)
-            latencies = []
-            for seg in segments:
-                start = leg_start.get((seg.call_id, seg.leg))
-                if start is not None and seg.created_at is not None:
-                    latencies.append((seg.created_at - start).total_seconds() - seg.end_ms / 1000)
+            # final-transcript latency: arrival time minus the wall-clock end of the speech it covers
+            latencies = [arrived - (leg_start[(f.call_id, f.leg)] + f.end_ms / 1000)
+                         for f, arrived in finals if (f.call_id, f.leg) in leg_start]
             workers_used = sorted({c.call_uuid.split("-")[0] for c in rows.values()})
         ended = {role: {k: sum(st["ended_legs"][role][k] for st in statuses.values()) for k in
                         ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_rx_discard", "rtp_tx_pkt")} for role in ("caller", "agent")}
@@ -295,7 +323,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             "recordings_complete": rec_ok,
             "recording_coverage_min": round(min(coverage.values()), 4) if coverage else None,
             "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
-                                    "stored": len(segments)},
+                                    "finals_published": len(finals), "stored": len(segments)},
             "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
             "asr_backlog_s_max": round(max_backlog * 0.02, 2),
             "cpu": {
@@ -313,6 +341,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         for ua in uas:
             ua.close()
         sup.stop()
+        if bus is not None:
+            bus.close()
         engine.dispose()
         if own_dir:
             shutil.rmtree(root, ignore_errors=True)

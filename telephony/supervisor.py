@@ -61,8 +61,10 @@ def kamailio_modules() -> str:
 
 class Supervisor:
     def __init__(self, workers: int, *, db_url: str, data_dir: Path, sip_port: int = 5070, rtp_port: int = 40000,
-                 control_port: int = 0, flow: str = "", sink: str = "", proxy_port: int = 0, prefix: str = "w"):
+                 control_port: int = 0, flow: str = "", sink: str = "", proxy_port: int = 0, prefix: str = "w",
+                 env: dict | None = None):
         self.db_url, self.data_dir, self.flow, self.sink = db_url, Path(data_dir), flow, sink
+        self.env = env
         control_port = control_port or sip_port + 1000
         self.specs = [WorkerSpec(f"{prefix}{i + 1}", sip_port + 2 * i, rtp_port + RTP_PORTS_PER_WORKER * i, control_port + i)
                       for i in range(workers)]
@@ -77,7 +79,7 @@ class Supervisor:
     def _spawn(self, spec: WorkerSpec) -> WorkerProc:
         proc = WorkerProc(spec.name, spec.sip_port, spec.rtp_port, db_url=self.db_url, data_dir=self.data_dir,
                           flow=self.flow, control_port=spec.control_port, sink=self.sink,
-                          log_path=self.run_dir / f"{spec.name}.log", wait=False)
+                          log_path=self.run_dir / f"{spec.name}.log", wait=False, env=self.env)
         spec.pid = proc.proc.pid
         self.procs[spec.name] = proc
         return proc
