@@ -15,6 +15,7 @@ drops one; nothing is rebuilt when an entry is published.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
@@ -216,6 +217,7 @@ class HybridIndex:
         self._bm25_body = BM25Index(p.bm25_k1, p.bm25_b)
         self._bm25_pinyin = BM25Index(p.bm25_k1, p.bm25_b)
         self.build_seconds = 0.0
+        self._lock = threading.RLock()  # publishes may land while calls are searching
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -230,16 +232,24 @@ class HybridIndex:
         if not docs:
             return
         t0 = time.perf_counter()
-        for d in docs:
-            if d.id in self._slot:
-                self.remove(d.id)
-        start = len(self._docs)
-        slots = list(range(start, start + len(docs)))
+        # Embed outside the lock: searches go on while new entries are encoded.
         encode_titles = self.embedder.queries if self.params.title_as_query else self.embedder.passages
-        self._dense_title.add(slots, encode_titles([d.title for d in docs]))
-        if self._dense_body is not None:
-            texts = [f"{d.title} {d.body[: self.params.body_chars]}" for d in docs]
-            self._dense_body.add(slots, self.embedder.passages(texts))
+        title_vecs = encode_titles([d.title for d in docs])
+        body_vecs = (self.embedder.passages([f"{d.title} {d.body[: self.params.body_chars]}" for d in docs])
+                     if self._dense_body is not None else None)
+        with self._lock:
+            for d in docs:
+                if d.id in self._slot:
+                    self._remove(d.id)
+            start = len(self._docs)
+            slots = list(range(start, start + len(docs)))
+            self._dense_title.add(slots, title_vecs)
+            if self._dense_body is not None:
+                self._dense_body.add(slots, body_vecs)
+            self._index_text(slots, docs)
+        self.build_seconds += time.perf_counter() - t0
+
+    def _index_text(self, slots: list[int], docs: list[KBDoc]) -> None:
         for slot, d in zip(slots, docs):
             self._docs.append(d)
             self._slot[d.id] = slot
@@ -249,9 +259,12 @@ class HybridIndex:
             self._bm25_title.add(slot, word_tokens(title + " " + " ".join(d.keywords)))
             self._bm25_body.add(slot, word_tokens(d.body))
             self._bm25_pinyin.add(slot, pinyin_tokens(title))
-        self.build_seconds += time.perf_counter() - t0
 
     def remove(self, doc_id: int | str) -> None:
+        with self._lock:
+            self._remove(doc_id)
+
+    def _remove(self, doc_id: int | str) -> None:
         slot = self._slot.pop(doc_id, None)
         if slot is None:
             return
@@ -266,11 +279,15 @@ class HybridIndex:
     def features(self, query: str) -> tuple[str, np.ndarray, np.ndarray]:
         """Normalised query, candidate slots and their feature matrix (rows follow FEATURES)."""
         nq = normalize_query(query) or query
+        qv = self.embedder.queries([nq])[0]  # outside the lock
+        with self._lock:
+            return (nq, *self._features(nq, qv))
+
+    def _features(self, nq: str, qv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = len(self._docs)
         if not self._slot:
-            return nq, np.zeros(0, np.int64), np.zeros((0, len(FEATURES)), np.float32)
+            return np.zeros(0, np.int64), np.zeros((0, len(FEATURES)), np.float32)
         k = self.params.candidates_per_retriever
-        qv = self.embedder.queries([nq])[0]
         words, pys = word_tokens(nq), pinyin_tokens(nq)
         s_title = self._bm25_title.scores(words, size)
         s_body = self._bm25_body.scores(words, size)
@@ -297,18 +314,19 @@ class HybridIndex:
             cos_t, cos_t - cos_t.max(), cos_b, cos_b - cos_b.max(),
             rel(s_title[slots]), rel(s_body[slots]), rel(s_py[slots]), cover, pcover,
         ]).astype(np.float32)
-        return nq, slots, x
+        return slots, x
 
     def search(self, query: str, k: int = 3) -> SearchResult:
         t0 = time.perf_counter()
-        nq, slots, x = self.features(query)
-        prob = self.ranker.probability(self.ranker.score(x)) if len(slots) else np.zeros(0)
-        order = np.argsort(-prob)[:k]
-        hits = []
-        for i in order:
-            d = self._docs[slots[i]]
-            hits.append(Hit(d.id, d.title, d.body, float(prob[i]), matched_spans(nq, d.title),
-                            dict(zip(FEATURES, map(float, x[i])))))
+        nq = normalize_query(query) or query
+        qv = self.embedder.queries([nq])[0]
+        with self._lock:
+            slots, x = self._features(nq, qv)
+            prob = self.ranker.probability(self.ranker.score(x)) if len(slots) else np.zeros(0)
+            order = np.argsort(-prob)[:k]
+            docs = [self._docs[slots[i]] for i in order]
+        hits = [Hit(d.id, d.title, d.body, float(prob[i]), matched_spans(nq, d.title),
+                    dict(zip(FEATURES, map(float, x[i])))) for i, d in zip(order, docs)]
         no_match = not hits or hits[0].score < self.params.no_match_threshold
         return SearchResult(query, nq, hits, no_match, (time.perf_counter() - t0) * 1000)
 
