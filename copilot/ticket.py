@@ -59,7 +59,8 @@ class TicketDraft:
     caller_turns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "caller_turns"}
+        """Plain strings ("" when unknown), the shape of ``domain.tickets.TicketDraft``."""
+        return {k: v or "" for k, v in self.__dict__.items() if k != "caller_turns"}
 
 
 class TicketDrafter:
