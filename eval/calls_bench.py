@@ -207,6 +207,7 @@ def register(eval_app: typer.Typer) -> None:
         no_der: bool = typer.Option(False, "--no-der", help="跳过单声道混音的说话人分离（DER）"),
     ) -> None:
         """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
+        import qa.scoring  # noqa: F401 - load the QA code now, not after minutes of ASR
         from qa.scorecard import default_scorecard
 
         calls = load_calls(data)
