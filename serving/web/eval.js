@@ -204,6 +204,7 @@ $("#eval-form").addEventListener("submit", async (e) => {
   for (const input of $("#eval-params").querySelectorAll("input")) {
     if (input.type === "checkbox") { if (input.checked) args[input.name] = true; } else if (input.value !== "") args[input.name] = input.value;
   }
+  $("#eval-start").disabled = true;
   try {
     const run = await api("/api/evaluations/runs", { method: "POST", body: { benchmark: $("#eval-benchmark").value, args } });
     toast("评测已启动", "ok");
@@ -211,6 +212,7 @@ $("#eval-form").addEventListener("submit", async (e) => {
     loadRuns();
   } catch (err) {
     $("#eval-error").textContent = err.message;
+    $("#eval-start").disabled = false;
   }
 });
 

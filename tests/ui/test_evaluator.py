@@ -1,16 +1,20 @@
 """The evaluator runs a real benchmark from the UI, watches its progress, reads its report and compares two runs."""
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.ui.conftest import shot
 
 
-def _run_asr(page, data_dir: str, limit: str) -> None:
+def _run_asr(page, data_dir: str, limit: str, runs_before: int) -> None:
     page.select_option("#eval-benchmark", "asr")
     page.fill("#param-data", data_dir)
     page.fill("#param-limit", limit)
     page.click("#eval-start")
     page.wait_for_selector("#eval-running:visible")
-    page.wait_for_selector("#eval-start:enabled", timeout=120_000)  # finished (done or failed)
+    done = page.locator("[data-testid=eval-runs] .badge:has-text('已完成')")
+    expect(done).to_have_count(runs_before + 1, timeout=120_000)
+    page.wait_for_selector("#eval-start:enabled")
     page.wait_for_selector("#eval-report-title:has-text('已完成')")
 
 
@@ -24,12 +28,12 @@ def test_run_report_and_compare(open_as, shared_data):
     page.wait_for_selector("#eval-error:has-text('缺少必填参数')")
 
     data = str(shared_data / "mandarin_asr_samples")
-    _run_asr(page, data, "2")
+    _run_asr(page, data, "2", 0)
     page.wait_for_selector("#eval-cer-chart canvas")
     metrics = page.inner_text("[data-testid=eval-metrics]")
     assert "cer" in metrics and "rtf" in metrics
     shot(page, "eval-report")
-    _run_asr(page, data, "3")
+    _run_asr(page, data, "3", 1)
     boxes = page.locator("#eval-runs input[type=checkbox]")
     assert boxes.count() == 2
     boxes.nth(0).check()
