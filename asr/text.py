@@ -63,6 +63,18 @@ def collapse_repetitions(text: str, params: HallucinationParams = _DEFAULT_HALLU
     return pattern.sub(lambda m: m.group(1) * params.max_unit_repeats, text)
 
 
+def _drop_repeated_sentences(text: str) -> str:
+    """Whisper sometimes restarts an utterance it already finished: drop a sentence contained in an earlier one."""
+    parts = re.split(r"(?<=[。！？!?.])", text)
+    kept: list[str] = []
+    for part in parts:
+        bare = strip_punctuation(part)
+        if len(bare) >= 4 and any(bare in strip_punctuation(k) for k in kept):
+            continue
+        kept.append(part)
+    return "".join(kept)
+
+
 def is_hallucination(text: str, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> bool:
     bare = strip_punctuation(to_simplified(text))
     return any(strip_punctuation(p) in bare for p in params.phrases)
@@ -72,7 +84,7 @@ def clean_hypothesis(text: str, duration_s: float, params: HallucinationParams =
     """Drop hallucinated credits, cut loops and implausibly long output for the audio length."""
     if is_hallucination(text, params):
         return ""
-    text = collapse_repetitions(text, params)
+    text = collapse_repetitions(_drop_repeated_sentences(text), params)
     limit = max(4, int(params.max_chars_per_second * duration_s))
     if len(strip_punctuation(text)) > limit:
         text = text[:limit]

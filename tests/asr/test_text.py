@@ -31,6 +31,11 @@ def test_repetition_loops_are_cut():
     assert len(clean_hypothesis(looped, 10.0)) < 30
 
 
+def test_restarted_sentence_is_dropped():
+    assert clean_hypothesis("希望你以后能够做得比我还好！希望你以后能够。", 4.0) == "希望你以后能够做得比我还好！"
+    assert clean_hypothesis("好的。好的。", 2.0) == "好的。好的。"  # short confirmations are kept
+
+
 def test_implausibly_long_output_is_truncated():
     assert len(clean_hypothesis("一二三四五六七八九十" * 5, 1.0)) <= 9
 
