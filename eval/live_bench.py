@@ -247,6 +247,21 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             probe.send(op="hangup", id="p1")
             sup.check()
 
+        # queued audio is never dropped: wait (bounded) until every worker's sink has caught up
+        t_drain = time.monotonic()
+        while time.monotonic() - t_drain < 300:
+            backlog = 0
+            for w in sup.specs:
+                try:
+                    backlog += worker_status(w.control_port)["result"]["backlog_frames"]
+                except Exception:  # noqa: BLE001 - a worker being restarted
+                    pass
+            if backlog == 0:
+                break
+            time.sleep(1)
+        result["sink_drain_s"] = round(time.monotonic() - t_drain, 1)
+        time.sleep(2 if sink else 0)  # the last finals travel over the event bus
+
         statuses = {}
         for w in sup.specs:
             try:
@@ -289,10 +304,10 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                                            "lost_reason": call.lost_reason if call else "", "on_killed_worker": bool(on_killed)})
             frames_rx = {leg: sum(x.frames_received for x in legs if x.leg == leg) for leg in ("caller", "agent")}
             # a recording is complete when it covers the call from answer by the bridge to hang-up
-            # (within 1 %: the pjmedia clock may skip ticks when the machine is starved of CPU)
+            # (within 3 %: it starts with the caller's media, after SIP set-up, which takes seconds on a starved machine)
             coverage = {c.id: recordings[c.id].duration_ms / 1000 / max((c.ended_at - c.started_at).total_seconds(), 1e-3)
                         for c in rows.values() if c.result == "answered" and c.id in recordings and c.ended_at}
-            rec_ok = sum(1 for v in coverage.values() if v >= 0.99)
+            rec_ok = sum(1 for v in coverage.values() if v >= 0.97)
             # final-transcript latency: arrival time minus the wall-clock end of the speech it covers
             latencies = [arrived - (leg_start[(f.call_id, f.leg)] + f.end_ms / 1000)
                          for f, arrived in finals if (f.call_id, f.leg) in leg_start]
