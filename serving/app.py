@@ -31,6 +31,7 @@ ROUTER_MODULES: list[str] = [
     "serving.api.evaluations",
     "serving.api.callers",
     "serving.api.recordings",
+    "serving.api.directory",
     "serving.api.live",
     "serving.api.tickets",
     "serving.api.integrations",

@@ -17,7 +17,8 @@ const ops = {
   saveScorecard: (definition) => api("/api/qa/scorecards", { method: "POST", body: { definition } }),
   activate: (id) => api(`/api/qa/scorecards/${id}/activate`, { method: "POST" }),
 };
-const agentLabel = (r) => (r.agent_id ? `坐席 #${r.agent_id}` : "—");
+const agentNames = new Map((await api("/api/directory/agents")).map((a) => [a.id, `${a.work_no}号 ${a.name}`]));
+const agentLabel = (r) => (r.agent_id ? agentNames.get(r.agent_id) || `坐席 #${r.agent_id}` : "—");
 const SPEAKER = { caller: "市民", agent: "话务员" };
 let current = null;
 let segments = [];
