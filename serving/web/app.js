@@ -233,7 +233,7 @@ export function tabs(root, onShow = () => {}) {
   const buttons = [...root.querySelectorAll("[data-tab]")];
   const show = (name) => {
     for (const b of buttons) b.setAttribute("aria-selected", String(b.dataset.tab === name));
-    for (const p of document.querySelectorAll("[data-panel]")) p.hidden = p.dataset.panel !== name;
+    for (const p of document.querySelectorAll("[data-panel]")) p.hidden = !p.dataset.panel.split(" ").includes(name);
     history.replaceState(null, "", "#" + name);
     onShow(name);
   };

@@ -1,4 +1,4 @@
-import { $, api, boot, clear, fmtTime, guarded, h, table, tabs, toast } from "./app.js";
+import { $, api, boot, chart, clear, fmtTime, guarded, h, table, tabs, toast } from "./app.js";
 
 await boot("tickets", ["supervisor"]);
 
@@ -82,6 +82,36 @@ $("#btn-supervise").addEventListener("click", () => guarded(async () => {
   toast(raised.length ? `新增督办 ${raised.length} 件` : "没有需要新增督办的工单", "ok");
   await load();
 }));
-tabs(document, (name) => { current = name; if (all.length) render(); });
+// ---------------------------------------------------------------- ticket statistics (themed reports)
+const iso = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 10);
+$("#ts-end").value = iso(new Date());
+$("#ts-start").value = iso(new Date(Date.now() - 29 * 86400000));
+const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`);
+const bars = (rows) => ({ tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 70 },
+  xAxis: { type: "category", data: rows.map((r) => r.name), axisLabel: { rotate: rows.length > 6 ? 35 : 0 } },
+  yAxis: { type: "value" }, series: [{ type: "bar", data: rows.map((r) => r.count), barMaxWidth: 32 }] });
+
+async function loadStats() {
+  const q = new URLSearchParams({ start: $("#ts-start").value, end: $("#ts-end").value, granularity: $("#ts-gran").value });
+  const r = await api(`/api/tickets/reports?${q}`);
+  $("#ts-xlsx").href = `/api/tickets/reports.xlsx?${q}`;
+  const stat = (k, v) => h("div", { class: "card", style: { margin: 0 } }, h("div", { class: "muted" }, k), h("strong", { style: { fontSize: "1.3rem" } }, String(v)));
+  clear($("#ts-summary"), stat("受理总量", r.total), stat("办结", r.completed), stat("按时办结率", pct(r.on_time_rate)),
+    stat("退单率", pct(r.return_rate)), stat("超期未办结", r.overdue_open), stat("回访满意率", pct(r.satisfaction.satisfied_rate)));
+  chart($("#ts-category"), { tooltip: { trigger: "item" }, legend: { type: "scroll", bottom: 0 },
+    series: [{ type: "pie", radius: ["30%", "62%"], data: r.by_category.map((c) => ({ name: c.name, value: c.count })) }] });
+  chart($("#ts-district"), bars(r.by_district));
+  chart($("#ts-department"), bars(r.by_department));
+  chart($("#ts-period"), { tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 40 },
+    xAxis: { type: "category", data: r.by_period.map((p) => p.name) }, yAxis: { type: "value" },
+    series: [{ type: "line", areaStyle: { opacity: 0.2 }, data: r.by_period.map((p) => p.count) }] });
+}
+$("#ts-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(loadStats); });
+
+tabs(document, (name) => {
+  if (name === "stats") { guarded(loadStats); return; }
+  current = name;
+  if (all.length) render();
+});
 await guarded(load);
 setInterval(() => guarded(load), 60000);

@@ -81,6 +81,11 @@ def test_ticket_board_tabs(open_as):
     page.click("[data-testid=ticket-board] tbody tr.clickable >> nth=0")
     page.wait_for_selector("#tk-detail h2:has-text('工单')")
     shot(page, "tickets")
+    page.click("[data-tab=stats]")
+    page.wait_for_selector("[data-testid=ticket-stats] strong")
+    page.wait_for_selector("#ts-category canvas")
+    assert int(page.inner_text("[data-testid=ticket-stats] strong >> nth=0")) > 0
+    shot(page, "ticket-stats")
     assert not page.errors, page.errors
 
 
