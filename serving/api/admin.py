@@ -44,14 +44,14 @@ def _tenant_user(session: Session, principal: Principal, user_id: int) -> User:
 
 @router.get("/users")
 def list_users(principal: Principal = Depends(require_roles("admin", "supervisor")),
-               session: Session = Depends(get_session)) -> list[dict]:
+               session: Session = Depends(get_session, scope="function")) -> list[dict]:
     users = session.scalars(select(User).where(User.tenant_id == principal.tenant_id).order_by(User.id))
     return [_user_out(u) for u in users]
 
 
 @router.post("/users", status_code=201)
 def add_user(body: UserIn, principal: Principal = Depends(require_roles("admin")),
-             session: Session = Depends(get_session)) -> dict:
+             session: Session = Depends(get_session, scope="function")) -> dict:
     tenant = session.get(Tenant, principal.tenant_id)
     user = accounts.create_user(session, tenant, body.username, body.password, body.role, body.display_name)
     return _user_out(user)
@@ -59,7 +59,7 @@ def add_user(body: UserIn, principal: Principal = Depends(require_roles("admin")
 
 @router.post("/users/{user_id}/deactivate")
 def deactivate_user(user_id: int, principal: Principal = Depends(require_roles("admin")),
-                    session: Session = Depends(get_session)) -> dict:
+                    session: Session = Depends(get_session, scope="function")) -> dict:
     user = _tenant_user(session, principal, user_id)
     accounts.set_active(session, user, False)
     return _user_out(user)
@@ -67,14 +67,14 @@ def deactivate_user(user_id: int, principal: Principal = Depends(require_roles("
 
 @router.post("/users/{user_id}/password")
 def reset_password(user_id: int, body: ResetPasswordIn, principal: Principal = Depends(require_roles("admin")),
-                   session: Session = Depends(get_session)) -> dict:
+                   session: Session = Depends(get_session, scope="function")) -> dict:
     user = _tenant_user(session, principal, user_id)
     accounts.change_password(session, user, None, body.new_password)
     return _user_out(user)
 
 
 @router.get("/audit")
-def audit_log(principal: Principal = Depends(require_roles("admin")), session: Session = Depends(get_session),
+def audit_log(principal: Principal = Depends(require_roles("admin")), session: Session = Depends(get_session, scope="function"),
               action: str | None = Query(None, max_length=64), since: datetime | None = None,
               limit: int = Query(200, ge=1, le=1000)) -> list[dict]:
     query = select(AuditLog).where(AuditLog.tenant_id == principal.tenant_id)

@@ -34,7 +34,7 @@ def _me(principal: Principal) -> dict:
 
 
 @router.post("/login")
-def login(body: LoginIn, request: Request, response: Response, session: Session = Depends(get_session)) -> dict:
+def login(body: LoginIn, request: Request, response: Response, session: Session = Depends(get_session, scope="function")) -> dict:
     settings = request.app.state.settings
     user = accounts.authenticate(session, body.tenant or settings.default_tenant, body.username, body.password,
                                  ip=request.client.host if request.client else "")
@@ -52,7 +52,7 @@ def login(body: LoginIn, request: Request, response: Response, session: Session 
 
 @router.post("/logout")
 def logout(response: Response, principal: Principal = Depends(current_principal),
-           session: Session = Depends(get_session)) -> dict:
+           session: Session = Depends(get_session, scope="function")) -> dict:
     accounts.close_session(session, principal)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
@@ -66,6 +66,6 @@ def me(principal: Principal = Depends(current_principal)) -> dict:
 
 @router.post("/password")
 def change_password(body: PasswordIn, principal: Principal = Depends(current_principal),
-                    session: Session = Depends(get_session)) -> dict:
+                    session: Session = Depends(get_session, scope="function")) -> dict:
     accounts.change_password(session, principal.user, body.old_password, body.new_password)
     return {"ok": True}

@@ -326,14 +326,14 @@ def list_reports(_principal: Principal = Depends(require_roles("supervisor", "ad
 @router.get("/calls/{name}")
 def get_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                principal: Principal = Depends(require_roles("supervisor", "admin")),
-               session: Session = Depends(get_session)) -> dict:
+               session: Session = Depends(get_session, scope="function")) -> dict:
     return build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
 
 
 @router.get("/calls/{name}/xlsx")
 def export_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                   principal: Principal = Depends(require_roles("supervisor", "admin")),
-                  session: Session = Depends(get_session)) -> StreamingResponse:
+                  session: Session = Depends(get_session, scope="function")) -> StreamingResponse:
     report = build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
     filename = f"{name}-{report['period']}-{report['start']}.xlsx"
     return StreamingResponse(io.BytesIO(to_xlsx(report)),
@@ -427,5 +427,5 @@ def _queues(calls: list[Call], now: datetime) -> list[dict]:
 
 @router.get("/dashboard")
 def get_dashboard(principal: Principal = Depends(require_roles("supervisor", "admin")),
-                  session: Session = Depends(get_session)) -> dict:
+                  session: Session = Depends(get_session, scope="function")) -> dict:
     return dashboard(session, principal.tenant_id)

@@ -20,7 +20,7 @@ STATE_LABELS = {"created": "已创建", "dispatched": "已派单", "signed": "�
 @router.get("/{phone}/history")
 def caller_history(phone: str = Path(pattern=r"^\+?[0-9-]{3,20}$"),
                    principal: Principal = Depends(require_roles("agent", "supervisor")),
-                   session: Session = Depends(get_session)) -> dict:
+                   session: Session = Depends(get_session, scope="function")) -> dict:
     calls = list(session.scalars(select(Call).where(Call.tenant_id == principal.tenant_id, Call.caller_number == phone)
                                  .order_by(Call.started_at.desc()).limit(HISTORY_LIMIT + 1)))
     agents = {a.id: a for a in session.scalars(select(Agent).where(Agent.tenant_id == principal.tenant_id))}

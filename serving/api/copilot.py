@@ -37,7 +37,7 @@ class FeedbackIn(BaseModel):
 
 @router.post("/feedback", status_code=201)
 def feedback(body: FeedbackIn, principal: Principal = Depends(require_roles("agent", "supervisor")),
-             session: Session = Depends(get_session)) -> dict:
+             session: Session = Depends(get_session, scope="function")) -> dict:
     if body.call_id is not None and session.scalar(
             select(Call.id).where(Call.id == body.call_id, Call.tenant_id == principal.tenant_id)) is None:
         raise AppError("not_found", "通话不存在", 404)

@@ -16,7 +16,11 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One unit of work per request: committed before the response is sent, rolled back on error."""
+    """One unit of work per request: committed before the response is sent, rolled back on error.
+
+    Always depend on it as ``Depends(get_session, scope="function")``: with the default request
+    scope FastAPI would run the commit after the response, acknowledging writes not yet durable.
+    """
     session = request.app.state.sessions()
     session.info["ip"] = request.client.host if request.client else ""
     try:
@@ -52,7 +56,7 @@ def authenticate_request(request: Request, session: Session) -> Principal:
     return principal
 
 
-def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
+def current_principal(request: Request, session: Session = Depends(get_session, scope="function")) -> Principal:
     return authenticate_request(request, session)
 
 

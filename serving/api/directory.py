@@ -13,6 +13,6 @@ router = APIRouter(prefix="/api/directory", tags=["directory"])
 
 
 @router.get("/agents")
-def agents(principal: Principal = Depends(current_principal), session: Session = Depends(get_session)) -> list[dict]:
+def agents(principal: Principal = Depends(current_principal), session: Session = Depends(get_session, scope="function")) -> list[dict]:
     rows = session.scalars(select(Agent).where(Agent.tenant_id == principal.tenant_id).order_by(Agent.work_no))
     return [{"id": a.id, "work_no": a.work_no, "name": a.name} for a in rows]

@@ -53,7 +53,7 @@ def _tenant_id(request: Request, session: Session, channel: str) -> int:
 
 
 @router.post("/police110/events")
-async def police110_event(request: Request, session: Session = Depends(get_session)) -> dict:
+async def police110_event(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """An event from the 110 centre: a work order it dispatches to us, or sign/return/complete of one we sent."""
     event = await _signed(request, exchange.POLICE110, exchange.ExchangeEvent)
     outcome = exchange.receive(session, _tenant_id(request, session, exchange.POLICE110), exchange.POLICE110, event,
@@ -63,7 +63,7 @@ async def police110_event(request: Request, session: Session = Depends(get_sessi
 
 
 @router.post("/provincial/events")
-async def provincial_event(request: Request, session: Session = Depends(get_session)) -> dict:
+async def provincial_event(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """An event from the provincial platform: a work order dispatched to the city, or its supervision (督办)."""
     event = await _signed(request, exchange.PROVINCIAL, exchange.ExchangeEvent)
     outcome = exchange.receive(session, _tenant_id(request, session, exchange.PROVINCIAL), exchange.PROVINCIAL, event,
@@ -73,14 +73,14 @@ async def provincial_event(request: Request, session: Session = Depends(get_sess
 
 
 @router.get("/provincial/capacity")
-async def provincial_capacity(request: Request, session: Session = Depends(get_session)) -> dict:
+async def provincial_capacity(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """The city's agent capacity, for the provincial platform's unified dispatch (全区统一调度)."""
     await _signed(request, exchange.PROVINCIAL)
     return exchange.agent_capacity(session, _tenant_id(request, session, exchange.PROVINCIAL))
 
 
 @router.post("/sms/receipts")
-async def sms_receipts(request: Request, session: Session = Depends(get_session)) -> dict:
+async def sms_receipts(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """Delivery receipts from the SMS gateway (idempotent)."""
     body = await _signed(request, "sms", ReceiptsIn)
     session.info["actor_name"] = "sms"

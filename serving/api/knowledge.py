@@ -60,7 +60,7 @@ def list_entries(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
     principal: Principal = Depends(require_roles(*MANAGERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     total, items = service.list_entries(session, principal.tenant_id, status=status, kind=kind, q=q,
                                         offset=offset, limit=limit)
@@ -69,7 +69,7 @@ def list_entries(
 
 @router.post("/entries", status_code=201)
 def create_entry(data: service.EntryIn, principal: Principal = Depends(require_roles(*MANAGERS)),
-                 session: Session = Depends(get_session)) -> dict:
+                 session: Session = Depends(get_session, scope="function")) -> dict:
     _check_category(data)
     entry = service.create_entry(session, principal.tenant_id, data, principal.user.id)
     return service.entry_out(session, entry)
@@ -77,13 +77,13 @@ def create_entry(data: service.EntryIn, principal: Principal = Depends(require_r
 
 @router.get("/entries/{entry_id}")
 def get_entry(entry_id: int, version: int | None = Query(None, ge=1),
-              principal: Principal = Depends(require_roles(*SEARCHERS)), session: Session = Depends(get_session)) -> dict:
+              principal: Principal = Depends(require_roles(*SEARCHERS)), session: Session = Depends(get_session, scope="function")) -> dict:
     return service.get_entry(session, principal.tenant_id, entry_id, version)
 
 
 @router.put("/entries/{entry_id}")
 def update_entry(entry_id: int, data: service.EntryIn, principal: Principal = Depends(require_roles(*MANAGERS)),
-                 session: Session = Depends(get_session)) -> dict:
+                 session: Session = Depends(get_session, scope="function")) -> dict:
     _check_category(data)
     entry = service.update_entry(session, principal.tenant_id, entry_id, data, principal.user.id)
     return service.entry_out(session, entry)
@@ -91,13 +91,13 @@ def update_entry(entry_id: int, data: service.EntryIn, principal: Principal = De
 
 @router.get("/entries/{entry_id}/versions")
 def entry_versions(entry_id: int, principal: Principal = Depends(require_roles(*MANAGERS)),
-                   session: Session = Depends(get_session)) -> list[dict]:
+                   session: Session = Depends(get_session, scope="function")) -> list[dict]:
     return service.versions(session, principal.tenant_id, entry_id)
 
 
 @router.post("/entries/{entry_id}/action")
 def entry_action(entry_id: int, body: ActionIn, request: Request, principal: Principal = Depends(require_roles(*MANAGERS)),
-                 session: Session = Depends(get_session)) -> dict:
+                 session: Session = Depends(get_session, scope="function")) -> dict:
     indexes = tenant_indexes(request)
     indexes.get(session, principal.tenant_id)  # make sure the live index exists before it is updated
     entry = service.transition(session, principal.tenant_id, entry_id, body.action, principal.user.id,
@@ -107,7 +107,7 @@ def entry_action(entry_id: int, body: ActionIn, request: Request, principal: Pri
 
 @router.post("/search")
 def search(body: SearchIn, request: Request, principal: Principal = Depends(require_roles(*SEARCHERS)),
-           session: Session = Depends(get_session)) -> dict:
+           session: Session = Depends(get_session, scope="function")) -> dict:
     result = tenant_indexes(request).get(session, principal.tenant_id).search(body.query, k=body.k)
     return {
         "query": result.query, "normalized_query": result.normalized_query, "no_good_match": result.no_good_match,
@@ -124,7 +124,7 @@ async def import_entries(
     fmt: Literal["jsonl", "csv", "xlsx"] | None = Form(None),
     publish: bool = Form(False),
     principal: Principal = Depends(require_roles(*MANAGERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     name = (file.filename or "").lower()
     fmt = fmt or next((f for f in ("jsonl", "csv", "xlsx") if name.endswith("." + f)), None)
@@ -148,14 +148,14 @@ async def import_entries(
 def export_entries(fmt: Literal["jsonl", "csv", "xlsx"] = "jsonl",
                    status: Literal["draft", "review", "published", "archived"] | None = None,
                    principal: Principal = Depends(require_roles(*MANAGERS)),
-                   session: Session = Depends(get_session)) -> Response:
+                   session: Session = Depends(get_session, scope="function")) -> Response:
     body = transfer.export_entries(session, principal.tenant_id, fmt, status=status)
     return Response(body, media_type=_MEDIA[fmt],
                     headers={"Content-Disposition": f'attachment; filename="knowledge.{fmt}"'})
 
 
 @router.get("/stats")
-def stats(principal: Principal = Depends(require_roles(*MANAGERS)), session: Session = Depends(get_session)) -> dict:
+def stats(principal: Principal = Depends(require_roles(*MANAGERS)), session: Session = Depends(get_session, scope="function")) -> dict:
     return service.usage_stats(session, principal.tenant_id)
 
 

@@ -46,7 +46,7 @@ def _months(months: str) -> list[str]:
 
 
 @router.get("/months/{month}")
-def month_report(month: str, p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session)):
+def month_report(month: str, p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     """Recompute the month from the system's data and the manual entries, and store it."""
     report = kpi.compute_month(session, p.tenant_id, _month(month))
     row = kpi._ensure_month(session, p.tenant_id, month)
@@ -55,14 +55,14 @@ def month_report(month: str, p: Principal = Depends(require_roles(*READERS)), se
 
 @router.post("/months/{month}/entries", status_code=201)
 def add_entry(month: str, body: EntryIn, p: Principal = Depends(require_roles(*EDITORS)),
-              session: Session = Depends(get_session)):
+              session: Session = Depends(get_session, scope="function")):
     return kpi.add_manual_entry(session, p.tenant_id, _month(month), body.kind, body.value, body.note,
                                 actor_id=p.user.id, actor_name=p.user.username, field_name=body.field)
 
 
 @router.delete("/months/{month}/entries/{entry_id}", status_code=204)
 def remove_entry(month: str, entry_id: int, p: Principal = Depends(require_roles(*EDITORS)),
-                 session: Session = Depends(get_session)):
+                 session: Session = Depends(get_session, scope="function")):
     kpi.remove_manual_entry(session, p.tenant_id, _month(month), entry_id, actor_id=p.user.id,
                             actor_name=p.user.username)
     return Response(status_code=204)
@@ -70,13 +70,13 @@ def remove_entry(month: str, entry_id: int, p: Principal = Depends(require_roles
 
 @router.get("/trend")
 def trend(months: str | None = Query(None, description="逗号分隔的 YYYY-MM；缺省为全部已计算月份"),
-          p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session)):
+          p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     return kpi.trend(session, p.tenant_id, _months(months) if months else None)
 
 
 @router.get("/export")
 def export(months: str = Query(..., description="逗号分隔的 YYYY-MM"), fmt: Literal["xlsx", "pdf"] = "xlsx",
-           p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session)):
+           p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     reports = [kpi.compute_month(session, p.tenant_id, m) for m in _months(months)]
     name = session.get(Tenant, p.tenant_id).name
     if fmt == "xlsx":

@@ -90,7 +90,7 @@ def _visible(session: Session, p: Principal, result_id: int) -> None:
 
 # ------------------------------------------------------------------ scorecards
 @router.get("/scorecards")
-def list_scorecards(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session)):
+def list_scorecards(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     active_scorecard(session, p.tenant_id)
     rows = session.scalars(select(Scorecard).where(Scorecard.tenant_id == p.tenant_id)
                            .order_by(Scorecard.name, Scorecard.version.desc()))
@@ -99,7 +99,7 @@ def list_scorecards(p: Principal = Depends(require_roles(*READERS)), session: Se
 
 @router.post("/scorecards", status_code=201)
 def create_scorecard(body: ScorecardIn, p: Principal = Depends(require_roles(*EDITORS)),
-                     session: Session = Depends(get_session)):
+                     session: Session = Depends(get_session, scope="function")):
     try:
         card = sc.parse(body.definition)
     except sc.ScorecardError as exc:
@@ -115,7 +115,7 @@ def create_scorecard(body: ScorecardIn, p: Principal = Depends(require_roles(*ED
 
 @router.post("/scorecards/{scorecard_id}/activate")
 def activate_scorecard(scorecard_id: int, p: Principal = Depends(require_roles(*EDITORS)),
-                       session: Session = Depends(get_session)):
+                       session: Session = Depends(get_session, scope="function")):
     row = session.get(Scorecard, scorecard_id)
     if row is None or row.tenant_id != p.tenant_id:
         raise not_found("评分表")
@@ -131,7 +131,7 @@ def activate_scorecard(scorecard_id: int, p: Principal = Depends(require_roles(*
 # ------------------------------------------------------------------ scoring
 @router.post("/score", status_code=201)
 async def score_upload(file: UploadFile = File(...), p: Principal = Depends(require_roles(*REVIEWERS)),
-                       session: Session = Depends(get_session)):
+                       session: Session = Depends(get_session, scope="function")):
     """Score an uploaded recording (stereo split by channel, mono diarized) or a transcript JSON."""
     from domain.settings import get_settings
 
@@ -169,7 +169,7 @@ async def score_upload(file: UploadFile = File(...), p: Principal = Depends(requ
 
 @router.post("/calls/{call_id}/score", status_code=201)
 def score_call_endpoint(call_id: int, p: Principal = Depends(require_roles(*REVIEWERS)),
-                        session: Session = Depends(get_session)):
+                        session: Session = Depends(get_session, scope="function")):
     row = score_stored_call(session, p.tenant_id, call_id, embed=_embed())
     return review.result_detail(session, p.tenant_id, row.id)
 
@@ -178,7 +178,7 @@ def score_call_endpoint(call_id: int, p: Principal = Depends(require_roles(*REVI
 @router.get("/results")
 def list_results(state: str | None = Query(None, pattern="^(auto|queued|reviewed)$"),
                  agent_id: int | None = None, limit: int = Query(50, ge=1, le=500),
-                 p: Principal = Depends(require_roles(*READERS, "agent")), session: Session = Depends(get_session)):
+                 p: Principal = Depends(require_roles(*READERS, "agent")), session: Session = Depends(get_session, scope="function")):
     q = select(QAResult).where(QAResult.tenant_id == p.tenant_id)
     if p.role == "agent":
         agent_id = _own_agent_id(session, p)
@@ -193,33 +193,33 @@ def list_results(state: str | None = Query(None, pattern="^(auto|queued|reviewed
 
 @router.get("/results/{result_id}")
 def get_result(result_id: int, p: Principal = Depends(require_roles(*READERS, "agent")),
-               session: Session = Depends(get_session)):
+               session: Session = Depends(get_session, scope="function")):
     _visible(session, p, result_id)
     return review.result_detail(session, p.tenant_id, result_id)
 
 
 @router.get("/queue")
 def queue(limit: int = Query(50, ge=1, le=500), p: Principal = Depends(require_roles(*REVIEWERS)),
-          session: Session = Depends(get_session)):
+          session: Session = Depends(get_session, scope="function")):
     return [_result_out(r) for r in review.review_queue(session, p.tenant_id, limit)]
 
 
 @router.post("/items/{item_id}/review")
 def review_item(item_id: int, body: ReviewIn, p: Principal = Depends(require_roles(*REVIEWERS)),
-                session: Session = Depends(get_session)):
+                session: Session = Depends(get_session, scope="function")):
     rv = review.review_item(session, p.tenant_id, item_id, p.user.id, body.verdict, body.comment)
     return {"id": rv.id, "verdict": rv.verdict, "comment": rv.comment}
 
 
 @router.post("/results/{result_id}/finish")
-def finish(result_id: int, p: Principal = Depends(require_roles(*REVIEWERS)), session: Session = Depends(get_session)):
+def finish(result_id: int, p: Principal = Depends(require_roles(*REVIEWERS)), session: Session = Depends(get_session, scope="function")):
     review.finish_review(session, p.tenant_id, result_id, p.user.id)
     return review.result_detail(session, p.tenant_id, result_id)
 
 
 @router.post("/results/{result_id}/agent")
 def agent_response(result_id: int, body: AgentIn, p: Principal = Depends(require_roles("agent")),
-                   session: Session = Depends(get_session)):
+                   session: Session = Depends(get_session, scope="function")):
     _visible(session, p, result_id)
     row = review.agent_respond(session, p.tenant_id, result_id, p.user.id, body.action, body.comment)
     return _result_out(row)
@@ -227,10 +227,10 @@ def agent_response(result_id: int, body: AgentIn, p: Principal = Depends(require
 
 @router.post("/results/{result_id}/appeal")
 def resolve_appeal(result_id: int, body: AppealIn, p: Principal = Depends(require_roles(*REVIEWERS)),
-                   session: Session = Depends(get_session)):
+                   session: Session = Depends(get_session, scope="function")):
     return _result_out(review.resolve_appeal(session, p.tenant_id, result_id, p.user.id, body.upheld, body.comment))
 
 
 @router.get("/overturn-rates")
-def overturn_rates(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session)):
+def overturn_rates(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     return review.overturn_rates(session, p.tenant_id)

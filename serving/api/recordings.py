@@ -22,7 +22,7 @@ AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg",
 
 @router.get("/api/recordings/{recording_id}/audio")
 def recording_audio(recording_id: int, principal: Principal = Depends(require_roles(*LISTENERS)),
-                    session: Session = Depends(get_session)) -> FileResponse:
+                    session: Session = Depends(get_session, scope="function")) -> FileResponse:
     row = session.scalar(select(Recording).where(Recording.id == recording_id,
                                                  Recording.tenant_id == principal.tenant_id))
     if row is None or not Path(row.path).is_file():
@@ -36,7 +36,7 @@ def recording_audio(recording_id: int, principal: Principal = Depends(require_ro
 
 @router.get("/api/calls/{call_id}/transcript")
 def call_transcript(call_id: int, principal: Principal = Depends(require_roles(*LISTENERS)),
-                    session: Session = Depends(get_session)) -> dict:
+                    session: Session = Depends(get_session, scope="function")) -> dict:
     call = session.scalar(select(Call).where(Call.id == call_id, Call.tenant_id == principal.tenant_id))
     if call is None:
         raise not_found("通话")

@@ -74,19 +74,19 @@ def _own_call(request: Request, session: Session, principal: Principal, call_uui
 
 
 @router.get("/agents")
-def list_agents(principal: Principal = Depends(require_roles(*DESK)), session: Session = Depends(get_session)):
+def list_agents(principal: Principal = Depends(require_roles(*DESK)), session: Session = Depends(get_session, scope="function")):
     rows = session.scalars(select(Agent).where(Agent.tenant_id == principal.tenant_id).order_by(Agent.work_no))
     return {"agents": [_agent_dict(a) for a in rows]}
 
 
 @router.get("/me")
-def my_agent(principal: Principal = Depends(require_roles(*DESK)), session: Session = Depends(get_session)):
+def my_agent(principal: Principal = Depends(require_roles(*DESK)), session: Session = Depends(get_session, scope="function")):
     return _agent_dict(desk.agent_of_user(session, principal.tenant_id, principal.user.id))
 
 
 @router.post("/me/state")
 def set_my_state(body: StateIn, principal: Principal = Depends(require_roles(*DESK)),
-                 session: Session = Depends(get_session)):
+                 session: Session = Depends(get_session, scope="function")):
     """签入/签出、置闲/置忙、事后整理."""
     agent = desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     return _agent_dict(desk.change_state(session, agent, body.action))
@@ -99,7 +99,7 @@ def live_calls(request: Request, principal: Principal = Depends(require_roles(*S
 
 @router.post("/calls/{call_uuid}/transfer")
 def transfer(call_uuid: str, body: TransferIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-             session: Session = Depends(get_session)):
+             session: Session = Depends(get_session, scope="function")):
     """盲转（坐席/技能组/外线）或咨询转（坐席/外线，之后调用 complete_transfer）."""
     _own_call(request, session, principal, call_uuid)
     if body.mode == "attended":
@@ -111,7 +111,7 @@ def transfer(call_uuid: str, body: TransferIn, request: Request, principal: Prin
 
 @router.post("/calls/{call_uuid}/conference")
 def conference(call_uuid: str, body: PartyIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-               session: Session = Depends(get_session)):
+               session: Session = Depends(get_session, scope="function")):
     """三方通话."""
     _own_call(request, session, principal, call_uuid)
     return _switchboard(request).operate(call_uuid, "add_party", mode="conference", target_kind=body.target_kind,
@@ -120,7 +120,7 @@ def conference(call_uuid: str, body: PartyIn, request: Request, principal: Princ
 
 @router.post("/calls/{call_uuid}/supervise")
 def supervise(call_uuid: str, body: SuperviseIn, request: Request,
-              principal: Principal = Depends(require_roles(*SUPERVISOR)), session: Session = Depends(get_session)):
+              principal: Principal = Depends(require_roles(*SUPERVISOR)), session: Session = Depends(get_session, scope="function")):
     """监听 / 耳语 / 强插. The first call dials the supervisor's softphone; later calls switch the mode."""
     session.commit()
     board = _switchboard(request)
@@ -135,7 +135,7 @@ def supervise(call_uuid: str, body: SuperviseIn, request: Request,
 @router.post("/calls/{call_uuid}/{op}")  # declared after the specific /transfer, /conference, /supervise routes
 def call_op(call_uuid: str, op: Literal["hold", "retrieve", "hangup", "complete_transfer", "cancel_consult", "drop_party"],
             request: Request, principal: Principal = Depends(require_roles(*DESK)),
-            session: Session = Depends(get_session)):
+            session: Session = Depends(get_session, scope="function")):
     """保持/取回、挂机、完成或取消咨询转接、移除第三方."""
     _own_call(request, session, principal, call_uuid)
     return _switchboard(request).operate(call_uuid, op)
@@ -143,7 +143,7 @@ def call_op(call_uuid: str, op: Literal["hold", "retrieve", "hangup", "complete_
 
 @router.post("/callbacks")
 def callback(body: CallbackIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-             session: Session = Depends(get_session)):
+             session: Session = Depends(get_session, scope="function")):
     """回访: rings the agent's softphone, then the citizen, showing 12345."""
     me = desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     session.commit()
@@ -152,7 +152,7 @@ def callback(body: CallbackIn, request: Request, principal: Principal = Depends(
 
 @router.post("/messages")
 def send_message(body: MessageIn, principal: Principal = Depends(require_roles(*DESK)),
-                 session: Session = Depends(get_session)):
+                 session: Session = Depends(get_session, scope="function")):
     me = desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     msg = desk.send_message(session, principal.tenant_id, me, body.to_work_no, body.text)
     return {"id": msg.id, "sent_at": msg.sent_at}
@@ -160,7 +160,7 @@ def send_message(body: MessageIn, principal: Principal = Depends(require_roles(*
 
 @router.get("/messages")
 def my_messages(after_id: int = 0, principal: Principal = Depends(require_roles(*DESK)),
-                session: Session = Depends(get_session)):
+                session: Session = Depends(get_session, scope="function")):
     me = desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     senders = {a.id: a.work_no for a in session.scalars(select(Agent).where(Agent.tenant_id == principal.tenant_id))}
     return {"messages": [{"id": m.id, "from_work_no": senders.get(m.from_agent_id, ""), "text": m.text,

@@ -68,7 +68,7 @@ def _get(session: Session, principal: Principal, ticket_id: int) -> Ticket:
 
 @router.post("/from-call", status_code=201)
 def create_from_call(body: FromCallIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-                     session: Session = Depends(get_session)) -> dict:
+                     session: Session = Depends(get_session, scope="function")) -> dict:
     """At hang-up: the ticket from the draft the agent confirmed (automatic only for configured skill groups)."""
     settings = request.app.state.settings
     call = session.scalar(select(Call).where(Call.id == body.call_id, Call.tenant_id == principal.tenant_id))
@@ -86,7 +86,7 @@ def create_from_call(body: FromCallIn, request: Request, principal: Principal = 
 
 @router.post("", status_code=201)
 def create(body: CreateIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-           session: Session = Depends(get_session)) -> dict:
+           session: Session = Depends(get_session, scope="function")) -> dict:
     """Manual intake (手工受理) without a call, e.g. a letter or a walk-in."""
     settings = request.app.state.settings
     policy = tickets.load_policy(settings)
@@ -99,7 +99,7 @@ def create(body: CreateIn, request: Request, principal: Principal = Depends(requ
 
 @router.get("")
 def list_tickets(request: Request, principal: Principal = Depends(require_roles(*READERS)),
-                 session: Session = Depends(get_session), state: str | None = Query(None, max_length=24),
+                 session: Session = Depends(get_session, scope="function"), state: str | None = Query(None, max_length=24),
                  q: str | None = Query(None, max_length=100), supervised: bool | None = None,
                  limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)) -> list[dict]:
     query = select(Ticket).where(Ticket.tenant_id == principal.tenant_id)
@@ -117,7 +117,7 @@ def list_tickets(request: Request, principal: Principal = Depends(require_roles(
 
 
 @router.get("/reports")
-def report(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session),
+def report(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session, scope="function"),
            start: date | None = None, end: date | None = None,
            granularity: Literal["day", "week", "month"] = "day") -> dict:
     """Volumes by category, district, department and time; on-time completion, return rate, satisfaction."""
@@ -125,7 +125,7 @@ def report(principal: Principal = Depends(require_roles(*REPORTERS)), session: S
 
 
 @router.get("/reports.xlsx")
-def report_xlsx(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session),
+def report_xlsx(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session, scope="function"),
                 start: date | None = None, end: date | None = None,
                 granularity: Literal["day", "week", "month"] = "day") -> Response:
     start_at, end_at = _range(start, end)
@@ -148,7 +148,7 @@ def _range(start: date | None, end: date | None) -> tuple[datetime, datetime]:
 
 @router.post("/supervise")
 def supervise(request: Request, principal: Principal = Depends(require_roles("supervisor", "admin")),
-              session: Session = Depends(get_session)) -> list[dict]:
+              session: Session = Depends(get_session, scope="function")) -> list[dict]:
     """Run the 督办 check now (the worker also runs it every minute); returns the tickets whose level rose."""
     policy = tickets.load_policy(request.app.state.settings)
     raised = tickets.supervise(session, principal.tenant_id, policy=policy, actor=principal.user.username)
@@ -158,7 +158,7 @@ def supervise(request: Request, principal: Principal = Depends(require_roles("su
 
 
 @router.get("/sms-delivery")
-def sms_delivery(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session),
+def sms_delivery(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session, scope="function"),
                  start: date | None = None, end: date | None = None) -> dict:
     """短信有效到达率 with its working: sent, delivered, excluded (空号/停机/终端异常) and counts by status."""
     return sms.delivery_rate(session, principal.tenant_id, *_range(start, end))
@@ -166,7 +166,7 @@ def sms_delivery(principal: Principal = Depends(require_roles(*REPORTERS)), sess
 
 @router.get("/integrations")
 def integrations_status(principal: Principal = Depends(require_roles("supervisor", "admin")),
-                        session: Session = Depends(get_session)) -> dict:
+                        session: Session = Depends(get_session, scope="function")) -> dict:
     """Operators' view of the links: outbox and SMS counts by status, dead messages and parked events."""
     outbox_counts = session.execute(select(OutboxMessage.channel, OutboxMessage.status, func.count())
                                     .where(OutboxMessage.tenant_id == principal.tenant_id)
@@ -187,7 +187,7 @@ def integrations_status(principal: Principal = Depends(require_roles("supervisor
 
 @router.post("/integrations/outbox/{message_id}/retry")
 def retry_dead(message_id: int, principal: Principal = Depends(require_roles("admin")),
-               session: Session = Depends(get_session)) -> dict:
+               session: Session = Depends(get_session, scope="function")) -> dict:
     """Put a dead outbox message back in the queue (after the peer or the keys were fixed)."""
     message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id,
                                                          OutboxMessage.tenant_id == principal.tenant_id))
@@ -202,7 +202,7 @@ def retry_dead(message_id: int, principal: Principal = Depends(require_roles("ad
 
 @router.get("/{ticket_id}")
 def get_ticket(ticket_id: int, request: Request, principal: Principal = Depends(require_roles(*READERS)),
-               session: Session = Depends(get_session)) -> dict:
+               session: Session = Depends(get_session, scope="function")) -> dict:
     """A ticket with its history, SLA timer and the attached transcript."""
     ticket = _get(session, principal, ticket_id)
     out = _out(ticket, utcnow(), tickets.load_policy(request.app.state.settings))
@@ -218,7 +218,7 @@ def get_ticket(ticket_id: int, request: Request, principal: Principal = Depends(
 
 @router.post("/{ticket_id}/actions")
 def act(ticket_id: int, body: ActionIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
-        session: Session = Depends(get_session)) -> dict:
+        session: Session = Depends(get_session, scope="function")) -> dict:
     """One lifecycle action; illegal ones get 409 with the current state and the allowed actions."""
     if body.action == "reopen" and principal.role != "supervisor":
         raise AppError("forbidden", "只有班长/主管可以重新打开工单", 403)

@@ -109,3 +109,15 @@ def test_tenant_isolation(client, engine):
     assert all(u["active"] for u in client.get("/api/admin/users", headers=theirs).json())
     audit = client.get("/api/admin/audit", headers=ours).json()
     assert all(row["entity_id"] not in {str(u["id"]) for u in their_users} or row["entity"] != "users" for row in audit)
+
+
+def test_writes_are_durable_before_the_response(client, engine):
+    """The 201 is sent only after the commit: a second connection sees the row at once."""
+    admin = login(client, "admin")
+    r = client.post("/api/admin/users", headers=admin,
+                    json={"username": "durable", "password": "Str0ng#Passw0rd", "role": "agent"})
+    assert r.status_code == 201
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT count(*) FROM users WHERE username = 'durable'")).scalar() == 1

@@ -1,0 +1,80 @@
+"""The agent desk in a real browser during a real SIP call: live transcript, a suggestion, and the
+ticket saved from the live draft."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from domain.db import session_scope
+from domain.models import Ticket
+from serving.app import create_app
+from tests.e2e.conftest import CALL_SECONDS
+from tests.ui.conftest import CHROMIUM_ARGS, CHROMIUM, PASSWORD, shot
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def served(system):
+    """The app as `hotline serve` runs it (live consumers on), over real HTTP."""
+    import uvicorn
+
+    app = create_app(system.settings, system.engine, live=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while not server.started and time.time() < deadline:
+        time.sleep(0.2)
+    assert httpx.get(base + "/readyz").status_code == 200
+    yield base
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def test_desk_follows_a_real_call_and_saves_its_ticket(system, served):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        page.set_default_timeout(30_000)
+        page.goto(served + "/")
+        page.fill("#login-username", "agent")
+        page.fill("#login-password", PASSWORD)
+        page.press("#login-password", "Enter")
+        page.wait_for_url(lambda url: "/ui/index.html" not in url and not url.endswith("/ui/"))
+        page.goto(served + "/ui/agent.html")
+        page.wait_for_selector("#live-status[data-status=open]")
+
+        worker = system.start_worker()
+        agent = system.agent_phone("8")
+        caller = system.caller_phone("13978261453")
+        caller.call("c1", worker.uri, wav=str(system.caller_wav), dtmf="1", dtmf_after=0.5,
+                    **{"from": "13978261453"})
+        agent.incoming(1, timeout=60)
+        page.wait_for_selector("#caller-number:has-text('13978261453')")
+        page.wait_for_selector("[data-testid=utt-final]", timeout=CALL_SECONDS * 1000)
+        page.wait_for_selector("[data-testid=suggestion]:has-text('社保')", timeout=CALL_SECONDS * 1000)
+        shot(page, "e2e-agent-desk-live-call")
+        assert page.input_value("#tk-phone") == "13978261453"
+        assert page.input_value("#tk-summary")
+        page.click("#btn-save-ticket")
+        page.wait_for_selector("[data-testid=ticket-saved]")
+        number = page.get_attribute("[data-testid=ticket-saved]", "data-number")
+        caller.send(op="hangup", id="c1")
+        caller.ended("c1")
+        browser.close()
+
+    with session_scope(system.engine) as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+    assert ticket is not None and ticket.phone == "13978261453" and ticket.summary
