@@ -68,7 +68,7 @@ def test_hold_retrieve_and_blind_transfer_to_agent(ops):
     assert op(lab, "retrieve", call_uuid=call_uuid)["result"]["state"] == "talking"
     b_id, b_ua = lab.agent("6002")
     assert op(lab, "transfer", call_uuid=call_uuid, target_kind="agent", target="6002")["ok"]
-    b_ua.incoming(1, timeout=10)
+    b_ua.incoming(1, timeout=20)
     b_ua.wait_for(lambda e: e.get("ev") == "state" and e.get("state") == "CONFIRMED", 10)
     a_ua.wait_for(lambda e: e.get("ev") == "ended", 5)  # the first agent left
     time.sleep(2)
@@ -91,7 +91,7 @@ def test_attended_transfer_to_external_number(ops):
     call_uuid = start_talk(lab, "13600000002", a_ua)
     n_ext = len(lab.ext.find(ev="incoming"))
     assert op(lab, "consult", call_uuid=call_uuid, target_kind="external", target="96110")["ok"]
-    lab.ext.incoming(n_ext + 1, timeout=10)
+    lab.ext.incoming(n_ext + 1, timeout=20)
     time.sleep(1.0)
     assert op(lab, "complete_transfer", call_uuid=call_uuid)["result"]["state"] == "talking"
     a_ua.wait_for(lambda e: e.get("ev") == "ended", 5)
@@ -123,7 +123,7 @@ def test_supervisor_monitor_whisper_barge_and_conference(ops):
     # three-way conference with an external number
     n_ext = len(lab.ext.find(ev="incoming"))
     assert op(lab, "add_party", call_uuid=call_uuid, mode="conference", target_kind="external", target="96120")["ok"]
-    inc = lab.ext.incoming(n_ext + 1, timeout=10)
+    inc = lab.ext.incoming(n_ext + 1, timeout=20)
     time.sleep(2.5)
     assert op(lab, "drop_party", call_uuid=call_uuid)["ok"]
     ext_heard = read_wav(lab.ext.wait_for(lambda e: e.get("ev") == "ended" and e.get("id") == inc["id"], 5)["record"])
@@ -152,8 +152,8 @@ def test_outbound_callback_shows_service_number(ops):
     n_ext = len(lab.ext.find(ev="incoming"))
     res = op(lab, "originate", work_no="6005", number="13512345678")
     assert res["ok"], res
-    d_ua.incoming(1, timeout=10)
-    inc = lab.ext.incoming(n_ext + 1, timeout=10)
+    d_ua.incoming(1, timeout=20)
+    inc = lab.ext.incoming(n_ext + 1, timeout=20)
     assert "12345@" in inc["remote"]  # caller ID shown to the citizen
     time.sleep(1.5)
     op(lab, "hangup", call_uuid=res["result"]["call_uuid"])
