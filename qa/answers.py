@@ -214,18 +214,25 @@ def _core(name: str) -> str:
     return _DEPT_SUFFIX.sub("", _ADMIN_PREFIX.sub("", name))
 
 
-def _subsequence(short: str, long: str) -> bool:
-    it = iter(long)
-    return all(ch in it for ch in short)
+def _in_order(short: str, long: str) -> int:
+    """How many characters of ``short`` appear in ``long`` in order (greedy)."""
+    it, n = iter(long), 0
+    for ch in short:
+        for other in it:
+            if other == ch:
+                n += 1
+                break
+    return n
 
 
-def dept_matches(name: str, department_field: str) -> bool:
+def dept_matches(name: str, department_field: str, min_ratio: float = 0.75) -> bool:
+    """Abbreviations (城管执法 ~ 城市管理综合执法局) and slightly mis-heard names still match."""
     core = _core(name)
     if not core:
         return True
     for dept in re.split(r"[；;、，,（）()和及]", department_field):
         d = _core(dept.strip())
-        if d and (_subsequence(core, d) or _subsequence(d, core)):
+        if d and max(_in_order(core, d) / len(core), _in_order(d, core) / len(d)) >= min_ratio:
             return True
     return False
 

@@ -75,6 +75,7 @@ class ScorecardDef(BaseModel):
     version: int = 1
     title: str = ""
     similarity: Literal["embedder", "char_ngram"] = "embedder"
+    merge_gap_ms: int = Field(1500, ge=0, description="same-role segments closer than this are one turn")
     params: dict[str, Param] = Field(default_factory=dict)
     items: list[Item]
 

@@ -106,7 +106,7 @@ def score_call(
     ``embed(list[str]) -> ndarray`` powers semantic rules; ``retrieve(query, k)`` finds KB entries
     (defaults to a lexical retriever over ``kb``); ``params`` overrides scorecard parameters.
     """
-    segments = normalize(transcript_segments)
+    segments = normalize(transcript_segments, scorecard.merge_gap_ms)
     ctx = make_context(segments, metadata or {}, scorecard, embed, params)
     checker = kb if isinstance(kb, AnswerChecker) or kb is None else AnswerChecker(kb, retrieve, answer_params)
     errors = checker.check(segments) if checker else []

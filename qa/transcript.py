@@ -70,8 +70,12 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
-def normalize(segments: Iterable[Any]) -> list[Segment]:
-    """Accept dicts/rows/events with role|speaker|speaker_role and start_ms/end_ms or start/end (s)."""
+def normalize(segments: Iterable[Any], merge_gap_ms: int = 0) -> list[Segment]:
+    """Accept dicts/rows/events with role|speaker|speaker_role and start_ms/end_ms or start/end (s).
+
+    Consecutive segments of one role less than ``merge_gap_ms`` apart become one turn (ASR/VAD
+    splits a sentence at its pauses; QA rules reason about turns).
+    """
     out = []
     for raw in segments:
         if isinstance(raw, Segment):
@@ -90,6 +94,14 @@ def normalize(segments: Iterable[Any]) -> list[Segment]:
             continue
         out.append(Segment(str(role), int(start_ms), int(end_ms), text.strip()))
     out.sort(key=lambda s: (s.start_ms, s.end_ms))
-    for i, seg in enumerate(out):
+    merged: list[Segment] = []
+    for seg in out:
+        prev = merged[-1] if merged else None
+        if prev and merge_gap_ms and prev.role == seg.role and 0 <= seg.start_ms - prev.end_ms < merge_gap_ms:
+            sep = "" if _PUNCT.match(prev.text[-1]) else "，"
+            merged[-1] = Segment(prev.role, prev.start_ms, max(prev.end_ms, seg.end_ms), prev.text + sep + seg.text)
+        else:
+            merged.append(seg)
+    for i, seg in enumerate(merged):
         seg.idx = i
-    return out
+    return merged

@@ -137,3 +137,15 @@ def test_bad_segments_are_rejected_clearly():
         normalize([{"role": "robot", "start_ms": 0, "end_ms": 1, "text": "x"}])
     with pytest.raises(ValueError, match="times"):
         normalize([{"role": "agent", "text": "x"}])
+
+
+def test_split_sentences_merge_into_turns():
+    raw = [{"role": A, "start_ms": 0, "end_ms": 4000, "text": "您好，来宾12345政务服务便民热线"},
+           {"role": A, "start_ms": 4400, "end_ms": 9000, "text": "23号话务员为您服务"},
+           {"role": C, "start_ms": 9500, "end_ms": 12000, "text": "你好"}]
+    turns = normalize(raw, merge_gap_ms=1500)
+    assert [t.role for t in turns] == [A, C] and turns[0].text == "您好，来宾12345政务服务便民热线，23号话务员为您服务"
+    assert (turns[0].start_ms, turns[0].end_ms, turns[1].idx) == (0, 9000, 1)
+    assert len(normalize(raw)) == 3
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    assert score_call(raw, {}, card, None).item("greeting").passed
