@@ -241,4 +241,4 @@ $("#sc-save").addEventListener("click", async () => {
 
 const loaders = { queue: loadQueue, appeals: loadAppeals, stats: loadStats, scorecards: loadScorecards };
 tabs(document, (name) => guarded(loaders[name]));
-guarded(loadAppeals);
+if (location.hash !== "#appeals") guarded(loadAppeals); // the badge count

@@ -104,9 +104,9 @@ def test_agent_appeals_and_reviewer_resolves(open_as, scored_call):
     shot(agent, "agent-my-qa")
 
     reviewer = open_as("qa_reviewer", "/ui/qa.html#appeals")
-    row = reviewer.wait_for_selector(f"#qa-appeals tr:has-text('{scored_call['id']}')")
-    row.query_selector("input").fill("复听录音，话务员确有不当用语")
-    row.query_selector("button:has-text('驳回')").click()
+    row = reviewer.locator(f"#qa-appeals tbody tr:has-text('{scored_call['id']}')")
+    row.locator("input").fill("复听录音，话务员确有不当用语")
+    row.locator("button:has-text('驳回')").click()
     reviewer.wait_for_selector(".toast.ok:has-text('申诉已处理')")
     agent.reload()
     agent.wait_for_selector("[data-testid=my-results] td:has-text('申诉驳回')")

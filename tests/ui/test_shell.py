@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from serving.app import create_app  # noqa: F401 - the app must import for the UI to exist
 from tests.ui.conftest import PASSWORD, ROLE_USERS, shot
 
 EXPECTED_NAV = {
