@@ -27,6 +27,8 @@ class StreamParams:
     vad: VadParams = field(default_factory=VadParams)
     partial_interval_ms: int = 1000  # a partial at least this often during speech
     min_partial_ms: int = 400  # no partial before this much speech is buffered
+    partial_pause_ms: int = 240  # no partial while the speaker pauses: nothing new to show, and an endpoint
+    # (and its final) may be due within the next few hundred ms, which a partial decode would delay
     preroll_ms: int = 600  # audio kept outside speech, so the VAD's look-back pad is available
     min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped
 
@@ -80,7 +82,8 @@ class LegStream:
                 self._utt_start = None
         if self._utt_start is not None:
             due = self._received - self._last_partial_at >= self._ms(self.params.partial_interval_ms)
-            if due and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
+            pausing = self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms
+            if due and not pausing and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
                 out += self._partial()
         self._trim()
         return out

@@ -134,6 +134,11 @@ class Endpointer:
                     events.append(VadEvent("start", end))
         return events
 
+    @property
+    def trailing_silence_ms(self) -> int:
+        """Silence since the last voiced window of the current utterance (0 outside speech)."""
+        return (self._pos - self._last_voiced) * 1000 // self.sr if self.in_speech else 0
+
     def flush(self) -> list[VadEvent]:
         if self.in_speech:
             self.in_speech = False
