@@ -35,6 +35,11 @@ ROUTER_MODULES: list[str] = [
     "serving.api.live",
     "serving.api.tickets",
     "serving.api.integrations",
+    "serving.api.telephony",
+    "serving.api.knowledge",
+    "serving.api.copilot",
+    "serving.api.qa",
+    "serving.api.kpi",
 ]
 
 SECURITY_HEADERS = {

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.validation import ShortText
 from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Call
@@ -23,8 +24,8 @@ class FeedbackIn(BaseModel):
     kind: Literal["used", "unhelpful", "category_corrected"]
     entry_id: int | None = None
     call_id: int | None = None
-    category: str = Field("", max_length=200, description="The corrected category path (category_corrected).")
-    suggested_category: str = Field("", max_length=200)
+    category: ShortText = Field("", max_length=200, description="The corrected category path (category_corrected).")
+    suggested_category: ShortText = Field("", max_length=200)
 
     @model_validator(mode="after")
     def _needs(self) -> "FeedbackIn":

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from domain.accounts import Principal
+from domain.validation import ShortText
 from domain.errors import AppError
 from domain.settings import get_settings
 from knowledge import service, transfer
@@ -30,7 +31,7 @@ class ActionIn(BaseModel):
 
 
 class SearchIn(BaseModel):
-    query: str = Field(min_length=1, max_length=500)
+    query: ShortText = Field(min_length=1, max_length=500)
     k: int = Field(3, ge=1, le=20)
 
 

@@ -29,7 +29,7 @@ class EntryIn(BaseModel):
     kind: Literal["commendation", "incident", "leaver", "complaint", "rating_exclusion", "override"]
     value: float = Field(ge=0)
     note: ShortText = Field(min_length=1)
-    field: str | None = None
+    field: ShortText | None = None
 
 
 def _month(month: str) -> str:

@@ -52,7 +52,7 @@ class CallbackIn(BaseModel):
 
 
 class MessageIn(BaseModel):
-    to_work_no: str = Field(min_length=1, max_length=16)
+    to_work_no: str = Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z_-]+$")
     text: ShortText = Field(min_length=1)
 
 
