@@ -37,21 +37,6 @@ def vendored_charts() -> None:
             pytest.fail(f"scripts/vendor_assets.sh failed: {done.stderr}")
 
 
-UI_ROUTERS = ["serving.api.telephony", "serving.api.knowledge", "serving.api.copilot", "serving.api.qa",
-              "serving.api.kpi"]
-
-
-def _include_pending_routers(app) -> None:
-    """While an area's router is not yet listed in serving.app.ROUTER_MODULES, mount it for the UI tests."""
-    import importlib
-
-    from serving.app import ROUTER_MODULES
-
-    for name in UI_ROUTERS:
-        if name not in ROUTER_MODULES:
-            app.include_router(importlib.import_module(name).router)
-
-
 @pytest.fixture(scope="session")
 def live_app(tmp_path_factory, vendored_charts):
     """The real app served by uvicorn on 127.0.0.1 with a migrated temp SQLite and the demo data."""
@@ -71,7 +56,6 @@ def live_app(tmp_path_factory, vendored_charts):
         seed_operations(session)
         seed_knowledge(session)
     app = create_app(settings, engine)
-    _include_pending_routers(app)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
