@@ -29,12 +29,20 @@ class Runtime:
         return self.indexes.embedder.queries(texts)
 
     def start(self) -> "Runtime":
-        """Models load here, not on the first call: the KB embedder and the category model."""
+        """Models and indexes load here, not on the first call: the KB embedder, each tenant's
+        index of published entries and the category model."""
+        from sqlalchemy import select
+
         from copilot.processor import copilot_factory
+        from domain.db import session_scope
+        from domain.models import Tenant
         from qa.live import live_checker_factory
         from qa.service import PostCallScorer
 
         bus, engine, settings = self.app.state.bus, self.app.state.engine, self.app.state.settings
+        with session_scope(engine) as session:
+            for tenant_id in session.scalars(select(Tenant.id)):
+                self.indexes.get(session, tenant_id)
         self.consumers = [
             SegmentWriter(bus, engine).start(),
             CallProcessorHost(bus, "copilot", copilot_factory(settings, engine, self.indexes)).start(),

@@ -7,17 +7,43 @@ from pathlib import Path
 import typer
 
 
+def _demo_agent_phone(work_no: str, wav: Path, port: int, tmp: Path):
+    """A softphone for agent ``work_no`` that auto-answers playing ``wav``; the agent is made ready on it."""
+    from sqlalchemy import select
+
+    from domain.db import session_scope
+    from domain.errors import not_found
+    from domain.models import Agent, Tenant
+    from domain.settings import get_settings
+    from telephony.peer import Peer
+
+    phone = Peer(port, port + 2, user=work_no, answer_wav=str(wav), record_dir=tmp / "agent",
+                 log_path=tmp / "agent-ua.log")
+    with session_scope() as session:
+        row = session.scalar(select(Agent).join(Tenant, Tenant.id == Agent.tenant_id)
+                             .where(Tenant.code == get_settings().default_tenant, Agent.work_no == work_no))
+        if row is None:
+            phone.close()
+            raise not_found(f"工号 {work_no} 的坐席")
+        row.sip_uri = phone.uri
+        if row.state in ("signed_out", "not_ready"):
+            row.state = "ready"
+    return phone
+
+
 def register(app: typer.Typer) -> None:
     tel = typer.Typer(help="话务桥接：启动工作进程与 Kamailio、查看状态", no_args_is_help=True)
     app.add_typer(tel, name="telephony")
 
     @app.command("call")
     def call(
-        wav: Path = typer.Option(..., exists=True, dir_okay=False, help="作为主叫播放的音频（8 kHz 单声道 WAV 最佳；其他格式自动转换）"),
+        wav: Path = typer.Option(..., exists=True, dir_okay=False,
+                                 help="主叫播放的音频；立体声文件按“左声道坐席、右声道市民”拆分，并自动接入演示坐席软电话"),
         to: str = typer.Option("", help="被叫 SIP URI（默认 sip:12345@<HOTLINE_SIP_PROXY>）"),
         dtmf: str = typer.Option("", help="接通后发送的按键，例如 1"),
         dtmf_method: str = typer.Option("rfc2833", help="按键方式：rfc2833 或 info"),
         number: str = typer.Option("13800000000", "--from", help="主叫号码"),
+        agent: str = typer.Option("8", help="立体声时由哪个工号的软电话接听（该坐席置为空闲）"),
         seconds: float = typer.Option(0, help="通话时长（秒）；0 = 音频播完后挂机"),
         record: Path = typer.Option(None, help="把听到的声音录成 WAV 的目录"),
         port: int = typer.Option(5999, help="本地 SIP 端口"),
@@ -26,6 +52,7 @@ def register(app: typer.Typer) -> None:
         import tempfile
         import time
 
+        import numpy as np
         import soundfile as sf
 
         from domain.settings import get_settings
@@ -34,18 +61,23 @@ def register(app: typer.Typer) -> None:
         target = to or f"sip:12345@{get_settings().sip_proxy}"
         tmp = Path(tempfile.mkdtemp(prefix="hotline-call-"))
         audio, sr = sf.read(wav, dtype="int16", always_2d=True)
-        if sr != 8000 or audio.shape[1] != 1 or wav.suffix.lower() != ".wav":
-            import numpy as np
 
-            mono = audio.mean(axis=1)
-            idx = np.arange(0, len(mono), sr / 8000)
-            mono = np.interp(idx, np.arange(len(mono)), mono).astype(np.int16)
-            wav = tmp / "caller.wav"
-            sf.write(wav, mono, 8000, subtype="PCM_16")
-        duration = seconds or sf.info(wav).duration + 2
-        ua = Peer(port, port + 2, user=number, record_dir=record or tmp, log_path=tmp / "ua.log")
+        def telephone_wav(channel: np.ndarray, name: str) -> Path:
+            idx = np.arange(0, len(channel), sr / 8000)
+            path = tmp / name
+            sf.write(path, np.interp(idx, np.arange(len(channel)), channel).astype(np.int16), 8000, subtype="PCM_16")
+            return path
+
+        stereo = audio.shape[1] == 2
+        caller_wav = telephone_wav(audio[:, 1] if stereo else audio.mean(axis=1), "caller.wav")
+        duration = seconds or len(audio) / sr + 2
+        phones = []
         try:
-            opts = {"from": number, "wav": str(wav.resolve())}
+            if stereo:
+                phones.append(_demo_agent_phone(agent, telephone_wav(audio[:, 0], "agent.wav"), port + 10, tmp))
+            ua = Peer(port, port + 2, user=number, record_dir=record or tmp, log_path=tmp / "ua.log")
+            phones.append(ua)
+            opts = {"from": number, "wav": str(caller_wav)}
             if dtmf:
                 opts.update(dtmf=dtmf, dtmf_method=dtmf_method, dtmf_after=1.0)
             ua.call("c1", target, **opts)
@@ -61,7 +93,8 @@ def register(app: typer.Typer) -> None:
             ua.send(op="hangup", id="c1")
             end = ua.ended("c1", timeout=10)
         finally:
-            ua.close()
+            for phone in reversed(phones):
+                phone.close()
         typer.echo(json.dumps({"connected": True, "to": target, **end}, ensure_ascii=False, indent=2))
 
     @tel.command("up")
