@@ -177,7 +177,8 @@ class Conversation:
     # ------------------------------------------------------------ helpers
     def publish(self, state: str, **detail) -> None:
         self.w.hub.publish(CallState(tenant_id=self.w.tenant, call_id=self.uuid, state=state, caller=self.caller,
-                                     agent_id=self.agent.id if self.agent else None, detail=detail))
+                                     agent_id=self.agent.id if self.agent else None,
+                                     detail={"call_db_id": self.call_id, **detail}))
 
     def set_state(self, state: str, **detail) -> None:
         self.state = state

@@ -38,25 +38,13 @@ EventType = Literal["create", "dispatch", "sign", "return", "redispatch", "start
 _APPLIED = {"sign", "return", "start", "complete"}  # peer actions that move our ticket
 
 
-class InboundTicket(BaseModel):
-    category: ShortText = ""
-    request_type: Literal["咨询", "求助", "投诉", "举报", "建议"] = "求助"
-    caller_name: ShortText = ""
-    phone: str = Field("", pattern=r"^\+?[0-9-]{0,20}$")
-    address: ShortText = ""
-    incident_address: ShortText = ""
-    summary: SafeText = Field("", max_length=4000)
-    respondent: ShortText = ""
-    district: ShortText = ""
-
-
 class ExchangeEvent(BaseModel):
     event_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9:._-]+$")
     type: EventType
     order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
     seq: int = Field(ge=1)
     occurred_at: datetime | None = None
-    ticket: InboundTicket | None = None
+    ticket: tickets.TicketDraft | None = None  # what the partner dispatches to us
     department: ShortText = ""
     reason: ShortText = ""
     result: SafeText = Field("", max_length=4000)
@@ -166,8 +154,7 @@ def _apply(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, ti
     now = utcnow()
     policy = tickets.load_policy(settings)
     if ev.type == "dispatch" and ticket is None:
-        data = ev.ticket or InboundTicket()
-        draft = tickets.TicketDraft(**data.model_dump())
+        draft = ev.ticket or tickets.TicketDraft(request_type="求助")
         ticket = tickets.create_ticket(session, tenant_id, draft, actor=actor, now=now, policy=policy, source=channel,
                                        external_ref=ev.order_id, note=f"{actor}派单 {ev.order_id}")
         tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings, skip=channel)

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from domain.accounts import Principal, resolve_token
+from domain.db import session_scope
 from domain.errors import AppError
 
 SESSION_COOKIE = "hotline_session"
@@ -21,16 +22,9 @@ def get_session(request: Request) -> Iterator[Session]:
     Always depend on it as ``Depends(get_session, scope="function")``: with the default request
     scope FastAPI would run the commit after the response, acknowledging writes not yet durable.
     """
-    session = request.app.state.sessions()
-    session.info["ip"] = request.client.host if request.client else ""
-    try:
+    with session_scope(request.app.state.engine) as session:
+        session.info["ip"] = request.client.host if request.client else ""
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _bearer(request: Request) -> str | None:

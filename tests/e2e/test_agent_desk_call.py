@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.models import Ticket
+from domain.models import Call, Ticket
 from serving.app import create_app
 from tests.e2e.conftest import CALL_SECONDS
 from tests.ui.conftest import CHROMIUM_ARGS, CHROMIUM, PASSWORD, shot
@@ -77,4 +77,6 @@ def test_desk_follows_a_real_call_and_saves_its_ticket(system, served):
 
     with session_scope(system.engine) as s:
         ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        call = s.scalar(select(Call).where(Call.caller_number == "13978261453"))
     assert ticket is not None and ticket.phone == "13978261453" and ticket.summary
+    assert ticket.call_id == call.id  # created from the confirmed draft of this call
