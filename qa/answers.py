@@ -215,14 +215,14 @@ def _core(name: str) -> str:
 
 
 def _in_order(short: str, long: str) -> int:
-    """How many characters of ``short`` appear in ``long`` in order (greedy)."""
-    it, n = iter(long), 0
-    for ch in short:
-        for other in it:
-            if other == ch:
-                n += 1
-                break
-    return n
+    """Longest common subsequence: characters of ``short`` found in ``long`` in order."""
+    prev = [0] * (len(long) + 1)
+    for a in short:
+        cur = [0]
+        for j, b in enumerate(long):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
 
 
 def dept_matches(name: str, department_field: str, min_ratio: float = 0.75) -> bool:

@@ -3,7 +3,8 @@
 A condition is a dict.  Combinators: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}``.
 Operators (``op``), each with optional ``role`` (agent|caller) and ``scope``:
 
-- ``keywords``: ``words``, ``mode`` any|all|none|at_least (with ``n``)
+- ``keywords``: ``words``, ``mode`` any|all|none|at_least (with ``n``); ``match: pinyin`` compares
+  toneless pinyin (sounds-like, robust to ASR homophones)
 - ``regex``: ``pattern`` (str or list), ``exclude`` (patterns; a segment matching one is ignored)
 - ``semantic``: ``examples``, ``threshold``: similarity of a segment to any example sentence
 - ``restate``: the agent repeats caller content (复述): ``min_shared`` caller char ``n``-grams
@@ -30,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from qa import sentiment
-from qa.transcript import Segment, count_chars, strip_punct
+from qa.transcript import Segment, count_chars, pinyin, strip_punct
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]
 
@@ -150,7 +151,11 @@ def _keywords(cond: dict, ctx: RuleContext) -> Hit:
     if not words:
         raise RuleError("keywords needs a non-empty words list")
     mode = cond.get("mode", "any")
-    found: dict[str, list[Segment]] = {w: [s for s in segs if w in s.norm] for w in words}
+    if cond.get("match", "text") == "pinyin":  # sounds-like: robust to ASR homophones (复述 ~ 附数)
+        said = {s: f" {pinyin(s.norm)} " for s in segs}
+        found = {w: [s for s in segs if f" {pinyin(w)} " in said[s]] for w in words}
+    else:
+        found = {w: [s for s in segs if w in s.norm] for w in words}
     present = [w for w, ss in found.items() if ss]
     if mode == "any":
         ok = bool(present)

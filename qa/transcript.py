@@ -12,9 +12,10 @@ from typing import Any, Iterable
 
 ROLES = ("agent", "caller")
 
-_CN_DIGITS = {"零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "三": "3", "四": "4",
+_CN_DIGITS = {"零": "0", "〇": "0", "一": "1", "幺": "1", "腰": "1", "二": "2", "三": "3", "四": "4",
               "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
-_DIGIT_RUN = re.compile(r"[零〇一幺二三四五六七八九]{3,}")
+_DIGIT_RUN = re.compile(r"[零〇一幺腰二三四五六七八九]{3,}")  # 腰: ASR's usual spelling of 幺
+_DIGIT_SEP = re.compile(r"(?<=\d)[-\s](?=\d)")
 _WORK_NO = re.compile(r"([一二三四五六七八九十]{1,3})(?=号)")
 _PUNCT = re.compile(r"[\s，。！？、；：,.!?;:“”\"'（）()《》…—\-]")
 
@@ -29,7 +30,8 @@ def _cn_small_number(s: str) -> str:
 
 def normalize_text(text: str) -> str:
     """Matching form of spoken text: digit runs as Arabic digits (幺二三四五 → 12345, 十五号 → 15号)."""
-    text = _DIGIT_RUN.sub(lambda m: "".join(_CN_DIGITS[c] for c in m.group()), text)
+    text = _DIGIT_RUN.sub(lambda m: m.group() if set(m.group()) == {"腰"} else "".join(_CN_DIGITS[c] for c in m.group()), text)
+    text = _DIGIT_SEP.sub("", text)
     return _WORK_NO.sub(lambda m: _cn_small_number(m.group(1)), text)
 
 
@@ -40,6 +42,13 @@ def strip_punct(text: str) -> str:
 def count_chars(text: str) -> int:
     """Spoken characters (punctuation and spaces removed), the unit of speech rate."""
     return len(strip_punct(text))
+
+
+def pinyin(text: str) -> str:
+    """Toneless pinyin syllables separated by spaces (for matching what ASR mis-spelt but heard right)."""
+    from pypinyin import lazy_pinyin
+
+    return " ".join(p for p in lazy_pinyin(strip_punct(text)) if p.strip())
 
 
 @dataclass(eq=False)

@@ -149,3 +149,11 @@ def test_split_sentences_merge_into_turns():
     assert len(normalize(raw)) == 3
     card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
     assert score_call(raw, {}, card, None).item("greeting").passed
+
+
+def test_pinyin_keywords_survive_asr_homophones():
+    heard = segs((A, 0, 5000, "根严附数一下，您反映的是夜间施工。"), (A, 5200, 9000, "现在为您转接腰腰零。"))
+    cond = {"op": "keywords", "role": A, "match": "pinyin", "words": ["复述一下"]}
+    assert evaluate(cond, ctx(heard)).matched and not evaluate({**cond, "match": "text"}, ctx(heard)).matched
+    assert evaluate({"op": "regex", "role": A, "pattern": "转接110"}, ctx(heard)).matched  # 腰腰零 → 110
+    assert normalize_text("来宾123-45热线") == "来宾12345热线"
