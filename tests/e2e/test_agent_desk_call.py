@@ -1,5 +1,5 @@
-"""The agent desk in a real browser during a real SIP call: live transcript, a suggestion, and the
-ticket saved from the live draft."""
+"""The agent desk in a real browser during a real SIP call: live transcript, a suggestion of an entry
+the knowledge manager has just published, and the ticket saved from the live draft."""
 from __future__ import annotations
 
 import socket
@@ -41,9 +41,26 @@ def served(system):
     thread.join(timeout=15)
 
 
+NEW_ENTRY = {"title": "社保卡遗失了怎么补办（新版流程）", "category": "劳动和社会保障/社会保险/社保卡",
+             "body": "自2026年12月起，社保卡遗失补办免收工本费：本人携带身份证到来宾市民中心3号窗口办理，当场领卡。",
+             "department": "来宾市人力资源和社会保障局", "keywords": ["社保卡", "补办", "遗失"]}
+
+
+def _publish_as_knowledge_manager(base: str) -> None:
+    token = httpx.post(base + "/api/auth/login", json={"username": "km", "password": PASSWORD, "mode": "bearer"}).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    created = httpx.post(base + "/api/knowledge/entries", json=NEW_ENTRY, headers=headers, timeout=60)
+    assert created.status_code == 201, created.text
+    for action in ("submit", "publish"):
+        r = httpx.post(f"{base}/api/knowledge/entries/{created.json()['id']}/action", json={"action": action},
+                       headers=headers, timeout=60)
+        assert r.status_code == 200, r.text
+
+
 def test_desk_follows_a_real_call_and_saves_its_ticket(system, served):
     from playwright.sync_api import sync_playwright
 
+    _publish_as_knowledge_manager(served)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
@@ -64,7 +81,7 @@ def test_desk_follows_a_real_call_and_saves_its_ticket(system, served):
         agent.incoming(1, timeout=60)
         page.wait_for_selector("#caller-number:has-text('13978261453')")
         page.wait_for_selector("[data-testid=utt-final]", timeout=CALL_SECONDS * 1000)
-        page.wait_for_selector("[data-testid=suggestion]:has-text('社保')", timeout=CALL_SECONDS * 1000)
+        page.wait_for_selector("[data-testid=suggestion]:has-text('新版流程')", timeout=CALL_SECONDS * 1000)
         shot(page, "e2e-agent-desk-live-call")
         assert page.input_value("#tk-phone") == "13978261453"
         assert page.input_value("#tk-summary")
