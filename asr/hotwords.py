@@ -43,7 +43,7 @@ class LexiconParams:
     """Thresholds for post-correction and prompting (tune with ``hotline eval asr --no-hotwords``)."""
 
     min_similarity: float = 0.86  # mean per-syllable similarity needed to replace a span
-    min_fuzzy_chars: int = 3  # shorter terms are only restored on an exact (toneless) pinyin match
+    min_fuzzy_chars: int = 3  # shorter terms need every syllable close (z/zh, in/ing …) and a span that is no word
     max_changed_ratio: float = 0.67  # at most this share of the span's characters may change
     prompt_terms: int = 24  # terms put in the decoder prompt (Whisper's prompt is short)
     kb_terms: int = 150  # terms taken from knowledge-base text
@@ -70,6 +70,14 @@ def syllable_similarity(a: str, b: str) -> float:
     if ia == ib or fa == fb:
         return 0.5
     return 0.0
+
+
+def _is_word(text: str) -> bool:
+    """``text`` is an ordinary word of the general jieba dictionary."""
+    import jieba
+
+    jieba.dt.check_initialized()
+    return jieba.dt.FREQ.get(text, 0) > 0
 
 
 class Lexicon:
@@ -132,18 +140,28 @@ class Lexicon:
                     changed = sum(a != b for a, b in zip(span, term))
                     if changed > p.max_changed_ratio * length:
                         continue
-                    score = sum(syllable_similarity(a, b) for a, b in zip(window, term_syl)) / length
-                    needed = p.min_similarity if length >= p.min_fuzzy_chars else 1.0
-                    if score >= needed:
+                    sims = [syllable_similarity(a, b) for a, b in zip(window, term_syl)]
+                    score = sum(sims) / length
+                    if length >= p.min_fuzzy_chars:
+                        ok = score >= p.min_similarity
+                    else:  # "来兵" → "来宾", but a real word ("政府") is never turned into a short term
+                        ok = score == 1.0 or (min(sims) >= 0.9 and not _is_word(span))
+                    if ok:
                         candidates.append((score, length, i, term))
+        # An exact occurrence ("热线") protects its characters: a fuzzy match may cover it only if it keeps them.
+        exact = [None] * len(compact)
+        for score, length, i, term in candidates:
+            if score == 2.0:
+                exact[i : i + length] = list(term)
         taken = [False] * len(compact)
         chosen = []
         for score, length, i, term in sorted(candidates, key=lambda c: (-c[0], -c[1])):
-            if any(taken[i : i + length]):
+            if score == 2.0 or any(taken[i : i + length]):
+                continue
+            if any(exact[i + k] not in (None, ch) for k, ch in enumerate(term)):
                 continue
             taken[i : i + length] = [True] * length
-            if score <= 1.0:  # exact occurrences (score 2) only protect their span
-                chosen.append((keep[i], keep[i + length - 1] + 1, term))
+            chosen.append((keep[i], keep[i + length - 1] + 1, term))
         for start, end, term in sorted(chosen, reverse=True):
             text = text[:start] + term + text[end:]
         return text

@@ -117,7 +117,8 @@ class LegStream:
         audio = resample(self._slice(start, end), self.sample_rate, 16000)
         # the hot-word prompt roughly doubles decoding cost, so only finals carry it; both get post-correction
         hotwords = self.lexicon.prompt_terms() if self.lexicon and final else None
-        results = self.engine.transcribe(audio, hotwords=hotwords)
+        fast = {"partial": True} if not final and self.engine.capabilities.partial_mode else {}
+        results = self.engine.transcribe(audio, hotwords=hotwords, **fast)
         text = "".join(r.text for r in results)
         if text and self.lexicon is not None:
             text = self.lexicon.correct(text)

@@ -24,9 +24,31 @@ _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 _SENTENCE_END = "。？！"
 
 
+# Digits read one by one come out as "1-2-3-4-5", "1.2.3.4.5" or "123-45": five or more digits in groups
+# joined by two or more separators, or by one hyphen, are one spoken number (hotline, phone, ID); dates stay.
+_SPLIT_DIGITS = re.compile(
+    r"(?<![\d.-])(?!\d{4}-\d{1,2}-\d{1,2}(?!\d))\d{1,4}(?:[-.·]\d{1,4}){2,}(?![\d.-])|(?<![\d.-])\d{1,4}-\d{1,4}(?![\d.-])"
+)
+# A phone number spoken digit by digit ("幺三八……"): five or more Chinese digits in a row.
+_CHINESE_DIGIT_RUN = re.compile("[零〇幺一二三四五六七八九]{5,}")
+_CHINESE_DIGIT = str.maketrans("零〇幺一二三四五六七八九", "001123456789")
+
+
+def _join_digits(match: re.Match) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return digits if len(digits) >= 5 else match.group(0)
+
+
+def normalise_numbers(text: str) -> str:
+    """Spoken digit strings as one Arabic number: "1-2-3-4-5" → "12345", "幺三八零零" → "13800"."""
+    text = _SPLIT_DIGITS.sub(_join_digits, text)
+    return _CHINESE_DIGIT_RUN.sub(lambda m: m.group(0).translate(_CHINESE_DIGIT), text)
+
+
 def punctuate(text: str, *, final: bool = True) -> str:
-    """Simplified script with Chinese punctuation; a final utterance ends with 。/？/！."""
+    """Simplified script with Chinese punctuation and joined digit strings; a final utterance ends with 。/？/！."""
     text = unicodedata.normalize("NFKC", to_simplified(text)).replace("\ufffd", "").strip().translate(_ASCII_PUNCT)
+    text = normalise_numbers(text)
     text = re.sub(rf"(?<=[{_CJK}])\.(?!\d)", "。", text)
     text = _SPACE_BETWEEN_CJK.sub("，", text)
     text = re.sub(r"\s+", " ", text)

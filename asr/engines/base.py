@@ -11,6 +11,7 @@ import numpy as np
 class EngineCapabilities:
     streaming: bool = False  # accepts incremental audio natively (otherwise LegStream re-decodes windows)
     partials: bool = True  # can produce interim hypotheses (cheap enough to call every second)
+    partial_mode: bool = False  # ``transcribe(..., partial=True)`` decodes faster and rougher for interim text
     word_timestamps: bool = False
     languages: tuple[str, ...] = ("zh",)
     sample_rates: tuple[int, ...] = (16000,)  # rates ``transcribe`` accepts; callers resample to 16 kHz

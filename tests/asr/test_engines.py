@@ -75,3 +75,16 @@ def test_funasr_onnx_reads_a_shipped_model_dir(mandarin_samples):
     assert segments, "FSMN-VAD found no speech"
     start_ms, end_ms = segments[0][0], segments[-1][1]
     assert 1700 <= start_ms <= 2600 and 2000 + audio.duration_s * 1000 - 800 <= end_ms <= 2600 + audio.duration_s * 1000
+
+
+def test_whisper_partial_mode_is_greedy_and_final_uses_beam(whisper_engine, mandarin_samples):
+    from asr.engines.whisper import WhisperParams
+
+    assert whisper_engine.capabilities.partial_mode
+    assert WhisperParams().beam_size > WhisperParams().partial_beam_size == 1
+    audio = load_audio(mandarin_samples / "wav" / "aishell1_BAC009S0764W0122.wav")
+    samples = resample(audio.mono(), audio.sample_rate, 16000)
+    ref = normalise_for_cer("一二线城市虽然也处于调整中")
+    for partial in (True, False):
+        text = "".join(r.text for r in whisper_engine.transcribe(samples, partial=partial))
+        assert edit_distance(ref, normalise_for_cer(text)) <= 4

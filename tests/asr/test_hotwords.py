@@ -39,3 +39,24 @@ def test_lexicon_from_kb_texts(synthetic_calls):
 def test_correction_spans_punctuation_inside_a_name():
     lex = Lexicon(LAIBIN_TERMS)
     assert lex.correct("您好，来宾政府服务，便名热线。") == "您好，来宾政务服务便民热线。"
+
+
+def test_short_terms_need_close_syllables_and_a_non_word_span():
+    lex = Lexicon(LAIBIN_TERMS)
+    assert lex.correct("您好，来兵12345热线") == "您好，来宾12345热线"
+    assert lex.correct("我去政府办事") == "我去政府办事"  # a real word is never bent into a term
+
+
+def test_exact_short_term_does_not_block_a_longer_repair_that_keeps_it():
+    lex = Lexicon(list(LAIBIN_TERMS) + ["热线", "服务"])
+    assert lex.correct("来宾12345政府服务变名热线") == "来宾12345政务服务便民热线"
+    # ... but a fuzzy match that would rewrite an exact term's characters is refused
+    assert Lexicon(["社保卡", "设备卡号"]).correct("社保卡号") == "社保卡号"
+
+
+def test_general_speech_is_not_changed(mandarin_samples):
+    texts = (mandarin_samples / "text").read_text(encoding="utf-8").splitlines()
+    lex = Lexicon(LAIBIN_TERMS)
+    for line in texts:
+        text = line.split(maxsplit=1)[1]
+        assert lex.correct(text) == text

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from asr.audio import AudioError, load_audio
+from asr.engines.base import EngineCapabilities
 from asr.streaming import LegStream, StreamParams
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad
@@ -60,6 +61,32 @@ def test_partials_every_second_and_final_at_endpoint(caller_channel):
     assert len(partials) >= 4
     assert max(b - a for a, b in zip(ptimes, ptimes[1:])) <= 1000 + 400
     assert all(p.text and not p.text.endswith("。") for p, _ in partials)
+
+
+class _PartialModeEngine(FakeEngine):
+    """Records the ``partial`` flag of every call."""
+
+    capabilities = EngineCapabilities(streaming=False, partials=True, partial_mode=True)
+
+    def __init__(self):
+        super().__init__()
+        self.flags: list[bool] = []
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None, partial=False):
+        self.flags.append(partial)
+        return super().transcribe(samples_16k, hotwords=hotwords, prompt=prompt)
+
+
+def test_partials_use_the_fast_mode_and_finals_the_full_decode(caller_channel):
+    samples, _ = caller_channel
+    engine = _PartialModeEngine()
+    out, _ = _run(_leg(engine), samples[: int(16.5 * 8000)], 8000)
+    n_partials = sum(isinstance(e, TranscriptPartial) for e in out)
+    assert engine.flags.count(True) == n_partials >= 4
+    assert engine.flags.count(False) == sum(isinstance(e, TranscriptFinal) for e in out) == 1
+    # an engine without the mode is called as before (no unknown keyword)
+    plain = FakeEngine()
+    assert any(isinstance(e, TranscriptFinal) for e in _run(_leg(plain), samples[: int(16.5 * 8000)], 8000)[0])
 
 
 def test_wrong_rate_frame_is_rejected():
