@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # KPI
     contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
     complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Absolute, so child processes (bridge workers, Kamailio) see the same folder."""
+        return value.expanduser().resolve()
 
     @property
     def sqlalchemy_url(self) -> str:
