@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 
-def _start_telephony(settings) -> None:
+def _start_telephony(settings):
     """Bridge workers (and Kamailio in front when installed) under a supervisor thread that restarts dead ones."""
     import shutil
     import threading
@@ -23,6 +23,7 @@ def _start_telephony(settings) -> None:
         supervisor.run_forever()
 
     threading.Thread(target=run, name="telephony-supervisor", daemon=True).start()
+    return supervisor
 
 
 def register(app: typer.Typer) -> None:
@@ -58,14 +59,17 @@ def register(app: typer.Typer) -> None:
             with session_scope() as session:
                 tenant = seed_demo(session, settings.default_tenant)
                 seed_demo_kb(session, tenant.id)
-        if telephony:
-            _start_telephony(settings)
+        supervisor = _start_telephony(settings) if telephony else None
         typer.echo(f"热线平台已启动：http://{host}:{port}/")
         if demo:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
-        uvicorn.run(create_app(settings, get_engine(), live=True), host=host, port=port, log_config=None)
+        try:
+            uvicorn.run(create_app(settings, get_engine(), live=True), host=host, port=port, log_config=None)
+        finally:
+            if supervisor is not None:
+                supervisor.stop()  # bridge workers and Kamailio go down with the server
 
     @db_app.command("upgrade")
     def db_upgrade() -> None:
