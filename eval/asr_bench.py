@@ -104,6 +104,7 @@ def run_asr_bench(
         "engine": engine.name,
         "model": str(getattr(engine, "model_dir", settings.asr_model_dir or "")),
         "rate": rate,
+        "beam_size": getattr(getattr(engine, "params", None), "beam_size", None),  # finals (HOTLINE_ASR_BEAM_SIZE)
         "channel": "G.711 μ-law, 300–3400 Hz" if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
