@@ -24,3 +24,4 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # probes optional CPU builds, noisily
