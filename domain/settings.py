@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     asr_engine: str = Field("faster-whisper", description="ASR engine: faster-whisper or funasr.")
     asr_model_dir: Path | None = Field(None, description="Model directory; empty means the bundled Whisper-base.")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
-    asr_beam_size: int = Field(1, description="Beam size for decoding.")
+    asr_beam_size: int = Field(5, description="Beam size for final transcripts (partials are always greedy).")
     asr_threads: int = Field(1, description="CPU threads per ASR replica.")
     asr_language: str = Field("zh", description="Decoding language.")
     asr_hotwords: bool = Field(True, description="Bias recognition and post-correct with the domain lexicon.")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 Rounding = Literal["ceil", "floor", "proportional"]
 
@@ -204,10 +205,13 @@ def quarter_fee(reports: list[KpiReport]) -> float:
 
 
 # ------------------------------------------------------------------ from the database
+HOTLINE_TZ = ZoneInfo("Asia/Shanghai")
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """The month's first and next month's first instant, in the hotline's local time (China Standard Time)."""
     try:
         year, mon = (int(x) for x in month.split("-"))
-        start = datetime(year, mon, 1)
+        start = datetime(year, mon, 1, tzinfo=HOTLINE_TZ)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"月份格式应为 YYYY-MM：{month!r}") from exc
     return start, start + timedelta(days=calendar.monthrange(year, mon)[1])
@@ -277,8 +281,13 @@ def remove_manual_entry(session, tenant_id: int, month: str, entry_id: int, *, a
                  entity="kpi_month", entity_id=f"{month}#{entry_id}", before=entry)
 
 
+def _utc(dt: datetime) -> datetime:
+    """Database times are UTC; SQLite hands them back naive, PostgreSQL aware."""
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
+
+
 def _overlap_minutes(start: datetime, end: datetime, lo: datetime, hi: datetime) -> float:
-    return max(0.0, (min(end, hi) - max(start, lo)).total_seconds() / 60)
+    return max(0.0, (min(_utc(end), hi) - max(_utc(start), lo)).total_seconds() / 60)
 
 
 def gather(session, tenant_id: int, month: str, s: KpiSettings = KpiSettings()) -> KpiInputs:
@@ -287,7 +296,7 @@ def gather(session, tenant_id: int, month: str, s: KpiSettings = KpiSettings()) 
 
     from domain.models import Call, QAResult, ServiceOutage, SmsMessage
 
-    lo, hi = month_bounds(month)
+    lo, hi = (bound.astimezone(timezone.utc) for bound in month_bounds(month))
     inp = KpiInputs(month=month, service_minutes=(hi - lo).total_seconds() / 60)
     for o in session.scalars(select(ServiceOutage).where(ServiceOutage.tenant_id == tenant_id,
                                                          ServiceOutage.started_at < hi, ServiceOutage.ended_at > lo)):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -121,7 +121,10 @@ def test_compute_month_from_database_with_manual_entries(engine):
     from domain.models import AuditLog, Call, KpiMonth, ServiceOutage, SmsMessage, Tenant
     from qa import kpi
 
-    day = datetime(2026, 6, 10, 9)
+    def local(*parts):  # hotline local time, stored as UTC like every timestamp
+        return datetime(*parts, tzinfo=kpi.HOTLINE_TZ).astimezone(timezone.utc)
+
+    day = local(2026, 6, 10, 9)
     with session_scope(engine) as s:
         t = Tenant(code="kpi", name="KPI")
         s.add(t)
@@ -130,9 +133,9 @@ def test_compute_month_from_database_with_manual_entries(engine):
             result = "lost" if i < 6 else "abandoned_short" if i < 10 else "abandoned" if i < 18 else "answered"
             s.add(Call(tenant_id=t.id, call_uuid=f"c{i}", caller_number="1", started_at=day + timedelta(minutes=i),
                        result=result, queue_wait_ms=30000, satisfaction=(5 if i % 10 else 2) if result == "answered" else None))
-        s.add(Call(tenant_id=t.id, call_uuid="may", caller_number="1", started_at=datetime(2026, 5, 31, 23), result="lost"))
-        s.add(ServiceOutage(tenant_id=t.id, system="call_system", started_at=datetime(2026, 5, 31, 23),
-                            ended_at=datetime(2026, 6, 1, 1), note="跨月"))  # 60 min inside June
+        s.add(Call(tenant_id=t.id, call_uuid="may", caller_number="1", started_at=local(2026, 5, 31, 23), result="lost"))
+        s.add(ServiceOutage(tenant_id=t.id, system="call_system", started_at=local(2026, 5, 31, 23),
+                            ended_at=local(2026, 6, 1, 1), note="跨月"))  # 60 min inside June
         s.add(ServiceOutage(tenant_id=t.id, system="line", started_at=day, ended_at=day + timedelta(hours=50),
                             force_majeure=True))
         for i, status in enumerate(["delivered"] * 18 + ["failed", "empty_number", "suspended"]):

@@ -6,6 +6,7 @@ import random
 import pytest
 from sqlalchemy import select
 
+from domain.accounts import ensure_roles
 from domain.db import session_scope
 from domain.errors import AppError
 from domain.events import CallState, QAWarning, TranscriptFinal
@@ -36,11 +37,7 @@ def world(engine):
         t = Tenant(code="qa", name="QA")
         s.add(t)
         s.flush()
-        from domain.models import Role
-        for name in ("qa_reviewer", "agent"):
-            if s.get(Role, name) is None and not s.scalar(select(Role).where(Role.name == name)):
-                s.add(Role(name=name, label=name))
-        s.flush()
+        ensure_roles(s)
         reviewer = User(tenant_id=t.id, username="rev", password_hash="x", role="qa_reviewer")
         agent = User(tenant_id=t.id, username="ag", password_hash="x", role="agent")
         s.add_all([reviewer, agent])
