@@ -17,6 +17,13 @@ PG_URL = os.environ.get("HOTLINE_TEST_DATABASE_URL", "")
 DB_BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+def pytest_collection_modifyitems(items):
+    """Real SIP calls on a loaded 2-core machine can miss a timing window: such tests get one rerun."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

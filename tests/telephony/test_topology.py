@@ -37,7 +37,7 @@ def registered_agent(lab, proxy: int, work_no: str):
     return agent_id, ua
 
 
-def wait_confirmed(agents, timeout: float = 15.0):
+def wait_confirmed(agents, timeout: float = 30.0):
     """The agent UA (of ``agents``) that got a call and answered it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
