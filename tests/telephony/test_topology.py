@@ -37,7 +37,16 @@ def registered_agent(lab, proxy: int, work_no: str):
     return agent_id, ua
 
 
-def wait_confirmed(agents, timeout: float = 30.0):
+def log_tails(cluster, caller, lines: int = 25) -> str:
+    """What Kamailio, the workers and the caller said: the evidence a failed routing test needs."""
+    parts = [f"caller events: {caller.events[-8:]}"]
+    for path in sorted(cluster.run_dir.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {path.name}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def wait_confirmed(agents, cluster, caller, timeout: float = 30.0):
     """The agent UA (of ``agents``) that got a call and answered it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,7 +54,7 @@ def wait_confirmed(agents, timeout: float = 30.0):
             if ua.find(ev="state", state="CONFIRMED"):
                 return ua
         time.sleep(0.1)
-    raise TimeoutError("no agent answered")
+    raise TimeoutError("no agent answered\n" + log_tails(cluster, caller))
 
 
 def live_worker(lab, number: str) -> str:
@@ -63,12 +72,12 @@ def test_calls_through_kamailio_survive_a_dead_worker(peers, cluster):
 
     caller.call("c1", f"sip:12345@127.0.0.1:{proxy}", wav=str(lab.caller_wav), dtmf="1", dtmf_after=0.3,
                 **{"from": "13700000001"})
-    busy = wait_confirmed([ua1, ua2, ua3])
+    busy = wait_confirmed([ua1, ua2, ua3], cluster, caller)
     first = live_worker(lab, "13700000001")
     other = "k2" if first == "k1" else "k1"
     # a second conversation goes round-robin to the other worker
     caller.call("c2", f"sip:12345@127.0.0.1:{proxy}", dtmf="1", dtmf_after=0.3, **{"from": "13700000002"})
-    wait_confirmed([ua for ua in (ua1, ua2, ua3) if ua is not busy])
+    wait_confirmed([ua for ua in (ua1, ua2, ua3) if ua is not busy], cluster, caller)
     assert live_worker(lab, "13700000002") == other
 
     cluster.kill(other)  # the worker carrying c2 dies
