@@ -19,30 +19,43 @@ from domain.models import Agent, SkillGroup, Tenant
 from telephony.flow import CallFlowParams
 from telephony.peer import Peer, WorkerProc
 
-_ports = itertools.count(21000 + (os.getpid() % 200) * 40, 2)
+SIP_PORTS = range(21000, 29800, 2)  # below RTP_BASES; each pair is SIP + a spare
+RTP_BASES = range(30000, 60000, 400)  # a UA or worker takes up to 400 RTP ports above its base
+_ports = itertools.islice(itertools.cycle(SIP_PORTS), (os.getpid() * 40) % len(SIP_PORTS), None)
+_rtp = itertools.islice(itertools.cycle(RTP_BASES), os.getpid() % len(RTP_BASES), None)
 
 # Short, fast-moving parameters so each call-flow state is reached in seconds.
 TEST_FLOW = CallFlowParams(ivr_timeout_s=2.0, ivr_retries=0, agent_ring_timeout_s=3.0, max_queue_wait_s=8.0,
                            position_every_s=30.0, acd_poll_s=0.1)
 
 
+def _udp_free(port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
-    """A UDP port pair (SIP) that is free on loopback."""
-    for port in _ports:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind(("127.0.0.1", port))
+    """A UDP port (SIP) that is free on loopback; the allocator wraps round its range, never past it."""
+    for port in itertools.islice(_ports, len(SIP_PORTS)):
+        if _udp_free(port):
             return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
-_rtp = itertools.count(30000 + (os.getpid() % 50) * 400, 400)
+    raise RuntimeError("no free SIP port")
 
 
 def rtp_base() -> int:
-    return next(_rtp)
+    """The first port of a free 400-port RTP block.
+
+    Wraps round RTP_BASES: counting upwards without bound ran past 65535 after a few dozen SIP processes
+    (depending on the pytest PID), and every call placed after that had no media transport.
+    """
+    for base in itertools.islice(_rtp, len(RTP_BASES)):
+        if _udp_free(base):
+            return base
+    raise RuntimeError("no free RTP block")
 
 
 def speechlike(seed: int, seconds: float = 30.0, sr: int = 8000) -> np.ndarray:
