@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     # speech
     asr_engine: str = Field("faster-whisper", description="ASR engine: faster-whisper or funasr.")
     asr_model_dir: Path | None = Field(None, description="Model directory; empty means the bundled Whisper-base.")
+    asr_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="CTranslate2 device for Whisper: cpu, cuda (a GPU deployment) or auto.")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     asr_beam_size: int = Field(5, description="Beam size for final transcripts (partials are always greedy).")
     asr_threads: int = Field(1, description="CPU threads per ASR replica.")

@@ -22,6 +22,7 @@ def create_engine(settings) -> AsrEngine:
         params = WhisperParams(
             beam_size=settings.asr_beam_size,
             language=settings.asr_language,
+            device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             threads=settings.asr_threads,
         )

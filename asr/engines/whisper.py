@@ -65,6 +65,7 @@ class WhisperParams:
     beam_size: int = 5
     partial_beam_size: int = 1
     language: str = "zh"
+    device: str = "cpu"  # or "cuda" / "auto" where CTranslate2 finds a GPU
     compute_type: str = "int8"
     threads: int = 1
     # Utterances are encoded with a context trimmed to their own length (CTranslate2 accepts fewer than
@@ -94,7 +95,7 @@ class WhisperEngine:
         self.params = params
         self.model_dir = Path(model_dir)
         self._model = WhisperModel(
-            str(model_dir), device="cpu", compute_type=params.compute_type, cpu_threads=params.threads
+            str(model_dir), device=params.device, compute_type=params.compute_type, cpu_threads=params.threads
         )
         self._tok = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=params.language)
 
