@@ -49,6 +49,10 @@ class LexiconParams:
     # general clips (17.4% → 19.4%) and the synthetic calls (17.1% → 18.7% after correction), so only correct.
     prompt_terms: int = 0
     kb_terms: int = 150  # terms taken from knowledge-base text
+    # An exact occurrence of a term protects its characters from a longer fuzzy match only when it covers at
+    # least this share of that match: "热线" guards "热线" itself, but a common word such as "政府" mined from the
+    # KB must not block "政府服务变名热线" → "政务服务便民热线".
+    protect_min_share: float = 0.34
 
 
 @lru_cache(maxsize=4096)
@@ -150,17 +154,19 @@ class Lexicon:
                         ok = score == 1.0 or (min(sims) >= 0.9 and not _is_word(span))
                     if ok:
                         candidates.append((score, length, i, term))
-        # An exact occurrence ("热线") protects its characters: a fuzzy match may cover it only if it keeps them.
-        exact = [None] * len(compact)
+        # An exact occurrence ("热线") protects its characters: a fuzzy match that covers it must keep them,
+        # unless the exact term is a small part of that match (see ``protect_min_share``).
+        exact_len = [0] * len(compact)
         for score, length, i, term in candidates:
             if score == 2.0:
-                exact[i : i + length] = list(term)
+                exact_len[i : i + length] = [max(n, length) for n in exact_len[i : i + length]]
         taken = [False] * len(compact)
         chosen = []
         for score, length, i, term in sorted(candidates, key=lambda c: (-c[0], -c[1])):
             if score == 2.0 or any(taken[i : i + length]):
                 continue
-            if any(exact[i + k] not in (None, ch) for k, ch in enumerate(term)):
+            if any(exact_len[i + k] >= p.protect_min_share * length and compact[i + k] != ch
+                   for k, ch in enumerate(term)):
                 continue
             taken[i : i + length] = [True] * length
             chosen.append((keep[i], keep[i + length - 1] + 1, term))

@@ -54,6 +54,13 @@ def test_exact_short_term_does_not_block_a_longer_repair_that_keeps_it():
     assert Lexicon(["社保卡", "设备卡号"]).correct("社保卡号") == "社保卡号"
 
 
+def test_a_common_word_mined_from_the_kb_does_not_block_the_hotline_name():
+    # "政府" is an exact term here (mined from knowledge-base text), yet it is a small part of the span
+    lex = Lexicon(list(LAIBIN_TERMS) + ["政府", "服务", "热线"])
+    assert lex.correct("您好，来宾要按三次五政府服务变名热线") == "您好，来宾要按三次五政务服务便民热线"
+    assert lex.correct("政府热线") == "政府热线"
+
+
 def test_general_speech_is_not_changed(mandarin_samples):
     texts = (mandarin_samples / "text").read_text(encoding="utf-8").splitlines()
     lex = Lexicon(LAIBIN_TERMS)
