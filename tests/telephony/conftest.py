@@ -29,21 +29,21 @@ TEST_FLOW = CallFlowParams(ivr_timeout_s=2.0, ivr_retries=0, agent_ring_timeout_
                            position_every_s=30.0, acd_poll_s=0.1)
 
 
-def _udp_free(port: int) -> bool:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
+def _next_free(ports, size: int, what: str) -> int:
+    """The next port of the cycle ``ports`` (``size`` long) that is free for UDP on loopback."""
+    for port in itertools.islice(ports, size):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free {what}")
 
 
 def free_port() -> int:
     """A UDP port (SIP) that is free on loopback; the allocator wraps round its range, never past it."""
-    for port in itertools.islice(_ports, len(SIP_PORTS)):
-        if _udp_free(port):
-            return port
-    raise RuntimeError("no free SIP port")
+    return _next_free(_ports, len(SIP_PORTS), "SIP port")
 
 
 def rtp_base() -> int:
@@ -52,10 +52,7 @@ def rtp_base() -> int:
     Wraps round RTP_BASES: counting upwards without bound ran past 65535 after a few dozen SIP processes
     (depending on the pytest PID), and every call placed after that had no media transport.
     """
-    for base in itertools.islice(_rtp, len(RTP_BASES)):
-        if _udp_free(base):
-            return base
-    raise RuntimeError("no free RTP block")
+    return _next_free(_rtp, len(RTP_BASES), "RTP block")
 
 
 def speechlike(seed: int, seconds: float = 30.0, sr: int = 8000) -> np.ndarray:
