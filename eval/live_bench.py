@@ -35,10 +35,12 @@ def register(eval_app: typer.Typer) -> None:
         kill_worker: bool = typer.Option(False, help="中途杀掉一个工作进程，验证其他通话不掉线、新呼叫改走存活进程"),
         sink: str = typer.Option("", help="媒体消费者 module:factory（如 ASR 管线）；默认只录音"),
         workdir: Path = typer.Option(None, help="工作目录（默认临时目录，结束后删除）"),
+        drain_timeout: float = typer.Option(1800.0, min=0, help="挂机后等待 ASR 积压处理完的最长秒数"),
     ) -> None:
         """实时压测：N 路并发真实 SIP 对话。"""
         emit(run_live(calls=calls, duration=duration, data=data, workers=workers, kamailio=kamailio,
-                      kill_worker=kill_worker, sink=sink, workdir=workdir), json_out)
+                      kill_worker=kill_worker, sink=sink, workdir=workdir,
+                      drain_timeout=drain_timeout), json_out)
 
 
 def _dialogue_dir(data: Path | None) -> Path:
@@ -80,15 +82,18 @@ def _prepare_audio(src: Path, out: Path, n: int, seconds: float) -> list[dict]:
     return plans
 
 
-def _listen(root: Path):
-    """Serve the embedded event bus on ``root``; collect (TranscriptFinal, arrival time) and each leg's first-audio time."""
+def _listen(root: Path, engine):
+    """Serve the embedded event bus on ``root`` with the segment writer on it, as ``hotline serve`` does;
+    collect (TranscriptFinal, arrival time) and each leg's first-audio time."""
     import threading
 
     from domain.events import CallState, TranscriptFinal
+    from serving.consumers import SegmentWriter
     from serving.events import LocalBus, authkey_for, socket_path
 
     bus = LocalBus()
     bus.serve_socket(socket_path(root), authkey_for(root))
+    SegmentWriter(bus, engine).start()
     sub = bus.subscribe()
     finals: list = []
     leg_start: dict = {}
@@ -123,7 +128,8 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0, kamailio: bool = True,
-             kill_worker: bool = False, sink: str = "", workdir: Path | None = None) -> dict:
+             kill_worker: bool = False, sink: str = "", workdir: Path | None = None,
+             drain_timeout: float = 1800.0) -> dict:
     from sqlalchemy import select
 
     from domain.db import make_engine, session_scope, upgrade
@@ -151,7 +157,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     base = 26000
     # A sink (e.g. serving.pipeline:bridge_sink) publishes transcripts on the event bus of the workers' data dir;
     # this process serves that bus and timestamps every final transcript as it arrives.
-    bus, finals, leg_start = _listen(root) if sink else (None, [], {})
+    bus, finals, leg_start = _listen(root, engine) if sink else (None, [], {})
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
                      control_port=base + 1000, flow=flow.model_dump_json(), sink=sink,
                      proxy_port=base - 2 if use_kamailio else 0, prefix="lw",
@@ -184,7 +190,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         result["setup_s"] = round(time.monotonic() - t_setup, 1)
 
         statuses = {w.name: worker_status(w.control_port)["result"] for w in sup.specs}
-        cpu0 = {n: st["cpu_seconds"] for n, st in statuses.items()}
+        cpu0 = {n: st["bridge_cpu_seconds"] for n, st in statuses.items()}
+        proc_cpu0 = {n: st["cpu_seconds"] for n, st in statuses.items()}
         ua_cpu0 = {ua.proc.pid: _proc_cpu(ua.proc.pid) for ua in uas}
         targets = [f"sip:12345@127.0.0.1:{sup.proxy_port}"] if use_kamailio else [
             f"sip:12345@127.0.0.1:{w.sip_port}" for w in sup.specs]
@@ -249,7 +256,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
 
         # queued audio is never dropped: wait (bounded) until every worker's sink has caught up
         t_drain = time.monotonic()
-        while time.monotonic() - t_drain < 300:
+        while time.monotonic() - t_drain < drain_timeout:
             backlog = 0
             for w in sup.specs:
                 try:
@@ -283,7 +290,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             with session_scope(engine) as s:
                 open_calls = s.query(Call).filter(Call.ended_at.is_(None)).count()
                 recs = s.query(Recording).count()
-            if open_calls == 0 and recs >= len(answered):
+                stored = s.query(TranscriptSegment).count()
+            if open_calls == 0 and recs >= len(answered) and stored >= sum(1 for f, _ in finals if f.text):
                 break
             time.sleep(0.5)
         with session_scope(engine) as s:
@@ -314,7 +322,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             workers_used = sorted({c.call_uuid.split("-")[0] for c in rows.values()})
         ended = {role: {k: sum(st["ended_legs"][role][k] for st in statuses.values()) for k in
                         ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_rx_discard", "rtp_tx_pkt")} for role in ("caller", "agent")}
-        bridge_cpu = sum(st["cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
+        bridge_cpu = sum(st["bridge_cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
+        sink_cpu = sum(st["cpu_seconds"] - proc_cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed) - bridge_cpu
         leg_seconds = sum(st["leg_seconds_done"] for st in statuses.values())
         result.update({
             "completed": completed,
@@ -345,6 +354,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                 "bridge_seconds": round(bridge_cpu, 1),
                 "bridge_leg_seconds": round(leg_seconds, 1),
                 "bridge_core_pct_per_leg": round(100 * bridge_cpu / leg_seconds, 3) if leg_seconds else None,
+                "sink_seconds": round(sink_cpu, 1),  # the in-process media sink (ASR) on its own threads
                 "test_uas_seconds": round(ua_cpu, 1),
                 "machine_cores": os.cpu_count(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -32,6 +32,17 @@ FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2
 
 
+@dataclass(frozen=True)
+class HubParams:
+    """How often the hand-off threads wake.  Each wake costs a context switch; at 50
+    frames per second per leg a longer interval moves more frames per wake."""
+
+    spool_interval_s: float = 0.1  # spool thread: frames reach the page cache at most this late
+    sink_interval_s: float = 0.05  # sink thread: added ASR latency at most this
+    fsync_interval_s: float = 1.0  # spooled PCM is fsynced at least this often
+    sink_nice: int = 10  # the sink (ASR) thread, and threads it starts, yield the CPU to the media path
+
+
 class MediaSink(Protocol):
     """Where forked audio and call-state events go (the ASR pipeline wires itself here)."""
 
@@ -173,7 +184,8 @@ def finalize_spool(spool_dir: Path, wav_path: Path) -> RecordingResult:
 class FrameHub:
     """Frames from every fork port of one worker: clock thread -> spool thread -> sink thread."""
 
-    def __init__(self, spool_root: Path, sink: MediaSink, tenant_id: int = 0):
+    def __init__(self, spool_root: Path, sink: MediaSink, tenant_id: int = 0, params: HubParams | None = None):
+        self.params = params or HubParams()
         self.spool_root = spool_root
         self.sink = sink
         self.tenant_id = tenant_id
@@ -190,6 +202,7 @@ class FrameHub:
         ]
         for t in self._threads:
             t.start()
+        self.sink_thread_id = self._threads[1].native_id
 
     # -- called from the worker's main thread
     def open_call(self, call_uuid: str) -> None:
@@ -218,7 +231,7 @@ class FrameHub:
         last_flush = time.monotonic()
         while not self._stop.is_set():
             if not self.inbox:
-                time.sleep(0.02)
+                time.sleep(self.params.spool_interval_s)
             while self.inbox:
                 item = self.inbox.popleft()
                 if item[0] == "open":
@@ -232,7 +245,7 @@ class FrameHub:
                         spool.write(leg, seq == 0, ts, pcm)
                     self.frames_in += 1
                     self.outbox.append(item)
-            if time.monotonic() - last_flush > 1.0:
+            if time.monotonic() - last_flush > self.params.fsync_interval_s:
                 for spool in self.calls.values():
                     spool.flush()
                 last_flush = time.monotonic()
@@ -249,9 +262,10 @@ class FrameHub:
         done(result)
 
     def _sink_loop(self) -> None:
+        renice_thread(threading.get_native_id(), self.params.sink_nice)  # inherited by threads started from here
         while not self._stop.is_set():
             if not self.outbox:
-                time.sleep(0.02)
+                time.sleep(self.params.sink_interval_s)
                 continue
             item = self.outbox.popleft()
             try:
@@ -271,6 +285,14 @@ class FrameHub:
                 import logging
 
                 logging.getLogger(__name__).exception("media sink failed")
+
+
+def renice_thread(tid: int, increment: int) -> None:
+    """Lower one thread's scheduling priority (Linux nice is per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
+    except OSError:  # the thread has exited
+        pass
 
 
 @lru_cache

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -30,9 +31,10 @@ from domain.db import make_engine, session_scope
 from telephony import store
 from telephony.conversation import Conversation, Detached, Leg, leg_totals
 from telephony.flow import CallFlowParams, sip_user
-from telephony.media import ForkPool, FrameHub, MediaSink, NullSink
+from telephony.media import ForkPool, FrameHub, HubParams, MediaSink, NullSink, renice_thread
 from telephony.prompts import Prompts
 from telephony.sip import MAX_CALLS, Scheduler, account_config, start_endpoint
+from telephony.threadcpu import ThreadGroupClock, thread_ids
 
 log = logging.getLogger("telephony.worker")
 POLL_MS = 30  # SIP event poll; timers (IVR, queue, ring) fire with this granularity
@@ -60,8 +62,12 @@ def load_sink(spec: str) -> MediaSink:
 class BridgeWorker:
     def __init__(self, name: str, sip_port: int, rtp_port: int, *, db_url: str, data_dir: Path,
                  params: CallFlowParams, tenant_code: str, sink: MediaSink | None = None,
-                 service_number: str = "12345", external_gateway: str = "", rtp_range: int = 40):
+                 service_number: str = "12345", external_gateway: str = "", rtp_range: int = 40,
+                 sink_threads: frozenset[int] = frozenset()):
         self.name, self.sip_port = name, sip_port
+        self._sink_threads = set(sink_threads)  # threads of the sink and of the compute pools it uses
+        for tid in self._sink_threads:
+            renice_thread(tid, HubParams().sink_nice)
         self.params = params
         self.service_number = service_number
         self.external_gateway = external_gateway
@@ -85,7 +91,13 @@ class BridgeWorker:
         self.commands: deque = deque()  # (fn, reply) posted by the control thread
         self.stats = {"calls": 0, "rejected_busy": 0, "cpu_start": time.process_time(), "t_start": time.monotonic(),
                       "leg_seconds": 0.0}
+        self.bridge_clock = self._bridge_threads_clock()
         self._stop = False
+
+    def _bridge_threads_clock(self) -> ThreadGroupClock:
+        """The bridge's own threads: SIP/main, pjmedia clock and ioqueue, spool, control.  The sink thread and
+        whatever the sink starts (decoder pools, now or later) are the consumer's cost, not the bridge's."""
+        return ThreadGroupClock(thread_ids() - self._sink_threads - {self.hub.sink_thread_id})
 
     def db(self):
         return session_scope(self.engine)
@@ -216,7 +228,9 @@ class BridgeWorker:
                                "agent_id": c.agent.id if c.agent else None, "skill": c.skill, "party": c.extra_mode,
                                "direction": c.direction} for c in self.convs.values()],
             "calls_total": self.stats["calls"], "rejected_busy": self.stats["rejected_busy"],
-            "cpu_seconds": round(cpu, 3), "uptime_s": round(time.monotonic() - self.stats["t_start"], 3),
+            "cpu_seconds": round(cpu, 3),
+            "bridge_cpu_seconds": round(self.bridge_clock.seconds(), 3),
+            "uptime_s": round(time.monotonic() - self.stats["t_start"], 3),
             "leg_seconds_done": round(self.stats["leg_seconds"], 3),
             "frames_in": self.hub.frames_in, "frames_out": self.hub.frames_out,
             "backlog_frames": self.hub.backlog_frames(),
@@ -227,6 +241,7 @@ class BridgeWorker:
         from telephony.control import ControlServer
 
         server = ControlServer(self, control_port) if control_port else None
+        self.bridge_clock = self._bridge_threads_clock()  # now with the control thread
         deadline = time.monotonic() + max_seconds if max_seconds else None
         last_acd = last_gc = 0.0
         gc.disable()  # cyclic garbage (Call objects) is collected here, on the thread that owns pjsua2
@@ -291,9 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     faulthandler.enable()  # a native crash leaves a Python traceback in the worker log
     params = CallFlowParams.model_validate_json(args.flow) if args.flow else CallFlowParams()
+    sink = load_sink(args.sink)
+    # Every thread but this one so far belongs to the sink or to library pools it computes on (BLAS, OpenMP).
+    library_threads = frozenset(thread_ids() - {threading.get_native_id()})
     worker = BridgeWorker(args.name, args.sip_port, args.rtp_port, db_url=args.db, data_dir=args.data_dir,
-                          params=params, tenant_code=st.default_tenant, sink=load_sink(args.sink),
-                          external_gateway=st.telephony_gateway)
+                          params=params, tenant_code=st.default_tenant, sink=sink,
+                          external_gateway=st.telephony_gateway, sink_threads=library_threads)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     print(json.dumps({"event": "ready", "name": args.name, "sip_port": args.sip_port, "pid": os.getpid()}), flush=True)
