@@ -86,8 +86,12 @@ class Supervisor:
 
     def start(self) -> "Supervisor":
         Prompts(self.data_dir / "prompts").prepare()  # once, before N workers would race to synthesise them
-        for proc in [self._spawn(spec) for spec in self.specs]:
-            proc.wait_ready(timeout=180)  # model loading is slow on a busy 2-core machine
+        # Start in waves of one worker per core: model loading (ASR sink) is CPU-bound, and 18 workers
+        # loading at once on 2 cores would each take minutes.
+        wave = max(os.cpu_count() or 1, 1)
+        for i in range(0, len(self.specs), wave):
+            for proc in [self._spawn(spec) for spec in self.specs[i : i + wave]]:
+                proc.wait_ready(timeout=180)
         self._write_registry()
         if self.proxy_port:
             self._start_kamailio()

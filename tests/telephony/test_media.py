@@ -98,3 +98,45 @@ def test_default_prompts_are_synthesised(tmp_path):
     assert 1.0 < wav_duration(path) < 15
     assert 0.5 < wav_duration(prompts.position(3)) < 8
     assert wav_duration(prompts.path("hold_music")) == pytest.approx(8.0, abs=0.1)
+
+
+class BusySink:
+    """Burns CPU on every frame, like an in-process ASR decoder, and records its thread's nice value."""
+
+    def __init__(self):
+        self.frames = 0
+        self.nice = None
+
+    def on_audio(self, frame: AudioFrame) -> None:
+        import os
+
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        deadline = time.thread_time() + 0.01
+        while time.thread_time() < deadline:
+            pass
+        self.frames += 1
+
+    def on_call_event(self, event: CallState) -> None:
+        pass
+
+
+def test_sink_cpu_is_not_counted_as_bridge_cpu_and_the_sink_runs_niced(tmp_path):
+    import os
+
+    from telephony.media import HubParams
+    from telephony.threadcpu import ThreadGroupClock, thread_ids
+
+    sink = BusySink()
+    hub = FrameHub(tmp_path / "spool", sink, params=HubParams(sink_nice=5))
+    bridge = ThreadGroupClock(thread_ids() - {hub.sink_thread_id})
+    before = bridge.seconds()
+    hub.open_call("c1")
+    for seq in range(50):  # 0.5 s of sink CPU
+        hub.inbox.append(("c1", "caller", seq, time.monotonic(), frame(seq)))
+    deadline = time.monotonic() + 30
+    while sink.frames < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hub.stop()
+    assert sink.frames == 50
+    assert bridge.seconds() - before < 0.25  # the sink's 0.5 s is not the bridge's
+    assert sink.nice == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
