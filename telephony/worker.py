@@ -31,7 +31,7 @@ from domain.db import make_engine, session_scope
 from telephony import store
 from telephony.conversation import Conversation, Detached, Leg, leg_totals
 from telephony.flow import CallFlowParams, sip_user
-from telephony.media import ForkPool, FrameHub, HubParams, MediaSink, NullSink, renice_thread
+from telephony.media import ForkPool, FrameHub, MediaSink, NullSink, renice_thread
 from telephony.prompts import Prompts
 from telephony.sip import MAX_CALLS, Scheduler, account_config, start_endpoint
 from telephony.threadcpu import ThreadGroupClock, thread_ids
@@ -66,8 +66,6 @@ class BridgeWorker:
                  sink_threads: frozenset[int] = frozenset()):
         self.name, self.sip_port = name, sip_port
         self._sink_threads = set(sink_threads)  # threads of the sink and of the compute pools it uses
-        for tid in self._sink_threads:
-            renice_thread(tid, HubParams().sink_nice)
         self.params = params
         self.service_number = service_number
         self.external_gateway = external_gateway
@@ -80,6 +78,8 @@ class BridgeWorker:
             log.warning("marked %d calls of a previous %s run as ended", recovered, name)
         spool = data_dir / "recordings" / "spool"
         self.hub = FrameHub(spool, sink or NullSink(), self.tenant)
+        for tid in self._sink_threads:  # the hub renices its own sink thread
+            renice_thread(tid, self.hub.params.sink_nice)
         self.forks = ForkPool(self.hub)
         self._recover_spools(spool)
         self.ep = start_endpoint(sip_port, user_agent=f"hotline-bridge/{name}")
@@ -91,13 +91,7 @@ class BridgeWorker:
         self.commands: deque = deque()  # (fn, reply) posted by the control thread
         self.stats = {"calls": 0, "rejected_busy": 0, "cpu_start": time.process_time(), "t_start": time.monotonic(),
                       "leg_seconds": 0.0}
-        self.bridge_clock = self._bridge_threads_clock()
         self._stop = False
-
-    def _bridge_threads_clock(self) -> ThreadGroupClock:
-        """The bridge's own threads: SIP/main, pjmedia clock and ioqueue, spool, control.  The sink thread and
-        whatever the sink starts (decoder pools, now or later) are the consumer's cost, not the bridge's."""
-        return ThreadGroupClock(thread_ids() - self._sink_threads - {self.hub.sink_thread_id})
 
     def db(self):
         return session_scope(self.engine)
@@ -241,7 +235,10 @@ class BridgeWorker:
         from telephony.control import ControlServer
 
         server = ControlServer(self, control_port) if control_port else None
-        self.bridge_clock = self._bridge_threads_clock()  # now with the control thread
+        # The bridge's own threads: SIP/main, pjmedia clock and ioqueue, spool, control (snapshot() is only
+        # reached through it).  The sink thread and whatever the sink starts (decoder pools, now or later)
+        # are the consumer's cost, not the bridge's.
+        self.bridge_clock = ThreadGroupClock(thread_ids() - self._sink_threads - {self.hub.sink_thread_id})
         deadline = time.monotonic() + max_seconds if max_seconds else None
         last_acd = last_gc = 0.0
         gc.disable()  # cyclic garbage (Call objects) is collected here, on the thread that owns pjsua2
