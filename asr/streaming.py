@@ -66,7 +66,9 @@ class LegStream:
         self._segment_id = 0
 
     # -- public ---------------------------------------------------------------------------------
-    def push(self, frame: AudioFrame) -> list[Output]:
+    def push(self, frame: AudioFrame, partials: bool = True) -> list[Output]:
+        """Frames of any length; ``partials=False`` decodes finals only (a leg catching up on a backlog, or a
+        caller that runs ``partial_if_due`` later so that no final waits behind a partial)."""
         if frame.sample_rate != self.sample_rate:
             raise AudioError(f"音频帧采样率 {frame.sample_rate} Hz 与该通道 {self.sample_rate} Hz 不一致")
         samples = pcm16_to_float(frame.pcm)
@@ -80,13 +82,20 @@ class LegStream:
             elif self._utt_start is not None:
                 out += self._final(self._utt_start, ev.sample)
                 self._utt_start = None
-        if self._utt_start is not None:
-            due = self._received - self._last_partial_at >= self._ms(self.params.partial_interval_ms)
-            pausing = self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms
-            if due and not pausing and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
-                out += self._partial()
+        if partials:
+            out += self.partial_if_due()
         self._trim()
         return out
+
+    def partial_if_due(self) -> list[Output]:
+        """A partial of the utterance so far, when one is due (``push`` calls this unless told not to)."""
+        if self._utt_start is None:
+            return []
+        due = self._received - self._last_partial_at >= self._ms(self.params.partial_interval_ms)
+        pausing = self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms
+        if due and not pausing and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
+            return self._partial()
+        return []
 
     def flush(self) -> list[Output]:
         """End of the leg: finalise any utterance in progress."""
@@ -97,6 +106,11 @@ class LegStream:
                 self._utt_start = None
         self._trim()
         return out
+
+    @property
+    def segments_published(self) -> int:
+        """Finals emitted so far (the last final's ``segment_id``)."""
+        return self._segment_id
 
     @property
     def buffered_samples(self) -> int:

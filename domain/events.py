@@ -57,6 +57,13 @@ class TranscriptFinal(Event):
     segment_id: int | None = None
 
 
+class TranscriptComplete(Event):
+    """Every leg of an ended call is transcribed: no more finals will come (post-call QA starts here)."""
+
+    kind: Literal["transcript.complete"] = "transcript.complete"
+    segments: int = 0
+
+
 class CallState(Event):
     kind: Literal["call.state"] = "call.state"
     state: Literal["ringing", "ivr", "queued", "alerting", "talking", "held", "ended"]
@@ -103,7 +110,7 @@ class QAWarning(Event):
 
 
 AnyEvent = Annotated[
-    Union[TranscriptPartial, TranscriptFinal, CallState, Suggestion, PoliceAlert, SensitiveFlag, QAWarning],
+    Union[TranscriptPartial, TranscriptFinal, TranscriptComplete, CallState, Suggestion, PoliceAlert, SensitiveFlag, QAWarning],
     Field(discriminator="kind"),
 ]
 event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

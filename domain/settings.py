@@ -4,6 +4,7 @@ Every setting is listed with its default in the README's settings table.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -48,7 +49,8 @@ class Settings(BaseSettings):
     rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
     bridge_workers: int = Field(2, description="Bridge worker processes to start.")
     telephony_flow: str = Field("", description="Call-flow parameters (telephony.flow.CallFlowParams) as JSON; empty = defaults.")
-    telephony_sink: str = Field("serving.pipeline:bridge_sink", description="module:factory of the media sink that receives forked audio and call events (live ASR); empty = recording only.")
+    telephony_sink: str = Field("serving.pipeline:event_sink", description="module:factory of the bridge's media sink: the default publishes call events and keeps each call's spooled audio for the live ASR followers; empty = recording only.")
+    asr_followers: int = Field(0, description="Live ASR follower processes that transcribe the bridge spools (serving.pipeline); 0 = one per CPU core.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     # tickets and integrations
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         """Absolute, so child processes (bridge workers, Kamailio) see the same folder."""
         return value.expanduser().resolve()
+
+    @property
+    def live_asr_followers(self) -> int:
+        """ASR follower processes the supervisor runs (none when the bridge only records)."""
+        return (self.asr_followers or os.cpu_count() or 1) if self.telephony_sink else 0
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -3,9 +3,10 @@
 Each conversation has a caller UA and an agent softphone UA (pjsua2, 4 calls
 per UA process) playing the caller (right) and agent (left) channels of the
 synthetic calls.  Reports calls completed/dropped, RTP packets sent and
-received per leg, frames forked, recordings, transcript segments (when a
-media sink that writes them is configured), ASR latency and backlog, CPU per
-leg, and the workers used.  ``--kill-worker`` kills one worker half-way and
+received per leg, frames forked, recordings, transcript segments (with the
+live ASR followers on, the default), ASR latency and backlog, CPU per leg, and
+the workers used.  After hang-up it waits (``--drain-timeout``) until the ASR
+followers have caught up: on two cores they lag real time at 35 calls.  ``--kill-worker`` kills one worker half-way and
 checks that no call on the others drops and new calls still connect.
 """
 from __future__ import annotations
@@ -33,13 +34,14 @@ def register(eval_app: typer.Typer) -> None:
         workers: int = typer.Option(0, help="桥接工作进程数（默认 ceil(calls/2)）"),
         kamailio: bool = typer.Option(True, help="经 Kamailio 调度（已安装时）"),
         kill_worker: bool = typer.Option(False, help="中途杀掉一个工作进程，验证其他通话不掉线、新呼叫改走存活进程"),
-        sink: str = typer.Option("", help="媒体消费者 module:factory（如 ASR 管线）；默认只录音"),
+        asr: bool = typer.Option(True, help="实时转写（ASR 跟读进程读桥接缓存）；--no-asr 只录音"),
+        followers: int = typer.Option(0, help="ASR 跟读进程数（默认每核一个）"),
         workdir: Path = typer.Option(None, help="工作目录（默认临时目录，结束后删除）"),
         drain_timeout: float = typer.Option(1800.0, min=0, help="挂机后等待 ASR 积压处理完的最长秒数"),
     ) -> None:
         """实时压测：N 路并发真实 SIP 对话。"""
         emit(run_live(calls=calls, duration=duration, data=data, workers=workers, kamailio=kamailio,
-                      kill_worker=kill_worker, sink=sink, workdir=workdir,
+                      kill_worker=kill_worker, asr=asr, followers=followers, workdir=workdir,
                       drain_timeout=drain_timeout), json_out)
 
 
@@ -120,6 +122,19 @@ def _proc_cpu(pid: int) -> float:
         return 0.0
 
 
+def _follower_status(root: Path, index: int) -> dict:
+    from serving.pipeline import follower_status_path
+
+    try:
+        return json.loads(follower_status_path(root, index).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _asr_backlog_s(root: Path, n_followers: int) -> float:
+    return sum(_follower_status(root, i).get("backlog_s", 0.0) for i in range(n_followers))
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -128,7 +143,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0, kamailio: bool = True,
-             kill_worker: bool = False, sink: str = "", workdir: Path | None = None,
+             kill_worker: bool = False, asr: bool = True, followers: int = 0, workdir: Path | None = None,
              drain_timeout: float = 1800.0) -> dict:
     from sqlalchemy import select
 
@@ -155,15 +170,18 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     n_workers = workers or max(1, math.ceil(calls / 2)) + (1 if kill_worker else 0)
     flow = CallFlowParams(ivr_timeout_s=3, ivr_retries=0, max_queue_wait_s=120, agent_ring_timeout_s=10)
     base = 26000
-    # A sink (e.g. serving.pipeline:bridge_sink) publishes transcripts on the event bus of the workers' data dir;
+    # Workers publish call events and the ASR followers transcripts on the event bus of the data dir;
     # this process serves that bus and timestamps every final transcript as it arrives.
-    bus, finals, leg_start = _listen(root, engine) if sink else (None, [], {})
+    bus, finals, leg_start = _listen(root, engine) if asr else (None, [], {})
+    n_followers = (followers or os.cpu_count() or 1) if asr else 0
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
-                     control_port=base + 1000, flow=flow.model_dump_json(), sink=sink,
-                     proxy_port=base - 2 if use_kamailio else 0, prefix="lw",
+                     control_port=base + 1000, flow=flow.model_dump_json(),
+                     sink="serving.pipeline:event_sink" if asr else "",
+                     proxy_port=base - 2 if use_kamailio else 0, prefix="lw", asr_followers=n_followers,
                      env={"HOTLINE_DATA_DIR": str(root), "HOTLINE_DATABASE_URL": url, "HOTLINE_EVENT_BUS": "memory"})
     uas: list[Peer] = []
-    result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "kamailio": use_kamailio}
+    result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "asr_followers": n_followers,
+                    "kamailio": use_kamailio}
     try:
         t_setup = time.monotonic()
         sup.start()
@@ -222,13 +240,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                     hung.add(i)  # ended early: counted as dropped below
             if now - last_sample > 5:
                 last_sample = now
-                for w in sup.specs:
-                    if w.name == killed:
-                        continue
-                    try:
-                        max_backlog = max(max_backlog, worker_status(w.control_port)["result"]["backlog_frames"])
-                    except Exception:  # noqa: BLE001 - a worker being restarted
-                        pass
+                max_backlog = max(max_backlog, _asr_backlog_s(root, n_followers))
             if kill_worker and killed is None and len(answered) == calls and now - min(answered.values()) > duration / 2:
                 with session_scope(engine) as s:
                     first = s.scalar(select(Call.call_uuid).where(Call.caller_number == plans[0]["number"]))
@@ -254,20 +266,15 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             probe.send(op="hangup", id="p1")
             sup.check()
 
-        # queued audio is never dropped: wait (bounded) until every worker's sink has caught up
+        # queued audio is never dropped: wait (bounded) until the followers have transcribed every spool
         t_drain = time.monotonic()
-        while time.monotonic() - t_drain < drain_timeout:
-            backlog = 0
-            for w in sup.specs:
-                try:
-                    backlog += worker_status(w.control_port)["result"]["backlog_frames"]
-                except Exception:  # noqa: BLE001 - a worker being restarted
-                    pass
-            if backlog == 0:
-                break
-            time.sleep(1)
-        result["sink_drain_s"] = round(time.monotonic() - t_drain, 1)
-        time.sleep(2 if sink else 0)  # the last finals travel over the event bus
+        spool = root / "recordings" / "spool"
+        while asr and time.monotonic() - t_drain < drain_timeout and spool.exists() and any(spool.iterdir()):
+            max_backlog = max(max_backlog, _asr_backlog_s(root, n_followers))
+            time.sleep(2)
+        result["asr_drain_s"] = round(time.monotonic() - t_drain, 1)  # ASR lag behind the last hang-up
+        result["spools_left"] = sum(1 for _ in spool.iterdir()) if spool.exists() else 0
+        time.sleep(2 if asr else 0)  # the last finals travel over the event bus
 
         statuses = {}
         for w in sup.specs:
@@ -349,12 +356,15 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
                                     "finals_published": len(finals), "stored": len(segments)},
             "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
-            "asr_backlog_s_max": round(max_backlog * 0.02, 2),
+            "asr_backlog_s_max": round(max_backlog, 1),  # audio seconds waiting in the spools for ASR, summed over legs
             "cpu": {
                 "bridge_seconds": round(bridge_cpu, 1),
                 "bridge_leg_seconds": round(leg_seconds, 1),
                 "bridge_core_pct_per_leg": round(100 * bridge_cpu / leg_seconds, 3) if leg_seconds else None,
-                "sink_seconds": round(sink_cpu, 1),  # the in-process media sink (ASR) on its own threads
+                "sink_seconds": round(sink_cpu, 1),  # the worker's frame/event hand-off thread
+                "asr_seconds": round(sum(_proc_cpu(p.proc.pid) for p in sup.followers.values()), 1),
+                "asr_audio_seconds": round(sum(_follower_status(root, i).get("audio_s_done", 0.0)
+                                               for i in range(n_followers)), 1),
                 "test_uas_seconds": round(ua_cpu, 1),
                 "machine_cores": os.cpu_count(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.errors import AppError
-from domain.events import CallState, Event, TranscriptFinal
+from domain.events import Event, TranscriptComplete, TranscriptFinal
 from domain.models import Call, KnowledgeEntry, KnowledgeVersion, QAResult, Ticket, TranscriptSegment
 from qa import scorecard as sc
 from qa.answers import KBEntry, Retrieve
@@ -72,7 +72,7 @@ def score_stored_call(session: Session, tenant_id: int, call_id: int, **kw) -> Q
 
 
 class PostCallScorer:
-    """Collects a call's final transcript and scores it when the call ends (100 % of calls)."""
+    """Collects a call's final transcript and scores it once it is complete (100 % of calls)."""
 
     def __init__(self, engine, *, embed: Embed | None = None, retrieve: Retrieve | None = None):
         self._engine = engine
@@ -82,11 +82,11 @@ class PostCallScorer:
     def process(self, event: Event) -> list[Event]:
         if isinstance(event, TranscriptFinal):
             self._finals.append(event)
-        elif isinstance(event, CallState) and event.state == "ended" and self._finals:
+        elif isinstance(event, TranscriptComplete) and self._finals:
             self._score(event)
         return []
 
-    def _score(self, event: CallState) -> None:
+    def _score(self, event: TranscriptComplete) -> None:
         from domain.db import session_scope
 
         with session_scope(self._engine) as session:

@@ -5,7 +5,8 @@ import typer
 
 
 def _start_telephony(settings):
-    """Bridge workers (and Kamailio in front when installed) under a supervisor thread that restarts dead ones."""
+    """Bridge workers, the live ASR followers (and Kamailio in front when installed) under a supervisor
+    thread that restarts dead ones."""
     import shutil
     import threading
 
@@ -14,7 +15,8 @@ def _start_telephony(settings):
     proxy_port = int(settings.sip_proxy.rsplit(":", 1)[1]) if shutil.which("kamailio") else 0
     supervisor = Supervisor(settings.bridge_workers, db_url=settings.sqlalchemy_url, data_dir=settings.data_dir,
                             sip_port=settings.sip_port, rtp_port=settings.rtp_port, flow=settings.telephony_flow,
-                            sink=settings.telephony_sink, proxy_port=proxy_port)
+                            sink=settings.telephony_sink, proxy_port=proxy_port,
+                            asr_followers=settings.live_asr_followers)
 
     def run() -> None:
         supervisor.start()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.db import session_scope
-from domain.events import CallState, Event, TranscriptFinal
+from domain.events import Event, TranscriptComplete, TranscriptFinal
 from domain.models import Call, TranscriptSegment
 
 log = logging.getLogger("hotline.consumers")
@@ -87,7 +87,8 @@ class SegmentWriter(_Consumer):
 
 
 class CallProcessorHost(_Consumer):
-    """One processor per live call, created on the call's first event and closed when it ends."""
+    """One processor per live call, created on the call's first event and closed when its transcript is
+    complete (after hang-up, once the ASR has caught up)."""
 
     def __init__(self, bus, name: str, factory: Callable[[Event], CallProcessor]) -> None:
         self.name = name
@@ -96,15 +97,16 @@ class CallProcessorHost(_Consumer):
         self._calls: dict[str, CallProcessor] = {}
 
     def handle(self, event: Event) -> None:
-        if not event.call_id or event.kind not in {"transcript.partial", "transcript.final", "call.state"}:
+        if not event.call_id or event.kind not in {"transcript.partial", "transcript.final", "transcript.complete",
+                                                   "call.state"}:
             return
         processor = self._calls.get(event.call_id)
         if processor is None:
-            if isinstance(event, CallState) and event.state == "ended":
+            if isinstance(event, TranscriptComplete):
                 return
             processor = self._calls[event.call_id] = self._factory(event)
         out = processor.process(event)
-        if isinstance(event, CallState) and event.state == "ended":
+        if isinstance(event, TranscriptComplete):  # the call has ended and its transcript is whole
             out += processor.close()
             del self._calls[event.call_id]
         for produced in out:

@@ -1,13 +1,33 @@
-"""The live speech pipeline of a bridge worker: forked audio in, transcript events out on the bus.
+"""The live speech pipeline: bridge spools in, transcript events out on the bus.
 
-Each leg of each call gets its own :class:`asr.streaming.LegStream` (VAD endpointing, partials,
-finals).  The bridge's media fork calls this sink from its own thread, never from the pjmedia
-clock thread, so decoding never delays audio; while decoding, frames wait in the fork's queue.
+Bridge workers spool each leg's 8 kHz PCM to ``<data_dir>/recordings/spool/<call>/<leg>.pcm`` as it
+arrives (``telephony.media``).  An ASR follower process reads those files as they grow, runs each leg
+through an :class:`asr.streaming.LegStream` (VAD endpointing, partials, finals) and publishes what it
+hears.  The spool is the ASR queue: when decoding falls behind (35 calls on two cores), the audio waits
+on disk and the follower catches up after the peak; a leg that is behind gets finals only.  When a call
+has ended and every leg is read to the end, the follower publishes ``transcript.complete`` (post-call QA
+scores on it) and removes the spool.
+
+The bridge never waits on ASR, and a decoder crash cannot touch a call: followers are their own
+processes, at the lowest CPU priority.  ``--shard i/n`` splits calls across n followers.  A follower that
+restarts replays unfinished spools and skips what it already published.
+
+Run by the supervisor (``hotline serve``), or alone: ``python -m serving.pipeline --shard 0/1``.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import os
+import shutil
+import signal
 import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import select
 
@@ -15,12 +35,15 @@ from asr.hotwords import Lexicon
 from asr.streaming import LegStream, StreamParams
 from asr.vad import SileroVad
 from domain.db import make_engine, session_scope
-from domain.events import AudioFrame, CallState, Event
+from domain.events import AudioFrame, CallState, Event, TranscriptComplete, TranscriptFinal
 from domain.models import KnowledgeEntry, KnowledgeVersion
 from domain.settings import Settings, get_settings
 from serving.events import Publisher, publisher_for
+from telephony.media import ENDED_MARKER, SAMPLE_RATE
 
 log = logging.getLogger("hotline.pipeline")
+BYTES_PER_S = SAMPLE_RATE * 2
+PROGRESS = "asr-progress.json"  # per call: the last final published per leg, so a restart skips them
 
 
 def knowledge_lexicon(settings: Settings) -> Lexicon:
@@ -39,55 +62,207 @@ def knowledge_lexicon(settings: Settings) -> Lexicon:
     return Lexicon.from_texts([f"{title}\n{body}" for title, body in rows])
 
 
-class TranscribingSink:
-    """A ``telephony.media.MediaSink``: streams each leg through ASR and publishes what it hears."""
+class EventSink:
+    """The bridge worker's media sink: call-state events go on the bus; the audio is read from the spool."""
 
-    def __init__(self, publisher: Publisher, asr_engine, lexicon: Lexicon | None,
-                 params: StreamParams = StreamParams()) -> None:
+    reads_spool = True
+
+    def __init__(self, publisher: Publisher) -> None:
         self._publisher = publisher
-        self._engine = asr_engine
-        self._lexicon = lexicon
-        self._params = params
-        self._streams: dict[tuple[str, str], LegStream] = {}
-        self._lock = threading.Lock()
 
-    def _stream(self, frame: AudioFrame) -> LegStream:
-        key = (frame.call_id, frame.leg)
-        stream = self._streams.get(key)
-        if stream is None:
-            stream = self._streams[key] = LegStream(
-                self._engine, SileroVad(frame.sample_rate), call_id=frame.call_id, tenant_id=frame.tenant_id,
-                leg=frame.leg, role=frame.leg, sample_rate=frame.sample_rate, params=self._params,
-                lexicon=self._lexicon,
-            )
-        return stream
-
-    def _publish(self, events: list[Event]) -> None:
-        for event in events:
-            self._publisher.publish(event)
-
-    def on_audio(self, frame: AudioFrame) -> None:
-        with self._lock:
-            stream = self._stream(frame)
-        self._publish(stream.push(frame))
+    def on_audio(self, frame: AudioFrame) -> None:  # never called: the hub keeps frames in the spool
+        pass
 
     def on_call_event(self, event: CallState) -> None:
-        if event.state == "ended":
-            with self._lock:
-                ending = [self._streams.pop(key) for key in list(self._streams) if key[0] == event.call_id]
-            for stream in ending:
-                self._publish(stream.flush())
-        self._publish([event])
-
-    @property
-    def live_legs(self) -> int:
-        return len(self._streams)
+        self._publisher.publish(event)
 
 
-def bridge_sink() -> TranscribingSink:
-    """Factory named by ``HOTLINE_TELEPHONY_SINK=serving.pipeline:bridge_sink``."""
+def event_sink() -> EventSink:
+    """Factory named by ``HOTLINE_TELEPHONY_SINK=serving.pipeline:event_sink`` (the default)."""
+    return EventSink(publisher_for(get_settings()))
+
+
+@dataclass(frozen=True)
+class FollowerParams:
+    poll_interval_s: float = 0.1  # an idle follower looks for new audio this often (the spool lags ≤ 0.1 s itself)
+    chunk_ms: int = 100  # audio handed to a leg's stream at a time
+    turn_ms: int = 3000  # at most this much audio of one leg per pass, so every leg advances
+    live_lag_s: float = 2.0  # partials only while a leg is at most this far behind; a backlog gets finals only
+    nice: int = 19  # the follower process yields the CPU to the bridge workers
+    status_interval_s: float = 1.0  # how often the status file is rewritten
+
+
+class _Leg:
+    def __init__(self, path: Path, stream: LegStream, published: int) -> None:
+        self.path, self.stream = path, stream
+        self.fh = open(path, "rb")
+        self.offset = 0
+        self.published = published  # finals up to this segment id went out before a restart
+
+    def pending_bytes(self) -> int:
+        return os.fstat(self.fh.fileno()).st_size - self.offset
+
+
+class _Call:
+    def __init__(self, directory: Path) -> None:
+        meta = json.loads((directory / "meta.json").read_text())
+        self.dir, self.uuid, self.tenant_id = directory, meta["call_uuid"], int(meta.get("tenant_id", 0))
+        progress = directory / PROGRESS
+        self.progress: dict[str, int] = json.loads(progress.read_text()) if progress.exists() else {}
+        self.legs: dict[str, _Leg] = {}
+
+
+class SpoolFollower:
+    """Follows every call spool of its shard under ``spool_root`` and publishes each leg's transcript."""
+
+    def __init__(self, spool_root: Path, publisher: Publisher, make_stream: Callable[[str, int, str], LegStream],
+                 params: FollowerParams = FollowerParams(), shard: tuple[int, int] = (0, 1)) -> None:
+        self.root, self.publisher, self.make_stream = Path(spool_root), publisher, make_stream
+        self.params, self.shard = params, shard
+        self.calls: dict[str, _Call] = {}
+        self.audio_s_done = 0.0
+        self.calls_done = 0
+
+    def _mine(self, name: str) -> bool:
+        index, count = self.shard
+        return zlib.crc32(name.encode()) % count == index
+
+    def _discover(self) -> None:
+        if not self.root.exists():
+            return
+        for d in self.root.iterdir():
+            if d.name not in self.calls and d.is_dir() and self._mine(d.name) and (d / "meta.json").exists():
+                self.calls[d.name] = _Call(d)
+        for call in self.calls.values():
+            for pcm in call.dir.glob("*.pcm"):
+                if pcm.stem not in call.legs:
+                    call.legs[pcm.stem] = _Leg(pcm, self.make_stream(call.uuid, call.tenant_id, pcm.stem),
+                                               call.progress.get(pcm.stem, 0))
+
+    def backlog_s(self) -> float:
+        return sum(leg.pending_bytes() for call in self.calls.values() for leg in call.legs.values()) / BYTES_PER_S
+
+    def poll(self) -> float:
+        """One pass over every call: feed each leg up to ``turn_ms`` of new audio (finals), finish ended
+        calls, then decode the partials due on live legs.  Returns the seconds of audio read."""
+        self._discover()
+        chunk = self.params.chunk_ms * BYTES_PER_S // 1000
+        turn = self.params.turn_ms * BYTES_PER_S // 1000
+        read = 0
+        live: list[tuple[_Call, str, _Leg]] = []
+        for name in list(self.calls):
+            call = self.calls[name]
+            ended = (call.dir / ENDED_MARKER).exists()  # written after the PCM is complete
+            try:
+                for leg_name, leg in call.legs.items():
+                    pending = leg.pending_bytes()
+                    if not ended and pending / BYTES_PER_S <= self.params.live_lag_s:  # partials are for a live call
+                        live.append((call, leg_name, leg))
+                    todo = min(pending, turn) if ended else min(pending, turn) // chunk * chunk
+                    while todo > 0:
+                        data = leg.fh.read(min(chunk, todo))
+                        if not data:
+                            break
+                        leg.offset += len(data)
+                        todo -= len(data)
+                        read += len(data)
+                        frame = AudioFrame.model_construct(tenant_id=call.tenant_id, call_id=call.uuid, leg=leg_name,
+                                                           sample_rate=SAMPLE_RATE, pcm=data[: len(data) // 2 * 2])
+                        self._publish(call, leg_name, leg, leg.stream.push(frame, partials=False))
+                if ended and all(leg.pending_bytes() == 0 for leg in call.legs.values()):
+                    self._finish(call)
+            except FileNotFoundError:  # the spool was removed by someone else (recording-only bridge)
+                log.warning("spool of %s vanished; dropping it", name)
+                self._forget(call)
+        for call, leg_name, leg in live:  # partials after every leg's finals: no final waits behind a partial
+            if call.dir.name in self.calls:
+                self._publish(call, leg_name, leg, leg.stream.partial_if_due())
+        self.audio_s_done += read / BYTES_PER_S
+        return read / BYTES_PER_S
+
+    def _publish(self, call: _Call, leg_name: str, leg: _Leg, events: list[Event]) -> None:
+        for event in events:
+            final = isinstance(event, TranscriptFinal)
+            if leg.stream.segments_published < leg.published or (final and event.segment_id <= leg.published):
+                continue  # published before a restart
+            self.publisher.publish(event)
+            if final:
+                call.progress[leg_name] = event.segment_id
+                tmp = call.dir / f"{PROGRESS}.tmp"
+                tmp.write_text(json.dumps(call.progress))
+                os.replace(tmp, call.dir / PROGRESS)
+
+    def _finish(self, call: _Call) -> None:
+        for leg_name, leg in call.legs.items():
+            self._publish(call, leg_name, leg, leg.stream.flush())
+        segments = sum(leg.stream.segments_published for leg in call.legs.values())
+        self.publisher.publish(TranscriptComplete(tenant_id=call.tenant_id, call_id=call.uuid, segments=segments))
+        self._forget(call)
+        shutil.rmtree(call.dir, ignore_errors=True)
+        self.calls_done += 1
+
+    def _forget(self, call: _Call) -> None:
+        for leg in call.legs.values():
+            leg.fh.close()
+        self.calls.pop(call.dir.name, None)
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "shard": f"{self.shard[0]}/{self.shard[1]}", "calls": len(self.calls),
+                "legs": sum(len(c.legs) for c in self.calls.values()), "backlog_s": round(self.backlog_s(), 2),
+                "audio_s_done": round(self.audio_s_done, 1), "calls_done": self.calls_done, "updated": time.time()}
+
+    def run(self, stop: threading.Event, status_path: Path | None = None) -> None:
+        last_status = 0.0
+        while not stop.is_set():
+            try:
+                busy = self.poll() > 0
+            except Exception:  # noqa: BLE001 - one bad spool must not stop transcription of the others
+                log.exception("ASR follower pass failed")
+                busy = False
+            if status_path is not None and time.monotonic() - last_status >= self.params.status_interval_s:
+                last_status = time.monotonic()
+                tmp = status_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.status()))
+                os.replace(tmp, status_path)
+            if not busy:
+                stop.wait(self.params.poll_interval_s)
+
+
+def follower_status_path(data_dir: Path, index: int) -> Path:
+    return Path(data_dir) / "telephony" / f"asr-follower-{index}.json"
+
+
+def main(argv: list[str] | None = None) -> None:
     from asr.engines import create_engine
 
-    settings = get_settings()
+    ap = argparse.ArgumentParser(description="hotline live ASR follower")
+    ap.add_argument("--shard", default="0/1", help="i/n: this follower takes the calls whose id hashes to i mod n")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--db", default="")
+    args = ap.parse_args(argv)
+    index, count = (int(x) for x in args.shard.split("/"))
+    update = {k: v for k, v in (("data_dir", args.data_dir), ("database_url", args.db)) if v}
+    settings = get_settings().model_copy(update=update)
+    params = FollowerParams()
+    os.nice(params.nice)  # before any thread starts: every decoder thread inherits it
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s asr{index} %(levelname)s %(message)s")
+    engine = create_engine(settings)
     lexicon = knowledge_lexicon(settings) if settings.asr_hotwords else None
-    return TranscribingSink(publisher_for(settings), create_engine(settings), lexicon)
+
+    def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
+        return LegStream(engine, SileroVad(SAMPLE_RATE), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
+                         sample_rate=SAMPLE_RATE, params=StreamParams(), lexicon=lexicon)
+
+    follower = SpoolFollower(settings.data_dir / "recordings" / "spool", publisher_for(settings), make_stream,
+                             params, (index, count))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    status_path = follower_status_path(settings.data_dir, index)
+    status_path.parent.mkdir(parents=True, exist_ok=True)
+    print(json.dumps({"event": "ready", "shard": args.shard, "pid": os.getpid()}), flush=True)
+    follower.run(stop, status_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         proxy = int(st.sip_proxy.rsplit(":", 1)[1]) if kamailio else 0
         sup = Supervisor(workers or st.bridge_workers, db_url=st.sqlalchemy_url, data_dir=st.data_dir,
                          sip_port=st.sip_port, rtp_port=st.rtp_port, flow=st.telephony_flow, sink=st.telephony_sink,
-                         proxy_port=proxy)
+                         proxy_port=proxy, asr_followers=st.live_asr_followers)
         sup.start()
         typer.echo(json.dumps({"workers": [s.name for s in sup.specs], "proxy": st.sip_proxy if kamailio else None},
                               ensure_ascii=False))

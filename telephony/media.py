@@ -3,10 +3,14 @@
 The clock thread only copies the frame bytes (a few microseconds) and appends a
 tuple to a ``collections.deque`` (an atomic operation under the GIL); it never
 waits on Python work.  A spool thread writes each leg's PCM durably to disk,
-and a sink thread turns frames into :class:`domain.events.AudioFrame` for the
-consumer (the ASR pipeline).  A slow consumer makes the sink queue grow; no
-frame is dropped.  At hang-up the spool becomes a stereo WAV (agent left,
-caller right).
+and a sink thread delivers call-state events (and, to a sink that asks for
+them, frames as :class:`domain.events.AudioFrame`).  At hang-up the spool
+becomes a stereo WAV (agent left, caller right).
+
+The live ASR reads the spool itself (``serving.spool_asr``): a sink with
+``reads_spool = True`` gets no frames, and each call's spool stays on disk,
+marked ended, until the ASR follower has transcribed it.  The spool is the
+ASR queue: when ASR falls behind, audio waits on disk, never in memory.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import ctypes
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -44,7 +49,8 @@ class HubParams:
 
 
 class MediaSink(Protocol):
-    """Where forked audio and call-state events go (the ASR pipeline wires itself here)."""
+    """Where forked audio and call-state events go.  ``reads_spool`` (optional, default False): the
+    sink's consumer reads the spooled PCM instead of frames, so spools are kept until it is done."""
 
     def on_audio(self, frame: AudioFrame) -> None: ...
 
@@ -101,16 +107,18 @@ class LegSpool:
 class CallSpool:
     """Durable per-call spool: ``<dir>/<leg>.pcm`` and ``meta.json``; finalised into a stereo WAV."""
 
-    def __init__(self, directory: Path, call_uuid: str, t0: float):
+    def __init__(self, directory: Path, call_uuid: str, t0: float, tenant_id: int = 0):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.call_uuid = call_uuid
+        self.tenant_id = tenant_id
         self.t0 = t0
         self.legs: dict[str, LegSpool] = {}
         self._write_meta()
 
     def _write_meta(self) -> None:
-        meta = {"call_uuid": self.call_uuid, "segments": {k: v.segments for k, v in self.legs.items()}}
+        meta = {"call_uuid": self.call_uuid, "tenant_id": self.tenant_id,
+                "segments": {k: v.segments for k, v in self.legs.items()}}
         tmp = self.dir / "meta.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.dir / "meta.json")
@@ -150,8 +158,25 @@ class RecordingResult:
     frames: dict[str, int]
 
 
-def finalize_spool(spool_dir: Path, wav_path: Path) -> RecordingResult:
-    """Assemble a spool directory into a stereo 8 kHz WAV (agent left, caller right), fsync, remove the spool."""
+ENDED_MARKER = "ended.json"  # written into a kept spool once its WAV is final: no more audio will come
+
+
+def close_spool(spool_dir: Path, keep: bool, info: dict) -> None:
+    """Remove a finished spool, or (``keep``) durably mark it ended so the ASR follower finishes it."""
+    if not keep:
+        shutil.rmtree(spool_dir)
+        return
+    marker = spool_dir / f"{ENDED_MARKER}.tmp"
+    with open(marker, "w") as fh:
+        json.dump(info, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(marker, spool_dir / ENDED_MARKER)
+
+
+def finalize_spool(spool_dir: Path, wav_path: Path, keep: bool = False) -> RecordingResult:
+    """Assemble a spool directory into a stereo 8 kHz WAV (agent left, caller right), fsync, then remove
+    the spool, or with ``keep`` mark it ended for the ASR follower (which removes it when done)."""
     meta = json.loads((spool_dir / "meta.json").read_text())
     channels = {"agent": 0, "caller": 1}
     placed: list[tuple[int, int, np.ndarray]] = []
@@ -175,9 +200,7 @@ def finalize_spool(spool_dir: Path, wav_path: Path) -> RecordingResult:
         os.fsync(fh.fileno())
     os.replace(tmp, wav_path)
     digest = hashlib.sha256(wav_path.read_bytes()).hexdigest()
-    for item in spool_dir.iterdir():
-        item.unlink()
-    spool_dir.rmdir()
+    close_spool(spool_dir, keep, {"wav": str(wav_path), "frames": frames})
     return RecordingResult(wav_path, total * 1000 // SAMPLE_RATE, digest, frames)
 
 
@@ -188,6 +211,7 @@ class FrameHub:
         self.params = params or HubParams()
         self.spool_root = spool_root
         self.sink = sink
+        self.keep_spools = bool(getattr(sink, "reads_spool", False))  # the consumer reads the spool, not frames
         self.tenant_id = tenant_id
         self.inbox: deque = deque()  # (call_uuid, leg, seq, ts, pcm) appended by the clock thread
         self.outbox: deque = deque()  # same tuples, for the sink thread
@@ -235,7 +259,7 @@ class FrameHub:
             while self.inbox:
                 item = self.inbox.popleft()
                 if item[0] == "open":
-                    self.calls[item[1]] = CallSpool(self.spool_root / item[1], item[1], item[2])
+                    self.calls[item[1]] = CallSpool(self.spool_root / item[1], item[1], item[2], self.tenant_id)
                 elif item[0] == "close":
                     self._close(item[1], item[2])
                 else:
@@ -244,7 +268,8 @@ class FrameHub:
                     if spool is not None:
                         spool.write(leg, seq == 0, ts, pcm)
                     self.frames_in += 1
-                    self.outbox.append(item)
+                    if not self.keep_spools:
+                        self.outbox.append(item)
             if time.monotonic() - last_flush > self.params.fsync_interval_s:
                 for spool in self.calls.values():
                     spool.flush()
@@ -258,7 +283,9 @@ class FrameHub:
             spool.close()
             if spool.legs:
                 wav = self.spool_root.parent / time.strftime("%Y/%m/%d") / f"{call_uuid}.wav"
-                result = finalize_spool(spool.dir, wav)
+                result = finalize_spool(spool.dir, wav, keep=self.keep_spools)
+            else:  # no media reached the bridge
+                close_spool(spool.dir, self.keep_spools, {"wav": None, "frames": {}})
         done(result)
 
     def _sink_loop(self) -> None:

@@ -1,8 +1,10 @@
-"""Supervisor: N bridge worker processes (own SIP port, RTP range, control port each), optionally Kamailio in front.
+"""Supervisor: N bridge worker processes (own SIP port, RTP range, control port each), the live ASR
+followers that transcribe their spools (``serving.pipeline``), optionally Kamailio in front.
 
 A worker that dies is restarted on the same ports; its unfinished calls are
 closed in the CDR (lost before an agent, or cut by the system after) and its
-spooled recordings are finished by the replacement.  Kamailio's dispatcher
+spooled recordings are finished by the replacement.  A dead ASR follower is restarted too and
+resumes the spools it had not finished.  Kamailio's dispatcher
 probes workers with OPTIONS, so new calls route around a dead one meanwhile.
 The registry (``<data_dir>/telephony/workers.json``) tells the operations API
 which control port owns which call (call ids start with the worker name).
@@ -23,7 +25,7 @@ from pathlib import Path
 from domain.db import make_engine, session_scope
 from telephony import store
 from telephony.prompts import Prompts
-from telephony.peer import WorkerProc
+from telephony.peer import AsrFollowerProc, WorkerProc
 
 log = logging.getLogger("telephony.supervisor")
 
@@ -62,13 +64,15 @@ def kamailio_modules() -> str:
 class Supervisor:
     def __init__(self, workers: int, *, db_url: str, data_dir: Path, sip_port: int = 5070, rtp_port: int = 40000,
                  control_port: int = 0, flow: str = "", sink: str = "", proxy_port: int = 0, prefix: str = "w",
-                 env: dict | None = None):
+                 env: dict | None = None, asr_followers: int = 0):
         self.db_url, self.data_dir, self.flow, self.sink = db_url, Path(data_dir), flow, sink
         self.env = env
         control_port = control_port or sip_port + 1000
         self.specs = [WorkerSpec(f"{prefix}{i + 1}", sip_port + 2 * i, rtp_port + RTP_PORTS_PER_WORKER * i, control_port + i)
                       for i in range(workers)]
         self.procs: dict[str, WorkerProc] = {}
+        self.n_followers = asr_followers
+        self.followers: dict[int, AsrFollowerProc] = {}
         self.proxy_port = proxy_port
         self.kamailio: subprocess.Popen | None = None
         self.run_dir = self.data_dir / "telephony"
@@ -84,6 +88,12 @@ class Supervisor:
         self.procs[spec.name] = proc
         return proc
 
+    def _spawn_follower(self, index: int) -> AsrFollowerProc:
+        proc = AsrFollowerProc(f"{index}/{self.n_followers}", db_url=self.db_url, data_dir=self.data_dir,
+                               log_path=self.run_dir / f"asr-follower-{index}.log", env=self.env)
+        self.followers[index] = proc
+        return proc
+
     def start(self) -> "Supervisor":
         Prompts(self.data_dir / "prompts").prepare()  # once, before N workers would race to synthesise them
         # Start in waves of one worker per core: model loading (ASR sink) is CPU-bound, and 18 workers
@@ -92,6 +102,8 @@ class Supervisor:
         for i in range(0, len(self.specs), wave):
             for proc in [self._spawn(spec) for spec in self.specs[i : i + wave]]:
                 proc.wait_ready(timeout=180)
+        for proc in [self._spawn_follower(i) for i in range(self.n_followers)]:
+            proc.wait_ready()
         self._write_registry()
         if self.proxy_port:
             self._start_kamailio()
@@ -116,6 +128,12 @@ class Supervisor:
             spec.restarts += 1
             self._spawn(spec).wait_ready(timeout=180)
             restarted.append(spec.name)
+        for index, proc in list(self.followers.items()):
+            if proc.proc.poll() is not None:
+                log.error("ASR follower %d exited with %s; restarting", index, proc.proc.returncode)
+                proc.close()
+                self._spawn_follower(index)
+                restarted.append(f"asr{index}")
         if restarted:
             self._write_registry()
         return restarted
@@ -154,7 +172,7 @@ class Supervisor:
         for proc in self.procs.values():
             if proc.proc.poll() is None:
                 proc.proc.terminate()
-        for proc in self.procs.values():
+        for proc in list(self.procs.values()) + list(self.followers.values()):
             proc.close()
         if self.kamailio is not None and self.kamailio.poll() is None:
             self.kamailio.terminate()

@@ -97,14 +97,15 @@ class BridgeWorker:
         return session_scope(self.engine)
 
     def _recover_spools(self, spool_root: Path) -> None:
-        """Finish recordings of calls a crashed run left in the spool."""
-        from telephony.media import finalize_spool
+        """Finish recordings of calls a crashed run left in the spool (ended spools wait for the ASR follower)."""
+        from telephony.media import ENDED_MARKER, finalize_spool
 
         if not spool_root.exists():
             return
         for d in spool_root.iterdir():
-            if d.is_dir() and d.name.startswith(f"{self.name}-") and (d / "meta.json").exists():
-                rec = finalize_spool(d, spool_root.parent / "recovered" / f"{d.name}.wav")
+            if (d.is_dir() and d.name.startswith(f"{self.name}-") and (d / "meta.json").exists()
+                    and not (d / ENDED_MARKER).exists()):
+                rec = finalize_spool(d, spool_root.parent / "recovered" / f"{d.name}.wav", keep=self.hub.keep_spools)
                 with self.db() as s:
                     call = s.query(store.Call).filter_by(call_uuid=d.name).one_or_none()
                     if call is not None:

@@ -1,7 +1,8 @@
 """One real call end to end: SIP → bridge → streaming ASR → bus → copilot and QA → database and WebSocket.
 
 The system runs as it does under `hotline serve`: the API process (with the event bus and its
-consumers) and a bridge worker process whose media sink is the live speech pipeline; the caller
+consumers), a bridge worker process that spools each leg, and an ASR follower process that
+transcribes the spools (the live speech pipeline); the caller
 and the agent softphone are pjsua2 UAs playing the two channels of a synthetic 12345 call.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from domain.models import Agent
 from domain.settings import Settings
 from knowledge.service import seed_demo_kb
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
-from telephony.peer import Peer, WorkerProc
+from telephony.peer import AsrFollowerProc, Peer, WorkerProc
 
 CALL_ID = "d001"  # a 咨询 call about 社保卡 with a standard greeting and closing
 CALL_SECONDS = 45
@@ -49,10 +50,13 @@ class System:
     def start_worker(self) -> WorkerProc:
         worker = WorkerProc("e2e", free_port(), rtp_base(), db_url=self.url, data_dir=self.root,
                             flow=TEST_FLOW.model_copy(update={"max_queue_wait_s": 30.0}).model_dump_json(),
-                            sink="serving.pipeline:bridge_sink", log_path=self.root / "worker.log",
+                            sink="serving.pipeline:event_sink", log_path=self.root / "worker.log",
                             env={**os.environ, **self.env()}, wait=False)
-        self.procs.append(worker)
+        follower = AsrFollowerProc("0/1", db_url=self.url, data_dir=self.root, log_path=self.root / "asr.log",
+                                   env=self.env())
+        self.procs += [worker, follower]
         worker.wait_ready(timeout=180)
+        follower.wait_ready()
         return worker
 
     def agent_phone(self, work_no: str) -> Peer:

@@ -45,7 +45,7 @@ def test_call_is_transcribed_live_stored_and_scored(system):
         _drain(seen, events, lambda _: False, CALL_SECONDS + 5)
         caller.send(op="hangup", id="c1")
         caller.ended("c1")
-        _drain(seen, events, lambda ev: any(e.kind == "call.state" and e.state == "ended" for e in ev), 120)
+        _drain(seen, events, lambda ev: any(e.kind == "transcript.complete" for e in ev), 120)
         with session_scope(system.engine) as s:
             call = s.scalar(select(Call).where(Call.caller_number == "13978261453"))
         deadline = time.time() + 90
@@ -62,6 +62,9 @@ def test_call_is_transcribed_live_stored_and_scored(system):
         stored = s.scalars(select(TranscriptSegment).where(TranscriptSegment.call_id == call.id)).all()
     assert call.result == "answered" and call.agent_id is not None
     assert len(stored) == len(finals)
+    complete = [e for e in events if e.kind == "transcript.complete"]
+    assert complete[0].segments == len(finals), "transcript.complete comes after the last final"
+    assert any(e.kind == "call.state" and e.state == "ended" for e in events)
     suggestions = [e for e in events if isinstance(e, Suggestion) and not e.no_good_match]
     assert suggestions, "the copilot suggested KB entries while the call ran"
     assert any("社保" in hit.title for s in suggestions for hit in s.hits), [h.title for s in suggestions for h in s.hits]

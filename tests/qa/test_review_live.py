@@ -9,7 +9,7 @@ from sqlalchemy import select
 from domain.accounts import ensure_roles
 from domain.db import session_scope
 from domain.errors import AppError
-from domain.events import CallState, QAWarning, TranscriptFinal
+from domain.events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
 from domain.models import AuditLog, QAResult, Tenant, User
 from qa import review, scorecard as sc
 from qa.live import LiveQAChecker
@@ -139,7 +139,10 @@ def test_host_factories_use_the_tenant_scorecard_and_score_after_hang_up(engine,
     for seg in transcript(forbidden=True):
         scorer.process(TranscriptFinal(call_id="u1", tenant_id=tid, leg=seg["role"], role=seg["role"],
                                        start_ms=seg["start_ms"], end_ms=seg["end_ms"], text=seg["text"]))
-    scorer.process(CallState(call_id="u1", tenant_id=tid, state="ended"))
+    scorer.process(CallState(call_id="u1", tenant_id=tid, state="ended"))  # hang-up: ASR may still be behind
+    with session_scope(engine) as s:
+        assert s.scalars(select(QAResult).where(QAResult.tenant_id == tid)).first() is None
+    scorer.process(TranscriptComplete(call_id="u1", tenant_id=tid, segments=len(transcript(forbidden=True))))
     with session_scope(engine) as s:
         from domain.models import TranscriptSegment
 

@@ -1,9 +1,22 @@
-"""The bridge-side speech pipeline: frames of a real recording in, transcript events out."""
+"""The live speech pipeline: a bridge spool (written by the real FrameHub) in, transcript events out."""
 from __future__ import annotations
 
-from domain.events import CallState, TranscriptFinal, TranscriptPartial
-from serving.pipeline import TranscribingSink
-from tests.asr.fakes import FakeEngine, frames
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from asr.audio import float_to_pcm16
+from asr.streaming import LegStream
+from asr.vad import SileroVad
+from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
+from serving.pipeline import EventSink, FollowerParams, SpoolFollower
+from telephony.media import ENDED_MARKER, FRAME_BYTES, FrameHub
+from tests.asr.fakes import FakeEngine
+
+SECONDS = 20
 
 
 class Collect:
@@ -13,27 +26,175 @@ class Collect:
     def publish(self, event):
         self.events.append(event)
 
+    def finals(self, call_id=None):
+        return [(e.call_id, e.leg, e.segment_id, e.start_ms, e.end_ms) for e in self.events
+                if isinstance(e, TranscriptFinal) and call_id in (None, e.call_id)]
 
-def test_each_leg_is_transcribed_and_flushed_when_the_call_ends(shared_data):
+
+@pytest.fixture(scope="module")
+def call_audio(shared_data):
     from asr.audio import load_audio
 
     audio = load_audio(shared_data / "synthetic_calls" / "audio" / "d001.flac")
     assert audio.sample_rate == 8000
-    first_20s = audio.samples[:, : 20 * 8000]
+    pcm = {leg: float_to_pcm16(audio.samples[ch, : SECONDS * 8000]) for leg, ch in (("agent", 0), ("caller", 1))}
+    return {leg: [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)] for leg, data in pcm.items()}
+
+
+def follower(root, out, engine=None, shard=(0, 1)):
+    engine = engine or FakeEngine()
+
+    def make_stream(call_id, tenant_id, leg):
+        return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
+                         sample_rate=8000)
+
+    return SpoolFollower(root, out, make_stream, FollowerParams(), shard)
+
+
+def spool_call(hub, call_id, frames, upto=None, start=0):
+    t0 = time.monotonic()
+    for leg, leg_frames in frames.items():
+        for seq, pcm in enumerate(leg_frames[start:upto], start):
+            hub.inbox.append((call_id, leg, seq, t0 + seq * 0.02, pcm))
+
+
+def wait_spooled(hub):
+    deadline = time.monotonic() + 10
+    while hub.inbox and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(2 * hub.params.spool_interval_s)
+
+
+def end_call(hub, call_id):
+    done = threading.Event()
+    hub.publish(CallState(call_id=call_id, state="ended"))
+    hub.close_call(call_id, lambda _rec: done.set())
+    assert done.wait(10)
+
+
+def run_until_complete(f, out, calls, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        f.poll()
+        if sum(isinstance(e, TranscriptComplete) for e in out.events) >= calls:
+            return
+    raise AssertionError(f"not complete; events: {Counter(e.kind for e in out.events)}")
+
+
+def test_spool_reading_sink_gets_events_and_keeps_the_spool_for_asr(tmp_path, call_audio):
+    bus = Collect()
+    root = tmp_path / "recordings" / "spool"
+    hub = FrameHub(root, EventSink(bus), tenant_id=3)
+    hub.open_call("w1-a")
+    spool_call(hub, "w1-a", call_audio, upto=100)
+    end_call(hub, "w1-a")
+    hub.stop()
+    assert [e.state for e in bus.events] == ["ended"]  # call events go on the bus, frames do not
+    assert hub.frames_in == 200 and hub.frames_out == 0
+    spool = root / "w1-a"
+    assert (spool / ENDED_MARKER).exists() and (spool / "caller.pcm").stat().st_size == 100 * FRAME_BYTES
+    assert list((tmp_path / "recordings").rglob("w1-a.wav")), "the stereo recording is written at hang-up"
+
+
+def test_follower_transcribes_a_growing_spool_live_then_completes_and_removes_it(tmp_path, call_audio):
     out = Collect()
-    sink = TranscribingSink(out, FakeEngine(), lexicon=None)
-    for leg, channel in (("agent", 0), ("caller", 1)):
-        for frame in frames(first_20s[channel], 8000, leg=leg, call_id="d001"):
-            sink.on_audio(frame.model_copy(update={"tenant_id": 1}))
-    assert sink.live_legs == 2
-    sink.on_call_event(CallState(tenant_id=1, call_id="d001", state="ended"))
-    assert sink.live_legs == 0
-    finals = [e for e in out.events if isinstance(e, TranscriptFinal)]
-    partials = [e for e in out.events if isinstance(e, TranscriptPartial)]
-    assert {e.leg for e in finals} == {"agent", "caller"}
-    assert all(e.role == e.leg and e.tenant_id == 1 for e in finals)
-    assert partials, "speech longer than a second yields partials"
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()), tenant_id=3)
+    f = follower(root, out)
+    hub.open_call("w1-live")
+    for second in range(SECONDS):  # the follower keeps up with audio arriving second by second
+        spool_call(hub, "w1-live", call_audio, start=50 * second, upto=50 * (second + 1))
+        wait_spooled(hub)
+        f.poll()
+        assert f.backlog_s() <= 2 * 0.1  # at most one chunk per leg waits for more audio
+    end_call(hub, "w1-live")
+    run_until_complete(f, out, 1)
+    hub.stop()
+    kinds = [e.kind for e in out.events]
+    assert kinds[-1] == "transcript.complete" and out.events[-1].segments == len(out.finals())
+    assert {leg for _, leg, *_ in out.finals()} == {"agent", "caller"}
+    assert any(isinstance(e, TranscriptPartial) for e in out.events), "a leg that keeps up gets partials"
+    assert all(e.tenant_id == 3 and e.call_id == "w1-live" for e in out.events)
     for leg in ("agent", "caller"):
-        starts = [e.start_ms for e in finals if e.leg == leg]
+        starts = [start for _, l, _, start, _ in out.finals() if l == leg]
         assert starts == sorted(starts)
-    assert isinstance(out.events[-1], CallState) and out.events[-1].state == "ended"
+    assert not (root / "w1-live").exists() and not f.calls
+
+
+def test_a_backlog_gets_finals_only_and_loses_nothing(tmp_path, call_audio):
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()))
+    for call_id in ("w1-x", "w2-y"):
+        hub.open_call(call_id)
+        spool_call(hub, call_id, call_audio)
+        end_call(hub, call_id)
+    hub.stop()
+    out = Collect()
+    f = follower(root, out)
+    f._discover()
+    assert f.backlog_s() == pytest.approx(2 * 2 * SECONDS, abs=0.1)  # both legs of both calls are waiting
+    run_until_complete(f, out, 2)
+    assert not any(isinstance(e, TranscriptPartial) for e in out.events)
+    assert out.finals("w1-x") and [x[1:] for x in out.finals("w1-x")] == [x[1:] for x in out.finals("w2-y")]
+    live = Collect()  # the same audio followed live yields the same finals
+    hub = FrameHub(root, EventSink(Collect()))
+    f2 = follower(root, live)
+    hub.open_call("w3-z")
+    for second in range(SECONDS):
+        spool_call(hub, "w3-z", call_audio, start=50 * second, upto=50 * (second + 1))
+        wait_spooled(hub)
+        f2.poll()
+    end_call(hub, "w3-z")
+    run_until_complete(f2, live, 1)
+    hub.stop()
+    assert sorted(x[1:] for x in live.finals()) == sorted(x[1:] for x in out.finals("w1-x"))
+
+
+def test_a_restarted_follower_resumes_without_repeating_finals(tmp_path, call_audio):
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()))
+    hub.open_call("w1-r")
+    spool_call(hub, "w1-r", call_audio)
+    end_call(hub, "w1-r")
+    hub.stop()
+    first = Collect()
+    f = follower(root, first)
+    while not first.finals():  # crash after the first final
+        f.poll()
+    for leg in f.calls["w1-r"].legs.values():
+        leg.fh.close()
+    second = Collect()
+    run_until_complete(follower(root, second), second, 1)
+    got = first.finals() + second.finals()
+    assert len(got) == len(set(got)), "no final is published twice"
+    reference = Collect()
+    hub = FrameHub(root, EventSink(Collect()))
+    hub.open_call("w1-r")
+    spool_call(hub, "w1-r", call_audio)
+    end_call(hub, "w1-r")
+    hub.stop()
+    run_until_complete(follower(root, reference), reference, 1)
+    assert sorted(got) == sorted(reference.finals())
+
+
+def test_shards_split_calls_between_followers(tmp_path):
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()))
+    names = [f"w{i}-call" for i in range(12)]
+    silence = {"caller": [bytes(FRAME_BYTES)] * 10}
+    for name in names:
+        hub.open_call(name)
+        spool_call(hub, name, silence)
+        end_call(hub, name)
+    hub.stop()
+    outs = [Collect(), Collect()]
+    followers = [follower(root, outs[i], shard=(i, 2)) for i in range(2)]
+    for f in followers:
+        f._discover()
+    mine = [set(f.calls) for f in followers]
+    assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == set(names) and all(mine)
+    for f, o, m in zip(followers, outs, mine):
+        run_until_complete(f, o, len(m))
+        assert {e.call_id for e in o.events} == m and all(e.segments == 0 for e in o.events)
+    assert not any(root.iterdir())
+    assert np.isfinite(followers[0].status()["backlog_s"])
