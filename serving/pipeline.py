@@ -9,10 +9,12 @@ has ended and every leg is read to the end, the follower publishes ``transcript.
 scores on it) and removes the spool.
 
 The bridge never waits on ASR, and a decoder crash cannot touch a call: followers are their own
-processes, at the lowest CPU priority.  ``--shard i/n`` splits calls across n followers.  A follower that
-restarts replays unfinished spools and skips what it already published.
+processes, at the lowest CPU priority.  Several followers share the spools: each claims a call by creating
+its ``asr.claim`` file (``O_EXCL``), at most one new call per pass, so a busy follower claims fewer; the
+claim of a follower that died is taken over.  A follower replays an unfinished spool it takes over and
+skips what was already published.
 
-Run by the supervisor (``hotline serve``), or alone: ``python -m serving.pipeline --shard 0/1``.
+Run by the supervisor (``hotline serve``), or alone: ``python -m serving.pipeline --index 0``.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -44,6 +46,7 @@ from telephony.media import ENDED_MARKER, SAMPLE_RATE
 log = logging.getLogger("hotline.pipeline")
 BYTES_PER_S = SAMPLE_RATE * 2
 PROGRESS = "asr-progress.json"  # per call: the last final published per leg, so a restart skips them
+CLAIM = "asr.claim"  # per call: "<host> <pid>" of the follower transcribing it
 
 
 def knowledge_lexicon(settings: Settings) -> Lexicon:
@@ -90,6 +93,7 @@ class FollowerParams:
     live_lag_s: float = 2.0  # partials only while a leg is at most this far behind; a backlog gets finals only
     nice: int = 19  # the follower process yields the CPU to the bridge workers
     status_interval_s: float = 1.0  # how often the status file is rewritten
+    claim_recheck_s: float = 5.0  # how often calls claimed by other followers are checked for a dead claimer
 
 
 class _Leg:
@@ -113,26 +117,53 @@ class _Call:
 
 
 class SpoolFollower:
-    """Follows every call spool of its shard under ``spool_root`` and publishes each leg's transcript."""
+    """Follows the call spools it claims under ``spool_root`` and publishes each leg's transcript."""
 
     def __init__(self, spool_root: Path, publisher: Publisher, make_stream: Callable[[str, int, str], LegStream],
-                 params: FollowerParams = FollowerParams(), shard: tuple[int, int] = (0, 1)) -> None:
+                 params: FollowerParams = FollowerParams()) -> None:
         self.root, self.publisher, self.make_stream = Path(spool_root), publisher, make_stream
-        self.params, self.shard = params, shard
+        self.params = params
         self.calls: dict[str, _Call] = {}
         self.audio_s_done = 0.0
         self.calls_done = 0
+        self._me = f"{socket.gethostname()} {os.getpid()} {id(self)}"
+        self._others: set[str] = set()  # calls claimed by other followers
+        self._others_checked = time.monotonic()
 
-    def _mine(self, name: str) -> bool:
-        index, count = self.shard
-        return zlib.crc32(name.encode()) % count == index
+    def _claim(self, d: Path) -> bool:
+        """Take a call: create its claim file, or take over the claim of a follower that died on this host."""
+        path = d / CLAIM
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            if not _stale(path):
+                return False
+            path.unlink(missing_ok=True)  # a dead follower's claim; the O_EXCL retry settles a race to take it
+            return self._claim(d)
+        except FileNotFoundError:  # the spool went away
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self._me)
+        return True
 
     def _discover(self) -> None:
         if not self.root.exists():
             return
-        for d in self.root.iterdir():
-            if d.name not in self.calls and d.is_dir() and self._mine(d.name) and (d / "meta.json").exists():
-                self.calls[d.name] = _Call(d)
+        now = time.monotonic()
+        if now - self._others_checked > self.params.claim_recheck_s:  # look for claims of dead followers
+            self._others, self._others_checked = set(), now
+        for d in sorted(self.root.iterdir()):  # at most one new call per pass: a busy follower claims fewer
+            if d.name in self.calls or d.name in self._others or not (d / "meta.json").exists():
+                continue
+            if self._claim(d):
+                try:
+                    self.calls[d.name] = _Call(d)
+                except (OSError, ValueError, KeyError):  # the bridge is creating it, or its meta.json is damaged
+                    (d / CLAIM).unlink(missing_ok=True)
+                    self._others.add(d.name)
+                    continue
+                break
+            self._others.add(d.name)
         for call in self.calls.values():
             for pcm in call.dir.glob("*.pcm"):
                 if pcm.stem not in call.legs:
@@ -171,12 +202,17 @@ class SpoolFollower:
                         self._publish(call, leg_name, leg, leg.stream.push(frame, partials=False))
                 if ended and all(leg.pending_bytes() == 0 for leg in call.legs.values()):
                     self._finish(call)
-            except FileNotFoundError:  # the spool was removed by someone else (recording-only bridge)
-                log.warning("spool of %s vanished; dropping it", name)
+            except Exception:  # noqa: BLE001 - e.g. the bus is down: retry this call later, from its spool
+                log.exception("transcribing %s failed; retrying from its spool", name)
                 self._forget(call)
+                (call.dir / CLAIM).unlink(missing_ok=True)
+                self._others.add(name)  # not before the next claim re-check
         for call, leg_name, leg in live:  # partials after every leg's finals: no final waits behind a partial
             if call.dir.name in self.calls:
-                self._publish(call, leg_name, leg, leg.stream.partial_if_due())
+                try:
+                    self._publish(call, leg_name, leg, leg.stream.partial_if_due())
+                except Exception:  # noqa: BLE001 - a partial is superseded by the next one anyway
+                    log.exception("partial of %s failed", call.uuid)
         self.audio_s_done += read / BYTES_PER_S
         return read / BYTES_PER_S
 
@@ -207,18 +243,14 @@ class SpoolFollower:
         self.calls.pop(call.dir.name, None)
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "shard": f"{self.shard[0]}/{self.shard[1]}", "calls": len(self.calls),
+        return {"pid": os.getpid(), "calls": len(self.calls),
                 "legs": sum(len(c.legs) for c in self.calls.values()), "backlog_s": round(self.backlog_s(), 2),
                 "audio_s_done": round(self.audio_s_done, 1), "calls_done": self.calls_done, "updated": time.time()}
 
     def run(self, stop: threading.Event, status_path: Path | None = None) -> None:
         last_status = 0.0
         while not stop.is_set():
-            try:
-                busy = self.poll() > 0
-            except Exception:  # noqa: BLE001 - one bad spool must not stop transcription of the others
-                log.exception("ASR follower pass failed")
-                busy = False
+            busy = self.poll() > 0
             if status_path is not None and time.monotonic() - last_status >= self.params.status_interval_s:
                 last_status = time.monotonic()
                 tmp = status_path.with_suffix(".tmp")
@@ -226,6 +258,25 @@ class SpoolFollower:
                 os.replace(tmp, status_path)
             if not busy:
                 stop.wait(self.params.poll_interval_s)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(claim: Path) -> bool:
+    """A claim left by a follower process that has died on this host."""
+    try:
+        host, pid, *_ = claim.read_text().split()
+    except (OSError, ValueError):
+        return False
+    return host == socket.gethostname() and not _alive(int(pid))
 
 
 def follower_status_path(data_dir: Path, index: int) -> Path:
@@ -236,11 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     from asr.engines import create_engine
 
     ap = argparse.ArgumentParser(description="hotline live ASR follower")
-    ap.add_argument("--shard", default="0/1", help="i/n: this follower takes the calls whose id hashes to i mod n")
+    ap.add_argument("--index", type=int, default=0, help="names this follower's log and status file")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--db", default="")
     args = ap.parse_args(argv)
-    index, count = (int(x) for x in args.shard.split("/"))
+    index = args.index
     update = {k: v for k, v in (("data_dir", args.data_dir), ("database_url", args.db)) if v}
     settings = get_settings().model_copy(update=update)
     params = FollowerParams()
@@ -254,13 +305,13 @@ def main(argv: list[str] | None = None) -> None:
                          sample_rate=SAMPLE_RATE, params=StreamParams(), lexicon=lexicon)
 
     follower = SpoolFollower(settings.data_dir / "recordings" / "spool", publisher_for(settings), make_stream,
-                             params, (index, count))
+                             params)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     status_path = follower_status_path(settings.data_dir, index)
     status_path.parent.mkdir(parents=True, exist_ok=True)
-    print(json.dumps({"event": "ready", "shard": args.shard, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"event": "ready", "index": index, "pid": os.getpid()}), flush=True)
     follower.run(stop, status_path)
 
 

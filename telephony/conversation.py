@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from domain.db import session_scope
 from domain.events import CallState
 from domain.models import Agent, utcnow
 from telephony import store
@@ -596,24 +595,26 @@ class Conversation:
         if self.held_since is not None:
             self.hold_ms += int((time.monotonic() - self.held_since) * 1000)
         lost_reason = self.lost_reason or ("system_hangup" if result == "lost" else "")
-        with self.w.db() as s:
-            if self.agent is not None:
-                store.release_agent(s, self.agent.id, "acw" if self.p.acw_s else "ready")
-            store.finish_call(s, self.call_id, result=result, hangup_side=self.hangup_side or "caller",
-                              lost_reason=lost_reason, ivr_path=self.ivr_path, skill=self.skill,
-                              queue_wait_ms=self.wait_ms if answered else self.queue_wait_ms(),
-                              agent_id=self.answer_agent_id,
-                              answered_at=self.answered_at, hold_ms=self.hold_ms, transfers=self.transfers,
-                              legs=self.legs_done)
-        self.publish("ended", result=result, hangup_side=self.hangup_side, lost_reason=lost_reason)
-        call_id, engine = self.call_id, self.w.engine
+        call_id, worker, call_uuid = self.call_id, self.w, self.uuid
+        agent_id, agent_state = (self.agent.id if self.agent else None), ("acw" if self.p.acw_s else "ready")
+        cdr = dict(result=result, hangup_side=self.hangup_side or "caller", lost_reason=lost_reason,
+                   ivr_path=self.ivr_path, skill=self.skill,
+                   queue_wait_ms=self.wait_ms if answered else self.queue_wait_ms(), agent_id=self.answer_agent_id,
+                   answered_at=self.answered_at, hold_ms=self.hold_ms, transfers=self.transfers, legs=self.legs_done)
+
+        def write_cdr(s):
+            if agent_id is not None:
+                store.release_agent(s, agent_id, agent_state)
+            store.finish_call(s, call_id, **cdr)
 
         def recorded(rec):  # spool thread
             if rec is not None:
-                with session_scope(engine) as s:
-                    store.add_recording(s, call_id, str(rec.path), rec.duration_ms, rec.sha256)
+                worker.persist(f"recording of {call_uuid}", lambda s: store.add_recording(
+                    s, call_id, str(rec.path), rec.duration_ms, rec.sha256))
 
-        self.w.hub.close_call(self.uuid, recorded)
+        self.w.persist(f"CDR of {call_uuid}", write_cdr)  # now, or retried later while the database is busy
+        self.w.hub.close_call(call_uuid, recorded)  # the recording is finished whether or not the CDR is stored
+        self.publish("ended", result=result, hangup_side=self.hangup_side, lost_reason=lost_reason)
         self.w.finished(self)
 
 class Detached:

@@ -24,6 +24,8 @@ class CallFlowParams(BaseModel):
     agent_ring_timeout_s: float = Field(20.0, description="Ringing an agent longer than this puts the agent not-ready and re-queues the call.")
     acw_s: float = Field(0.0, description="After-call work seconds before the agent is offered calls again (0 = ready at once).")
     acd_poll_s: float = Field(0.2, description="How often queued calls look for a free agent.")
+    db_retry_attempts: int = Field(12, description="Tries of a call's end-of-call write (CDR, recording) while the database is busy.")
+    db_retry_max_s: float = Field(30.0, description="Longest wait between those tries (the wait doubles from 1 s).")
     conversations_per_worker: int = Field(2, description="Conversations a worker accepts (2 SIP calls each; pjsua2 wheel allows 4 calls per process).")
 
 

@@ -146,11 +146,12 @@ class WorkerProc(Proc):
 class AsrFollowerProc(Proc):
     """A live ASR follower (``python -m serving.pipeline``) transcribing the bridge spools under ``data_dir``."""
 
-    def __init__(self, shard: str, *, db_url: str, data_dir: Path, log_path: Path | None = None,
+    def __init__(self, index: int, *, db_url: str, data_dir: Path, log_path: Path | None = None,
                  env: dict | None = None):
-        argv = [sys.executable, "-m", "serving.pipeline", "--shard", shard, "--db", db_url, "--data-dir", str(data_dir)]
+        argv = [sys.executable, "-m", "serving.pipeline", "--index", str(index), "--db", db_url,
+                "--data-dir", str(data_dir)]
         super().__init__(argv, env=env, log_path=log_path)
-        self.shard = shard
+        self.index = index
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         self.wait_for(lambda e: e.get("event") == "ready", timeout)

@@ -89,7 +89,7 @@ class Supervisor:
         return proc
 
     def _spawn_follower(self, index: int) -> AsrFollowerProc:
-        proc = AsrFollowerProc(f"{index}/{self.n_followers}", db_url=self.db_url, data_dir=self.data_dir,
+        proc = AsrFollowerProc(index, db_url=self.db_url, data_dir=self.data_dir,
                                log_path=self.run_dir / f"asr-follower-{index}.log", env=self.env)
         self.followers[index] = proc
         return proc

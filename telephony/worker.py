@@ -26,6 +26,7 @@ from collections import deque
 from pathlib import Path
 
 import pjsua2 as pj
+from sqlalchemy.exc import OperationalError
 
 from domain.db import make_engine, session_scope
 from telephony import store
@@ -154,6 +155,22 @@ class BridgeWorker:
             log.error("dial %s failed: %s", uri, exc.info())
             return None
         return leg
+
+    def persist(self, what: str, write, attempt: int = 1) -> None:
+        """A write a call's end depends on (CDR, recording row): done now, or, while the database is busy,
+        retried with back-off from the main loop, so a locked database never leaves a call half-ended.
+        Any thread may call this."""
+        try:
+            with self.db() as s:
+                write(s)
+        except OperationalError as exc:
+            if attempt >= self.params.db_retry_attempts:
+                log.error("%s not stored after %d tries: %s", what, attempt, exc.orig)
+                return
+            delay = min(2.0 ** (attempt - 1), self.params.db_retry_max_s)
+            log.warning("%s: database busy (%s), try %d again in %.0f s", what, exc.orig, attempt + 1, delay)
+            retry = lambda: self.sched.later(delay, lambda: self.persist(what, write, attempt + 1))  # noqa: E731
+            self.commands.append((retry, lambda _reply: None))  # the scheduler belongs to the main thread
 
     def finished(self, conv: Conversation) -> None:
         self.convs.pop(conv.uuid, None)

@@ -52,7 +52,7 @@ class System:
                             flow=TEST_FLOW.model_copy(update={"max_queue_wait_s": 30.0}).model_dump_json(),
                             sink="serving.pipeline:event_sink", log_path=self.root / "worker.log",
                             env={**os.environ, **self.env()}, wait=False)
-        follower = AsrFollowerProc("0/1", db_url=self.url, data_dir=self.root, log_path=self.root / "asr.log",
+        follower = AsrFollowerProc(0, db_url=self.url, data_dir=self.root, log_path=self.root / "asr.log",
                                    env=self.env())
         self.procs += [worker, follower]
         worker.wait_ready(timeout=180)

@@ -1,18 +1,19 @@
 """The live speech pipeline: a bridge spool (written by the real FrameHub) in, transcript events out."""
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from asr.audio import float_to_pcm16
 from asr.streaming import LegStream
 from asr.vad import SileroVad
 from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
-from serving.pipeline import EventSink, FollowerParams, SpoolFollower
+from serving.pipeline import CLAIM, EventSink, FollowerParams, SpoolFollower
 from telephony.media import ENDED_MARKER, FRAME_BYTES, FrameHub
 from tests.asr.fakes import FakeEngine
 
@@ -41,14 +42,14 @@ def call_audio(shared_data):
     return {leg: [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)] for leg, data in pcm.items()}
 
 
-def follower(root, out, engine=None, shard=(0, 1)):
+def follower(root, out, engine=None, params=FollowerParams()):
     engine = engine or FakeEngine()
 
     def make_stream(call_id, tenant_id, leg):
         return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
                          sample_rate=8000)
 
-    return SpoolFollower(root, out, make_stream, FollowerParams(), shard)
+    return SpoolFollower(root, out, make_stream, params)
 
 
 def spool_call(hub, call_id, frames, upto=None, start=0):
@@ -132,6 +133,7 @@ def test_a_backlog_gets_finals_only_and_loses_nothing(tmp_path, call_audio):
     out = Collect()
     f = follower(root, out)
     f._discover()
+    f._discover()  # one new call per pass
     assert f.backlog_s() == pytest.approx(2 * 2 * SECONDS, abs=0.1)  # both legs of both calls are waiting
     run_until_complete(f, out, 2)
     assert not any(isinstance(e, TranscriptPartial) for e in out.events)
@@ -164,6 +166,9 @@ def test_a_restarted_follower_resumes_without_repeating_finals(tmp_path, call_au
     for leg in f.calls["w1-r"].legs.values():
         leg.fh.close()
     second = Collect()
+    assert not follower(root, second).poll(), "a live follower's call is not taken"
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    (root / "w1-r" / CLAIM).write_text(f"{socket.gethostname()} {dead}")  # its follower process died
     run_until_complete(follower(root, second), second, 1)
     got = first.finals() + second.finals()
     assert len(got) == len(set(got)), "no final is published twice"
@@ -177,7 +182,40 @@ def test_a_restarted_follower_resumes_without_repeating_finals(tmp_path, call_au
     assert sorted(got) == sorted(reference.finals())
 
 
-def test_shards_split_calls_between_followers(tmp_path):
+class FlakyBus(Collect):
+    """The bus is down for the third publish."""
+
+    def __init__(self):
+        super().__init__()
+        self.attempts = 0
+
+    def publish(self, event):
+        self.attempts += 1
+        if self.attempts == 3:
+            raise ConnectionError("event bus unavailable")
+        super().publish(event)
+
+
+def test_a_bus_failure_is_retried_from_the_spool_and_nothing_is_lost_or_repeated(tmp_path, call_audio):
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()))
+    hub.open_call("w1-f")
+    spool_call(hub, "w1-f", call_audio)
+    end_call(hub, "w1-f")
+    hub.stop()
+    flaky, reference = FlakyBus(), Collect()
+    run_until_complete(follower(root, flaky, params=FollowerParams(claim_recheck_s=0.1)), flaky, 1)
+    assert flaky.attempts > len(flaky.events)  # the failure happened
+    hub = FrameHub(root, EventSink(Collect()))
+    hub.open_call("w1-f")
+    spool_call(hub, "w1-f", call_audio)
+    end_call(hub, "w1-f")
+    hub.stop()
+    run_until_complete(follower(root, reference), reference, 1)
+    assert flaky.finals() == reference.finals()
+
+
+def test_followers_share_the_calls_between_them(tmp_path):
     root = tmp_path / "spool"
     hub = FrameHub(root, EventSink(Collect()))
     names = [f"w{i}-call" for i in range(12)]
@@ -188,13 +226,14 @@ def test_shards_split_calls_between_followers(tmp_path):
         end_call(hub, name)
     hub.stop()
     outs = [Collect(), Collect()]
-    followers = [follower(root, outs[i], shard=(i, 2)) for i in range(2)]
-    for f in followers:
-        f._discover()
+    followers = [follower(root, out) for out in outs]
+    for _ in range(6):
+        for f in followers:
+            f._discover()
     mine = [set(f.calls) for f in followers]
-    assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == set(names) and all(mine)
-    for f, o, m in zip(followers, outs, mine):
-        run_until_complete(f, o, len(m))
-        assert {e.call_id for e in o.events} == m and all(e.segments == 0 for e in o.events)
+    assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == set(names) and len(mine[0]) == len(mine[1]) == 6
+    for f, out, claimed in zip(followers, outs, mine):
+        run_until_complete(f, out, len(claimed))
+        assert {e.call_id for e in out.events} == claimed and all(e.segments == 0 for e in out.events)
     assert not any(root.iterdir())
-    assert np.isfinite(followers[0].status()["backlog_s"])
+    assert followers[0].status()["backlog_s"] == 0

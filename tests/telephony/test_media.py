@@ -140,3 +140,43 @@ def test_sink_cpu_is_not_counted_as_bridge_cpu_and_the_sink_runs_niced(tmp_path)
     assert sink.frames == 50
     assert bridge.seconds() - before < 0.25  # the sink's 0.5 s is not the bridge's
     assert sink.nice == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
+
+
+def test_end_of_call_write_waits_out_a_locked_database(tmp_path):
+    """A CDR write that meets a locked database is retried from the worker's main loop, not lost."""
+    import sqlite3
+    from collections import deque
+    from types import SimpleNamespace
+
+    from sqlalchemy import create_engine, text
+
+    from domain.db import session_scope
+    from telephony.sip import Scheduler
+    from telephony.worker import BridgeWorker
+
+    path = tmp_path / "busy.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE cdr (call TEXT)"))
+    worker = SimpleNamespace(params=CallFlowParams(), sched=Scheduler(), commands=deque(),
+                             db=lambda: session_scope(engine))
+    worker.persist = lambda *args: BridgeWorker.persist(worker, *args)
+    locker = sqlite3.connect(path)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    write = lambda s: s.execute(text("INSERT INTO cdr VALUES ('w1-abc')"))  # noqa: E731
+    worker.persist("CDR of w1-abc", write)
+    assert len(worker.commands) == 1  # handed to the main loop, which schedules the retry
+    fn, reply = worker.commands.popleft()
+    reply(fn())
+    locker.rollback()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        worker.sched.run_due()
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT count(*) FROM cdr")).scalar():
+                break
+        time.sleep(0.05)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT call FROM cdr")).scalars().all() == ["w1-abc"]
+    locker.close()
+    engine.dispose()
