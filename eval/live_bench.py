@@ -86,10 +86,11 @@ def _prepare_audio(src: Path, out: Path, n: int, seconds: float) -> list[dict]:
 
 def _listen(root: Path, engine):
     """Serve the embedded event bus on ``root`` with the segment writer on it, as ``hotline serve`` does;
-    collect (TranscriptFinal, arrival time) and each leg's first-audio time."""
+    collect (TranscriptFinal, arrival time), each leg's first-audio time, and per call the hang-up time
+    and the arrival of its ``transcript.complete``."""
     import threading
 
-    from domain.events import CallState, TranscriptFinal
+    from domain.events import CallState, TranscriptComplete, TranscriptFinal
     from serving.consumers import SegmentWriter
     from serving.events import LocalBus, authkey_for, socket_path
 
@@ -99,19 +100,25 @@ def _listen(root: Path, engine):
     sub = bus.subscribe()
     finals: list = []
     leg_start: dict = {}
+    ended: dict = {}
+    complete: dict = {}
 
     def drain():
         while True:
             event = sub.get(timeout=1.0)
             if isinstance(event, TranscriptFinal):
                 finals.append((event, time.time()))
+            elif isinstance(event, TranscriptComplete):
+                complete[event.call_id] = time.time()
             elif isinstance(event, CallState):  # the caller leg is forked from "ivr" on, the agent's from "talking"
                 leg = {"ivr": "caller", "talking": "agent"}.get(event.state)
                 if leg:
                     leg_start.setdefault((event.call_id, leg), event.ts)
+                if event.state == "ended":
+                    ended[event.call_id] = event.ts
 
     threading.Thread(target=drain, name="bench-events", daemon=True).start()
-    return bus, finals, leg_start
+    return bus, finals, leg_start, (ended, complete)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -172,7 +179,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     base = 26000
     # Workers publish call events and the ASR followers transcripts on the event bus of the data dir;
     # this process serves that bus and timestamps every final transcript as it arrives.
-    bus, finals, leg_start = _listen(root, engine) if asr else (None, [], {})
+    bus, finals, leg_start, (call_ended, call_complete) = _listen(root, engine) if asr else (None, [], {}, ({}, {}))
     n_followers = (followers or os.cpu_count() or 1) if asr else 0
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
                      control_port=base + 1000, flow=flow.model_dump_json(),
@@ -316,7 +323,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                 else:
                     dropped += 1
                     dropped_detail.append({"number": plan["number"], "result": call.result if call else None,
-                                           "lost_reason": call.lost_reason if call else "", "on_killed_worker": bool(on_killed)})
+                                           "lost_reason": call.lost_reason if call else "", "on_killed_worker": bool(on_killed),
+                                           "caller_sip_end": {k: caller_end[i].get(k) for k in ("code", "reason", "duration_s")}})
             frames_rx = {leg: sum(x.frames_received for x in legs if x.leg == leg) for leg in ("caller", "agent")}
             # a recording is complete when it covers the call from answer by the bridge to hang-up
             # (within 3 %: it starts with the caller's media, after SIP set-up, which takes seconds on a starved machine)
@@ -327,6 +335,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             latencies = [arrived - (leg_start[(f.call_id, f.leg)] + f.end_ms / 1000)
                          for f, arrived in finals if (f.call_id, f.leg) in leg_start]
             workers_used = sorted({c.call_uuid.split("-")[0] for c in rows.values()})
+        complete_lags = [call_complete[c] - t for c, t in call_ended.items() if c in call_complete]
         ended = {role: {k: sum(st["ended_legs"][role][k] for st in statuses.values()) for k in
                         ("legs", "fork_frames", "rtp_rx_pkt", "rtp_rx_loss", "rtp_rx_discard", "rtp_tx_pkt")} for role in ("caller", "agent")}
         bridge_cpu = sum(st["bridge_cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
@@ -356,6 +365,10 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
                                     "finals_published": len(finals), "stored": len(segments)},
             "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
+            # hang-up -> transcript.complete (the whole transcript stored, post-call QA can start), per call
+            "transcript_complete": {"calls": len(call_complete), "lag_s": {
+                "p50": _pct(complete_lags, 0.5), "p95": _pct(complete_lags, 0.95),
+                "max": round(max(complete_lags), 1) if complete_lags else None}},
             "asr_backlog_s_max": round(max_backlog, 1),  # audio seconds waiting in the spools for ASR, summed over legs
             "cpu": {
                 "bridge_seconds": round(bridge_cpu, 1),

@@ -19,6 +19,7 @@ import importlib
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -78,6 +79,9 @@ class BridgeWorker:
         if recovered:
             log.warning("marked %d calls of a previous %s run as ended", recovered, name)
         spool = data_dir / "recordings" / "spool"
+        self.writes: queue.Queue = queue.Queue()  # end-of-call writes, done by the "db-writer" thread
+        self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
+        self._writer.start()
         self.hub = FrameHub(spool, sink or NullSink(), self.tenant)
         for tid in self._sink_threads:  # the hub renices its own sink thread
             renice_thread(tid, self.hub.params.sink_nice)
@@ -156,21 +160,32 @@ class BridgeWorker:
             return None
         return leg
 
-    def persist(self, what: str, write, attempt: int = 1) -> None:
-        """A write a call's end depends on (CDR, recording row): done now, or, while the database is busy,
-        retried with back-off from the main loop, so a locked database never leaves a call half-ended.
-        Any thread may call this."""
-        try:
-            with self.db() as s:
-                write(s)
-        except OperationalError as exc:
-            if attempt >= self.params.db_retry_attempts:
-                log.error("%s not stored after %d tries: %s", what, attempt, exc.orig)
+    def persist(self, what: str, write) -> None:
+        """Queue a write a call's end depends on (CDR, recording row) for the worker's database thread, so
+        SIP handling never waits on a commit (at a burst of hang-ups each one waits for the disk).  Any
+        thread may call this; writes are done in order."""
+        self.writes.put((what, write))
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self.writes.get()
+            if item is None:
                 return
-            delay = min(2.0 ** (attempt - 1), self.params.db_retry_max_s)
-            log.warning("%s: database busy (%s), try %d again in %.0f s", what, exc.orig, attempt + 1, delay)
-            retry = lambda: self.sched.later(delay, lambda: self.persist(what, write, attempt + 1))  # noqa: E731
-            self.commands.append((retry, lambda _reply: None))  # the scheduler belongs to the main thread
+            what, write = item
+            for attempt in range(1, self.params.db_retry_attempts + 1):
+                try:
+                    with self.db() as s:
+                        write(s)
+                    break
+                except OperationalError as exc:  # locked or unreachable: wait, then try again
+                    delay = min(2.0 ** (attempt - 1), self.params.db_retry_max_s)
+                    log.warning("%s: database busy (%s), try %d again in %.0f s", what, exc.orig, attempt + 1, delay)
+                    time.sleep(delay)
+                except Exception:  # noqa: BLE001 - a bad row must not stop the writes after it
+                    log.exception("%s not stored", what)
+                    break
+            else:
+                log.error("%s not stored after %d tries", what, self.params.db_retry_attempts)
 
     def finished(self, conv: Conversation) -> None:
         self.convs.pop(conv.uuid, None)
@@ -293,7 +308,9 @@ class BridgeWorker:
         deadline = time.monotonic() + 3
         while self.convs and time.monotonic() < deadline:
             self.ep.libHandleEvents(20)
-        self.hub.stop()
+        self.hub.stop()  # after the spool thread has queued the last recording rows
+        self.writes.put(None)
+        self._writer.join(timeout=30)
         self.convs.clear()
         self.detached.clear()
         self.sched = Scheduler()

@@ -37,3 +37,6 @@ def test_eval_live_small_run(shared_data, tmp_path):
     assert f["caller"]["forked_frames"] >= f["caller"]["rtp_received_by_bridge"] > 0
     assert res["transcript_segments"]["expected"] > 0 and res["bridge_workers_used"] == 1
     assert res["cpu"]["bridge_core_pct_per_leg"] is not None
+    transcripts = res["transcript_segments"]  # the ASR followers transcribed both calls from their spools
+    assert transcripts["stored"] == transcripts["finals_published"] > 0
+    assert res["transcript_complete"]["calls"] == 2 and res["spools_left"] == 0 and res["asr_followers"] >= 1

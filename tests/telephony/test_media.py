@@ -143,40 +143,33 @@ def test_sink_cpu_is_not_counted_as_bridge_cpu_and_the_sink_runs_niced(tmp_path)
 
 
 def test_end_of_call_write_waits_out_a_locked_database(tmp_path):
-    """A CDR write that meets a locked database is retried from the worker's main loop, not lost."""
+    """End-of-call writes go to the worker's database thread, which waits out a locked database."""
+    import queue
     import sqlite3
-    from collections import deque
     from types import SimpleNamespace
 
     from sqlalchemy import create_engine, text
 
     from domain.db import session_scope
-    from telephony.sip import Scheduler
     from telephony.worker import BridgeWorker
 
     path = tmp_path / "busy.db"
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE cdr (call TEXT)"))
-    worker = SimpleNamespace(params=CallFlowParams(), sched=Scheduler(), commands=deque(),
-                             db=lambda: session_scope(engine))
-    worker.persist = lambda *args: BridgeWorker.persist(worker, *args)
+    worker = SimpleNamespace(params=CallFlowParams(), writes=queue.Queue(), db=lambda: session_scope(engine))
+    writer = threading.Thread(target=BridgeWorker._write_loop, args=(worker,))
+    writer.start()
     locker = sqlite3.connect(path)
     locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    write = lambda s: s.execute(text("INSERT INTO cdr VALUES ('w1-abc')"))  # noqa: E731
-    worker.persist("CDR of w1-abc", write)
-    assert len(worker.commands) == 1  # handed to the main loop, which schedules the retry
-    fn, reply = worker.commands.popleft()
-    reply(fn())
+    for call in ("w1-a", "w1-b"):
+        BridgeWorker.persist(worker, f"CDR of {call}", lambda s, call=call: s.execute(
+            text("INSERT INTO cdr VALUES (:c)"), {"c": call}))
+    time.sleep(1.5)  # the first try failed; the writer waits 1 s, then 2 s
     locker.rollback()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        worker.sched.run_due()
-        with engine.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM cdr")).scalar():
-                break
-        time.sleep(0.05)
+    worker.writes.put(None)
+    writer.join(timeout=20)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT call FROM cdr")).scalars().all() == ["w1-abc"]
+        assert conn.execute(text("SELECT call FROM cdr")).scalars().all() == ["w1-a", "w1-b"]  # in order
     locker.close()
     engine.dispose()
