@@ -119,7 +119,21 @@ class Peer(Proc):
         return self.find(ev="incoming")[n - 1]
 
 
-class WorkerProc(Proc):
+class ServiceProc(Proc):
+    """A long-running child that announces ``{"event": "ready"}`` and stops on SIGTERM."""
+
+    ready_timeout = 60.0
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.wait_for(lambda e: e.get("event") == "ready", timeout or self.ready_timeout)
+
+    def close(self, timeout: float = 8.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        super().close(timeout)
+
+
+class WorkerProc(ServiceProc):
     """A bridge worker process (``python -m telephony.worker``)."""
 
     def __init__(self, name: str, sip_port: int, rtp_port: int, *, db_url: str, data_dir: Path, flow: str = "",
@@ -134,17 +148,11 @@ class WorkerProc(Proc):
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        self.wait_for(lambda e: e.get("event") == "ready", timeout)
 
-    def close(self, timeout: float = 8.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        super().close(timeout)
-
-
-class AsrFollowerProc(Proc):
+class AsrFollowerProc(ServiceProc):
     """A live ASR follower (``python -m serving.pipeline``) transcribing the bridge spools under ``data_dir``."""
+
+    ready_timeout = 180.0  # loads Whisper
 
     def __init__(self, index: int, *, db_url: str, data_dir: Path, log_path: Path | None = None,
                  env: dict | None = None):
@@ -152,11 +160,3 @@ class AsrFollowerProc(Proc):
                 "--data-dir", str(data_dir)]
         super().__init__(argv, env=env, log_path=log_path)
         self.index = index
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        self.wait_for(lambda e: e.get("event") == "ready", timeout)
-
-    def close(self, timeout: float = 8.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        super().close(timeout)

@@ -73,6 +73,16 @@ def end_call(hub, call_id):
     assert done.wait(10)
 
 
+def spool_ended_calls(root, names, frames):
+    """Whole calls spooled and hung up, as a bridge worker leaves them for the ASR followers."""
+    hub = FrameHub(root, EventSink(Collect()))
+    for name in names:
+        hub.open_call(name)
+        spool_call(hub, name, frames)
+        end_call(hub, name)
+    hub.stop()
+
+
 def run_until_complete(f, out, calls, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,12 +134,7 @@ def test_follower_transcribes_a_growing_spool_live_then_completes_and_removes_it
 
 def test_a_backlog_gets_finals_only_and_loses_nothing(tmp_path, call_audio):
     root = tmp_path / "spool"
-    hub = FrameHub(root, EventSink(Collect()))
-    for call_id in ("w1-x", "w2-y"):
-        hub.open_call(call_id)
-        spool_call(hub, call_id, call_audio)
-        end_call(hub, call_id)
-    hub.stop()
+    spool_ended_calls(root, ["w1-x", "w2-y"], call_audio)
     out = Collect()
     f = follower(root, out)
     f._discover()
@@ -154,11 +159,7 @@ def test_a_backlog_gets_finals_only_and_loses_nothing(tmp_path, call_audio):
 
 def test_a_restarted_follower_resumes_without_repeating_finals(tmp_path, call_audio):
     root = tmp_path / "spool"
-    hub = FrameHub(root, EventSink(Collect()))
-    hub.open_call("w1-r")
-    spool_call(hub, "w1-r", call_audio)
-    end_call(hub, "w1-r")
-    hub.stop()
+    spool_ended_calls(root, ["w1-r"], call_audio)
     first = Collect()
     f = follower(root, first)
     while not first.finals():  # crash after the first final
@@ -173,11 +174,7 @@ def test_a_restarted_follower_resumes_without_repeating_finals(tmp_path, call_au
     got = first.finals() + second.finals()
     assert len(got) == len(set(got)), "no final is published twice"
     reference = Collect()
-    hub = FrameHub(root, EventSink(Collect()))
-    hub.open_call("w1-r")
-    spool_call(hub, "w1-r", call_audio)
-    end_call(hub, "w1-r")
-    hub.stop()
+    spool_ended_calls(root, ["w1-r"], call_audio)
     run_until_complete(follower(root, reference), reference, 1)
     assert sorted(got) == sorted(reference.finals())
 
@@ -198,33 +195,19 @@ class FlakyBus(Collect):
 
 def test_a_bus_failure_is_retried_from_the_spool_and_nothing_is_lost_or_repeated(tmp_path, call_audio):
     root = tmp_path / "spool"
-    hub = FrameHub(root, EventSink(Collect()))
-    hub.open_call("w1-f")
-    spool_call(hub, "w1-f", call_audio)
-    end_call(hub, "w1-f")
-    hub.stop()
+    spool_ended_calls(root, ["w1-f"], call_audio)
     flaky, reference = FlakyBus(), Collect()
     run_until_complete(follower(root, flaky, params=FollowerParams(claim_recheck_s=0.1)), flaky, 1)
     assert flaky.attempts > len(flaky.events)  # the failure happened
-    hub = FrameHub(root, EventSink(Collect()))
-    hub.open_call("w1-f")
-    spool_call(hub, "w1-f", call_audio)
-    end_call(hub, "w1-f")
-    hub.stop()
+    spool_ended_calls(root, ["w1-f"], call_audio)
     run_until_complete(follower(root, reference), reference, 1)
     assert flaky.finals() == reference.finals()
 
 
 def test_followers_share_the_calls_between_them(tmp_path):
     root = tmp_path / "spool"
-    hub = FrameHub(root, EventSink(Collect()))
     names = [f"w{i}-call" for i in range(12)]
-    silence = {"caller": [bytes(FRAME_BYTES)] * 10}
-    for name in names:
-        hub.open_call(name)
-        spool_call(hub, name, silence)
-        end_call(hub, name)
-    hub.stop()
+    spool_ended_calls(root, names, {"caller": [bytes(FRAME_BYTES)] * 10})
     outs = [Collect(), Collect()]
     followers = [follower(root, out) for out in outs]
     for _ in range(6):
