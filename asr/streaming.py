@@ -89,13 +89,17 @@ class LegStream:
 
     def partial_if_due(self) -> list[Output]:
         """A partial of the utterance so far, when one is due (``push`` calls this unless told not to)."""
-        if self._utt_start is None:
-            return []
-        due = self._received - self._last_partial_at >= self._ms(self.params.partial_interval_ms)
-        pausing = self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms
-        if due and not pausing and self._received - self._utt_start >= self._ms(self.params.min_partial_ms):
-            return self._partial()
-        return []
+        return self._partial() if self.partial_overdue_ms() >= 0 else []
+
+    def partial_overdue_ms(self) -> int:
+        """How long a partial has been due (≥ 0), or -1 when none is: lets a scheduler serving many legs
+        decode the most overdue partials first."""
+        if self._utt_start is None or self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms:
+            return -1
+        if self._received - self._utt_start < self._ms(self.params.min_partial_ms):
+            return -1
+        overdue = self._received - self._last_partial_at - self._ms(self.params.partial_interval_ms)
+        return self._to_ms(overdue) if overdue >= 0 else -1
 
     def flush(self) -> list[Output]:
         """End of the leg: finalise any utterance in progress."""

@@ -107,7 +107,7 @@ class CallCopilot:
         context = "，".join(self.caller_turns[-p.context_turns:])[-p.context_chars:]
         merged: dict = {}
         for query in dict.fromkeys([text, context]):  # latest turn, then the built-up question
-            result = self.engine.index.search(query, k=p.top_k)
+            result = self.engine.index.search(query, k=p.top_k, spoken=True)  # ASR transcripts
             for hit in result.hits:
                 if hit.id not in merged or hit.score > merged[hit.id].score:
                     merged[hit.id] = hit

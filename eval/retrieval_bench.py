@@ -16,22 +16,6 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
-def _transcriber():
-    """Our ASR at telephone quality: 8 kHz band-limited μ-law channel, then the configured engine."""
-    from asr.audio import load_audio, resample, telephone_band
-    from asr.engines import create_engine
-    from domain.settings import get_settings
-
-    engine = create_engine(get_settings())
-
-    def transcribe(path: Path) -> str:
-        audio = load_audio(path)
-        phone = telephone_band(audio.mono(), audio.sample_rate)
-        return "".join(r.text for r in engine.transcribe(resample(phone, 8000, 16000)))
-
-    return transcribe
-
-
 def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, strict_duplicates: bool,
                   replicate_to: int) -> dict:
     from domain.settings import get_settings
@@ -56,12 +40,10 @@ def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, stri
     texts: list[str] = []
     asr_seconds = 0.0
     if from_audio:
-        transcribe = _transcriber()
+        from knowledge.spoken import transcribe_queries
+
         t1 = time.perf_counter()
-        for row in rows:
-            if not row.get("audio"):
-                raise typer.BadParameter(f"--from-audio 需要每条查询都有 audio 字段：{row}")
-            texts.append(transcribe(queries.parent / row["audio"]))
+        texts = transcribe_queries(rows, queries.parent, docs, settings)
         asr_seconds = time.perf_counter() - t1
     else:
         texts = [row["query"] for row in rows]
@@ -69,7 +51,7 @@ def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, stri
     ranks, latencies, cpu_ms, no_match, misses = [], [], [], 0, []
     for row, text in zip(rows, texts):
         cpu0 = time.thread_time()
-        result = index.search(text, k=5)
+        result = index.search(text, k=5, spoken=from_audio)
         cpu_ms.append((time.thread_time() - cpu0) * 1000)
         latencies.append(result.latency_ms)
         no_match += result.no_good_match
@@ -116,7 +98,7 @@ def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, stri
         emb._recent.clear()  # embed every query again, as live
         for t in texts:
             cpu0 = time.thread_time()
-            lat.append(index.search(t, k=5).latency_ms)
+            lat.append(index.search(t, k=5, spoken=from_audio).latency_ms)
             cpu.append((time.thread_time() - cpu0) * 1000)
         t0 = time.perf_counter()
         extra = KBDoc("incremental-probe", "新发布的知识条目用于测量增量更新耗时", "增量更新不重建索引。")

@@ -26,7 +26,8 @@ import numpy as np
 from knowledge.embedding import Embedder
 from knowledge.text import char_bigrams, normalize_query, pinyin_tokens, word_tokens
 
-RANKER_PATH = Path(__file__).with_name("ranker.json")
+RANKER_PATH = Path(__file__).with_name("ranker.json")  # typed queries
+SPEECH_RANKER_PATH = Path(__file__).with_name("ranker_speech.json")  # ASR transcripts of callers
 FEATURES = (
     "cos_title", "cos_title_gap", "cos_body", "cos_body_gap",
     "bm25_title", "bm25_body", "bm25_pinyin", "char_cover", "pinyin_cover",
@@ -202,10 +203,16 @@ class Ranker:
 
 
 class HybridIndex:
-    def __init__(self, embedder: Embedder, params: RetrievalParams | None = None, ranker: Ranker | None = None):
+    """Typed queries and ASR transcripts share the candidates and features but not the ranker: a transcript's
+    wrong characters make lexical and dense evidence weaker and pinyin evidence stronger, so ``spoken``
+    queries are scored by a ranker trained on real transcripts (``hotline kb train-ranker --spoken``)."""
+
+    def __init__(self, embedder: Embedder, params: RetrievalParams | None = None, ranker: Ranker | None = None,
+                 speech_ranker: Ranker | None = None):
         self.embedder = embedder
         self.params = params or RetrievalParams()
         self.ranker = ranker or Ranker.load()
+        self.speech_ranker = speech_ranker or Ranker.load(SPEECH_RANKER_PATH)
         p = self.params
         self._docs: list[KBDoc | None] = []
         self._slot: dict[int | str, int] = {}
@@ -316,13 +323,15 @@ class HybridIndex:
         ]).astype(np.float32)
         return slots, x
 
-    def search(self, query: str, k: int = 3) -> SearchResult:
+    def search(self, query: str, k: int = 3, *, spoken: bool = False) -> SearchResult:
+        """Top ``k`` entries; ``spoken`` when the query is an ASR transcript rather than typed text."""
         t0 = time.perf_counter()
         nq = normalize_query(query) or query
         qv = self.embedder.queries([nq])[0]
+        ranker = self.speech_ranker if spoken else self.ranker
         with self._lock:
             slots, x = self._features(nq, qv)
-            prob = self.ranker.probability(self.ranker.score(x)) if len(slots) else np.zeros(0)
+            prob = ranker.probability(ranker.score(x)) if len(slots) else np.zeros(0)
             order = np.argsort(-prob)[:k]
             docs = [self._docs[slots[i]] for i in order]
         hits = [Hit(d.id, d.title, d.body, float(prob[i]), matched_spans(nq, d.title),

@@ -65,6 +65,14 @@ def test_asr_homophone_errors_still_retrieve(demo_index):
     assert "demo061" in [h.id for h in demo_index.search("身分证丢了怎么补半").hits]
 
 
+def test_transcripts_are_ranked_by_the_speech_ranker(demo_index):
+    # misrecognitions of 路灯 and 身份证…补办: the speech ranker leans on pinyin evidence where characters are wrong
+    assert demo_index.search("路等坏了好几天找谁修", k=3, spoken=True).hits[0].id == "demo001"
+    assert demo_index.search("身分正丢了怎么补半", k=3, spoken=True).hits[0].id == "demo061"
+    assert demo_index.speech_ranker.weights != demo_index.ranker.weights
+    assert "ASR transcripts" in demo_index.speech_ranker.trained_on
+
+
 def test_incremental_publish_replace_and_remove(embedder):
     from knowledge.kbfile import DEMO_KB, load_kb_docs
 

@@ -132,6 +132,34 @@ def test_follower_transcribes_a_growing_spool_live_then_completes_and_removes_it
     assert not (root / "w1-live").exists() and not f.calls
 
 
+def test_partials_are_rationed_per_pass_most_overdue_first_and_finals_are_not(tmp_path, call_audio):
+    out = Collect()
+    root = tmp_path / "spool"
+    hub = FrameHub(root, EventSink(Collect()))
+    f = follower(root, out, params=FollowerParams(partials_per_pass=1))
+    calls = ["w1-p", "w2-q", "w3-r"]
+    for name in calls:
+        hub.open_call(name)
+    per_pass = []
+    for second in range(SECONDS):  # three calls speaking at once, every leg live
+        for name in calls:
+            spool_call(hub, name, call_audio, start=50 * second, upto=50 * (second + 1))
+        wait_spooled(hub)
+        for _ in range(2):
+            before = len(out.events)
+            f.poll()
+            per_pass.append(Counter(type(e) for e in out.events[before:]))
+    for name in calls:
+        end_call(hub, name)
+    run_until_complete(f, out, len(calls))
+    hub.stop()
+    assert max(c[TranscriptPartial] for c in per_pass) == 1, "one partial decode per pass at most"
+    assert max(c[TranscriptFinal] for c in per_pass) > 1, "finals are not rationed"
+    partial_legs = {(e.call_id, e.leg) for e in out.events if isinstance(e, TranscriptPartial)}
+    assert {call for call, _ in partial_legs} == set(calls), "the most overdue leg goes first: no call starves"
+    assert len(out.finals()) == len(calls) * len(out.finals("w1-p")), "every call gets all its finals"
+
+
 def test_a_backlog_gets_finals_only_and_loses_nothing(tmp_path, call_audio):
     root = tmp_path / "spool"
     spool_ended_calls(root, ["w1-x", "w2-y"], call_audio)
