@@ -117,6 +117,7 @@ def _run_step(make_stream, legs: list[tuple[str, object, list[tuple[float, float
     return {
         "legs": len(legs),
         "followers": followers,
+        "legs_per_follower": sorted((f.calls_done for f in pool), reverse=True),
         "finals": finals,
         "partials": partials,
         "final_latency_p50_s": _percentile(latencies, 50),
