@@ -41,9 +41,9 @@ class _Arrivals:
             self.events.append((time.perf_counter(), event))
 
 
-def _run_step(make_stream, legs: list[tuple[str, object, list[tuple[float, float]]]], seconds: float,
-              followers: int) -> dict:
-    """``legs`` replayed in real time into call spools, transcribed by ``followers`` ASR followers.
+def _run_step(engines: list, lexicon, legs: list[tuple[str, object, list[tuple[float, float]]]],
+              seconds: float) -> dict:
+    """``legs`` replayed in real time into call spools, transcribed by one ASR follower per engine.
 
     This is the deployed path (serving/pipeline.py): a writer appends each leg's 20 ms frames to its spool
     file every 100 ms, as the bridge's FrameHub does, and SpoolFollowers tail the spools (finals first,
@@ -52,9 +52,18 @@ def _run_step(make_stream, legs: list[tuple[str, object, list[tuple[float, float
     import tempfile
 
     from asr.audio import float_to_pcm16
+    from asr.streaming import LegStream
+    from asr.vad import SileroVad
     from domain.events import TranscriptComplete, TranscriptFinal, TranscriptPartial
     from serving.pipeline import SpoolFollower
     from telephony.media import ENDED_MARKER
+
+    def stream_factory(engine):
+        def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
+            return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
+                             sample_rate=8000, lexicon=lexicon)
+
+        return make_stream
 
     arrivals = _Arrivals()
     with tempfile.TemporaryDirectory(prefix="hotline-streaming-") as tmp:
@@ -67,7 +76,7 @@ def _run_step(make_stream, legs: list[tuple[str, object, list[tuple[float, float
             files.append(open(d / "caller.pcm", "wb"))
             pcm.append(float_to_pcm16(samples[: int(seconds * 8000)]))
         stop = threading.Event()
-        pool = [SpoolFollower(root, arrivals, make_stream) for _ in range(followers)]
+        pool = [SpoolFollower(root, arrivals, stream_factory(engine)) for engine in engines]
         threads = [threading.Thread(target=f.run, args=(stop,), daemon=True) for f in pool]
         t0 = time.perf_counter()
         for t in threads:
@@ -116,7 +125,7 @@ def _run_step(make_stream, legs: list[tuple[str, object, list[tuple[float, float
             latencies.append(at - (t0 + speech_end))
     return {
         "legs": len(legs),
-        "followers": followers,
+        "followers": len(engines),
         "legs_per_follower": sorted((f.calls_done for f in pool), reverse=True),
         "finals": finals,
         "partials": partials,
@@ -184,31 +193,17 @@ def run_streaming_bench(
     from asr.hotwords import LAIBIN_TERMS, Lexicon
     from domain.settings import get_settings
 
-    from asr.streaming import LegStream
-    from asr.vad import SileroVad
-
     settings = get_settings()
     followers = followers or settings.live_asr_followers
     engines = [create_engine(settings) for _ in range(followers)]  # one per follower, as deployed
     engine = engines[0]
     lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
     cores = followers * settings.asr_threads
-    free = iter(engines)
-    owner: dict[int, object] = {}
-
-    def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
-        # each follower thread decodes with its own engine
-        eng = owner.setdefault(threading.get_ident(), next(free))
-        return LegStream(eng, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
-                         sample_rate=8000, lexicon=lexicon)
-
     load_before = os.getloadavg()[0]
     cost = cpu_cost(engine, lexicon, load_legs(data, cpu_legs, seconds))
     results, best = [], 0
     for n in steps:
-        owner.clear()
-        free = iter(engines)
-        step = _run_step(make_stream, load_legs(data, n, seconds), seconds, followers)
+        step = _run_step(engines, lexicon, load_legs(data, n, seconds), seconds)
         step["passed"] = step["final_latency_p95_s"] is not None and step["final_latency_p95_s"] <= limit_p95_s
         results.append(step)
         if not step["passed"]:
