@@ -19,7 +19,7 @@ def train(
     from copilot.category import CategoryModel, Taxonomy, default_model_path, read_labelled, shipped_training_data
     from domain.errors import AppError
     from domain.settings import get_settings
-    from knowledge.embedding import CachedEmbedder, load_embedder
+    from knowledge.embedding import configured_embedder
 
     settings = get_settings()
     if data:
@@ -31,7 +31,7 @@ def train(
     else:
         texts, labels = shipped_training_data()
         source = f"shipped demo KB + demo queries ({len(texts)} examples)"
-    emb = CachedEmbedder(load_embedder(settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+    emb = configured_embedder(settings)
     model = CategoryModel.train(texts, labels, emb, trained_on=source)
     target = out or settings.category_model_path or default_model_path(settings.data_dir)
     model.save(target)

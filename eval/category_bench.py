@@ -22,10 +22,10 @@ COARSE_REQUEST_TYPE = {"建议": "建言", "投诉": "投诉/求助", "求助": 
 
 def _embedder():
     from domain.settings import get_settings
-    from knowledge.embedding import CachedEmbedder, load_embedder
+    from knowledge.embedding import configured_embedder
 
     settings = get_settings()
-    return settings, CachedEmbedder(load_embedder(settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+    return settings, configured_embedder(settings)
 
 
 def _accuracy(pred: list[str], gold: list[str]) -> float:

@@ -19,14 +19,14 @@ def _percentile(values: list[float], q: float) -> float:
 def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, strict_duplicates: bool,
                   replicate_to: int) -> dict:
     from domain.settings import get_settings
-    from knowledge.embedding import CachedEmbedder, load_embedder
+    from knowledge.embedding import configured_embedder
     from knowledge.kbfile import load_kb_docs, load_queries
     from knowledge.retrieval import HybridIndex, KBDoc
 
     settings = get_settings()
     docs = load_kb_docs(kb)
     rows = load_queries(queries)
-    emb = CachedEmbedder(load_embedder(embedder or settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+    emb = configured_embedder(settings, embedder)
     index = HybridIndex(emb)
     t0 = time.perf_counter()
     index.add(docs)

@@ -27,14 +27,14 @@ def train_ranker(
     heard of each spoken query, plus the queries as written (a transcript can also come out right).
     """
     from domain.settings import get_settings
-    from knowledge.embedding import CachedEmbedder, load_embedder
+    from knowledge.embedding import configured_embedder
     from knowledge.kbfile import DEMO_KB, DEMO_QUERIES, load_kb_docs, load_queries
     from knowledge.retrieval import FEATURES, RANKER_PATH, SPEECH_RANKER_PATH, HybridIndex, Ranker, fit_ranker
 
     settings = get_settings()
     kb, queries = kb or DEMO_KB, queries or DEMO_QUERIES
     out = out or (SPEECH_RANKER_PATH if spoken else RANKER_PATH)
-    emb = CachedEmbedder(load_embedder(embedder or settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+    emb = configured_embedder(settings, embedder)
     untrained = Ranker([0.0] * len(FEATURES))
     index = HybridIndex(emb, ranker=untrained, speech_ranker=untrained)
     docs = load_kb_docs(kb)

@@ -11,10 +11,10 @@ from knowledge.retrieval import HybridIndex, KBDoc, RetrievalParams
 
 class TenantIndexes:
     def __init__(self, settings: Settings):
-        from knowledge.embedding import CachedEmbedder, load_embedder
+        from knowledge.embedding import configured_embedder
 
         self.settings = settings
-        self.embedder = CachedEmbedder(load_embedder(settings.kb_embedder), settings.data_dir / "cache" / "embeddings")
+        self.embedder = configured_embedder(settings)
         self.params = RetrievalParams(no_match_threshold=settings.kb_no_match_threshold)
         self._indexes: dict[int, HybridIndex] = {}
         self._lock = threading.Lock()

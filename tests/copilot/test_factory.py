@@ -6,10 +6,9 @@ import json
 from domain.db import session_scope
 from domain.events import Suggestion, TranscriptFinal
 from domain.models import KnowledgeEntry, Tenant
-from domain.settings import Settings
 
 
-def test_factory_uses_tenant_kb_and_records_suggestions(engine, tmp_path):
+def test_factory_uses_tenant_kb_and_records_suggestions(engine, settings):
     from copilot.processor import copilot_factory
     from knowledge import transfer
 
@@ -22,7 +21,7 @@ def test_factory_uses_tenant_kb_and_records_suggestions(engine, tmp_path):
         tid = tenant.id
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
         assert transfer.import_entries(s, tid, data, "jsonl", publish=True).ok
-    factory = copilot_factory(Settings(data_dir=tmp_path / "var"), engine)
+    factory = copilot_factory(settings, engine)
     first = TranscriptFinal(tenant_id=tid, call_id="c9", leg="caller", role="caller", start_ms=0, end_ms=900,
                             text="我的社保卡不见了，怎么补办啊")
     out = factory(first).process(first)
