@@ -114,15 +114,16 @@ def resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     return signal.resample_poly(x, sr_to // g, sr_from // g, axis=-1).astype(np.float32)
 
 
-def telephone_band(x: np.ndarray, sr: int, *, mulaw: bool = True) -> np.ndarray:
+def telephone_band(x: np.ndarray, sr: int, *, mulaw: bool = True, bandpass: bool = True) -> np.ndarray:
     """Return ``x`` as an 8 kHz narrow-band phone channel would carry it.
 
-    300–3400 Hz band-pass, resampled to 8 kHz and, by default, passed through
-    G.711 μ-law companding (8-bit quantisation) like a PSTN/SIP trunk.
+    Resampled to 8 kHz; by default also band-passed to 300–3400 Hz like an analogue PSTN line (ITU-T G.712;
+    a SIP trunk carrying G.711 end to end keeps 0–4 kHz), and passed through G.711 μ-law companding (8-bit).
     """
     narrow = resample(x, sr, 8000)
-    sos = signal.butter(6, [300, 3400], btype="bandpass", fs=8000, output="sos")
-    narrow = signal.sosfilt(sos, narrow, axis=-1).astype(np.float32)
+    if bandpass:
+        sos = signal.butter(6, [300, 3400], btype="bandpass", fs=8000, output="sos")
+        narrow = signal.sosfilt(sos, narrow, axis=-1).astype(np.float32)
     if mulaw:
         narrow = mulaw_decode(mulaw_encode(narrow))
     return narrow

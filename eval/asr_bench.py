@@ -23,13 +23,16 @@ class Item:
     reference: str
 
 
-def load_items(data: Path, rate: int, limit: int | None = None) -> tuple[list[Item], str]:
-    """Items at 16 kHz after passing through a ``rate`` channel (8000 = G.711 μ-law phone band)."""
+CHANNELS = {"pstn": "G.711 μ-law, 300–3400 Hz", "g711": "G.711 μ-law, 0–4 kHz"}
+
+
+def load_items(data: Path, rate: int, limit: int | None = None, phone: str = "pstn") -> tuple[list[Item], str]:
+    """Items at 16 kHz after passing through a ``rate`` channel (8000: the ``phone`` channel of ``CHANNELS``)."""
     from asr.audio import load_audio, resample, telephone_band
 
     def channel(x, sr):
         if rate == 8000 and sr > 8000:
-            return resample(telephone_band(x, sr), 8000, 16000)
+            return resample(telephone_band(x, sr, bandpass=phone == "pstn"), 8000, 16000)
         return resample(x, sr, 16000)
 
     items: list[Item] = []
@@ -63,7 +66,7 @@ def kb_texts(path: Path) -> list[str]:
 
 def run_asr_bench(
     data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
-    kb: Path | None = None, limit: int | None = None,
+    kb: Path | None = None, limit: int | None = None, phone: str = "pstn",
 ) -> dict:
     from asr.engines import create_engine
     from asr.hotwords import LAIBIN_TERMS, Lexicon
@@ -77,7 +80,7 @@ def run_asr_bench(
     lexicon = None
     if hotwords:
         lexicon = Lexicon.from_texts(kb_texts(kb)) if kb else Lexicon(LAIBIN_TERMS)
-    items, kind = load_items(data, rate, limit)
+    items, kind = load_items(data, rate, limit, phone)
 
     errors = chars = 0
     audio_s = wall = 0.0
@@ -105,7 +108,7 @@ def run_asr_bench(
         "model": str(getattr(engine, "model_dir", settings.asr_model_dir or "")),
         "rate": rate,
         "beam_size": getattr(getattr(engine, "params", None), "beam_size", None),  # finals (HOTLINE_ASR_BEAM_SIZE)
-        "channel": "G.711 μ-law, 300–3400 Hz" if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
+        "channel": CHANNELS[phone] if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
         "cer": round(errors / max(1, chars), 4),
@@ -123,7 +126,9 @@ def register(eval_app: typer.Typer) -> None:
     @eval_app.command("asr")
     def asr_command(
         data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="Kaldi 目录或合成通话目录"),
-        rate: int = typer.Option(16000, "--rate", help="8000 = 模拟电话信道（G.711 μ-law，300–3400 Hz）"),
+        rate: int = typer.Option(16000, "--rate", help="8000 = 模拟电话信道（见 --channel）"),
+        channel: str = typer.Option("pstn", "--channel",
+                                    help="8 kHz 信道：pstn = G.711 μ-law + 300–3400 Hz 带通；g711 = 仅 G.711 μ-law（SIP 中继）"),
         engine: Optional[str] = typer.Option(None, "--engine", help="faster-whisper 或 funasr（默认取配置）"),
         no_hotwords: bool = typer.Option(False, "--no-hotwords", help="关闭热词（对比用）"),
         kb: Optional[Path] = typer.Option(None, "--kb", exists=True, dir_okay=False, help="知识库 JSONL，用于生成热词表"),
@@ -133,4 +138,7 @@ def register(eval_app: typer.Typer) -> None:
         """字错误率（CER）与实时率（RTF）。"""
         from eval.report import emit
 
-        emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit), json_out)
+        if channel not in CHANNELS:
+            raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")
+        emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit,
+                           phone=channel), json_out)

@@ -102,6 +102,9 @@ def test_telephone_band_removes_out_of_band_energy():
     at = lambda f: spectrum[np.argmin(np.abs(freqs - f))]  # noqa: E731
     assert len(y) == 8000
     assert at(1000) > 30 * at(100)
+    sip = telephone_band(low + mid + high, sr, mulaw=False, bandpass=False)  # G.711 end to end keeps 0–4 kHz
+    sip_spectrum = np.abs(np.fft.rfft(sip[800:]))
+    assert sip_spectrum[np.argmin(np.abs(freqs - 100))] > 0.5 * sip_spectrum[np.argmin(np.abs(freqs - 1000))]
 
 
 def test_mulaw_roundtrip_is_close():
