@@ -173,13 +173,14 @@ def _tools(kb: list[dict], lexical: bool) -> tuple[Any, Any, str]:
     Falls back to ``qa.answers.LexicalRetriever`` when asked (``--lexical``) or when the hybrid
     index cannot be built; the report names the retrieval actually used and why.
     """
-    from knowledge.embedding import E5Embedder
+    from domain.settings import get_settings
+    from knowledge.embedding import configured_embedder
     from qa.answers import LexicalRetriever, load_kb as qa_kb
 
-    embedder = E5Embedder()
+    embedder = configured_embedder(get_settings())
     lexical_retrieve = LexicalRetriever(qa_kb(kb))
     if lexical:
-        return embedder.passages, lexical_retrieve, "qa.answers.LexicalRetriever"
+        return embedder.queries, lexical_retrieve, "qa.answers.LexicalRetriever"
     try:
         from knowledge.retrieval import HybridIndex, KBDoc
 
@@ -187,12 +188,12 @@ def _tools(kb: list[dict], lexical: bool) -> tuple[Any, Any, str]:
         index.add([KBDoc(id=e["id"], title=e["question"], body=e["answer"], department=e.get("department", ""),
                          keywords=tuple(e.get("keywords", ())), category=e.get("category", "")) for e in kb])
     except (ImportError, OSError) as exc:
-        return embedder.passages, lexical_retrieve, f"qa.answers.LexicalRetriever (hybrid index unavailable: {exc})"
+        return embedder.queries, lexical_retrieve, f"qa.answers.LexicalRetriever (hybrid index unavailable: {exc})"
 
     def retrieve(query: str, k: int) -> list[tuple[str, float]]:
         return [(str(h.id), h.score) for h in index.search(query, k).hits]
 
-    return embedder.passages, retrieve, "knowledge.retrieval.HybridIndex"
+    return embedder.queries, retrieve, "knowledge.retrieval.HybridIndex"
 
 
 def register(eval_app: typer.Typer) -> None:
@@ -335,12 +336,13 @@ def _categorizer():
     """The copilot helper's work-order classifier (its default model), when it is installed."""
     try:
         from copilot.category import load_category_model
-        from knowledge.embedding import E5Embedder
+        from knowledge.embedding import configured_embedder
     except ImportError:
         return None
     from domain.settings import get_settings
 
-    model = load_category_model(E5Embedder(), None, get_settings().data_dir)
+    settings = get_settings()
+    model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
     return lambda segs: model.predict("".join(s.text for s in segs if s.role == "caller")[:300]).path
 
 

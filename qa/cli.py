@@ -31,9 +31,11 @@ def _read_kb(path: Path | None) -> list[dict] | None:
 
 
 def _embedder():
-    from knowledge.embedding import E5Embedder
+    """Sentence embeddings for semantic rules: the configured KB embedder, as the live QA scorer uses it."""
+    from domain.settings import get_settings
+    from knowledge.embedding import configured_embedder
 
-    return E5Embedder().passages
+    return configured_embedder(get_settings()).queries
 
 
 def transcript_of(path: Path) -> tuple[list, dict]:

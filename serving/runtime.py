@@ -2,10 +2,9 @@
 events into stored segments, copilot suggestions, live QA warnings and post-call QA results."""
 from __future__ import annotations
 
-from functools import cached_property
-
 from fastapi import FastAPI
 
+from serving.api.deps import knowledge_indexes
 from serving.consumers import CallProcessorHost, SegmentWriter
 
 
@@ -14,15 +13,10 @@ class Runtime:
         self.app = app
         self.consumers: list = []
 
-    @cached_property
+    @property
     def indexes(self):
         """Per-tenant KB search indexes, shared with the knowledge API so a publish reaches live calls."""
-        from knowledge.live import TenantIndexes
-
-        state = self.app.state
-        if getattr(state, "knowledge_indexes", None) is None:
-            state.knowledge_indexes = TenantIndexes(state.settings)
-        return state.knowledge_indexes
+        return knowledge_indexes(self.app)
 
     def embed(self, texts: list[str]):
         """Sentence embeddings for semantic QA rules (the retrieval embedder, loaded once)."""

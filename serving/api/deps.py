@@ -1,7 +1,7 @@
-"""FastAPI dependencies: database session, the authenticated principal and role checks."""
+"""FastAPI dependencies: database session, the authenticated principal, role checks and the app's KB indexes."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -10,10 +10,23 @@ from domain.accounts import Principal, resolve_token
 from domain.db import session_scope
 from domain.errors import AppError
 
+if TYPE_CHECKING:
+    from knowledge.live import TenantIndexes
+
 SESSION_COOKIE = "hotline_session"
 CSRF_COOKIE = "hotline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def knowledge_indexes(app) -> "TenantIndexes":
+    """The app's live KB search indexes (one per tenant, built from its settings on first use). The knowledge
+    API, the live copilot and QA scoring share them, so one embedder serves search and semantic QA rules."""
+    from knowledge.live import TenantIndexes
+
+    if getattr(app.state, "knowledge_indexes", None) is None:
+        app.state.knowledge_indexes = TenantIndexes(app.state.settings)
+    return app.state.knowledge_indexes
 
 
 def get_session(request: Request) -> Iterator[Session]:

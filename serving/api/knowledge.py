@@ -14,9 +14,8 @@ from domain.errors import AppError
 from domain.settings import get_settings
 from knowledge import service, transfer
 from knowledge.facts import key_facts
-from knowledge.live import TenantIndexes
 from knowledge.taxonomy import Taxonomy
-from serving.api.deps import get_session, require_roles
+from serving.api.deps import get_session, knowledge_indexes, require_roles
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 
@@ -33,15 +32,6 @@ class ActionIn(BaseModel):
 class SearchIn(BaseModel):
     query: ShortText = Field(min_length=1, max_length=500)
     k: int = Field(3, ge=1, le=20)
-
-
-def tenant_indexes(request: Request) -> TenantIndexes:
-    """The app's live search indexes (one per tenant), created on first use."""
-    indexes = getattr(request.app.state, "knowledge_indexes", None)
-    if indexes is None:
-        settings = getattr(request.app.state, "settings", None) or get_settings()
-        indexes = request.app.state.knowledge_indexes = TenantIndexes(settings)
-    return indexes
 
 
 def _taxonomy() -> Taxonomy:
@@ -99,7 +89,7 @@ def entry_versions(entry_id: int, principal: Principal = Depends(require_roles(*
 @router.post("/entries/{entry_id}/action")
 def entry_action(entry_id: int, body: ActionIn, request: Request, principal: Principal = Depends(require_roles(*MANAGERS)),
                  session: Session = Depends(get_session, scope="function")) -> dict:
-    indexes = tenant_indexes(request)
+    indexes = knowledge_indexes(request.app)
     indexes.get(session, principal.tenant_id)  # make sure the live index exists before it is updated
     entry = service.transition(session, principal.tenant_id, entry_id, body.action, principal.user.id,
                                on_change=indexes.on_change)
@@ -109,7 +99,7 @@ def entry_action(entry_id: int, body: ActionIn, request: Request, principal: Pri
 @router.post("/search")
 def search(body: SearchIn, request: Request, principal: Principal = Depends(require_roles(*SEARCHERS)),
            session: Session = Depends(get_session, scope="function")) -> dict:
-    result = tenant_indexes(request).get(session, principal.tenant_id).search(body.query, k=body.k)
+    result = knowledge_indexes(request.app).get(session, principal.tenant_id).search(body.query, k=body.k)
     return {
         "query": result.query, "normalized_query": result.normalized_query, "no_good_match": result.no_good_match,
         "latency_ms": round(result.latency_ms, 1),
@@ -134,7 +124,7 @@ async def import_entries(
     data = await file.read()
     if len(data) > get_settings().max_upload_bytes:
         raise AppError("too_large", "文件过大", 413)
-    indexes = tenant_indexes(request)
+    indexes = knowledge_indexes(request.app)
     if publish:
         indexes.get(session, principal.tenant_id)
     report = transfer.import_entries(session, principal.tenant_id, data, fmt, author_id=principal.user.id,

@@ -3,11 +3,10 @@ evidence, the review queue (confirm/overturn per item), agent acknowledge/appeal
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +17,7 @@ from domain.models import Agent, QAResult, Scorecard
 from domain.validation import ShortText
 from qa import review, scorecard as sc
 from qa.service import active_scorecard, score_and_store, score_stored_call
-from serving.api.deps import get_session, require_roles
+from serving.api.deps import get_session, knowledge_indexes, require_roles
 
 router = APIRouter(prefix="/api/qa", tags=["qa"])
 
@@ -28,19 +27,13 @@ EDITORS = ("qa_reviewer", "admin")
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".amr"}
 
 
-@lru_cache(maxsize=1)
-def _embed():
-    from knowledge.embedding import E5Embedder
-
-    return E5Embedder().passages
-
-
-@lru_cache(maxsize=1)
-def _asr_engine():
+def _asr_engine(app):
+    """The ASR engine for uploaded recordings, built from the app's settings on first use."""
     from asr.engines import create_engine
-    from domain.settings import get_settings
 
-    return create_engine(get_settings())
+    if getattr(app.state, "qa_asr_engine", None) is None:
+        app.state.qa_asr_engine = create_engine(app.state.settings)
+    return app.state.qa_asr_engine
 
 
 class ScorecardIn(BaseModel):
@@ -130,13 +123,13 @@ def activate_scorecard(scorecard_id: int, p: Principal = Depends(require_roles(*
 
 # ------------------------------------------------------------------ scoring
 @router.post("/score", status_code=201)
-async def score_upload(file: UploadFile = File(...), p: Principal = Depends(require_roles(*REVIEWERS)),
+async def score_upload(request: Request, file: UploadFile = File(...),
+                       p: Principal = Depends(require_roles(*REVIEWERS)),
                        session: Session = Depends(get_session, scope="function")):
     """Score an uploaded recording (stereo split by channel, mono diarized) or a transcript JSON."""
-    from domain.settings import get_settings
-
-    data = await file.read(get_settings().max_upload_bytes + 1)
-    if len(data) > get_settings().max_upload_bytes:
+    limit = request.app.state.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
         raise AppError("too_large", "上传文件过大", 413)
     if not data:
         raise AppError("empty_upload", "上传文件为空", 422)
@@ -149,7 +142,7 @@ async def score_upload(file: UploadFile = File(...), p: Principal = Depends(requ
             audio = load_audio(data)
         except AudioError as exc:
             raise AppError("bad_audio", exc.message, 422) from exc
-        tr = transcribe_recording(audio, _asr_engine())
+        tr = transcribe_recording(audio, _asr_engine(request.app))
         segments, metadata = tr.segments, {"duration_ms": round(audio.duration_s * 1000)}
     elif suffix == ".json":
         try:
@@ -161,16 +154,17 @@ async def score_upload(file: UploadFile = File(...), p: Principal = Depends(requ
     else:
         raise AppError("bad_file_type", "只支持录音文件（wav/flac/mp3…）或转写 JSON", 415)
     try:
-        row = score_and_store(session, p.tenant_id, segments, metadata, embed=_embed())
+        row = score_and_store(session, p.tenant_id, segments, metadata,
+                              embed=knowledge_indexes(request.app).embedder.queries)
     except ValueError as exc:
         raise AppError("bad_transcript", f"转写内容无效：{exc}", 422) from exc
     return review.result_detail(session, p.tenant_id, row.id)
 
 
 @router.post("/calls/{call_id}/score", status_code=201)
-def score_call_endpoint(call_id: int, p: Principal = Depends(require_roles(*REVIEWERS)),
+def score_call_endpoint(request: Request, call_id: int, p: Principal = Depends(require_roles(*REVIEWERS)),
                         session: Session = Depends(get_session, scope="function")):
-    row = score_stored_call(session, p.tenant_id, call_id, embed=_embed())
+    row = score_stored_call(session, p.tenant_id, call_id, embed=knowledge_indexes(request.app).embedder.queries)
     return review.result_detail(session, p.tenant_id, row.id)
 
 

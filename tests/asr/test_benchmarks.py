@@ -21,15 +21,15 @@ def test_eval_asr_kaldi_at_8k(mandarin_samples, tmp_path):
     assert r["items"] == 3 and r["rate"] == 8000 and not r["hotwords"]
     assert 0 <= r["cer"] < 0.3 and 0 < r["rtf"] < 2
     assert {"id", "cer", "hyp", "ref"} <= set(r["per_item"][0])
-    assert r["channel"] == "G.711 μ-law, 300–3400 Hz"
+    assert r["channel"] == "G.711 μ-law, 0–4 kHz"  # a SIP trunk's channel by default
 
 
-def test_eval_asr_sip_channel_and_unknown_channel(mandarin_samples, tmp_path):
+def test_eval_asr_analogue_line_channel_and_unknown_channel(mandarin_samples, tmp_path):
     from serving.cli import app
 
-    r = _run(["asr", "--data", str(mandarin_samples), "--rate", "8000", "--channel", "g711", "--limit", "1",
+    r = _run(["asr", "--data", str(mandarin_samples), "--rate", "8000", "--channel", "pstn", "--limit", "1",
               "--no-hotwords"], tmp_path)
-    assert r["channel"] == "G.711 μ-law, 0–4 kHz" and 0 <= r["cer"] < 0.5
+    assert r["channel"] == "G.711 μ-law, 300–3400 Hz" and 0 <= r["cer"] < 0.5
     bad = CliRunner().invoke(app, ["eval", "asr", "--data", str(mandarin_samples), "--channel", "gsm"])
     assert bad.exit_code != 0 and "未知信道" in bad.output
 

@@ -25,7 +25,6 @@ def api(app):
     for name, module in (("serving.api.qa", qa_api), ("serving.api.kpi", kpi_api)):
         if name not in ROUTER_MODULES:  # until the app lists these routers
             app.include_router(module.router)
-    qa_api._embed.cache_clear()
     with TestClient(app) as c:
         yield c
 

@@ -22,10 +22,8 @@ def dataset(shared_data):
 
 
 @pytest.fixture(scope="module")
-def embed():
-    from knowledge.embedding import E5Embedder
-
-    return E5Embedder().passages
+def embed(embedder):
+    return embedder.queries  # as the live QA scorer embeds
 
 
 @pytest.mark.slow
