@@ -117,6 +117,12 @@ class Lexicon:
         mined = [w for w, c in counts.most_common() if c >= 2][: params.kb_terms]
         return cls(list(base) + mined, params)
 
+    @classmethod
+    def from_kb(cls, entries, *, params: LexiconParams = LexiconParams()) -> Lexicon:
+        """The hot words of a knowledge base from its ``(title, body)`` pairs: how the live ASR followers build
+        them from the published entries, and so how every benchmark must."""
+        return cls.from_texts([f"{title}\n{body}" for title, body in entries], params=params)
+
     def prompt_terms(self) -> list[str]:
         return self.terms[: self.params.prompt_terms]
 

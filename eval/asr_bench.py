@@ -58,14 +58,10 @@ def load_items(data: Path, rate: int, limit: int | None = None, phone: str = DEF
     raise typer.BadParameter(f"无法识别的数据目录：{data}（需要 Kaldi text+wav.scp 或 audio/+refs/）")
 
 
-def kb_texts(path: Path) -> list[str]:
-    texts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            texts += [str(entry.get(k, "")) for k in ("question", "answer", "department", "category")]
-            texts += [str(k) for k in entry.get("keywords", [])]
-    return texts
+def kb_entries(path: Path) -> list[tuple[str, str]]:
+    """``(question, answer)`` of each entry of a KB JSONL file."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(str(r.get("question", "")), str(r.get("answer", ""))) for r in rows]
 
 
 def run_asr_bench(
@@ -83,7 +79,7 @@ def run_asr_bench(
     engine = create_engine(settings)
     lexicon = None
     if hotwords:
-        lexicon = Lexicon.from_texts(kb_texts(kb)) if kb else Lexicon(LAIBIN_TERMS)
+        lexicon = Lexicon.from_kb(kb_entries(kb)) if kb else Lexicon(LAIBIN_TERMS)
     items, kind = load_items(data, rate, limit, phone)
 
     errors = chars = 0

@@ -284,7 +284,7 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
         import torch
 
         torch.set_num_threads(settings.asr_threads)  # per-core figures: diarization gets the same cores as ASR
-    lexicon = Lexicon.from_texts([f"{e['question']}\n{e['answer']}\n{e.get('department', '')}" for e in kb])
+    lexicon = Lexicon.from_kb((e["question"], e["answer"]) for e in kb)
     errors = chars = 0
     asr_wall = asr_cpu = audio_s = der_wall = der_cpu = 0.0
     der_sum = {"missed": 0, "false_alarm": 0, "confusion": 0, "ref_frames": 0}

@@ -21,7 +21,7 @@ def telephone_transcriber(docs: list[KBDoc], settings=None) -> Callable[[Path], 
     from domain.settings import get_settings
 
     engine = create_engine(settings or get_settings())
-    lexicon = Lexicon.from_texts([f"{d.title}\n{d.body}" for d in docs])  # as serving.pipeline.knowledge_lexicon
+    lexicon = Lexicon.from_kb((d.title, d.body) for d in docs)
 
     def transcribe(path: Path) -> str:
         audio = load_audio(path)

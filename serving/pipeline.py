@@ -62,7 +62,7 @@ def knowledge_lexicon(settings: Settings) -> Lexicon:
             ).all()
     finally:
         engine.dispose()
-    return Lexicon.from_texts([f"{title}\n{body}" for title, body in rows])
+    return Lexicon.from_kb(rows)
 
 
 class EventSink:

@@ -25,12 +25,9 @@ def test_fuzzy_pinyin_rules():
     assert syllable_similarity("bin", "qu") == 0.0
 
 
-def test_lexicon_from_kb_texts(synthetic_calls):
-    texts = []
-    for line in (synthetic_calls / "kb.jsonl").read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        texts += [entry["question"], entry["answer"]]
-    lex = Lexicon.from_texts(texts)
+def test_lexicon_from_kb_entries(synthetic_calls):
+    entries = [json.loads(line) for line in (synthetic_calls / "kb.jsonl").read_text(encoding="utf-8").splitlines()]
+    lex = Lexicon.from_kb((e["question"], e["answer"]) for e in entries)
     assert "兴宾区" in lex.terms and "社会保险服务中心" in lex.terms
     assert len(lex.terms) > len(LAIBIN_TERMS) + 20
     assert len(lex.prompt_terms()) == lex.params.prompt_terms
