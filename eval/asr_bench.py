@@ -1,9 +1,10 @@
 """`hotline eval asr`: corpus-level CER and real-time factor of the ASR engine.
 
 Data: a Kaldi folder (``text`` + ``wav.scp``) or a synthetic-calls folder
-(``audio/*.flac`` stereo, ``refs/*.json``).  For calls each channel is
-transcribed the way production does it (VAD segmentation, then the engine)
-and compared with that channel's reference turns.
+(``audio/*.flac`` stereo, ``refs/*.json``); for calls each channel is compared with that channel's
+reference turns.  By default audio is transcribed as QA scoring transcribes recordings (the offline
+engine: long audio split at VAD pauses, every utterance in Whisper's full window); ``--live`` runs it
+through the live path instead (``LegStream`` finals, as the ASR followers publish them).
 """
 from __future__ import annotations
 
@@ -64,10 +65,30 @@ def kb_entries(path: Path) -> list[tuple[str, str]]:
     return [(str(r.get("question", "")), str(r.get("answer", ""))) for r in rows]
 
 
+def live_transcript(engine, lexicon, samples_16k) -> str:
+    """What the live path makes of a leg: 20 ms frames through a ``LegStream`` (Silero endpointing, the live
+    engine's trimmed context, hot-word correction), finals only."""
+    from asr.audio import float_to_pcm16
+    from asr.streaming import LegStream
+    from asr.vad import SileroVad
+    from domain.events import AudioFrame, TranscriptFinal
+
+    stream = LegStream(engine, SileroVad(16000), call_id="eval", tenant_id=0, leg="caller", role="caller",
+                       sample_rate=16000, lexicon=lexicon)
+    pcm, step = float_to_pcm16(samples_16k), 640  # 20 ms of PCM16 at 16 kHz
+    out = []
+    for i in range(0, len(pcm), step):
+        out += stream.push(AudioFrame(leg="caller", sample_rate=16000, pcm=pcm[i:i + step]), partials=False)
+    out += stream.flush()
+    return "".join(o.text for o in out if isinstance(o, TranscriptFinal))
+
+
 def run_asr_bench(
     data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
-    kb: Path | None = None, limit: int | None = None, phone: str = DEFAULT_CHANNEL,
+    kb: Path | None = None, limit: int | None = None, phone: str = DEFAULT_CHANNEL, live: bool = False,
 ) -> dict:
+    """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
+    ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
     from asr.engines import create_engine
     from asr.hotwords import LAIBIN_TERMS, Lexicon
     from asr.text import edit_distance, normalise_for_cer
@@ -76,7 +97,7 @@ def run_asr_bench(
     settings = get_settings()
     if engine_name:
         settings = settings.model_copy(update={"asr_engine": engine_name})
-    engine = create_engine(settings)
+    engine = create_engine(settings, offline=not live)
     lexicon = None
     if hotwords:
         lexicon = Lexicon.from_kb(kb_entries(kb)) if kb else Lexicon(LAIBIN_TERMS)
@@ -87,10 +108,13 @@ def run_asr_bench(
     per_item = []
     for item in items:
         started = time.perf_counter()
-        results = engine.transcribe(item.samples_16k, hotwords=lexicon.prompt_terms() if lexicon else None)
-        text = "".join(r.text for r in results)
-        if lexicon:
-            text = lexicon.correct(text)
+        if live:
+            text = live_transcript(engine, lexicon, item.samples_16k)
+        else:
+            results = engine.transcribe(item.samples_16k, hotwords=lexicon.prompt_terms() if lexicon else None)
+            text = "".join(r.text for r in results)
+            if lexicon:
+                text = lexicon.correct(text)
         wall += time.perf_counter() - started
         seconds = len(item.samples_16k) / 16000
         audio_s += seconds
@@ -108,6 +132,7 @@ def run_asr_bench(
         "model": str(getattr(engine, "model_dir", settings.asr_model_dir or "")),
         "rate": rate,
         "beam_size": getattr(getattr(engine, "params", None), "beam_size", None),  # finals (HOTLINE_ASR_BEAM_SIZE)
+        "decoding": "live (LegStream finals)" if live else "offline (recordings)",
         "channel": CHANNELS[phone] if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
@@ -133,6 +158,7 @@ def register(eval_app: typer.Typer) -> None:
         no_hotwords: bool = typer.Option(False, "--no-hotwords", help="关闭热词（对比用）"),
         kb: Optional[Path] = typer.Option(None, "--kb", exists=True, dir_okay=False, help="知识库 JSONL，用于生成热词表"),
         limit: Optional[int] = typer.Option(None, "--limit", help="只评测前 N 个文件"),
+        live: bool = typer.Option(False, "--live", help="按实时通话路径识别（VAD 断句、逐句解码，时延优先）；默认按录音质检路径"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""
@@ -141,4 +167,4 @@ def register(eval_app: typer.Typer) -> None:
         if channel not in CHANNELS:
             raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")
         emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit,
-                           phone=channel), json_out)
+                           phone=channel, live=live), json_out)

@@ -279,7 +279,7 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     from qa.recording import transcribe_recording
 
     settings = get_settings()
-    engine = create_engine(settings)
+    engine = create_engine(settings, offline=True)  # recordings, as QA scoring transcribes them
     if mono_der:
         import torch
 

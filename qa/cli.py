@@ -47,7 +47,7 @@ def transcript_of(path: Path) -> tuple[list, dict]:
         from qa.recording import transcribe_recording
 
         audio = load_audio(path)
-        tr = transcribe_recording(audio, create_engine(get_settings()))
+        tr = transcribe_recording(audio, create_engine(get_settings(), offline=True))
         return tr.segments, {"duration_ms": round(audio.duration_s * 1000), "source_mode": tr.mode}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

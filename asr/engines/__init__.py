@@ -10,13 +10,16 @@ def engine_names() -> tuple[str, ...]:
     return ("faster-whisper", "funasr")
 
 
-def create_engine(settings) -> AsrEngine:
-    """Build the engine named by ``settings.asr_engine`` (model from ``settings.asr_model_dir`` or bundled)."""
+def create_engine(settings, *, offline: bool = False) -> AsrEngine:
+    """Build the engine named by ``settings.asr_engine`` (model from ``settings.asr_model_dir`` or bundled).
+
+    ``offline``: for whole recordings rather than live legs; accuracy over latency (Whisper encodes every
+    utterance in its full window)."""
     from asr.audio import AudioError
 
     name = settings.asr_engine
     if name == "faster-whisper":
-        from asr.engines.whisper import WhisperEngine, WhisperParams, assemble_bundled_model
+        from asr.engines.whisper import OFFLINE_CONTEXT_FRAMES, WhisperEngine, WhisperParams, assemble_bundled_model
 
         model_dir = settings.asr_model_dir or assemble_bundled_model("base", settings.data_dir / "models")
         params = WhisperParams(
@@ -25,6 +28,7 @@ def create_engine(settings) -> AsrEngine:
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             threads=settings.asr_threads,
+            context_frames=OFFLINE_CONTEXT_FRAMES if offline else None,
         )
         return WhisperEngine(model_dir, params)
     if name == "funasr":

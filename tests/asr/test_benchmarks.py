@@ -34,6 +34,12 @@ def test_eval_asr_analogue_line_channel_and_unknown_channel(mandarin_samples, tm
     assert bad.exit_code != 0 and "未知信道" in bad.output
 
 
+def test_eval_asr_live_path_publishes_finals_of_each_utterance(mandarin_samples, tmp_path):
+    r = _run(["asr", "--data", str(mandarin_samples), "--limit", "2", "--live", "--no-hotwords"], tmp_path)
+    assert r["decoding"] == "live (LegStream finals)" and r["items"] == 2
+    assert all(p["hyp"].endswith("。") for p in r["per_item"]) and r["cer"] < 0.3
+
+
 def test_eval_asr_with_kb_hotwords(mandarin_samples, synthetic_calls, tmp_path):
     r = _run(["asr", "--data", str(mandarin_samples), "--limit", "2", "--kb", str(synthetic_calls / "kb.jsonl")], tmp_path)
     assert r["hotwords"] and r["lexicon_terms"] > 100 and r["cer"] < 0.3

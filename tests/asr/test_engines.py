@@ -35,6 +35,19 @@ def test_whisper_recognises_real_mandarin(whisper_engine, mandarin_samples):
     assert 0 < result[0].confidence <= 1 and result[0].end_ms > result[0].start_ms
 
 
+def test_offline_engine_decodes_each_utterance_alike_in_any_batch(asr_settings, mandarin_samples):
+    from asr.engines import create_engine
+
+    offline = create_engine(asr_settings, offline=True)
+    assert offline.params.context_frames == 3000
+    clips = [load_audio(mandarin_samples / "wav" / f"{name}.wav") for name in
+             ("aishell1_BAC009S0764W0121", "wenetspeech_TEST_MEETING_T0000000001_S00000")]
+    short, long = (resample(a.mono(), a.sample_rate, 16000) for a in clips)
+    alone = offline.transcribe_many([short])[0]
+    beside_a_long_one = offline.transcribe_many([short, long])[0]
+    assert alone and [r.text for r in alone] == [r.text for r in beside_a_long_one]
+
+
 def test_whisper_outputs_nothing_for_silence_and_noise(whisper_engine):
     rng = np.random.default_rng(0)
     assert whisper_engine.transcribe(np.zeros(16000 * 3, np.float32)) == []

@@ -13,7 +13,7 @@ def engine():
     from asr.engines import create_engine
     from domain.settings import get_settings
 
-    return create_engine(get_settings())
+    return create_engine(get_settings(), offline=True)
 
 
 @pytest.fixture(scope="module")
