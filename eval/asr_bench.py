@@ -59,12 +59,6 @@ def load_items(data: Path, rate: int, limit: int | None = None, phone: str = DEF
     raise typer.BadParameter(f"无法识别的数据目录：{data}（需要 Kaldi text+wav.scp 或 audio/+refs/）")
 
 
-def kb_entries(path: Path) -> list[tuple[str, str]]:
-    """``(question, answer)`` of each entry of a KB JSONL file."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(str(r.get("question", "")), str(r.get("answer", ""))) for r in rows]
-
-
 def live_transcript(engine, lexicon, samples_16k) -> str:
     """What the live path makes of a leg: 20 ms frames through a ``LegStream`` (Silero endpointing, the live
     engine's trimmed context, hot-word correction), finals only."""
@@ -100,7 +94,9 @@ def run_asr_bench(
     engine = create_engine(settings, offline=not live)
     lexicon = None
     if hotwords:
-        lexicon = Lexicon.from_kb(kb_entries(kb)) if kb else Lexicon(LAIBIN_TERMS)
+        from knowledge.kbfile import load_kb_docs
+
+        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb)) if kb else Lexicon(LAIBIN_TERMS)
     items, kind = load_items(data, rate, limit, phone)
 
     errors = chars = 0

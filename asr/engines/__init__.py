@@ -19,7 +19,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
 
     name = settings.asr_engine
     if name == "faster-whisper":
-        from asr.engines.whisper import OFFLINE_CONTEXT_FRAMES, WhisperEngine, WhisperParams, assemble_bundled_model
+        from asr.engines.whisper import WINDOW_FRAMES, WhisperEngine, WhisperParams, assemble_bundled_model
 
         model_dir = settings.asr_model_dir or assemble_bundled_model("base", settings.data_dir / "models")
         params = WhisperParams(
@@ -28,7 +28,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             threads=settings.asr_threads,
-            context_frames=OFFLINE_CONTEXT_FRAMES if offline else None,
+            context_frames=WINDOW_FRAMES if offline else None,
         )
         return WhisperEngine(model_dir, params)
     if name == "funasr":

