@@ -12,10 +12,9 @@ from domain.validation import ShortText
 from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Call
-from domain.settings import get_settings
 from knowledge import service
 from knowledge.taxonomy import Taxonomy
-from serving.api.deps import get_session, require_roles
+from serving.api.deps import get_session, get_taxonomy, require_roles
 
 router = APIRouter(prefix="/api/copilot", tags=["copilot"])
 
@@ -38,13 +37,13 @@ class FeedbackIn(BaseModel):
 
 @router.post("/feedback", status_code=201)
 def feedback(body: FeedbackIn, principal: Principal = Depends(require_roles("agent", "supervisor")),
-             session: Session = Depends(get_session, scope="function")) -> dict:
+             taxonomy: Taxonomy = Depends(get_taxonomy), session: Session = Depends(get_session, scope="function")) -> dict:
     if body.call_id is not None and session.scalar(
             select(Call.id).where(Call.id == body.call_id, Call.tenant_id == principal.tenant_id)) is None:
         raise AppError("not_found", "通话不存在", 404)
     detail = ""
     if body.kind == "category_corrected":
-        if body.category not in set(Taxonomy.load(get_settings().taxonomy_path).paths):
+        if body.category not in set(taxonomy.paths):
             raise AppError("bad_category", f"分类“{body.category}”不在分类体系中", 422)
         detail = f"{body.suggested_category} → {body.category}" if body.suggested_category else body.category
     row = service.record_feedback(session, principal.tenant_id, body.kind, entry_id=body.entry_id,

@@ -12,6 +12,7 @@ from domain.errors import AppError
 
 if TYPE_CHECKING:
     from knowledge.live import TenantIndexes
+    from knowledge.taxonomy import Taxonomy
 
 SESSION_COOKIE = "hotline_session"
 CSRF_COOKIE = "hotline_csrf"
@@ -27,6 +28,13 @@ def knowledge_indexes(app) -> "TenantIndexes":
     if getattr(app.state, "knowledge_indexes", None) is None:
         app.state.knowledge_indexes = TenantIndexes(app.state.settings)
     return app.state.knowledge_indexes
+
+
+def get_taxonomy(request: Request) -> "Taxonomy":
+    """The ticket taxonomy the app's settings name (``HOTLINE_TAXONOMY_PATH``)."""
+    from knowledge.taxonomy import Taxonomy
+
+    return Taxonomy.load(request.app.state.settings.taxonomy_path)
 
 
 def get_session(request: Request) -> Iterator[Session]:

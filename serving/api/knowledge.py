@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session
 from domain.accounts import Principal
 from domain.validation import ShortText
 from domain.errors import AppError
-from domain.settings import get_settings
 from knowledge import service, transfer
 from knowledge.facts import key_facts
 from knowledge.taxonomy import Taxonomy
-from serving.api.deps import get_session, knowledge_indexes, require_roles
+from serving.api.deps import get_session, get_taxonomy, knowledge_indexes, require_roles
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 
@@ -34,12 +33,8 @@ class SearchIn(BaseModel):
     k: int = Field(3, ge=1, le=20)
 
 
-def _taxonomy() -> Taxonomy:
-    return Taxonomy.load(get_settings().taxonomy_path)
-
-
-def _check_category(data: service.EntryIn) -> None:
-    if data.category and data.category not in set(_taxonomy().paths):
+def _check_category(data: service.EntryIn, taxonomy: Taxonomy) -> None:
+    if data.category and data.category not in set(taxonomy.paths):
         raise AppError("bad_category", f"分类“{data.category}”不在分类体系中", 422)
 
 
@@ -60,8 +55,9 @@ def list_entries(
 
 @router.post("/entries", status_code=201)
 def create_entry(data: service.EntryIn, principal: Principal = Depends(require_roles(*MANAGERS)),
+                 taxonomy: Taxonomy = Depends(get_taxonomy),
                  session: Session = Depends(get_session, scope="function")) -> dict:
-    _check_category(data)
+    _check_category(data, taxonomy)
     entry = service.create_entry(session, principal.tenant_id, data, principal.user.id)
     return service.entry_out(session, entry)
 
@@ -74,8 +70,9 @@ def get_entry(entry_id: int, version: int | None = Query(None, ge=1),
 
 @router.put("/entries/{entry_id}")
 def update_entry(entry_id: int, data: service.EntryIn, principal: Principal = Depends(require_roles(*MANAGERS)),
+                 taxonomy: Taxonomy = Depends(get_taxonomy),
                  session: Session = Depends(get_session, scope="function")) -> dict:
-    _check_category(data)
+    _check_category(data, taxonomy)
     entry = service.update_entry(session, principal.tenant_id, entry_id, data, principal.user.id)
     return service.entry_out(session, entry)
 
@@ -115,6 +112,7 @@ async def import_entries(
     fmt: Literal["jsonl", "csv", "xlsx"] | None = Form(None),
     publish: bool = Form(False),
     principal: Principal = Depends(require_roles(*MANAGERS)),
+    taxonomy: Taxonomy = Depends(get_taxonomy),
     session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     name = (file.filename or "").lower()
@@ -122,13 +120,13 @@ async def import_entries(
     if fmt is None:
         raise AppError("bad_format", "无法判断文件格式，请上传 .jsonl、.csv 或 .xlsx 文件", 422)
     data = await file.read()
-    if len(data) > get_settings().max_upload_bytes:
+    if len(data) > request.app.state.settings.max_upload_bytes:
         raise AppError("too_large", "文件过大", 413)
     indexes = knowledge_indexes(request.app)
     if publish:
         indexes.get(session, principal.tenant_id)
     report = transfer.import_entries(session, principal.tenant_id, data, fmt, author_id=principal.user.id,
-                                     publish=publish, taxonomy=_taxonomy(), on_change=indexes.on_change)
+                                     publish=publish, taxonomy=taxonomy, on_change=indexes.on_change)
     if not report.ok:
         raise AppError("import_invalid", f"导入失败：{len(report.errors)} 处错误，未导入任何条目", 422,
                        detail=report.as_dict())
@@ -151,6 +149,6 @@ def stats(principal: Principal = Depends(require_roles(*MANAGERS)), session: Ses
 
 
 @router.get("/taxonomy")
-def taxonomy(principal: Principal = Depends(require_roles(*SEARCHERS))) -> dict:
-    tax = _taxonomy()
+def taxonomy(principal: Principal = Depends(require_roles(*SEARCHERS)),
+             tax: Taxonomy = Depends(get_taxonomy)) -> dict:
     return {"name": tax.name, "paths": list(tax.paths)}
