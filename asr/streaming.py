@@ -1,8 +1,11 @@
 """Live transcription of one call leg: 20 ms PCM16 frames in, partial and final transcripts out.
 
 VAD endpointing cuts the stream into utterances.  While someone speaks the
-utterance so far is re-decoded every ``partial_interval_ms`` (a partial); at
-the endpoint the whole utterance is decoded once more (the final).  Memory is
+utterance so far is re-decoded every ``partial_interval_ms`` (a partial).  When
+the speaker pauses for ``early_final_pause_ms`` the utterance is decoded as its final
+would be (the early final): it is published as a partial, and if the endpoint
+follows with no more speech it *is* the final, with no decode left to wait for;
+otherwise the utterance is decoded once more at its endpoint.  Memory is
 bounded: outside speech only a short pre-roll is kept, and an utterance is
 force-ended after ``VadParams.max_utterance_ms``.
 """
@@ -27,8 +30,10 @@ class StreamParams:
     vad: VadParams = field(default_factory=VadParams)
     partial_interval_ms: int = 1000  # a partial at least this often during speech
     min_partial_ms: int = 400  # no partial before this much speech is buffered
-    partial_pause_ms: int = 240  # no partial while the speaker pauses: nothing new to show, and an endpoint
-    # (and its final) may be due within the next few hundred ms, which a partial decode would delay
+    # A pause this long stops partials and gets the early final: the endpoint (and its final) may be due within
+    # the next few hundred ms, and its decode is then already done.  On 20 synthetic calls 38 % of such pauses
+    # do not end the utterance (an extra decode, shown as a partial); at 240 ms it is 47 %, at 350 ms 28 %.
+    early_final_pause_ms: int = 300
     preroll_ms: int = 600  # audio kept outside speech, so the VAD's look-back pad is available
     min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped
 
@@ -64,11 +69,13 @@ class LegStream:
         self._utt_start: int | None = None
         self._last_partial_at = 0
         self._segment_id = 0
+        self._early: tuple[int, int, str, float] | None = None  # (start, end, text, confidence) of the early final
 
     # -- public ---------------------------------------------------------------------------------
     def push(self, frame: AudioFrame, partials: bool = True) -> list[Output]:
         """Frames of any length; ``partials=False`` decodes finals only (a leg catching up on a backlog, or a
-        caller that runs ``partial_if_due`` later so that no final waits behind a partial)."""
+        caller that runs ``early_final_if_due`` and ``partial_if_due`` itself, so that no final waits behind a
+        partial)."""
         if frame.sample_rate != self.sample_rate:
             raise AudioError(f"音频帧采样率 {frame.sample_rate} Hz 与该通道 {self.sample_rate} Hz 不一致")
         samples = pcm16_to_float(frame.pcm)
@@ -78,14 +85,40 @@ class LegStream:
         for ev in self._endpointer.push(samples):
             if ev.kind == "start":
                 self._utt_start = max(ev.sample, self._buffer_start)
-                self._last_partial_at = self._received
+                self._last_partial_at = self._utt_start  # the first partial is due an interval after speech began
             elif self._utt_start is not None:
                 out += self._final(self._utt_start, ev.sample)
                 self._utt_start = None
         if partials:
-            out += self.partial_if_due()
+            out += self.early_final_if_due() + self.partial_if_due()
         self._trim()
         return out
+
+    def early_final_if_due(self) -> list[Output]:
+        """At a pause of ``early_final_pause_ms``, decode the utterance as its endpoint would cut it, with the
+        final's decoding: published now as a partial, kept to become the final if no more speech follows."""
+        if not self.early_final_due():
+            return []
+        end = self._endpointer.pending_end
+        text, confidence = self._recognise(self._utt_start, end, final=True)
+        self._early = (self._utt_start, end, text, confidence)
+        self._last_partial_at = self._received
+        if not text:
+            return []
+        return [
+            TranscriptPartial(
+                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
+                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(end),
+                text=punctuate(text, final=False).rstrip("。"), engine=self.engine.name,
+            )
+        ]
+
+    def early_final_due(self) -> bool:
+        """The speaker has paused for ``early_final_pause_ms`` and the audio up to the pause is not decoded yet."""
+        end = self._endpointer.pending_end
+        if self._utt_start is None or end is None or self._endpointer.trailing_silence_ms < self.params.early_final_pause_ms:
+            return False
+        return self._early is None or self._early[:2] != (self._utt_start, end)  # else: not spoken since
 
     def partial_if_due(self) -> list[Output]:
         """A partial of the utterance so far, when one is due (``push`` calls this unless told not to)."""
@@ -94,7 +127,7 @@ class LegStream:
     def partial_overdue_ms(self) -> int:
         """How long a partial has been due (≥ 0), or -1 when none is: lets a scheduler serving many legs
         decode the most overdue partials first."""
-        if self._utt_start is None or self._endpointer.trailing_silence_ms >= self.params.partial_pause_ms:
+        if self._utt_start is None or self._endpointer.trailing_silence_ms >= self.params.early_final_pause_ms:
             return -1
         if self._received - self._utt_start < self._ms(self.params.min_partial_ms):
             return -1
@@ -159,7 +192,11 @@ class LegStream:
         ]
 
     def _final(self, start: int, end: int) -> list[Output]:
-        text, confidence = self._recognise(start, end, final=True)
+        early, self._early = self._early, None
+        if early is not None and early[:2] == (start, end):
+            _, _, text, confidence = early  # the same audio, decoded at the pause
+        else:
+            text, confidence = self._recognise(start, end, final=True)
         if not text or confidence < self.params.min_final_confidence:
             return []
         self._segment_id += 1

@@ -139,6 +139,12 @@ class Endpointer:
         """Silence since the last voiced window of the current utterance (0 outside speech)."""
         return (self._pos - self._last_voiced) * 1000 // self.sr if self.in_speech else 0
 
+    @property
+    def pending_end(self) -> int | None:
+        """Where the current utterance will end if the silence now running reaches the endpoint (None outside
+        speech): the sample its "end" event will carry."""
+        return min(self._pos, self._last_voiced + self._ms(self.params.speech_pad_ms)) if self.in_speech else None
+
     def flush(self) -> list[VadEvent]:
         if self.in_speech:
             self.in_speech = False

@@ -91,7 +91,8 @@ class FollowerParams:
     chunk_ms: int = 100  # audio handed to a leg's stream at a time
     turn_ms: int = 3000  # at most this much audio of one leg per pass, so every leg advances
     live_lag_s: float = 2.0  # partials only while a leg is at most this far behind; a backlog gets finals only
-    partials_per_pass: int = 1  # most overdue first: finals wait behind at most this many partial decodes
+    early_decodes_per_pass: int = 1  # decodes ahead of finals per pass (early finals of paused legs first, then
+    # the most overdue partials): finals wait behind at most this many, and under load the CPU they take stays fixed
     nice: int = 19  # the follower process yields the CPU to the bridge workers
     status_interval_s: float = 1.0  # how often the status file is rewritten
     claim_recheck_s: float = 5.0  # how often calls claimed by other followers are checked for a dead claimer
@@ -208,16 +209,21 @@ class SpoolFollower:
                 self._forget(call)
                 (call.dir / CLAIM).unlink(missing_ok=True)
                 self._others.add(name)  # not before the next claim re-check
-        # Partials after every leg's finals, and only the most overdue few per pass: no final waits behind a
-        # round of partials, and under load partials thin out evenly across legs while finals stay on time.
-        due = [(leg.stream.partial_overdue_ms(), call, leg_name, leg) for call, leg_name, leg in live
-               if call.dir.name in self.calls]
-        due = sorted((d for d in due if d[0] >= 0), key=lambda d: -d[0])[: self.params.partials_per_pass]
-        for _, call, leg_name, leg in due:
+        # Then a few decodes ahead of finals: early finals of legs whose speaker has paused (the decode their final
+        # will reuse), then the most overdue partials.  No final waits behind a round of them, and under load
+        # they thin out evenly across legs while finals stay on time.
+        live = [(call, leg_name, leg) for call, leg_name, leg in live if call.dir.name in self.calls]
+        early = [(call, leg_name, leg, leg.stream.early_final_if_due) for call, leg_name, leg in live
+                 if leg.stream.early_final_due()]
+        due = [(leg.stream.partial_overdue_ms(), call, leg_name, leg) for call, leg_name, leg in live]
+        due = sorted((d for d in due if d[0] >= 0), key=lambda d: -d[0])
+        work = early + [(call, leg_name, leg, leg.stream.partial_if_due) for _, call, leg_name, leg in due]
+        work = work[: self.params.early_decodes_per_pass]
+        for call, leg_name, leg, decode in work:
             try:
-                self._publish(call, leg_name, leg, leg.stream.partial_if_due())
-            except Exception:  # noqa: BLE001 - a partial is superseded by the next one anyway
-                log.exception("partial of %s failed", call.uuid)
+                self._publish(call, leg_name, leg, decode())
+            except Exception:  # noqa: BLE001 - superseded by the next partial, or decoded again at the endpoint
+                log.exception("early decode of %s failed", call.uuid)
         self.audio_s_done += read / BYTES_PER_S
         return read / BYTES_PER_S
 

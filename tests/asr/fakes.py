@@ -30,6 +30,24 @@ class FakeEngine:
         return [self.transcribe(u) for u in utterances]
 
 
+class PartialModeEngine(FakeEngine):
+    """Has the fast partial mode: records the ``partial`` flag of every call and answers 快 for a fast decode,
+    话 for a full one, so a test can tell which decode produced an event."""
+
+    capabilities = EngineCapabilities(streaming=False, partials=True, partial_mode=True)
+
+    def __init__(self):
+        super().__init__()
+        self.flags: list[bool] = []
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None, partial=False):
+        self.flags.append(partial)
+        results = super().transcribe(samples_16k, hotwords=hotwords, prompt=prompt)
+        if not partial:
+            return results
+        return [Recognised(r.text.replace("话", "快"), r.start_ms, r.end_ms, r.confidence) for r in results]
+
+
 def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1"):
     from domain.events import AudioFrame
 

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 from asr.audio import AudioError, load_audio
-from asr.engines.base import EngineCapabilities
 from asr.streaming import LegStream, StreamParams
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
 
-from .fakes import FakeEngine, frames
+from .fakes import FakeEngine, PartialModeEngine, frames
 
 
 def _leg(engine, sr=8000, **kw):
@@ -63,30 +62,38 @@ def test_partials_every_second_and_final_at_endpoint(caller_channel):
     assert all(p.text and not p.text.endswith("。") for p, _ in partials)
 
 
-class _PartialModeEngine(FakeEngine):
-    """Records the ``partial`` flag of every call."""
-
-    capabilities = EngineCapabilities(streaming=False, partials=True, partial_mode=True)
-
-    def __init__(self):
-        super().__init__()
-        self.flags: list[bool] = []
-
-    def transcribe(self, samples_16k, *, hotwords=None, prompt=None, partial=False):
-        self.flags.append(partial)
-        return super().transcribe(samples_16k, hotwords=hotwords, prompt=prompt)
-
-
-def test_partials_use_the_fast_mode_and_finals_the_full_decode(caller_channel):
+def test_partials_use_the_fast_mode_and_a_pause_decodes_the_final_early(caller_channel):
     samples, _ = caller_channel
-    engine = _PartialModeEngine()
+    engine = PartialModeEngine()
     out, _ = _run(_leg(engine), samples[: int(16.5 * 8000)], 8000)
-    n_partials = sum(isinstance(e, TranscriptPartial) for e in out)
-    assert engine.flags.count(True) == n_partials >= 4
-    assert engine.flags.count(False) == sum(isinstance(e, TranscriptFinal) for e in out) == 1
+    partials = [e for e in out if isinstance(e, TranscriptPartial)]
+    (final,) = [e for e in out if isinstance(e, TranscriptFinal)]
+    fast = [p for p in partials if "快" in p.text]
+    early = [p for p in partials if "话" in p.text]
+    assert len(fast) == engine.flags.count(True) >= 3
+    # every full decode was an early final at a pause, published as a partial ...
+    assert len(early) == engine.flags.count(False) >= 2
+    # ... the last one became the final, with no decode left at the endpoint ...
+    assert early[-1].end_ms == final.end_ms and early[-1].text + "。" == final.text
+    # ... and the ones the speaker talked on past were superseded by it
+    assert all(len(e.text) < len(early[-1].text) for e in early[:-1])
     # an engine without the mode is called as before (no unknown keyword)
     plain = FakeEngine()
     assert any(isinstance(e, TranscriptFinal) for e in _run(_leg(plain), samples[: int(16.5 * 8000)], 8000)[0])
+
+
+def test_finals_only_decode_at_the_endpoint_with_the_early_finals_result(caller_channel):
+    """Finals only (``partials=False``): the endpoint decodes its utterance itself, with the same result as
+    an early final of the same audio would give."""
+    samples, _ = caller_channel
+    span = samples[: int(16.5 * 8000)]
+    late, early = FakeEngine(), FakeEngine()
+    late_stream, early_stream = _leg(late), _leg(early)
+    late_out = [e for f in frames(span, 8000) for e in late_stream.push(f, partials=False)]
+    early_out = _run(early_stream, span, 8000)[0]
+    final = lambda out: [(e.start_ms, e.end_ms, e.text) for e in out if isinstance(e, TranscriptFinal)]  # noqa: E731
+    assert final(late_out) == final(early_out) and len(final(late_out)) == 1
+    assert late.calls == 1
 
 
 def test_wrong_rate_frame_is_rejected():

@@ -15,7 +15,7 @@ from asr.vad import SileroVad
 from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
 from serving.pipeline import CLAIM, EventSink, FollowerParams, SpoolFollower
 from telephony.media import ENDED_MARKER, FRAME_BYTES, FrameHub
-from tests.asr.fakes import FakeEngine
+from tests.asr.fakes import FakeEngine, PartialModeEngine
 
 SECONDS = 20
 
@@ -132,11 +132,39 @@ def test_follower_transcribes_a_growing_spool_live_then_completes_and_removes_it
     assert not (root / "w1-live").exists() and not f.calls
 
 
+def test_a_paused_live_leg_gets_its_final_decoded_early(tmp_path, call_audio):
+    """Audio arriving 100 ms at a time, as the bridge spools it: at a pause the follower decodes the utterance as its final
+    will be (published as a partial), and at the endpoint that final goes out with no decode left to do."""
+    out = Collect()
+    root = tmp_path / "spool"
+    call = root / "w1-e"
+    call.mkdir(parents=True)
+    (call / "meta.json").write_text('{"call_uuid": "w1-e", "tenant_id": 1}')
+    files = {leg: open(call / f"{leg}.pcm", "wb") for leg in call_audio}  # written as the bridge's spool is
+    engine = PartialModeEngine()
+    f = follower(root, out, engine)
+    for step in range(SECONDS * 10):
+        for leg, fh in files.items():
+            fh.write(b"".join(call_audio[leg][5 * step : 5 * (step + 1)]))
+            fh.flush()
+        f.poll()
+    for fh in files.values():
+        fh.close()
+    (call / ENDED_MARKER).write_text("{}")
+    run_until_complete(f, out, 1)
+    early = [(e.leg, e.start_ms, e.end_ms) for e in out.events if isinstance(e, TranscriptPartial) and "话" in e.text]
+    finals = [(leg, start, end) for _, leg, _, start, end in out.finals()]
+    ended_by_pause = [x for x in finals if x[2] < SECONDS * 1000 - 1000]  # not the one the hang-up cut off
+    assert len(ended_by_pause) >= 2 and set(ended_by_pause) <= set(early), "every final here was decoded at its pause"
+    decoded_at_endpoint = [x for x in finals if x not in early]
+    assert engine.flags.count(False) == len(early) + len(decoded_at_endpoint), "an early final is not decoded twice"
+
+
 def test_partials_are_rationed_per_pass_most_overdue_first_and_finals_are_not(tmp_path, call_audio):
     out = Collect()
     root = tmp_path / "spool"
     hub = FrameHub(root, EventSink(Collect()))
-    f = follower(root, out, params=FollowerParams(partials_per_pass=1))
+    f = follower(root, out, PartialModeEngine(), params=FollowerParams(early_decodes_per_pass=1))
     calls = ["w1-p", "w2-q", "w3-r"]
     for name in calls:
         hub.open_call(name)
@@ -148,14 +176,14 @@ def test_partials_are_rationed_per_pass_most_overdue_first_and_finals_are_not(tm
         for _ in range(2):
             before = len(out.events)
             f.poll()
-            per_pass.append(Counter(type(e) for e in out.events[before:]))
+            per_pass.append(Counter("快" if "快" in getattr(e, "text", "") else type(e) for e in out.events[before:]))
     for name in calls:
         end_call(hub, name)
     run_until_complete(f, out, len(calls))
     hub.stop()
-    assert max(c[TranscriptPartial] for c in per_pass) == 1, "one partial decode per pass at most"
+    assert max(c[TranscriptPartial] + c["快"] for c in per_pass) == 1, "one early final or partial per pass at most"
     assert max(c[TranscriptFinal] for c in per_pass) > 1, "finals are not rationed"
-    partial_legs = {(e.call_id, e.leg) for e in out.events if isinstance(e, TranscriptPartial)}
+    partial_legs = {(e.call_id, e.leg) for e in out.events if isinstance(e, TranscriptPartial) and "快" in e.text}
     assert {call for call, _ in partial_legs} == set(calls), "the most overdue leg goes first: no call starves"
     assert len(out.finals()) == len(calls) * len(out.finals("w1-p")), "every call gets all its finals"
 
