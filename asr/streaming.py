@@ -103,15 +103,7 @@ class LegStream:
         text, confidence = self._recognise(self._utt_start, end, final=True)
         self._early = (self._utt_start, end, text, confidence)
         self._last_partial_at = self._received
-        if not text:
-            return []
-        return [
-            TranscriptPartial(
-                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
-                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(end),
-                text=punctuate(text, final=False).rstrip("。"), engine=self.engine.name,
-            )
-        ]
+        return self._partial_event(end, text)
 
     def early_final_due(self) -> bool:
         """The speaker has paused for ``early_final_pause_ms`` and the audio up to the pause is not decoded yet."""
@@ -173,20 +165,23 @@ class LegStream:
         text = "".join(r.text for r in results)
         if text and self.lexicon is not None:
             text = self.lexicon.correct(text)
-        if not final:
-            text = punctuate(text, final=False).rstrip("。")
         confidence = min((r.confidence for r in results), default=0.0)
         return text, confidence
 
     def _partial(self) -> list[Output]:
         self._last_partial_at = self._received
         text, _ = self._recognise(self._utt_start, self._received, final=False)
+        return self._partial_event(self._received, text)
+
+    def _partial_event(self, end: int, text: str) -> list[Output]:
+        """The open utterance up to ``end`` as a partial: no sentence-final 。, since the speaker may go on."""
+        text = punctuate(text, final=False).rstrip("。") if text else ""
         if not text:
             return []
         return [
             TranscriptPartial(
                 tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
-                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(self._received),
+                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(end),
                 text=text, engine=self.engine.name,
             )
         ]
