@@ -8,6 +8,10 @@ follows with no more speech it *is* the final, with no decode left to wait for;
 otherwise the utterance is decoded once more at its endpoint.  Memory is
 bounded: outside speech only a short pre-roll is kept, and an utterance is
 force-ended after ``VadParams.max_utterance_ms``.
+
+``push`` decodes as it goes.  A scheduler serving many legs instead ``feed``s them all and hands what
+they need decoded (``Decode`` requests: finals, early finals, partials) to ``decode_all``, which batches
+the requests of every leg for the engine.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.audio import AudioError, pcm16_to_float, resample
-from asr.engines.base import AsrEngine
+from asr.engines.base import AsrEngine, Recognised, transcribe_batch
 from asr.hotwords import Lexicon
 from asr.text import punctuate
 from asr.vad import Endpointer, SileroVad, VadParams
@@ -35,7 +39,42 @@ class StreamParams:
     # do not end the utterance (an extra decode, shown as a partial); at 240 ms it is 47 %, at 350 ms 28 %.
     early_final_pause_ms: int = 300
     preroll_ms: int = 600  # audio kept outside speech, so the VAD's look-back pad is available
-    min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped
+    min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped (engines that score)
+
+
+@dataclass
+class Decode:
+    """Audio of one leg for the engine: an ended utterance (``final``), the utterance up to a pause
+    (``early``) or the utterance so far (``partial``).  Sample positions are the leg's; ``audio`` is 16 kHz,
+    or None when the text is known already (a final whose early final was decoded)."""
+
+    stream: LegStream
+    kind: str
+    start: int
+    end: int
+    audio: np.ndarray | None
+    text: str = ""
+    confidence: float = 0.0
+
+
+def decode_all(requests: list[Decode]) -> list[tuple[Decode, list[Output]]]:
+    """Decode the requests of any number of legs, then complete each in order.
+
+    Requests that share an engine and a decoding (finals and early finals with the final's beam and hot
+    words, partials the fast way) go to the engine as one batch: decoding several utterances together costs
+    far less than one after another (the decoder's weights are read once per step for the whole batch)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        if r.audio is not None:
+            partial, lexicon = r.kind == "partial", r.stream.lexicon
+            hotwords = tuple(lexicon.prompt_terms()) if lexicon is not None and not partial else ()
+            groups.setdefault((id(r.stream.engine), partial, hotwords), []).append(i)
+    recognised: dict[int, list[Recognised]] = {}
+    for (_, partial, hotwords), idx in groups.items():
+        engine = requests[idx[0]].stream.engine
+        audio = [requests[i].audio for i in idx]
+        recognised.update(zip(idx, transcribe_batch(engine, audio, hotwords=list(hotwords) or None, partial=partial)))
+    return [(r, r.stream.complete(r, recognised.get(i))) for i, r in enumerate(requests)]
 
 
 class LegStream:
@@ -70,40 +109,49 @@ class LegStream:
         self._last_partial_at = 0
         self._segment_id = 0
         self._early: tuple[int, int, str, float] | None = None  # (start, end, text, confidence) of the early final
+        self._finals: list[Decode] = []  # ended utterances not yet taken
 
     # -- public ---------------------------------------------------------------------------------
     def push(self, frame: AudioFrame, partials: bool = True) -> list[Output]:
-        """Frames of any length; ``partials=False`` decodes finals only (a leg catching up on a backlog, or a
-        caller that runs ``early_final_if_due`` and ``partial_if_due`` itself, so that no final waits behind a
-        partial)."""
+        """Frames of any length, decoded here.  ``partials=False`` decodes finals only (a leg catching up on a
+        backlog)."""
+        self.feed(frame)
+        out = self.decode(self.take_finals())
+        if partials:
+            out += self.decode([d for d in (self.early_final_request(), self.partial_request()) if d])
+        return out
+
+    def feed(self, frame: AudioFrame) -> None:
+        """Frames of any length, endpointed but not decoded: each utterance they end waits in ``take_finals``.
+        A scheduler serving many legs feeds them all, then decodes their finals together (``decode_all``)."""
         if frame.sample_rate != self.sample_rate:
             raise AudioError(f"音频帧采样率 {frame.sample_rate} Hz 与该通道 {self.sample_rate} Hz 不一致")
         samples = pcm16_to_float(frame.pcm)
         self._buffer = np.concatenate([self._buffer, samples])
         self._received += len(samples)
-        out: list[Output] = []
         for ev in self._endpointer.push(samples):
             if ev.kind == "start":
                 self._utt_start = max(ev.sample, self._buffer_start)
                 self._last_partial_at = self._utt_start  # the first partial is due an interval after speech began
             elif self._utt_start is not None:
-                out += self._final(self._utt_start, ev.sample)
+                self._finals.append(self._final_request(self._utt_start, ev.sample))
                 self._utt_start = None
-        if partials:
-            out += self.early_final_if_due() + self.partial_if_due()
         self._trim()
-        return out
 
-    def early_final_if_due(self) -> list[Output]:
-        """At a pause of ``early_final_pause_ms``, decode the utterance as its endpoint would cut it, with the
-        final's decoding: published now as a partial, kept to become the final if no more speech follows."""
+    def take_finals(self) -> list[Decode]:
+        """The utterances ended since the last call, oldest first; each must go through ``decode``/``complete``."""
+        finals, self._finals = self._finals, []
+        return finals
+
+    def early_final_request(self) -> Decode | None:
+        """At a pause of ``early_final_pause_ms``: the utterance as its endpoint would cut it, for the final's
+        decoding.  Completed, it is published as a partial and kept to become the final if no more speech
+        follows."""
         if not self.early_final_due():
-            return []
+            return None
         end = self._endpointer.pending_end
-        text, confidence = self._recognise(self._utt_start, end, final=True)
-        self._early = (self._utt_start, end, text, confidence)
         self._last_partial_at = self._received
-        return self._partial_event(end, text)
+        return Decode(self, "early", self._utt_start, end, self._audio(self._utt_start, end))
 
     def early_final_due(self) -> bool:
         """The speaker has paused for ``early_final_pause_ms`` and the audio up to the pause is not decoded yet."""
@@ -112,9 +160,12 @@ class LegStream:
             return False
         return self._early is None or self._early[:2] != (self._utt_start, end)  # else: not spoken since
 
-    def partial_if_due(self) -> list[Output]:
-        """A partial of the utterance so far, when one is due (``push`` calls this unless told not to)."""
-        return self._partial() if self.partial_overdue_ms() >= 0 else []
+    def partial_request(self) -> Decode | None:
+        """The utterance so far, when a partial is due."""
+        if self.partial_overdue_ms() < 0:
+            return None
+        self._last_partial_at = self._received
+        return Decode(self, "partial", self._utt_start, self._received, self._audio(self._utt_start, self._received))
 
     def partial_overdue_ms(self) -> int:
         """How long a partial has been due (≥ 0), or -1 when none is: lets a scheduler serving many legs
@@ -126,15 +177,41 @@ class LegStream:
         overdue = self._received - self._last_partial_at - self._ms(self.params.partial_interval_ms)
         return self._to_ms(overdue) if overdue >= 0 else -1
 
+    def decode(self, requests: list[Decode]) -> list[Output]:
+        """Decode this leg's requests with its engine and complete them."""
+        return [ev for _, events in decode_all(requests) for ev in events]
+
+    def complete(self, request: Decode, recognised: list[Recognised] | None) -> list[Output]:
+        """The events for a request the engine has decoded (``recognised``; None: it needed no decoding)."""
+        if recognised is not None:
+            request.text = "".join(r.text for r in recognised)
+            if request.text and self.lexicon is not None:
+                request.text = self.lexicon.correct(request.text)
+            request.confidence = min((r.confidence for r in recognised), default=0.0)
+        if request.kind == "early":
+            self._early = (request.start, request.end, request.text, request.confidence)
+        if request.kind != "final":
+            return self._partial_event(request.start, request.end, request.text)
+        scored = self.engine.capabilities.confidence
+        if not request.text or (scored and request.confidence < self.params.min_final_confidence):
+            return []
+        self._segment_id += 1
+        return [
+            TranscriptFinal(
+                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
+                start_ms=self._to_ms(request.start), end_ms=self._to_ms(request.end), text=request.text,
+                confidence=round(request.confidence, 3), engine=self.engine.name, segment_id=self._segment_id,
+            )
+        ]
+
     def flush(self) -> list[Output]:
         """End of the leg: finalise any utterance in progress."""
-        out: list[Output] = []
         for ev in self._endpointer.flush():
             if ev.kind == "end" and self._utt_start is not None:
-                out += self._final(self._utt_start, min(ev.sample, self._received))
+                self._finals.append(self._final_request(self._utt_start, min(ev.sample, self._received)))
                 self._utt_start = None
         self._trim()
-        return out
+        return self.decode(self.take_finals())
 
     @property
     def segments_published(self) -> int:
@@ -156,24 +233,10 @@ class LegStream:
         a, b = max(0, start - self._buffer_start), max(0, end - self._buffer_start)
         return self._buffer[a:b]
 
-    def _recognise(self, start: int, end: int, *, final: bool):
-        audio = resample(self._slice(start, end), self.sample_rate, 16000)
-        # the hot-word prompt roughly doubles decoding cost, so only finals carry it; both get post-correction
-        hotwords = self.lexicon.prompt_terms() if self.lexicon and final else None
-        fast = {"partial": True} if not final and self.engine.capabilities.partial_mode else {}
-        results = self.engine.transcribe(audio, hotwords=hotwords, **fast)
-        text = "".join(r.text for r in results)
-        if text and self.lexicon is not None:
-            text = self.lexicon.correct(text)
-        confidence = min((r.confidence for r in results), default=0.0)
-        return text, confidence
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        return resample(self._slice(start, end), self.sample_rate, 16000)
 
-    def _partial(self) -> list[Output]:
-        self._last_partial_at = self._received
-        text, _ = self._recognise(self._utt_start, self._received, final=False)
-        return self._partial_event(self._received, text)
-
-    def _partial_event(self, end: int, text: str) -> list[Output]:
+    def _partial_event(self, start: int, end: int, text: str) -> list[Output]:
         """The open utterance up to ``end`` as a partial: no sentence-final 。, since the speaker may go on."""
         text = punctuate(text, final=False).rstrip("。") if text else ""
         if not text:
@@ -181,27 +244,15 @@ class LegStream:
         return [
             TranscriptPartial(
                 tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
-                start_ms=self._to_ms(self._utt_start), end_ms=self._to_ms(end),
-                text=text, engine=self.engine.name,
+                start_ms=self._to_ms(start), end_ms=self._to_ms(end), text=text, engine=self.engine.name,
             )
         ]
 
-    def _final(self, start: int, end: int) -> list[Output]:
+    def _final_request(self, start: int, end: int) -> Decode:
         early, self._early = self._early, None
-        if early is not None and early[:2] == (start, end):
-            _, _, text, confidence = early  # the same audio, decoded at the pause
-        else:
-            text, confidence = self._recognise(start, end, final=True)
-        if not text or confidence < self.params.min_final_confidence:
-            return []
-        self._segment_id += 1
-        return [
-            TranscriptFinal(
-                tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
-                start_ms=self._to_ms(start), end_ms=self._to_ms(end), text=text,
-                confidence=round(confidence, 3), engine=self.engine.name, segment_id=self._segment_id,
-            )
-        ]
+        if early is not None and early[:2] == (start, end):  # the same audio, decoded at the pause
+            return Decode(self, "final", start, end, None, early[2], early[3])
+        return Decode(self, "final", start, end, self._audio(start, end))
 
     def _trim(self) -> None:
         """Keep only the open utterance, or a short pre-roll when nobody speaks."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from asr.audio import Audio, resample
 from asr.diarization import DiarizationParams, Turn, assign_roles, diarize
+from asr.engines.base import transcribe_batch
 
 
 @dataclass
@@ -37,11 +38,8 @@ def transcribe_recording(audio: Audio, engine, *, lexicon=None, params: Diarizat
     clips = [_turn_audio(audio, t, channel_of[t.speaker] if stereo else None) for t in turns]
     hotwords = lexicon.prompt_terms() if lexicon else None
     texts: dict[int, str] = {}
-    many = getattr(engine, "transcribe_many", None)
     for lo in range(0, len(clips), batch):
-        chunk = clips[lo:lo + batch]
-        results = many(chunk, hotwords=hotwords) if many else [engine.transcribe(c, hotwords=hotwords) for c in chunk]
-        for j, recs in enumerate(results):
+        for j, recs in enumerate(transcribe_batch(engine, clips[lo:lo + batch], hotwords=hotwords)):
             text = "".join(r.text for r in recs).strip()
             if text:
                 texts[lo + j] = lexicon.correct(text) if lexicon else text

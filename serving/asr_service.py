@@ -23,7 +23,7 @@ import numpy as np
 from ray import serve
 
 from asr.audio import float_to_pcm16, pcm16_to_float, resample
-from asr.engines.base import EngineCapabilities, Recognised
+from asr.engines.base import EngineCapabilities, Recognised, transcribe_batch
 from domain.settings import Settings
 
 log = logging.getLogger("hotline.asr_service")
@@ -72,11 +72,7 @@ class AsrDeployment:
             groups[hotwords].append(i)
         for hotwords, idx in groups.items():
             words = list(hotwords) if hotwords else None
-            if hasattr(self.engine, "transcribe_many"):
-                decoded = self.engine.transcribe_many([audio[i] for i in idx], hotwords=words)
-            else:
-                decoded = [self.engine.transcribe(audio[i], hotwords=words) for i in idx]
-            for i, res in zip(idx, decoded):
+            for i, res in zip(idx, transcribe_batch(self.engine, [audio[i] for i in idx], hotwords=words)):
                 results[i] = res
         return [[asdict(r) for r in res] for res in results]
 

@@ -34,7 +34,7 @@ from typing import Callable
 from sqlalchemy import select
 
 from asr.hotwords import Lexicon
-from asr.streaming import LegStream, StreamParams
+from asr.streaming import Decode, LegStream, StreamParams, decode_all
 from asr.vad import SileroVad
 from domain.db import make_engine, session_scope
 from domain.events import AudioFrame, CallState, Event, TranscriptComplete, TranscriptFinal
@@ -47,6 +47,7 @@ log = logging.getLogger("hotline.pipeline")
 BYTES_PER_S = SAMPLE_RATE * 2
 PROGRESS = "asr-progress.json"  # per call: the last final published per leg, so a restart skips them
 CLAIM = "asr.claim"  # per call: "<host> <pid>" of the follower transcribing it
+PRESENCE_SUFFIX = "-followers"  # beside the spool root: each follower's "<host> <pid> …" and number of calls
 
 
 def knowledge_lexicon(settings: Settings) -> Lexicon:
@@ -129,6 +130,9 @@ class SpoolFollower:
         self.audio_s_done = 0.0
         self.calls_done = 0
         self._me = f"{socket.gethostname()} {os.getpid()} {id(self)}"
+        self._tag = f"{os.getpid()}-{id(self)}"
+        self._presence = self.root.parent / f"{self.root.name}{PRESENCE_SUFFIX}"  # one file per follower: its load
+        self._announced, self._announced_at = -1, 0.0  # the load last published, and when
         self._others: set[str] = set()  # calls claimed by other followers
         self._others_checked = time.monotonic()
 
@@ -148,15 +152,46 @@ class SpoolFollower:
             fh.write(self._me)
         return True
 
+    def _announce(self) -> None:
+        """Publish how many calls this follower holds (when it changes, and every ``claim_recheck_s``), for the
+        others' ``_least_loaded``."""
+        now = time.time()
+        if self._announced == len(self.calls) and now - self._announced_at < self.params.claim_recheck_s:
+            return
+        self._presence.mkdir(parents=True, exist_ok=True)
+        tmp = self._presence / f".{self._tag}.tmp"
+        tmp.write_text(f"{self._me}\n{len(self.calls)}")
+        os.replace(tmp, self._presence / self._tag)
+        self._announced, self._announced_at = len(self.calls), now
+
+    def _least_loaded(self) -> bool:
+        """No other live follower holds fewer calls: new calls go to the least loaded follower first.  A
+        follower that has not announced itself for three ``claim_recheck_s`` is not counted."""
+        fresh_after = time.time() - 3 * self.params.claim_recheck_s
+        for path in self._presence.glob("*"):
+            if path.name == self._tag or path.name.startswith("."):
+                continue
+            try:
+                owner, count = path.read_text().split("\n")
+                if path.stat().st_mtime > fresh_after and not _stale_owner(owner) and int(count) < len(self.calls):
+                    return False
+            except (OSError, ValueError):  # replaced or removed meanwhile
+                continue
+        return True
+
+    def _withdraw(self) -> None:
+        (self._presence / self._tag).unlink(missing_ok=True)
+
     def _discover(self) -> None:
         if not self.root.exists():
             return
         now = time.monotonic()
         if now - self._others_checked > self.params.claim_recheck_s:  # look for claims of dead followers
             self._others, self._others_checked = set(), now
-        for d in sorted(self.root.iterdir()):  # at most one new call per pass: a busy follower claims fewer
-            if d.name in self.calls or d.name in self._others or not (d / "meta.json").exists():
-                continue
+        self._announce()
+        new = [d for d in sorted(self.root.iterdir())
+               if d.name not in self.calls and d.name not in self._others and (d / "meta.json").exists()]
+        for d in new if new and self._least_loaded() else []:  # at most one new call per pass
             if self._claim(d):
                 try:
                     self.calls[d.name] = _Call(d)
@@ -164,6 +199,7 @@ class SpoolFollower:
                     (d / CLAIM).unlink(missing_ok=True)
                     self._others.add(d.name)
                     continue
+                self._announce()
                 break
             self._others.add(d.name)
         for call in self.calls.values():
@@ -176,13 +212,16 @@ class SpoolFollower:
         return sum(leg.pending_bytes() for call in self.calls.values() for leg in call.legs.values()) / BYTES_PER_S
 
     def poll(self) -> float:
-        """One pass over every call: feed each leg up to ``turn_ms`` of new audio (finals), finish ended
-        calls, then decode the partials due on live legs.  Returns the seconds of audio read."""
+        """One pass over every call: feed each leg up to ``turn_ms`` of new audio and decode the finals it ended
+        (every leg's in one batch), finish ended calls, then make a few decodes ahead of finals.  Returns the
+        seconds of audio read."""
         self._discover()
         chunk = self.params.chunk_ms * BYTES_PER_S // 1000
         turn = self.params.turn_ms * BYTES_PER_S // 1000
         read = 0
         live: list[tuple[_Call, str, _Leg]] = []
+        finals: list[tuple[_Call, str, _Leg, Decode]] = []
+        drained: list[_Call] = []
         for name in list(self.calls):
             call = self.calls[name]
             ended = (call.dir / ENDED_MARKER).exists()  # written after the PCM is complete
@@ -199,33 +238,66 @@ class SpoolFollower:
                         leg.offset += len(data)
                         todo -= len(data)
                         read += len(data)
-                        frame = AudioFrame.model_construct(tenant_id=call.tenant_id, call_id=call.uuid, leg=leg_name,
-                                                           sample_rate=SAMPLE_RATE, pcm=data[: len(data) // 2 * 2])
-                        self._publish(call, leg_name, leg, leg.stream.push(frame, partials=False))
+                        leg.stream.feed(AudioFrame.model_construct(tenant_id=call.tenant_id, call_id=call.uuid,
+                                                                   leg=leg_name, sample_rate=SAMPLE_RATE,
+                                                                   pcm=data[: len(data) // 2 * 2]))
+                    finals += [(call, leg_name, leg, d) for d in leg.stream.take_finals()]
                 if ended and all(leg.pending_bytes() == 0 for leg in call.legs.values()):
+                    drained.append(call)
+            except Exception:  # noqa: BLE001 - a damaged spool, say: retry this call later, from its spool
+                self._retry_later(call)
+        self._decode(finals, ahead=False)
+        for call in drained:
+            if call.dir.name in self.calls:
+                try:
                     self._finish(call)
-            except Exception:  # noqa: BLE001 - e.g. the bus is down: retry this call later, from its spool
-                log.exception("transcribing %s failed; retrying from its spool", name)
-                self._forget(call)
-                (call.dir / CLAIM).unlink(missing_ok=True)
-                self._others.add(name)  # not before the next claim re-check
+                except Exception:  # noqa: BLE001 - e.g. the bus is down
+                    self._retry_later(call)
         # Then a few decodes ahead of finals: early finals of legs whose speaker has paused (the decode their final
-        # will reuse), then the most overdue partials.  No final waits behind a round of them, and under load
-        # they thin out evenly across legs while finals stay on time.
+        # will reuse), then the most overdue partials.  No final waits behind more than one such batch, and under
+        # load they thin out evenly across legs while finals stay on time.
         live = [(call, leg_name, leg) for call, leg_name, leg in live if call.dir.name in self.calls]
-        early = [(call, leg_name, leg, leg.stream.early_final_if_due) for call, leg_name, leg in live
+        early = [(call, leg_name, leg, leg.stream.early_final_request) for call, leg_name, leg in live
                  if leg.stream.early_final_due()]
         due = [(leg.stream.partial_overdue_ms(), call, leg_name, leg) for call, leg_name, leg in live]
         due = sorted((d for d in due if d[0] >= 0), key=lambda d: -d[0])
-        work = early + [(call, leg_name, leg, leg.stream.partial_if_due) for _, call, leg_name, leg in due]
-        work = work[: self.params.early_decodes_per_pass]
-        for call, leg_name, leg, decode in work:
-            try:
-                self._publish(call, leg_name, leg, decode())
-            except Exception:  # noqa: BLE001 - superseded by the next partial, or decoded again at the endpoint
-                log.exception("early decode of %s failed", call.uuid)
+        work = early + [(call, leg_name, leg, leg.stream.partial_request) for _, call, leg_name, leg in due]
+        self._decode([(call, leg_name, leg, request()) for call, leg_name, leg, request in
+                      work[: self.params.early_decodes_per_pass]], ahead=True)
         self.audio_s_done += read / BYTES_PER_S
         return read / BYTES_PER_S
+
+    def _decode(self, work: list[tuple[_Call, str, _Leg, Decode]], *, ahead: bool) -> None:
+        """Decode the requests of all legs in batches and publish what they give.  A final that fails sends its
+        call back to be retried from its spool; an early final or partial that fails is superseded by the next
+        partial, or decoded again at the endpoint."""
+        if not work:
+            return
+        try:
+            done = decode_all([request for *_, request in work])
+        except Exception:  # noqa: BLE001
+            log.exception("decoding %d utterances failed", len(work))
+            if not ahead:
+                for call in {id(call): call for call, *_ in work}.values():
+                    self._retry_later(call)
+            return
+        for (call, leg_name, leg, _), (_, events) in zip(work, done):
+            if call.dir.name not in self.calls:
+                continue  # failed earlier in this pass
+            try:
+                self._publish(call, leg_name, leg, events)
+            except Exception:  # noqa: BLE001 - e.g. the bus is down
+                if ahead:
+                    log.exception("publishing a partial of %s failed", call.uuid)
+                else:
+                    self._retry_later(call)
+
+    def _retry_later(self, call: _Call) -> None:
+        """Drop a call whose transcription failed; it is claimed again and replayed from its spool."""
+        log.exception("transcribing %s failed; retrying from its spool", call.dir.name)
+        self._forget(call)
+        (call.dir / CLAIM).unlink(missing_ok=True)
+        self._others.add(call.dir.name)  # not before the next claim re-check
 
     def _publish(self, call: _Call, leg_name: str, leg: _Leg, events: list[Event]) -> None:
         for event in events:
@@ -269,6 +341,7 @@ class SpoolFollower:
                 os.replace(tmp, status_path)
             if not busy:
                 stop.wait(self.params.poll_interval_s)
+        self._withdraw()
 
 
 def _alive(pid: int) -> bool:
@@ -284,9 +357,14 @@ def _alive(pid: int) -> bool:
 def _stale(claim: Path) -> bool:
     """A claim left by a follower process that has died on this host."""
     try:
-        host, pid, *_ = claim.read_text().split()
+        return _stale_owner(claim.read_text())
     except (OSError, ValueError):
         return False
+
+
+def _stale_owner(owner: str) -> bool:
+    """``owner`` ("<host> <pid> …") is a follower process that has died on this host."""
+    host, pid, *_ = owner.split()
     return host == socket.gethostname() and not _alive(int(pid))
 
 

@@ -13,6 +13,7 @@ class EngineCapabilities:
     partials: bool = True  # can produce interim hypotheses (cheap enough to call every second)
     partial_mode: bool = False  # ``transcribe(..., partial=True)`` decodes faster and rougher for interim text
     word_timestamps: bool = False
+    confidence: bool = True  # ``Recognised.confidence`` is a real score; else it is 0.0 and nothing is dropped for it
     languages: tuple[str, ...] = ("zh",)
     sample_rates: tuple[int, ...] = (16000,)  # rates ``transcribe`` accepts; callers resample to 16 kHz
 
@@ -36,3 +37,15 @@ class AsrEngine(Protocol):
     ) -> list[Recognised]:
         """Recognise mono float32 16 kHz audio; times are relative to its start."""
         ...
+
+
+def transcribe_batch(
+    engine: AsrEngine, utterances: list[np.ndarray], *, hotwords: list[str] | None = None, partial: bool = False
+) -> list[list[Recognised]]:
+    """Recognise several utterances (each at most ~20 s), in one batch where the engine has ``transcribe_many``.
+    ``partial``: interim text, decoded the fast way where the engine has one."""
+    fast = {"partial": True} if partial and engine.capabilities.partial_mode else {}
+    many = getattr(engine, "transcribe_many", None)
+    if many is not None:
+        return many(utterances, hotwords=hotwords, **fast)
+    return [engine.transcribe(u, hotwords=hotwords, **fast) for u in utterances]

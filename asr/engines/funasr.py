@@ -38,7 +38,8 @@ def check_model_dir(model_dir: Path) -> tuple[str, bool]:
 class FunAsrEngine:
     name = "funasr"
     capabilities = EngineCapabilities(
-        streaming=False, partials=True, word_timestamps=False, languages=("zh",), sample_rates=(16000,)
+        streaming=False, partials=True, word_timestamps=False, confidence=False, languages=("zh",),
+        sample_rates=(16000,),
     )
 
     def __init__(self, model_dir: Path, *, threads: int = 1):

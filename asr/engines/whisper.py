@@ -69,9 +69,11 @@ class WhisperParams:
     device: str = "cpu"  # or "cuda" / "auto" where CTranslate2 finds a GPU
     compute_type: str = "int8"
     threads: int = 1
-    # Live, a batch is encoded with a context trimmed to its longest utterance (CTranslate2 accepts fewer than
-    # 3000 mel frames): 20 ms instead of 1 s of encoder time for a 3 s utterance, which a final's latency needs.
-    min_frames: int = 300  # 3 s of context at least
+    # Live, an utterance is encoded with a context trimmed to the shortest of these (mel frames, 100 a second)
+    # that holds it (CTranslate2 accepts fewer than 3000): 70 ms instead of 1 s of encoder time for a 3 s
+    # utterance, which a final's latency needs.  Utterances of one size go to the decoder as one batch, and an
+    # utterance's result does not depend on what else is in its batch.
+    context_buckets: tuple[int, ...] = (300, 500, 800, 1200, 1600, 2000)
     # Whole recordings (QA scoring, uploads) are not latency-bound: ``context_frames`` fixes the window for
     # every utterance, so a result no longer depends on what else is in its batch.  ``create_engine(...,
     # offline=True)`` uses Whisper's own 30 s training window (WINDOW_FRAMES).  Utterances of 14
@@ -83,6 +85,8 @@ class WhisperParams:
     max_tokens_per_second: float = 10.0  # Mandarin is ~4-6 tokens/s; more is a decoding loop
     no_speech_threshold: float = 0.6  # drop the result when Whisper itself says "no speech" ...
     no_speech_logprob: float = -0.8  # ... and its mean token log-probability is below this
+    min_logprob: float = -2.0  # a hypothesis less likely than this is invented: noise gave -2.2 to -3.8, while
+    # speech that Whisper did not also call "no speech" stayed above -1.6 (83 synthetic-call utterances)
     min_rms_dbfs: float = -55.0  # quieter input is silence: Whisper invents text for digital silence
 
 
@@ -126,28 +130,43 @@ class WhisperEngine:
         self, utterances: list[np.ndarray], *, hotwords: list[str] | None = None, prompt: str | None = None,
         partial: bool = False,
     ) -> list[list[Recognised]]:
-        """Decode several short utterances in one batch (used to batch concurrent streams)."""
-        import ctranslate2
-
+        """Decode several short utterances, batched by context size (used to batch concurrent streams)."""
         p = self.params
         results: list[list[Recognised]] = [[] for _ in utterances]
         live = [i for i, u in enumerate(utterances) if u.size and _dbfs(u) >= p.min_rms_dbfs]
         if not live:
             return results
-        feats = [self._model.feature_extractor(np.concatenate([utterances[i], np.zeros(int(p.tail_pad_s * 16000), np.float32)])) for i in live]
-        longest = max(f.shape[1] for f in feats)
-        frames = min(WINDOW_FRAMES, max(p.context_frames or p.min_frames, longest))
-        frames = (frames + 99) // 100 * 100
-        batch = np.zeros((len(feats), feats[0].shape[0], frames), np.float32)
-        for j, f in enumerate(feats):
-            n = min(frames, f.shape[1])
-            batch[j, :, :n] = f[:, :n]
+        feats = {i: self._model.feature_extractor(np.concatenate([utterances[i], np.zeros(int(p.tail_pad_s * 16000), np.float32)]))
+                 for i in live}
+        sizes: dict[int, list[int]] = {}
+        for i, f in feats.items():
+            sizes.setdefault(self._context_frames(f.shape[1]), []).append(i)
+        for frames, batch_idx in sizes.items():
+            batch = np.zeros((len(batch_idx), feats[batch_idx[0]].shape[0], frames), np.float32)
+            for j, i in enumerate(batch_idx):
+                n = min(frames, feats[i].shape[1])
+                batch[j, :, :n] = feats[i][:, :n]
+            for i, res in zip(batch_idx, self._decode(batch, [utterances[i] for i in batch_idx], hotwords, prompt, partial)):
+                results[i] = res
+        return results
+
+    def _context_frames(self, frames: int) -> int:
+        p = self.params
+        if p.context_frames:
+            return p.context_frames
+        return next((b for b in p.context_buckets if b >= frames), WINDOW_FRAMES)
+
+    def _decode(self, batch: np.ndarray, utterances: list[np.ndarray], hotwords: list[str] | None,
+                prompt: str | None, partial: bool) -> list[list[Recognised]]:
+        import ctranslate2
+
+        p = self.params
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         tokens = self._prompt(hotwords, prompt)
-        longest_s = max(len(utterances[i]) for i in live) / 16000
+        longest_s = max(len(u) for u in utterances) / 16000
         decoded = self._model.model.generate(
             encoded,
-            [tokens] * len(live),
+            [tokens] * len(utterances),
             beam_size=p.partial_beam_size if partial else p.beam_size,
             max_length=len(tokens) + min(p.max_new_tokens, int(p.max_tokens_per_second * longest_s) + 8),
             return_scores=True,
@@ -155,16 +174,17 @@ class WhisperEngine:
             suppress_blank=True,
             suppress_tokens=[-1],
         )
-        for i, res in zip(live, decoded):
+        results: list[list[Recognised]] = []
+        for utterance, res in zip(utterances, decoded):
             ids = res.sequences_ids[0]
             mean_logprob = res.scores[0]  # CTranslate2 normalises by length (length_penalty=1)
-            if res.no_speech_prob > p.no_speech_threshold and mean_logprob < p.no_speech_logprob:
-                continue
-            duration = len(utterances[i]) / 16000
-            text = clean_hypothesis(self._tok.decode(ids), duration)
-            if text:
-                confidence = float(math.exp(min(0.0, mean_logprob)) * (1 - res.no_speech_prob))
-                results[i] = [Recognised(punctuate(text), 0, int(duration * 1000), confidence)]
+            text = ""
+            no_speech = res.no_speech_prob > p.no_speech_threshold and mean_logprob < p.no_speech_logprob
+            if not no_speech and mean_logprob >= p.min_logprob:
+                text = clean_hypothesis(self._tok.decode(ids), len(utterance) / 16000)
+            duration_ms = len(utterance) * 1000 // 16000
+            confidence = float(math.exp(min(0.0, mean_logprob)) * (1 - res.no_speech_prob))
+            results.append([Recognised(punctuate(text), 0, duration_ms, confidence)] if text else [])
         return results
 
     def _prompt(self, hotwords: list[str] | None, prompt: str | None) -> list[int]:

@@ -17,6 +17,7 @@ class FakeEngine:
         self.calls = 0
         self.seconds = 0.0
         self.max_input_s = 0.0
+        self.batches: list[int] = []  # utterances per transcribe_many call
 
     def transcribe(self, samples_16k, *, hotwords=None, prompt=None):
         self.calls += 1
@@ -27,6 +28,7 @@ class FakeEngine:
         return [Recognised(text="话" * n + "。", start_ms=0, end_ms=int(seconds * 1000), confidence=0.9)]
 
     def transcribe_many(self, utterances, *, hotwords=None, prompt=None):
+        self.batches.append(len(utterances))
         return [self.transcribe(u) for u in utterances]
 
 
@@ -46,6 +48,10 @@ class PartialModeEngine(FakeEngine):
         if not partial:
             return results
         return [Recognised(r.text.replace("话", "快"), r.start_ms, r.end_ms, r.confidence) for r in results]
+
+    def transcribe_many(self, utterances, *, hotwords=None, prompt=None, partial=False):
+        self.batches.append(len(utterances))
+        return [self.transcribe(u, hotwords=hotwords, prompt=prompt, partial=partial) for u in utterances]
 
 
 def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1"):

@@ -48,6 +48,28 @@ def test_offline_engine_decodes_each_utterance_alike_in_any_batch(asr_settings, 
     assert alone and [r.text for r in alone] == [r.text for r in beside_a_long_one]
 
 
+def test_live_engine_batches_utterances_of_a_size_and_decodes_each_as_alone(whisper_engine, synthetic_calls):
+    """Live legs' utterances are decoded together: each is encoded in the context bucket of its own length,
+    so its text is the same alone, beside one of its size (one batch) and beside a longer one."""
+    import json
+
+    audio = load_audio(synthetic_calls / "audio" / "d002.flac")
+    turns = json.loads((synthetic_calls / "refs" / "d002.json").read_text(encoding="utf-8"))
+    clips = [resample(audio.samples[0 if t["channel"] == "left" else 1][int(t["start"] * 8000):int(t["end"] * 8000)],
+                      8000, 16000) for t in turns]
+    frames = lambda clip: whisper_engine._context_frames(len(clip) // 160 + 50)  # noqa: E731 - with the tail pad
+    by_size: dict[int, list] = {}
+    for clip in clips:
+        by_size.setdefault(frames(clip), []).append(clip)
+    a, b = next(group for group in by_size.values() if len(group) >= 2)[:2]
+    longer = next(group[0] for size, group in sorted(by_size.items()) if size > frames(a))
+    texts = lambda results: [[r.text for r in res] for res in results]  # noqa: E731
+    alone = texts([whisper_engine.transcribe_many([a])[0], whisper_engine.transcribe_many([b])[0]])
+    assert all(alone)
+    assert texts(whisper_engine.transcribe_many([a, b])) == alone
+    assert texts(whisper_engine.transcribe_many([a, longer, b]))[::2] == alone
+
+
 def test_whisper_outputs_nothing_for_silence_and_noise(whisper_engine):
     rng = np.random.default_rng(0)
     assert whisper_engine.transcribe(np.zeros(16000 * 3, np.float32)) == []

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from asr.audio import AudioError, load_audio
-from asr.streaming import LegStream, StreamParams
+from asr.engines.base import EngineCapabilities, Recognised
+from asr.streaming import LegStream, StreamParams, decode_all
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
@@ -94,6 +95,47 @@ def test_finals_only_decode_at_the_endpoint_with_the_early_finals_result(caller_
     final = lambda out: [(e.start_ms, e.end_ms, e.text) for e in out if isinstance(e, TranscriptFinal)]  # noqa: E731
     assert final(late_out) == final(early_out) and len(final(late_out)) == 1
     assert late.calls == 1
+
+
+def test_legs_fed_together_have_their_finals_and_partials_decoded_in_one_batch_each(caller_channel):
+    """A scheduler serving many legs feeds them all, then decodes their finals in one engine call, and their
+    early finals and partials in one more per decoding: the events are those each leg gives alone."""
+    samples, _ = caller_channel
+    span = samples[: int(16.5 * 8000)]
+    engine = PartialModeEngine()
+    legs = [LegStream(engine, SileroVad(8000), call_id=f"c{i}", tenant_id=1, leg="caller", role="caller",
+                      sample_rate=8000) for i in range(3)]
+    together: dict[str, list] = {leg.call_id: [] for leg in legs}
+    for frame in frames(span, 8000):
+        for leg in legs:
+            leg.feed(frame)
+        finals = [d for leg in legs for d in leg.take_finals()]
+        ahead = [d for leg in legs for d in (leg.early_final_request(), leg.partial_request()) if d]
+        for request, events in decode_all(finals) + decode_all(ahead):
+            together[request.stream.call_id] += events
+    for leg in legs:
+        together[leg.call_id] += leg.flush()
+    alone = _run(_leg(PartialModeEngine()), span, 8000)[0]
+    key = lambda events: [(type(e), e.start_ms, e.end_ms, e.text) for e in events]  # noqa: E731
+    assert all(key(events) == key(alone) for events in together.values())
+    assert engine.batches and set(engine.batches) == {3}, "every decode held the three legs' utterances"
+    assert any(isinstance(e, TranscriptFinal) for e in alone)
+
+
+class UnscoredEngine(FakeEngine):
+    """Like FunASR: no confidence score (0.0)."""
+
+    capabilities = EngineCapabilities(streaming=False, partials=True, confidence=False)
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None):
+        return [Recognised(r.text, r.start_ms, r.end_ms, 0.0) for r in super().transcribe(samples_16k)]
+
+
+def test_an_engine_without_confidence_scores_still_gets_its_finals_published(caller_channel):
+    samples, _ = caller_channel
+    out, _ = _run(_leg(UnscoredEngine()), samples[: int(16.5 * 8000)], 8000)
+    finals = [e for e in out if isinstance(e, TranscriptFinal)]
+    assert len(finals) == 1 and finals[0].text and finals[0].confidence == 0.0
 
 
 def test_wrong_rate_frame_is_rejected():

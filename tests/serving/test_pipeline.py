@@ -13,7 +13,7 @@ from asr.audio import float_to_pcm16
 from asr.streaming import LegStream
 from asr.vad import SileroVad
 from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
-from serving.pipeline import CLAIM, EventSink, FollowerParams, SpoolFollower
+from serving.pipeline import CLAIM, PRESENCE_SUFFIX, EventSink, FollowerParams, SpoolFollower
 from telephony.media import ENDED_MARKER, FRAME_BYTES, FrameHub
 from tests.asr.fakes import FakeEngine, PartialModeEngine
 
@@ -276,3 +276,40 @@ def test_followers_share_the_calls_between_them(tmp_path):
         assert {e.call_id for e in out.events} == claimed and all(e.segments == 0 for e in out.events)
     assert not any(root.iterdir())
     assert followers[0].status()["backlog_s"] == 0
+
+
+def test_finals_of_calls_that_end_utterances_together_are_decoded_in_one_batch(tmp_path, call_audio):
+    root = tmp_path / "spool"
+    names = ["w1-b", "w2-b", "w3-b"]
+    spool_ended_calls(root, names, call_audio)
+    out, engine = Collect(), FakeEngine()
+    f = follower(root, out, engine)
+    for _ in names:
+        f._discover()  # one new call per pass: all three before any audio is read, so their utterances end together
+    run_until_complete(f, out, len(names))
+    assert max(engine.batches) >= len(names)
+    reference = Collect()
+    spool_ended_calls(root, ["w4-b"], call_audio)
+    run_until_complete(follower(root, reference), reference, 1)
+    assert all([x[1:] for x in out.finals(name)] == [x[1:] for x in reference.finals()] for name in names)
+
+
+def test_a_new_call_goes_to_the_least_loaded_follower(tmp_path):
+    root = tmp_path / "spool"
+    spool_ended_calls(root, [f"w{i}-n" for i in range(4)], {"caller": [bytes(FRAME_BYTES)] * 10})
+    presence = root.parent / f"{root.name}{PRESENCE_SUFFIX}"
+    presence.mkdir()
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    (presence / f"{dead}-1").write_text(f"{socket.gethostname()} {dead} 1\n0")  # a follower that died idle
+    busy, idle = follower(root, Collect()), follower(root, Collect())
+    busy._discover()
+    busy._discover()  # the dead follower's announcement does not hold it back
+    idle._discover()
+    busy._discover()  # the idle follower holds fewer calls: the new call waits for it ...
+    assert (len(busy.calls), len(idle.calls)) == (2, 1)
+    idle._discover()  # ... and it takes it
+    assert (len(busy.calls), len(idle.calls)) == (2, 2)
+    stop = threading.Event()
+    stop.set()
+    busy.run(stop)
+    assert not (presence / busy._tag).exists(), "a follower that stops withdraws its announcement"
