@@ -46,7 +46,8 @@ class StreamParams:
 class Decode:
     """Audio of one leg for the engine: an ended utterance (``final``), the utterance up to a pause
     (``early``) or the utterance so far (``partial``).  Sample positions are the leg's; ``audio`` is 16 kHz,
-    or None when the text is known already (a final whose early final was decoded)."""
+    or None when the text is known already (a final whose early final was decoded).  ``text`` starts with what
+    is known of the audio before ``audio`` (a partial continuing an early final) and is completed by the engine."""
 
     stream: LegStream
     kind: str
@@ -161,10 +162,16 @@ class LegStream:
         return self._early is None or self._early[:2] != (self._utt_start, end)  # else: not spoken since
 
     def partial_request(self) -> Decode | None:
-        """The utterance so far, when a partial is due."""
+        """The utterance so far, when a partial is due.  After an early final of this utterance only the audio
+        since its pause is decoded, after the early final's text: a partial is for display, and re-decoding a
+        long utterance from its start every second costs more and more."""
         if self.partial_overdue_ms() < 0:
             return None
         self._last_partial_at = self._received
+        if self._early is not None and self._early[0] == self._utt_start:
+            start, pause, text, _ = self._early
+            text = text[:-1] + "，" if text.endswith("。") else text  # the speaker went on after the pause
+            return Decode(self, "partial", start, self._received, self._audio(pause, self._received), text)
         return Decode(self, "partial", self._utt_start, self._received, self._audio(self._utt_start, self._received))
 
     def partial_overdue_ms(self) -> int:
@@ -184,9 +191,8 @@ class LegStream:
     def complete(self, request: Decode, recognised: list[Recognised] | None) -> list[Output]:
         """The events for a request the engine has decoded (``recognised``; None: it needed no decoding)."""
         if recognised is not None:
-            request.text = "".join(r.text for r in recognised)
-            if request.text and self.lexicon is not None:
-                request.text = self.lexicon.correct(request.text)
+            text = "".join(r.text for r in recognised)
+            request.text += self.lexicon.correct(text) if text and self.lexicon is not None else text
             request.confidence = min((r.confidence for r in recognised), default=0.0)
         if request.kind == "early":
             self._early = (request.start, request.end, request.text, request.confidence)

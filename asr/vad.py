@@ -75,6 +75,10 @@ class VadParams:
     min_speech_ms: int = 160  # speech shorter than this is discarded as a click
     min_silence_ms: int = 500  # trailing silence that ends an utterance (endpoint)
     speech_pad_ms: int = 200  # audio kept before the onset and after the last voiced window
+    # An utterance that has run this long ends at a shorter pause, so its final is not one long decode after a
+    # long wait (on 5 synthetic calls: live CER 0.190 → 0.194, 2-leg final p95 3.6 → 2.2 s on a slow machine).
+    long_utterance_ms: int = 8000
+    long_silence_ms: int = 300
     max_utterance_ms: int = 15000  # force an endpoint so an utterance never exceeds Whisper's comfort zone
     silence_dbfs: float = -65.0  # outside speech, windows quieter than this skip the model (cheap idle legs)
 
@@ -123,7 +127,8 @@ class Endpointer:
                 self._last_voiced = self._pos
             silence = self._pos - self._last_voiced
             too_long = self._pos - self._start >= self._ms(p.max_utterance_ms)
-            if silence >= self._ms(p.min_silence_ms) or too_long:
+            long = self._last_voiced - self._start >= self._ms(p.long_utterance_ms)
+            if silence >= self._ms(p.long_silence_ms if long else p.min_silence_ms) or too_long:
                 end = min(self._pos, self._last_voiced + self._ms(p.speech_pad_ms)) if not too_long else self._pos
                 events.append(VadEvent("end", end))
                 self.in_speech = False

@@ -8,7 +8,7 @@ from asr.audio import AudioError, load_audio
 from asr.engines.base import EngineCapabilities, Recognised
 from asr.streaming import LegStream, StreamParams, decode_all
 from asr.text import edit_distance, normalise_for_cer
-from asr.vad import SileroVad
+from asr.vad import SileroVad, VadParams, speech_segments
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
 
 from .fakes import FakeEngine, PartialModeEngine, frames
@@ -70,8 +70,11 @@ def test_partials_use_the_fast_mode_and_a_pause_decodes_the_final_early(caller_c
     partials = [e for e in out if isinstance(e, TranscriptPartial)]
     (final,) = [e for e in out if isinstance(e, TranscriptFinal)]
     fast = [p for p in partials if "快" in p.text]
-    early = [p for p in partials if "话" in p.text]
+    early = [p for p in partials if "快" not in p.text]
     assert len(fast) == engine.flags.count(True) >= 3
+    # a partial after an early final the speaker talked on past continues its text, decoding only what followed
+    continued = [(e, p) for e, p in zip(partials, partials[1:]) if e in early and p in fast and p.start_ms == e.start_ms]
+    assert continued and all(p.text.startswith(e.text + "，") for e, p in continued)
     # every full decode was an early final at a pause, published as a partial ...
     assert len(early) == engine.flags.count(False) >= 2
     # ... the last one became the final, with no decode left at the endpoint ...
@@ -136,6 +139,19 @@ def test_an_engine_without_confidence_scores_still_gets_its_finals_published(cal
     out, _ = _run(_leg(UnscoredEngine()), samples[: int(16.5 * 8000)], 8000)
     finals = [e for e in out if isinstance(e, TranscriptFinal)]
     assert len(finals) == 1 and finals[0].text and finals[0].confidence == 0.0
+
+
+def test_a_long_utterance_ends_at_a_shorter_pause(synthetic_calls):
+    """An utterance of ``long_utterance_ms`` ends at a ``long_silence_ms`` pause, so its final is not a long
+    decode after a long wait; a shorter one still needs ``min_silence_ms``."""
+    audio = load_audio(synthetic_calls / "audio" / "d002.flac")
+    agent = audio.samples[0][: 41 * 8000]  # its last turn (from 29.9 s) has a pause under 500 ms
+    params = VadParams()
+    whole = [s for s in speech_segments(agent, 8000, VadParams(long_utterance_ms=60_000)) if s[0] > 29_000]
+    cut = [s for s in speech_segments(agent, 8000, params) if s[0] > 29_000]
+    assert len(whole) == 1 and whole[0][1] - whole[0][0] < params.max_utterance_ms
+    assert len(cut) == 2 and cut[0][1] - cut[0][0] >= params.long_utterance_ms
+    assert cut[0][0] == whole[0][0] and cut[1][1] == whole[0][1]
 
 
 def test_wrong_rate_frame_is_rejected():
