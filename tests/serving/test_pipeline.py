@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from asr.audio import float_to_pcm16
-from asr.streaming import LegStream
-from asr.vad import SileroVad
+from asr.streaming import LegStream, StreamParams
+from asr.vad import SileroVad, VadParams
 from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
 from serving.pipeline import CLAIM, PRESENCE_SUFFIX, EventSink, FollowerParams, SpoolFollower
 from telephony.media import ENDED_MARKER, FRAME_BYTES, FrameHub
@@ -42,12 +42,12 @@ def call_audio(shared_data):
     return {leg: [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)] for leg, data in pcm.items()}
 
 
-def follower(root, out, engine=None, params=FollowerParams()):
+def follower(root, out, engine=None, params=FollowerParams(), stream_params=StreamParams()):
     engine = engine or FakeEngine()
 
     def make_stream(call_id, tenant_id, leg):
         return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
-                         sample_rate=8000)
+                         sample_rate=8000, params=stream_params)
 
     return SpoolFollower(root, out, make_stream, params)
 
@@ -142,7 +142,8 @@ def test_a_paused_live_leg_gets_its_final_decoded_early(tmp_path, call_audio):
     (call / "meta.json").write_text('{"call_uuid": "w1-e", "tenant_id": 1}')
     files = {leg: open(call / f"{leg}.pcm", "wb") for leg in call_audio}  # written as the bridge's spool is
     engine = PartialModeEngine()
-    f = follower(root, out, engine)
+    # every utterance ends at a 500 ms pause, 200 ms after its early final was due (no shorter pause for long ones)
+    f = follower(root, out, engine, stream_params=StreamParams(vad=VadParams(long_utterance_ms=60_000)))
     for step in range(SECONDS * 10):
         for leg, fh in files.items():
             fh.write(b"".join(call_audio[leg][5 * step : 5 * (step + 1)]))
@@ -152,7 +153,7 @@ def test_a_paused_live_leg_gets_its_final_decoded_early(tmp_path, call_audio):
         fh.close()
     (call / ENDED_MARKER).write_text("{}")
     run_until_complete(f, out, 1)
-    early = [(e.leg, e.start_ms, e.end_ms) for e in out.events if isinstance(e, TranscriptPartial) and "话" in e.text]
+    early = [(e.leg, e.start_ms, e.end_ms) for e in out.events if isinstance(e, TranscriptPartial) and "快" not in e.text]
     finals = [(leg, start, end) for _, leg, _, start, end in out.finals()]
     ended_by_pause = [x for x in finals if x[2] < SECONDS * 1000 - 1000]  # not the one the hang-up cut off
     assert len(ended_by_pause) >= 2 and set(ended_by_pause) <= set(early), "every final here was decoded at its pause"
