@@ -178,13 +178,13 @@ class WhisperEngine:
         for utterance, res in zip(utterances, decoded):
             ids = res.sequences_ids[0]
             mean_logprob = res.scores[0]  # CTranslate2 normalises by length (length_penalty=1)
-            text = ""
             no_speech = res.no_speech_prob > p.no_speech_threshold and mean_logprob < p.no_speech_logprob
-            if not no_speech and mean_logprob >= p.min_logprob:
-                text = clean_hypothesis(self._tok.decode(ids), len(utterance) / 16000)
-            duration_ms = len(utterance) * 1000 // 16000
+            text = "" if no_speech or mean_logprob < p.min_logprob else clean_hypothesis(self._tok.decode(ids), len(utterance) / 16000)
+            if not text:
+                results.append([])
+                continue
             confidence = float(math.exp(min(0.0, mean_logprob)) * (1 - res.no_speech_prob))
-            results.append([Recognised(punctuate(text), 0, duration_ms, confidence)] if text else [])
+            results.append([Recognised(punctuate(text), 0, len(utterance) * 1000 // 16000, confidence)])
         return results
 
     def _prompt(self, hotwords: list[str] | None, prompt: str | None) -> list[int]:
