@@ -92,11 +92,11 @@ def run_asr_bench(
     if engine_name:
         settings = settings.model_copy(update={"asr_engine": engine_name})
     engine = create_engine(settings, offline=not live)
-    lexicon = None
-    if hotwords:
+    lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
+    if hotwords and kb:
         from knowledge.kbfile import load_kb_docs
 
-        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb)) if kb else Lexicon(LAIBIN_TERMS)
+        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb))
     items, kind = load_items(data, rate, limit, phone)
 
     errors = chars = 0

@@ -3,7 +3,7 @@
 Call channels from a synthetic-calls folder are replayed as simultaneous real-time
 legs (8 kHz PCM16 written to call spools every 100 ms, paced by the wall clock) and
 transcribed by the ASR followers of the live pipeline (``serving.pipeline.SpoolFollower``,
-one per core by default) with the real engine and VAD.  Measured per load step: the interval between
+each a process with its own engine, one per core by default) with the real engine and VAD.  Measured per load step: the interval between
 partials during speech, and end-of-utterance → final latency (from the reference
 end of speech to the moment the final is returned).  The number of legs is
 ramped until p95 latency exceeds the limit; ``legs_per_core`` is the largest
@@ -29,65 +29,130 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-class _Arrivals:
-    """The followers' publisher: every event with the wall-clock moment it came out."""
+def _make_stream_factory(engine, lexicon):
+    from asr.streaming import LegStream
+    from asr.vad import SileroVad
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[tuple[float, object]] = []
+    def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
+        return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
+                         sample_rate=8000, lexicon=lexicon)
+
+    return make_stream
+
+
+def _lexicon(hotwords: bool):
+    from asr.hotwords import LAIBIN_TERMS, Lexicon
+
+    return Lexicon(LAIBIN_TERMS) if hotwords else None
+
+
+class _EventLog:
+    """A follower process's publisher: one JSON line per event, with the moment it came out.
+
+    ``time.monotonic`` is the system's monotonic clock, so moments from several processes compare.
+    """
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
 
     def publish(self, event) -> None:
-        with self.lock:
-            self.events.append((time.perf_counter(), event))
+        self.fh.write(json.dumps([time.monotonic(), event.model_dump(mode="json")]) + "\n")
+        self.fh.flush()
 
 
-def _run_step(engines: list, lexicon, legs: list[tuple[str, object, list[tuple[float, float]]]],
+def _follower_process(spool: str, log_path: str, hotwords: bool, ready, stop) -> None:
+    """One ASR follower in a process of its own, as deployed (``serving.pipeline.main``), with its own engine."""
+    import numpy as np
+
+    from asr.engines import create_engine
+    from domain.settings import get_settings
+    from serving.pipeline import SpoolFollower
+
+    engine = create_engine(get_settings())
+    engine.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))  # warm up the decoder
+    with open(log_path, "w", encoding="utf-8") as fh:
+        follower = SpoolFollower(Path(spool), _EventLog(fh), _make_stream_factory(engine, _lexicon(hotwords)))
+        ready.put(os.getpid())
+        follower.run(stop)
+        fh.write(json.dumps(["calls_done", follower.calls_done]) + "\n")
+
+
+class _LogReader:
+    """Reads the follower processes' event logs as they grow."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.offsets = paths, [0] * len(paths)
+        self.events: list[tuple[float, object]] = []
+        self.calls_done: list[int] = []
+
+    def read(self) -> None:
+        from domain.events import event_adapter
+
+        for k, path in enumerate(self.paths):
+            if not path.exists():
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(self.offsets[k])
+                data = fh.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offsets[k] += len(complete)
+            for line in complete.splitlines():
+                at, body = json.loads(line)
+                if at == "calls_done":
+                    self.calls_done.append(body)
+                else:
+                    self.events.append((at, event_adapter.validate_python(body)))
+
+
+def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list[tuple[float, float]]]],
               seconds: float) -> dict:
-    """``legs`` replayed in real time into call spools, transcribed by one ASR follower per engine.
+    """``legs`` replayed in real time into call spools, transcribed by ``followers`` ASR follower processes.
 
     This is the deployed path (serving/pipeline.py): a writer appends each leg's 20 ms frames to its spool
-    file every 100 ms, as the bridge's FrameHub does, and SpoolFollowers tail the spools (finals first,
-    partials rationed per pass).  The followers run as threads here, each with its own engine.
+    file every 100 ms, as the bridge's FrameHub does, and SpoolFollowers, each a process with its own engine,
+    tail the spools (finals first, partials rationed per pass).
     """
+    import multiprocessing
     import tempfile
 
     from asr.audio import float_to_pcm16
-    from asr.streaming import LegStream
-    from asr.vad import SileroVad
     from domain.events import TranscriptComplete, TranscriptFinal, TranscriptPartial
-    from serving.pipeline import SpoolFollower
+    from serving.pipeline import PRESENCE_SUFFIX
     from telephony.media import ENDED_MARKER
 
-    def stream_factory(engine):
-        def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
-            return LegStream(engine, SileroVad(8000), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
-                             sample_rate=8000, lexicon=lexicon)
-
-        return make_stream
-
-    arrivals = _Arrivals()
+    ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="hotline-streaming-") as tmp:
-        root = Path(tmp)
+        root, logs = Path(tmp) / "spool", Path(tmp) / "events"
+        root.mkdir()
+        logs.mkdir()
+        ready, stop = ctx.Queue(), ctx.Event()
+        paths = [logs / f"follower-{k}.jsonl" for k in range(followers)]
+        procs = [ctx.Process(target=_follower_process, args=(str(root), str(path), hotwords, ready, stop), daemon=True)
+                 for path in paths]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=600)  # every engine loaded before the replay starts
+        presence = root.parent / f"{root.name}{PRESENCE_SUFFIX}"
+        deadline = time.monotonic() + 60
+        while len(list(presence.glob("[!.]*"))) < followers and time.monotonic() < deadline:
+            time.sleep(0.05)  # each follower announced itself: the calls are shared out from the first one
         files, pcm = [], []
         for leg_id, samples, _ in legs:
             d = root / leg_id
             d.mkdir()
-            (d / "meta.json").write_text(json.dumps({"call_uuid": leg_id, "tenant_id": 1}))
             files.append(open(d / "caller.pcm", "wb"))
             pcm.append(float_to_pcm16(samples[: int(seconds * 8000)]))
-        stop = threading.Event()
-        pool = [SpoolFollower(root, arrivals, stream_factory(engine)) for engine in engines]
-        threads = [threading.Thread(target=f.run, args=(stop,), daemon=True) for f in pool]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
+            (d / "meta.json").write_text(json.dumps({"call_uuid": leg_id, "tenant_id": 1}))
+        reader = _LogReader(paths)
+        t0 = time.monotonic()
         step_bytes, k, lag = 1600, 0, 0.0  # 100 ms of 8 kHz PCM16 per write
         while k * step_bytes < max(len(x) for x in pcm):
             due = t0 + (k + 1) * 0.1
-            now = time.perf_counter()
+            now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
-            lag = max(lag, time.perf_counter() - due)
+            lag = max(lag, time.monotonic() - due)
             for fh, data in zip(files, pcm):
                 fh.write(data[k * step_bytes : (k + 1) * step_bytes])
                 fh.flush()
@@ -95,21 +160,23 @@ def _run_step(engines: list, lexicon, legs: list[tuple[str, object, list[tuple[f
         for fh, (leg_id, *_) in zip(files, legs):
             fh.close()
             (root / leg_id / ENDED_MARKER).write_text("{}")
-        deadline = time.perf_counter() + 10 * seconds
-        while time.perf_counter() < deadline:
-            with arrivals.lock:
-                done = sum(isinstance(e, TranscriptComplete) for _, e in arrivals.events)
-            if done >= len(legs):
+        deadline = time.monotonic() + 10 * seconds
+        while time.monotonic() < deadline:
+            reader.read()
+            if sum(isinstance(e, TranscriptComplete) for _, e in reader.events) >= len(legs):
                 break
             time.sleep(0.2)
         stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+        reader.read()
 
     turns = {leg_id: leg_turns for leg_id, _, leg_turns in legs}
     latencies, intervals, last_emit = [], [], {}
     finals = partials = 0
-    for at, ev in arrivals.events:
+    for at, ev in sorted(reader.events, key=lambda x: x[0]):
         if at > t0 + seconds + 0.05 and isinstance(ev, TranscriptFinal) and ev.end_ms >= seconds * 1000 - 600:
             continue  # the utterance cut off by the end of the replay: finalised by the hang-up, not an endpoint
         if isinstance(ev, TranscriptPartial):
@@ -125,8 +192,8 @@ def _run_step(engines: list, lexicon, legs: list[tuple[str, object, list[tuple[f
             latencies.append(at - (t0 + speech_end))
     return {
         "legs": len(legs),
-        "followers": len(engines),
-        "legs_per_follower": sorted((f.calls_done for f in pool), reverse=True),
+        "followers": followers,
+        "legs_per_follower": sorted(reader.calls_done, reverse=True),
         "finals": finals,
         "partials": partials,
         "final_latency_p50_s": _percentile(latencies, 50),
@@ -190,20 +257,17 @@ def run_streaming_bench(
     cpu_legs: int = 2, followers: int = 0,
 ) -> dict:
     from asr.engines import create_engine
-    from asr.hotwords import LAIBIN_TERMS, Lexicon
     from domain.settings import get_settings
 
     settings = get_settings()
     followers = followers or settings.live_asr_followers
-    engines = [create_engine(settings) for _ in range(followers)]  # one per follower, as deployed
-    engine = engines[0]
-    lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
+    engine = create_engine(settings)
     cores = followers * settings.asr_threads
     load_before = os.getloadavg()[0]
-    cost = cpu_cost(engine, lexicon, load_legs(data, cpu_legs, seconds))
+    cost = cpu_cost(engine, _lexicon(hotwords), load_legs(data, cpu_legs, seconds))
     results, best = [], 0
     for n in steps:
-        step = _run_step(engines, lexicon, load_legs(data, n, seconds), seconds)
+        step = _run_step(followers, hotwords, load_legs(data, n, seconds), seconds)
         step["passed"] = step["final_latency_p95_s"] is not None and step["final_latency_p95_s"] <= limit_p95_s
         results.append(step)
         if not step["passed"]:
@@ -214,6 +278,7 @@ def run_streaming_bench(
         "benchmark": "streaming",
         "data": str(data),
         "engine": engine.name,
+        "device": f"{settings.asr_device} ({settings.asr_compute_type})",
         "hotwords": hotwords,
         "seconds_per_step": seconds,
         "followers": followers,
