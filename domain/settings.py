@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+GPU_ASR_FOLLOWERS = 2  # live ASR followers by default when Whisper runs on a GPU (see Settings.live_asr_followers)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOTLINE_", env_file=".env", extra="ignore")
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     bridge_workers: int = Field(2, description="Bridge worker processes to start.")
     telephony_flow: str = Field("", description="Call-flow parameters (telephony.flow.CallFlowParams) as JSON; empty = defaults.")
     telephony_sink: str = Field("serving.pipeline:event_sink", description="module:factory of the bridge's media sink: the default publishes call events and keeps each call's spooled audio for the live ASR followers; empty = recording only.")
-    asr_followers: int = Field(0, description="Live ASR follower processes that transcribe the bridge spools (serving.pipeline); 0 = one per CPU core.")
+    asr_followers: int = Field(0, description="Live ASR follower processes that transcribe the bridge spools (serving.pipeline); 0 = one per CPU core, or 2 on a GPU.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     # tickets and integrations
@@ -78,8 +80,13 @@ class Settings(BaseSettings):
 
     @property
     def live_asr_followers(self) -> int:
-        """ASR follower processes the supervisor runs (none when the bridge only records)."""
-        return (self.asr_followers or os.cpu_count() or 1) if self.telephony_sink else 0
+        """ASR follower processes the supervisor runs (none when the bridge only records).
+
+        On a GPU, followers beyond ``GPU_ASR_FOLLOWERS`` only take turns on it: on one H200, 2 follower
+        processes kept 96 legs within a 1.5 s final p95, while 8 failed at 72 (docs/speech.md)."""
+        if not self.telephony_sink:
+            return 0
+        return self.asr_followers or (GPU_ASR_FOLLOWERS if self.asr_device == "cuda" else os.cpu_count() or 1)
 
     @property
     def sqlalchemy_url(self) -> str:

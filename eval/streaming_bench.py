@@ -77,6 +77,21 @@ def _follower_process(spool: str, log_path: str, hotwords: bool, ready, stop) ->
         fh.write(json.dumps(["calls_done", follower.calls_done]) + "\n")
 
 
+def _wait_ready(ready, procs) -> None:
+    """Until every follower process has loaded its engine; a process that dies meanwhile is an error."""
+    import queue
+
+    started = 0
+    while started < len(procs):
+        try:
+            ready.get(timeout=1)
+            started += 1
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if not p.is_alive()]
+            if dead:
+                raise RuntimeError(f"ASR 跟随进程启动失败（退出码 {dead}）")
+
+
 class _LogReader:
     """Reads the follower processes' event logs as they grow."""
 
@@ -131,8 +146,7 @@ def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list
                  for path in paths]
         for proc in procs:
             proc.start()
-        for _ in procs:
-            ready.get(timeout=600)  # every engine loaded before the replay starts
+        _wait_ready(ready, procs)
         presence = root.parent / f"{root.name}{PRESENCE_SUFFIX}"
         deadline = time.monotonic() + 60
         while len(list(presence.glob("[!.]*"))) < followers and time.monotonic() < deadline:
@@ -212,14 +226,11 @@ def cpu_cost(engine, lexicon, legs) -> dict:
     legs one core can carry if decoding were perfectly spread out.
     """
     from asr.audio import float_to_pcm16
-    from asr.streaming import LegStream
-    from asr.vad import SileroVad
     from domain.events import AudioFrame
 
     audio_s = cpu = 0.0
     for leg_id, samples, _ in legs:
-        stream = LegStream(engine, SileroVad(8000), call_id=leg_id, tenant_id=1, leg="caller", role="caller",
-                           sample_rate=8000, lexicon=lexicon)
+        stream = _make_stream_factory(engine, lexicon)(leg_id, 1, "caller")
         pcm = float_to_pcm16(samples)
         started = time.process_time()
         for k in range(len(samples) // 160):

@@ -38,6 +38,7 @@ class ServiceParams:
     max_replicas: int = 4
     target_ongoing_requests: float = 4.0  # autoscaling: add replicas above this many requests per replica
     replica_cpus: float = 1.0
+    replica_gpus: float = 0.5  # with HOTLINE_ASR_DEVICE=cuda: two replicas share a GPU, as two followers did best
     max_attempts: int = 4  # submissions of one utterance before giving up (replica deaths)
     request_timeout_s: float = 120.0
 
@@ -80,6 +81,11 @@ class AsrDeployment:
         return self.pid
 
 
+def replica_resources(settings: Settings, params: ServiceParams = ServiceParams()) -> dict:
+    """What Ray reserves for one replica: a share of a GPU as well when Whisper runs on CUDA."""
+    return {"num_cpus": params.replica_cpus, "num_gpus": params.replica_gpus if settings.asr_device == "cuda" else 0}
+
+
 def build_app(settings: Settings, params: ServiceParams = ServiceParams(), engine_factory: str | None = None):
     deployment = serve.deployment(
         name="AsrDeployment",
@@ -89,7 +95,7 @@ def build_app(settings: Settings, params: ServiceParams = ServiceParams(), engin
             "target_ongoing_requests": params.target_ongoing_requests,
         },
         max_ongoing_requests=params.max_batch_size * 2,
-        ray_actor_options={"num_cpus": params.replica_cpus},
+        ray_actor_options=replica_resources(settings, params),
         health_check_period_s=2,
         health_check_timeout_s=10,
     )(AsrDeployment)

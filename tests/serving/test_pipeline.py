@@ -1,6 +1,7 @@
 """The live speech pipeline: a bridge spool (written by the real FrameHub) in, transcript events out."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -314,3 +315,12 @@ def test_a_new_call_goes_to_the_least_loaded_follower(tmp_path):
     stop.set()
     busy.run(stop)
     assert not (presence / busy._tag).exists(), "a follower that stops withdraws its announcement"
+
+
+def test_follower_count_is_one_per_core_on_cpu_and_two_on_a_gpu(tmp_path):
+    from domain.settings import GPU_ASR_FOLLOWERS, Settings
+
+    assert Settings(data_dir=tmp_path).live_asr_followers == (os.cpu_count() or 1)
+    assert Settings(data_dir=tmp_path, asr_device="cuda").live_asr_followers == GPU_ASR_FOLLOWERS == 2
+    assert Settings(data_dir=tmp_path, asr_device="cuda", asr_followers=5).live_asr_followers == 5
+    assert Settings(data_dir=tmp_path, telephony_sink="").live_asr_followers == 0
