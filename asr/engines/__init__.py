@@ -1,6 +1,8 @@
 """Speech engines behind one interface; ``create_engine`` picks one from settings."""
 from __future__ import annotations
 
+import logging
+
 from asr.engines.base import AsrEngine, EngineCapabilities, Recognised
 
 __all__ = ["AsrEngine", "EngineCapabilities", "Recognised", "create_engine", "engine_names"]
@@ -22,6 +24,13 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
         from asr.engines.whisper import WINDOW_FRAMES, WhisperEngine, WhisperParams, assemble_bundled_model
 
         model_dir = settings.asr_model_dir or assemble_bundled_model("base", settings.data_dir / "models")
+        if settings.asr_mandarin_vocabulary and settings.asr_language == "zh":
+            from asr.engines.mandarin_vocab import restrict_model
+
+            try:
+                model_dir = restrict_model(model_dir, settings.data_dir / "models")
+            except (AudioError, ValueError, KeyError) as exc:  # a model layout this rewrite does not know
+                logging.getLogger(__name__).warning("使用完整词表的模型（无法裁剪输出层：%s）", exc)
         params = WhisperParams(
             beam_size=settings.asr_beam_size,
             language=settings.asr_language,

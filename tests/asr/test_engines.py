@@ -123,3 +123,89 @@ def test_whisper_partial_mode_is_greedy_and_final_uses_beam(whisper_engine, mand
     for partial in (True, False):
         text = "".join(r.text for r in whisper_engine.transcribe(samples, partial=partial))
         assert edit_distance(ref, normalise_for_cer(text)) <= 4
+
+
+def test_mandarin_token_ids_keep_chinese_pieces_digits_and_every_special_token():
+    from asr.engines.mandarin_vocab import _byte_decoder, mandarin_token_ids
+
+    to_char = {b: c for c, b in _byte_decoder().items()}
+
+    def token(text: str | bytes) -> str:
+        return "".join(to_char[b] for b in (text if isinstance(text, bytes) else text.encode()))
+
+    vocabulary = [token("你们"), token("Ġthe"), token("Ġhello"), token(" 2024"), token("，"), token("APP"),
+                  token("привет"), token("你".encode()[:2]), token(" "), "<|endoftext|>", "<|zh|>", "<|0.00|>"]
+    assert mandarin_token_ids(vocabulary) == [0, 3, 4, 5, 7, 8, 9, 10, 11]
+
+
+def test_mandarin_vocabulary_model_writes_what_the_full_model_writes(asr_settings, mandarin_samples):
+    import json
+
+    from asr.engines.mandarin_vocab import KEPT_IDS_FILE, restrict_model
+
+    full = create_engine(asr_settings.model_copy(update={"asr_mandarin_vocabulary": False}))
+    cut = create_engine(asr_settings)  # the default
+    assert cut.model_dir.name == "whisper-base-mandarin" and not (full.model_dir / KEPT_IDS_FILE).exists()
+    kept = json.loads((cut.model_dir / KEPT_IDS_FILE).read_text())
+    vocabulary = json.loads((full.model_dir / "vocabulary.json").read_text())
+    first_special = vocabulary.index("<|endoftext|>")
+    assert 5000 < len(kept) < 10000 and kept[kept.index(first_special):] == list(range(first_special, len(vocabulary)))
+    assert (cut.model_dir / "model.bin").stat().st_size < 0.75 * (full.model_dir / "model.bin").stat().st_size
+    # Beam search over fewer tokens can settle on another hypothesis now and then (a far-field meeting clip
+    # differs in 2 characters); a wrong id mapping would write nonsense.
+    for name in ("aishell1_BAC009S0764W0121", "wenetspeech_TEST_MEETING_T0000000001_S00000"):
+        audio = load_audio(mandarin_samples / "wav" / f"{name}.wav")
+        x = resample(audio.mono(), audio.sample_rate, 16000)
+        for hotwords in (None, ["来宾市", "兴宾区"]):
+            ours, theirs = ("".join(r.text for r in e.transcribe(x, hotwords=hotwords)) for e in (cut, full))
+            assert edit_distance(normalise_for_cer(ours), normalise_for_cer(theirs)) <= max(1, len(theirs) // 10)
+    built = restrict_model(full.model_dir, cut.model_dir.parent)  # built once: the second call reuses it
+    assert built == cut.model_dir and (built / "built.json").stat().st_mtime == (cut.model_dir / "built.json").stat().st_mtime
+
+
+def _tiny_ct2_whisper(folder, vocabulary: list[str]) -> None:
+    """A CTranslate2 model.bin with one embedding row per token (row i filled with i) and an aliased projection."""
+    import json
+    import struct
+
+    from asr.engines.mandarin_vocab import _write_string
+
+    folder.mkdir(parents=True)
+    rows = np.repeat(np.arange(len(vocabulary), dtype=np.float16)[:, None], 4, axis=1)
+    with open(folder / "model.bin", "wb") as fh:
+        fh.write(struct.pack("<I", 6))
+        _write_string(fh, "WhisperSpec")
+        fh.write(struct.pack("<II", 3, 2))
+        for name, shape, dtype, data in (("decoder/embeddings/weight", rows.shape, 4, rows.tobytes()),
+                                         ("decoder/scale_embeddings", (), 1, b"\x00")):
+            _write_string(fh, name)
+            fh.write(struct.pack(f"<B{len(shape)}I", len(shape), *shape) + bytes([dtype]) + struct.pack("<I", len(data)) + data)
+        fh.write(struct.pack("<I", 1))
+        _write_string(fh, "decoder/projection/weight")
+        _write_string(fh, "decoder/embeddings/weight")
+    (folder / "vocabulary.json").write_text(json.dumps(vocabulary))
+    (folder / "config.json").write_text(json.dumps({"suppress_ids": [1, 3], "lang_ids": [5]}))
+    (folder / "tokenizer.json").write_text("{}")
+
+
+def test_restricted_model_keeps_the_rows_of_kept_tokens_and_is_built_once_by_racing_processes(tmp_path):
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    from asr.engines.mandarin_vocab import _restrict_weights, restrict_model
+
+    vocabulary = ["a", "Ġhello", "ĠthereĠfriend", "12", "<|endoftext|>", "<|zh|>"]
+    src = tmp_path / "tiny"
+    _tiny_ct2_whisper(src, vocabulary)
+    with ProcessPoolExecutor(3) as pool:
+        built = set(pool.map(restrict_model, [src] * 3, [tmp_path / "cache"] * 3))
+    assert built == {tmp_path / "cache" / "tiny-mandarin"}
+    out = built.pop()
+    assert json.loads((out / "kept_ids.json").read_text()) == [0, 3, 4, 5]
+    assert json.loads((out / "vocabulary.json").read_text()) == ["a", "12", "<|endoftext|>", "<|zh|>"]
+    assert json.loads((out / "config.json").read_text()) == {"suppress_ids": [1], "lang_ids": [3]}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny-mandarin"]  # no temporary folder left
+    _restrict_weights(out / "model.bin", tmp_path / "again.bin", 4, [0, 1, 2, 3])  # it reads what it wrote
+    data = (out / "model.bin").read_bytes()
+    assert np.frombuffer(data, np.float16, count=16, offset=data.index(b"weight\0") + 7 + 1 + 8 + 1 + 4).tolist() == \
+        [0.0] * 4 + [3.0] * 4 + [4.0] * 4 + [5.0] * 4
