@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     asr_beam_size: int = Field(5, description="Beam size for final transcripts (partials are always greedy).")
     asr_threads: int = Field(1, description="CPU threads per ASR replica.")
     asr_language: str = Field("zh", description="Decoding language.")
-    asr_mandarin_vocabulary: bool = Field(True, description="Whisper writes only the tokens Mandarin text uses (output layer cut from 51,865 to about 7,400 rows: about a quarter less decoding time, CER within 0.002); applies when the language is zh.")
+    asr_mandarin_vocabulary: bool = Field(True, description="Live legs are decoded with an output layer cut to the tokens Mandarin text uses (51,865 to about 7,400 rows: about a quarter less decoding time, live CER within 0.002); applies when the language is zh. Recordings keep the full vocabulary.")
     asr_hotwords: bool = Field(True, description="Bias recognition and post-correct with the domain lexicon.")
     # telephony
     sip_port: int = Field(5070, description="First SIP port a bridge worker listens on.")

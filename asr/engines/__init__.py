@@ -24,7 +24,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
         from asr.engines.whisper import WINDOW_FRAMES, WhisperEngine, WhisperParams, assemble_bundled_model
 
         model_dir = settings.asr_model_dir or assemble_bundled_model("base", settings.data_dir / "models")
-        if settings.asr_mandarin_vocabulary and settings.asr_language == "zh":
+        if settings.asr_mandarin_vocabulary and settings.asr_language == "zh" and not offline:  # latency-bound
             from asr.engines.mandarin_vocab import restrict_model
 
             try:
