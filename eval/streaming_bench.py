@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -99,9 +98,10 @@ class _LogReader:
         self.paths, self.offsets = paths, [0] * len(paths)
         self.events: list[tuple[float, object]] = []
         self.calls_done: list[int] = []
+        self.completed = 0  # legs whose TranscriptComplete came
 
     def read(self) -> None:
-        from domain.events import event_adapter
+        from domain.events import TranscriptComplete, event_adapter
 
         for k, path in enumerate(self.paths):
             if not path.exists():
@@ -116,7 +116,9 @@ class _LogReader:
                 if at == "calls_done":
                     self.calls_done.append(body)
                 else:
-                    self.events.append((at, event_adapter.validate_python(body)))
+                    event = event_adapter.validate_python(body)
+                    self.events.append((at, event))
+                    self.completed += isinstance(event, TranscriptComplete)
 
 
 def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list[tuple[float, float]]]],
@@ -131,7 +133,7 @@ def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list
     import tempfile
 
     from asr.audio import float_to_pcm16
-    from domain.events import TranscriptComplete, TranscriptFinal, TranscriptPartial
+    from domain.events import TranscriptFinal, TranscriptPartial
     from serving.pipeline import PRESENCE_SUFFIX
     from telephony.media import ENDED_MARKER
 
@@ -177,7 +179,7 @@ def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list
         deadline = time.monotonic() + 10 * seconds
         while time.monotonic() < deadline:
             reader.read()
-            if sum(isinstance(e, TranscriptComplete) for _, e in reader.events) >= len(legs):
+            if reader.completed >= len(legs):
                 break
             time.sleep(0.2)
         stop.set()
