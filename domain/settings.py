@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GPU_ASR_FOLLOWERS = 2  # live ASR followers by default when Whisper runs on a GPU (see Settings.live_asr_followers)
+GPU_DECODES_AHEAD = 3  # decodes ahead of finals per follower pass on a GPU (see Settings.live_decodes_ahead)
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     asr_language: str = Field("zh", description="Decoding language.")
     asr_mandarin_vocabulary: bool = Field(True, description="Live legs are decoded with an output layer cut to the tokens Mandarin text uses (51,865 to about 7,400 rows: about a quarter less decoding time, live CER within 0.002); applies when the language is zh. Recordings keep the full vocabulary.")
     asr_hotwords: bool = Field(True, description="Bias recognition and post-correct with the domain lexicon.")
+    asr_live_window: Literal["auto", "trimmed", "full"] = Field("auto", description="Whisper's input window for live legs: trimmed to the utterance (fast on a CPU), or full, its 30 s training window (more accurate; one batch size, cheap on a GPU); auto = full on a GPU, trimmed on a CPU.")
+    asr_decodes_ahead: int = Field(0, description="Decodes ahead of finals (early finals, partials) a live ASR follower makes per pass, in one batch; 0 = 1 on a CPU, 3 on a GPU.")
     # telephony
     sip_port: int = Field(5070, description="First SIP port a bridge worker listens on.")
     rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
@@ -88,6 +91,22 @@ class Settings(BaseSettings):
         if not self.telephony_sink:
             return 0
         return self.asr_followers or (GPU_ASR_FOLLOWERS if self.asr_device == "cuda" else os.cpu_count() or 1)
+
+    @property
+    def live_full_window(self) -> bool:
+        """Live legs are decoded in Whisper's full 30 s window (``asr_live_window``): on one H200, live CER on
+        8 synthetic calls 0.1755 against 0.2107 trimmed, at the same RTF (docs/speech.md).  On a CPU the
+        window costs about a second of encoder time per utterance, so live legs there stay trimmed."""
+        return self.asr_live_window == "full" or (self.asr_live_window == "auto" and self.asr_device == "cuda")
+
+    @property
+    def live_decodes_ahead(self) -> int:
+        """Decodes ahead of finals per follower pass (``serving.pipeline.FollowerParams.early_decodes_per_pass``).
+
+        On a CPU each costs a core's time that finals may wait for, so one.  On a GPU (full window, 2 followers,
+        72 legs) 3 made partials p50 every 1.5 s instead of 2.4 s with finals as fast (p95 1.20 s); 8 held finals
+        back (p95 3.2 s at 96 legs)."""
+        return self.asr_decodes_ahead or (GPU_DECODES_AHEAD if self.asr_device == "cuda" else 1)
 
     @property
     def sqlalchemy_url(self) -> str:

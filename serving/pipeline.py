@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     index = args.index
     update = {k: v for k, v in (("data_dir", args.data_dir), ("database_url", args.db)) if v}
     settings = get_settings().model_copy(update=update)
-    params = FollowerParams()
+    params = FollowerParams(early_decodes_per_pass=settings.live_decodes_ahead)
     os.nice(params.nice)  # before any thread starts: every decoder thread inherits it
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s asr{index} %(levelname)s %(message)s")
     engine = create_engine(settings)

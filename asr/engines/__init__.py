@@ -16,7 +16,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
     """Build the engine named by ``settings.asr_engine`` (model from ``settings.asr_model_dir`` or bundled).
 
     ``offline``: for whole recordings rather than live legs; accuracy over latency (Whisper encodes every
-    utterance in its full window)."""
+    utterance in its full window, as live legs do on a GPU: ``Settings.live_full_window``)."""
     from asr.audio import AudioError
 
     name = settings.asr_engine
@@ -37,7 +37,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             threads=settings.asr_threads,
-            context_frames=WINDOW_FRAMES if offline else None,
+            context_frames=WINDOW_FRAMES if offline or settings.live_full_window else None,
         )
         return WhisperEngine(model_dir, params)
     if name == "funasr":

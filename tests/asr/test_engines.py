@@ -49,6 +49,16 @@ def test_offline_engine_decodes_each_utterance_alike_in_any_batch(asr_settings, 
     assert alone and [r.text for r in alone] == [r.text for r in beside_a_long_one]
 
 
+def test_live_engine_decodes_in_whisper_full_window_where_configured(asr_settings):
+    """A GPU deployment (``asr_live_window`` auto on cuda, or full) decodes live legs as recordings are, in the
+    30 s window, still with the Mandarin output vocabulary; the CPU default trims the window."""
+    from asr.engines import create_engine
+
+    full = create_engine(asr_settings.model_copy(update={"asr_live_window": "full"}))
+    assert full.params.context_frames == 3000 and full.model_dir.name == "whisper-base-mandarin"
+    assert create_engine(asr_settings).params.context_frames is None
+
+
 def test_live_engine_batches_utterances_of_a_size_and_decodes_each_as_alone(whisper_engine, synthetic_calls):
     """Live legs' utterances are decoded together: each is encoded in the context bucket of its own length,
     so its text is the same alone, beside one of its size (one batch) and beside a longer one."""

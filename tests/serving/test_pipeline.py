@@ -324,3 +324,14 @@ def test_follower_count_is_one_per_core_on_cpu_and_two_on_a_gpu(tmp_path):
     assert Settings(data_dir=tmp_path, asr_device="cuda").live_asr_followers == GPU_ASR_FOLLOWERS == 2
     assert Settings(data_dir=tmp_path, asr_device="cuda", asr_followers=5).live_asr_followers == 5
     assert Settings(data_dir=tmp_path, telephony_sink="").live_asr_followers == 0
+
+
+def test_gpu_followers_decode_more_ahead_of_finals_in_whisper_full_window(tmp_path):
+    from domain.settings import GPU_DECODES_AHEAD, Settings
+
+    cpu, gpu = Settings(data_dir=tmp_path), Settings(data_dir=tmp_path, asr_device="cuda")
+    assert (cpu.live_decodes_ahead, cpu.live_full_window) == (1, False)
+    assert (gpu.live_decodes_ahead, gpu.live_full_window) == (GPU_DECODES_AHEAD, True)
+    assert Settings(data_dir=tmp_path, asr_device="cuda", asr_decodes_ahead=5).live_decodes_ahead == 5
+    assert not Settings(data_dir=tmp_path, asr_device="cuda", asr_live_window="trimmed").live_full_window
+    assert Settings(data_dir=tmp_path, asr_live_window="full").live_full_window
