@@ -49,6 +49,22 @@ def test_offline_engine_decodes_each_utterance_alike_in_any_batch(asr_settings, 
     assert alone and [r.text for r in alone] == [r.text for r in beside_a_long_one]
 
 
+def test_features_are_computed_with_blas_held_to_the_engines_threads(whisper_engine, monkeypatch):
+    """numpy's OpenBLAS would run the mel product on every core and its idle threads would then spin, taking
+    CPU from the other follower processes (docs/speech.md)."""
+    from threadpoolctl import threadpool_info
+
+    extract, seen = whisper_engine._model.feature_extractor, []
+
+    def recording(audio):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return extract(audio)
+
+    monkeypatch.setattr(whisper_engine._model, "feature_extractor", recording)
+    whisper_engine.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))
+    assert seen == [{whisper_engine.params.threads}]
+
+
 def test_live_engine_decodes_in_whisper_full_window_where_configured(asr_settings):
     """A GPU deployment (``asr_live_window`` auto on cuda, or full) decodes live legs as recordings are, in the
     30 s window, still with the Mandarin output vocabulary; the CPU default trims the window."""
@@ -163,13 +179,14 @@ def test_mandarin_vocabulary_model_writes_what_the_full_model_writes(asr_setting
     assert 5000 < len(kept) < 10000 and kept[kept.index(first_special):] == list(range(first_special, len(vocabulary)))
     assert (cut.model_dir / "model.bin").stat().st_size < 0.75 * (full.model_dir / "model.bin").stat().st_size
     # Beam search over fewer tokens can settle on another hypothesis now and then (a far-field meeting clip
-    # differs in 2 characters); a wrong id mapping would write nonsense.
+    # differs in 2 to 7 of its 62 characters, depending on the last bits of its features); a wrong id mapping
+    # would write nonsense.
     for name in ("aishell1_BAC009S0764W0121", "wenetspeech_TEST_MEETING_T0000000001_S00000"):
         audio = load_audio(mandarin_samples / "wav" / f"{name}.wav")
         x = resample(audio.mono(), audio.sample_rate, 16000)
         for hotwords in (None, ["来宾市", "兴宾区"]):
             ours, theirs = ("".join(r.text for r in e.transcribe(x, hotwords=hotwords)) for e in (cut, full))
-            assert edit_distance(normalise_for_cer(ours), normalise_for_cer(theirs)) <= max(1, len(theirs) // 10)
+            assert edit_distance(normalise_for_cer(ours), normalise_for_cer(theirs)) <= max(1, len(theirs) // 6)
     built = restrict_model(full.model_dir, cut.model_dir.parent)  # built once: the second call reuses it
     assert built == cut.model_dir and (built / "built.json").stat().st_mtime == (cut.model_dir / "built.json").stat().st_mtime
 
