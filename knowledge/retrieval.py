@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from knowledge.embedding import Embedder
-from knowledge.text import char_bigrams, normalize_query, pinyin_tokens, word_tokens
+from knowledge.text import char_bigrams, normalize_query, pinyin_tokens, question_types, word_tokens
 
 RANKER_PATH = Path(__file__).with_name("ranker.json")  # typed queries
 SPEECH_RANKER_PATH = Path(__file__).with_name("ranker_speech.json")  # ASR transcripts of callers
 FEATURES = (
     "cos_title", "cos_title_gap", "cos_body", "cos_body_gap",
-    "bm25_title", "bm25_body", "bm25_pinyin", "char_cover", "pinyin_cover",
+    "bm25_title", "bm25_body", "bm25_pinyin", "char_cover", "pinyin_cover", "type_match", "type_clash",
 )
 
 
@@ -218,6 +218,7 @@ class HybridIndex:
         self._slot: dict[int | str, int] = {}
         self._title_bigrams: list[set[str]] = []
         self._title_pinyin: list[set[str]] = []
+        self._title_types: list[frozenset[str]] = []
         self._dense_title = DenseIndex(embedder.info.dim)
         self._dense_body = DenseIndex(embedder.info.dim) if p.use_body_embedding else None
         self._bm25_title = BM25Index(p.bm25_k1, p.bm25_b)
@@ -263,6 +264,7 @@ class HybridIndex:
             title = normalize_query(d.title)
             self._title_bigrams.append(char_bigrams(title))
             self._title_pinyin.append(set(pinyin_tokens(title)))
+            self._title_types.append(question_types(title))
             self._bm25_title.add(slot, word_tokens(title + " " + " ".join(d.keywords)))
             self._bm25_body.add(slot, word_tokens(d.body))
             self._bm25_pinyin.add(slot, pinyin_tokens(title))
@@ -317,9 +319,14 @@ class HybridIndex:
 
         cover = np.array([len(qb & self._title_bigrams[s]) / max(len(qb), 1) for s in slots], np.float32)
         pcover = np.array([len(qp & self._title_pinyin[s]) / max(len(qp), 1) for s in slots], np.float32)
+        qt = question_types(nq)
+        shared = np.array([len(qt & self._title_types[s]) for s in slots], np.float32)
+        typed = np.array([bool(self._title_types[s]) for s in slots], np.float32)
+        match = shared / max(len(qt), 1)
+        clash = (shared == 0) * typed * bool(qt)  # both say what they ask about, and it differs
         x = np.column_stack([
             cos_t, cos_t - cos_t.max(), cos_b, cos_b - cos_b.max(),
-            rel(s_title[slots]), rel(s_body[slots]), rel(s_py[slots]), cover, pcover,
+            rel(s_title[slots]), rel(s_body[slots]), rel(s_py[slots]), cover, pcover, match, clash,
         ]).astype(np.float32)
         return slots, x
 

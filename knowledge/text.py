@@ -38,6 +38,28 @@ STOPWORDS = frozenset(
 )
 
 
+# What a question asks about a service.  Near-duplicate entries of a real knowledge base are often one service
+# asked about in different ways (its conditions, its materials, its time limit, its fee), and a caller's
+# question says which: a type the query and a title share, or a clash between them, is a ranker feature.
+QUESTION_TYPES: dict[str, tuple[str, ...]] = {
+    "条件": ("条件", "资格", "符合", "满足", "够不够"),
+    "材料": ("材料", "资料", "证件", "带什么", "带哪些", "提交什么", "提供什么"),
+    "时间": ("时间", "什么时候", "何时", "多久", "多长时间", "要几天", "几天能", "期限", "时限", "日期", "截止", "几点", "哪天"),
+    "费用": ("费用", "多少钱", "收费", "收不收费", "交多少", "价格", "免费"),
+    "地点": ("哪里", "在哪", "地点", "地址", "哪个窗口", "哪个地方", "哪些地方", "哪些地区", "分布"),
+    "对象": ("范围", "哪些人", "什么人", "对象", "谁可以"),
+    "是否": ("是否", "要不要", "需不需要", "用不用", "能不能", "可不可以", "可以吗", "是不是"),
+    "好处": ("好处", "优惠", "补贴", "待遇", "奖励"),
+    "查询": ("查询", "怎么查", "查看", "在哪查", "明细", "记录", "余额", "进度"),
+    "修改": ("修改", "变更", "更改", "更换", "改成"),
+}
+
+
+def question_types(text: str) -> frozenset[str]:
+    """The ``QUESTION_TYPES`` a question or title is about (none for a plain statement)."""
+    return frozenset(kind for kind, cues in QUESTION_TYPES.items() if any(cue in text for cue in cues))
+
+
 def normalize_query(text: str) -> str:
     """Strip greetings/fillers repeatedly and map colloquial words to written forms."""
     text = text.strip()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from knowledge.retrieval import BM25Index, HybridIndex, KBDoc, matched_spans
-from knowledge.text import normalize_query, pinyin_tokens, word_tokens
+from knowledge.text import normalize_query, pinyin_tokens, question_types, word_tokens
 
 
 def test_normalize_strips_fillers_and_maps_colloquial_words():
@@ -19,6 +19,23 @@ def test_pinyin_tokens_match_homophones():
     # ASR often writes a homophone: 社保卡 → 设保卡
     assert set(pinyin_tokens("社保卡")) == set(pinyin_tokens("设保卡"))
     assert "社保卡" in word_tokens("我的社保卡丢了")
+
+
+def test_question_types_say_what_is_asked_about():
+    assert question_types("办理失业登记要带什么材料？") == {"材料"}
+    assert question_types("公租房申请后多久能分到房子？") == {"时间"}
+    assert question_types("用社保卡看病买药需要输入密码吗？要不要钱") == {"是否"}
+    assert question_types("小区门口的垃圾桶满了好几天没人拉走") == frozenset()
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("老年优待证去哪个地方办", "demo124"),  # 地点, among its 条件 and 材料 siblings
+    ("办老年优待证得拿哪些证件和照片", "demo123"),  # 材料
+    ("公租房大概要等多久才分得到", "demo127"),  # 时间, among 条件 and 租金
+])
+def test_question_type_picks_among_entries_of_one_service(demo_index, query, expected):
+    top = demo_index.search(query).hits[0]
+    assert top.id == expected and top.features["type_match"] == 1.0 and top.features["type_clash"] == 0.0
 
 
 def test_bm25_incremental_add_and_remove():
