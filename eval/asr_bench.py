@@ -59,7 +59,7 @@ def load_items(data: Path, rate: int, limit: int | None = None, phone: str = DEF
     raise typer.BadParameter(f"无法识别的数据目录：{data}（需要 Kaldi text+wav.scp 或 audio/+refs/）")
 
 
-def _window(engine) -> str | None:
+def whisper_window(engine) -> str | None:
     """Whisper's input window: its full 30 s, or trimmed to each utterance (None for other engines)."""
     params = getattr(engine, "params", None)
     if not hasattr(params, "context_frames"):
@@ -138,7 +138,7 @@ def run_asr_bench(
         "beam_size": getattr(getattr(engine, "params", None), "beam_size", None),  # finals (HOTLINE_ASR_BEAM_SIZE)
         "decoding": "live (LegStream finals)" if live else "offline (recordings)",
         "device": f"{settings.asr_device} ({settings.asr_compute_type})",
-        "window": _window(engine),
+        "window": whisper_window(engine),
         "channel": CHANNELS[phone] if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,

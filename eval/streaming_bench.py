@@ -72,7 +72,7 @@ def _follower_process(spool: str, log_path: str, hotwords: bool, ready, stop) ->
     engine.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))  # warm up the decoder
     with open(log_path, "w", encoding="utf-8") as fh:
         follower = SpoolFollower(Path(spool), _EventLog(fh), _make_stream_factory(engine, _lexicon(hotwords)),
-                                 FollowerParams(early_decodes_per_pass=settings.live_decodes_ahead))
+                                 FollowerParams.for_settings(settings))
         ready.put(os.getpid())
         follower.run(stop)
         fh.write(json.dumps(["calls_done", follower.calls_done]) + "\n")
@@ -273,6 +273,7 @@ def run_streaming_bench(
 ) -> dict:
     from asr.engines import create_engine
     from domain.settings import get_settings
+    from eval.asr_bench import whisper_window
 
     settings = get_settings()
     followers = followers or settings.live_asr_followers
@@ -294,7 +295,7 @@ def run_streaming_bench(
         "data": str(data),
         "engine": engine.name,
         "device": f"{settings.asr_device} ({settings.asr_compute_type})",
-        "live_window": "full" if settings.live_full_window else "trimmed",
+        "live_window": whisper_window(engine),
         "decodes_ahead_per_pass": settings.live_decodes_ahead,
         "hotwords": hotwords,
         "seconds_per_step": seconds,

@@ -98,6 +98,11 @@ class FollowerParams:
     status_interval_s: float = 1.0  # how often the status file is rewritten
     claim_recheck_s: float = 5.0  # how often calls claimed by other followers are checked for a dead claimer
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> FollowerParams:
+        """The defaults, with the decodes ahead of finals the device calls for (``Settings.live_decodes_ahead``)."""
+        return cls(early_decodes_per_pass=settings.live_decodes_ahead)
+
 
 class _Leg:
     def __init__(self, path: Path, stream: LegStream, published: int) -> None:
@@ -383,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     index = args.index
     update = {k: v for k, v in (("data_dir", args.data_dir), ("database_url", args.db)) if v}
     settings = get_settings().model_copy(update=update)
-    params = FollowerParams(early_decodes_per_pass=settings.live_decodes_ahead)
+    params = FollowerParams.for_settings(settings)
     os.nice(params.nice)  # before any thread starts: every decoder thread inherits it
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s asr{index} %(levelname)s %(message)s")
     engine = create_engine(settings)
