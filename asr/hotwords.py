@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
+from asr.phrase_repair import PhraseRepair, PhraseRepairParams
+
 LAIBIN_TERMS: tuple[str, ...] = (
     # places
     "来宾市", "兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县", "金秀县", "来宾",
@@ -87,8 +89,10 @@ def _is_word(text: str) -> bool:
 
 
 class Lexicon:
-    def __init__(self, terms: list[str] | tuple[str, ...], params: LexiconParams = LexiconParams()):
+    def __init__(self, terms: list[str] | tuple[str, ...], params: LexiconParams = LexiconParams(),
+                 phrases: PhraseRepair | None = None):
         self.params = params
+        self.phrases = phrases  # the knowledge base's phrases, repaired after the terms
         seen: dict[str, None] = {}
         for term in terms:
             term = term.strip()
@@ -102,9 +106,11 @@ class Lexicon:
 
     @classmethod
     def from_texts(
-        cls, texts: list[str], *, base: tuple[str, ...] = LAIBIN_TERMS, params: LexiconParams = LexiconParams()
+        cls, texts: list[str], *, base: tuple[str, ...] = LAIBIN_TERMS, params: LexiconParams = LexiconParams(),
+        phrase_params: PhraseRepairParams | None = PhraseRepairParams(),
     ) -> Lexicon:
-        """Domain terms mined from knowledge-base texts (frequent nouns, places, organisations) plus ``base``."""
+        """Domain terms mined from knowledge-base texts (frequent nouns, places, organisations) plus ``base``,
+        and the texts' phrases (``asr.phrase_repair``; ``phrase_params=None``: terms only)."""
         import jieba.posseg
 
         counts: Counter[str] = Counter()
@@ -115,18 +121,26 @@ class Lexicon:
             for match in re.findall(r"[\u4e00-\u9fff]{2,10}(?:局|中心|委员会|大厅|窗口|街道|社区|镇|乡)", text):
                 counts[match] += 2
         mined = [w for w, c in counts.most_common() if c >= 2][: params.kb_terms]
-        return cls(list(base) + mined, params)
+        phrases = PhraseRepair(texts, phrase_params) if phrase_params is not None and texts else None
+        return cls(list(base) + mined, params, phrases)
 
     @classmethod
-    def from_kb(cls, entries, *, params: LexiconParams = LexiconParams()) -> Lexicon:
+    def from_kb(cls, entries, *, params: LexiconParams = LexiconParams(),
+                phrase_params: PhraseRepairParams | None = PhraseRepairParams()) -> Lexicon:
         """The hot words of a knowledge base from its ``(title, body)`` pairs: how the live ASR followers build
         them from the published entries, and so how every benchmark must."""
-        return cls.from_texts([f"{title}\n{body}" for title, body in entries], params=params)
+        return cls.from_texts([f"{title}\n{body}" for title, body in entries], params=params,
+                              phrase_params=phrase_params)
 
     def prompt_terms(self) -> list[str]:
         return self.terms[: self.params.prompt_terms]
 
     def correct(self, text: str) -> str:
+        """Repair near-homophones of the terms, then of the knowledge base's phrases."""
+        text = self._correct_terms(text)
+        return self.phrases.repair(text) if self.phrases is not None else text
+
+    def _correct_terms(self, text: str) -> str:
         """Replace near-homophone spans with lexicon terms (non-overlapping, best match first).
 
         Matching skips punctuation and spaces, which Whisper often puts inside a long name

@@ -88,11 +88,13 @@ def live_transcript(engine, lexicon, samples_16k) -> str:
 def run_asr_bench(
     data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
     kb: Path | None = None, limit: int | None = None, phone: str = DEFAULT_CHANNEL, live: bool = False,
+    kb_phrases: bool = True,
 ) -> dict:
     """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
     ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
     from asr.engines import create_engine
     from asr.hotwords import LAIBIN_TERMS, Lexicon
+    from asr.phrase_repair import PhraseRepairParams
     from asr.text import edit_distance, normalise_for_cer
     from domain.settings import get_settings
 
@@ -104,7 +106,8 @@ def run_asr_bench(
     if hotwords and kb:
         from knowledge.kbfile import load_kb_docs
 
-        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb))
+        lexicon = Lexicon.from_kb(((d.title, d.body) for d in load_kb_docs(kb)),
+                                  phrase_params=PhraseRepairParams() if kb_phrases else None)
     items, kind = load_items(data, rate, limit, phone)
 
     errors = chars = 0
@@ -142,6 +145,7 @@ def run_asr_bench(
         "channel": CHANNELS[phone] if rate == 8000 and kind == "kaldi" else f"{rate} Hz as recorded",
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
+        "kb_phrases": len(lexicon.phrases) if lexicon and lexicon.phrases else 0,  # phrases repaired as heard
         "cer": round(errors / max(1, chars), 4),
         "items": len(items),
         "ref_chars": chars,
@@ -165,6 +169,7 @@ def register(eval_app: typer.Typer) -> None:
         kb: Optional[Path] = typer.Option(None, "--kb", exists=True, dir_okay=False, help="知识库 JSONL，用于生成热词表"),
         limit: Optional[int] = typer.Option(None, "--limit", help="只评测前 N 个文件"),
         live: bool = typer.Option(False, "--live", help="按实时通话路径识别（VAD 断句、逐句解码，时延优先）；默认按录音质检路径"),
+        no_kb_phrases: bool = typer.Option(False, "--no-kb-phrases", help="只用热词，不修复知识库短语的同音字（对比用）"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""
@@ -173,4 +178,4 @@ def register(eval_app: typer.Typer) -> None:
         if channel not in CHANNELS:
             raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")
         emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit,
-                           phone=channel, live=live), json_out)
+                           phone=channel, live=live, kb_phrases=not no_kb_phrases), json_out)

@@ -42,7 +42,7 @@ def test_eval_asr_live_path_publishes_finals_of_each_utterance(mandarin_samples,
 
 def test_eval_asr_with_kb_hotwords(mandarin_samples, synthetic_calls, tmp_path):
     r = _run(["asr", "--data", str(mandarin_samples), "--limit", "2", "--kb", str(synthetic_calls / "kb.jsonl")], tmp_path)
-    assert r["hotwords"] and r["lexicon_terms"] > 100 and r["cer"] < 0.3
+    assert r["hotwords"] and r["lexicon_terms"] > 100 and r["kb_phrases"] > 1000 and r["cer"] < 0.3
 
 
 def test_call_items_follow_the_channel_map(synthetic_calls):

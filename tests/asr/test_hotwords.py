@@ -1,6 +1,7 @@
 import json
 
 from asr.hotwords import LAIBIN_TERMS, Lexicon, syllable_similarity
+from asr.phrase_repair import PhraseRepair, PhraseRepairParams
 
 
 def test_near_homophones_of_place_names_are_repaired():
@@ -64,3 +65,28 @@ def test_general_speech_is_not_changed(mandarin_samples):
     for line in texts:
         text = line.split(maxsplit=1)[1]
         assert lex.correct(text) == text
+
+
+KB_ENTRY = ("社保卡遗失了怎么补办？", "社保卡遗失需先挂失再补办。新卡启用后旧卡作废，医保个人账户余额自动转入新卡。"
+                                   "对处罚决定有异议的，可以申请行政复议。")
+
+
+def test_kb_phrases_heard_as_homophones_are_repaired():
+    lex = Lexicon.from_kb([KB_ENTRY])
+    heard = "新卡启用后就卡作费，以宝个人账户的余额会自动转到新卡上。"
+    assert lex.correct(heard) == "新卡启用后旧卡作废，医保个人账户的余额会自动转到新卡上。"
+    assert Lexicon.from_kb([KB_ENTRY], phrase_params=None).correct(heard) == heard
+
+
+def test_real_words_are_not_bent_into_kb_phrases():
+    lex = Lexicon.from_kb([KB_ENTRY])
+    # "可以一起" sounds like "可异议起" and "意义" like "异议", but jieba's dictionary reads real words there
+    for text in ("您补卡的时候可以一起办。", "这件事对我很有意义。", "今天天气很好，谢谢您的来电。"):
+        assert lex.correct(text) == text
+
+
+def test_a_large_kb_keeps_its_most_frequent_phrases():
+    texts = [f"第{i}号窗口办理旧卡作废业务" for i in range(50)]
+    repair = PhraseRepair(texts, PhraseRepairParams(max_phrases=10))
+    assert len(repair) == 10
+    assert repair.repair("就卡作费") == "旧卡作废"
