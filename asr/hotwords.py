@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
-
-from pypinyin import Style, lazy_pinyin
 
 from asr.phrase_repair import PhraseRepair, PhraseRepairParams
+from asr.pinyin import syllable_similarity, syllables
 
 LAIBIN_TERMS: tuple[str, ...] = (
     # places
@@ -33,10 +31,6 @@ LAIBIN_TERMS: tuple[str, ...] = (
     "物业", "业主委员会", "燃气", "停水", "停电", "网格员", "身份证", "户口本",
 )
 
-# Pinyin confusions that phone-band audio and regional accents produce (initials, then finals).
-_FUZZY_INITIALS = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "r": "l"}
-_FUZZY_FINALS = {"ang": "an", "eng": "en", "ing": "in", "iang": "ian", "uang": "uan", "ong": "on"}
-_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s", "y", "w")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -55,29 +49,6 @@ class LexiconParams:
     # least this share of that match: "热线" guards "热线" itself, but a common word such as "政府" mined from the
     # KB must not block "政府服务变名热线" → "政务服务便民热线".
     protect_min_share: float = 0.34
-
-
-@lru_cache(maxsize=4096)
-def _syllables(text: str) -> tuple[str, ...]:
-    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s)))
-
-
-@lru_cache(maxsize=4096)
-def _canonical(syllable: str) -> tuple[str, str]:
-    initial = next((i for i in _INITIALS if syllable.startswith(i)), "")
-    final = syllable[len(initial) :]
-    return _FUZZY_INITIALS.get(initial, initial), _FUZZY_FINALS.get(final, final)
-
-
-def syllable_similarity(a: str, b: str) -> float:
-    if a == b:
-        return 1.0
-    (ia, fa), (ib, fb) = _canonical(a), _canonical(b)
-    if ia == ib and fa == fb:
-        return 0.9
-    if ia == ib or fa == fb:
-        return 0.5
-    return 0.0
 
 
 def _is_word(text: str) -> bool:
@@ -102,7 +73,7 @@ class Lexicon:
         self._by_len: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
         for term in self.terms:
             if _HAN.search(term):
-                self._by_len.setdefault(len(term), []).append((term, _syllables(term)))
+                self._by_len.setdefault(len(term), []).append((term, syllables(term)))
 
     @classmethod
     def from_texts(
@@ -149,7 +120,7 @@ class Lexicon:
         p = self.params
         keep = [i for i, ch in enumerate(text) if _HAN.match(ch) or ch.isalnum()]
         compact = "".join(text[i] for i in keep)
-        syl = _syllables(compact)
+        syl = syllables(compact)
         if len(syl) != len(compact):  # pinyin not aligned to characters; leave the text alone
             return text
         candidates = []

@@ -1,14 +1,15 @@
 """Repair knowledge-base phrases that ASR heard as homophones.
 
 An agent answering from the knowledge base says its phrases ("旧卡作废", "即时制卡网点", "医保个人账户余额"),
-and Whisper-base at telephone quality often writes a homophone that is no word at all ("就卡作费", "即时剧卡").
+and Whisper-base at telephone quality often writes a homophone that is no word at all ("就卡作费", "以宝个人账户").
 ``PhraseRepair`` knows every phrase of the KB (runs of 1 to ``max_words`` jieba words) by its toneless pinyin.
-A transcript span that sounds exactly like a phrase but is written differently is replaced when a word
-unigram language model (jieba's dictionary, with ``kb_share`` of its mass given to the KB phrases) finds the
-replaced context at least ``min_gain`` more probable (natural log).  Two guards keep correct text intact:
-a span that is itself a phrase of the KB is never touched, and a replacement may not change a character of
-a word that jieba's dictionary reads in the original (a real word is never bent into a KB phrase:
-"可以一起" stays, though "可异议" sounds the same).
+A transcript span that sounds exactly like a phrase (or, for a long phrase, like it but for one syllable
+that shares its initial or final) and is written differently is replaced when a word-unigram language
+model (jieba's dictionary, with ``kb_share`` of its mass given to the KB's phrases) finds the replaced context
+at least ``min_gain`` (``near_min_gain``) more probable, in natural log.  Two guards keep correct text
+intact: a span that is itself a phrase of the KB is never touched, and a replacement may not change a
+character of a word that jieba's dictionary reads in the original (a real word is never bent into a KB
+phrase: "可以一起" stays, though "可异议" sounds the same).
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 
 import jieba
-from pypinyin import Style, lazy_pinyin
+
+from asr.pinyin import syllable_similarity, syllables
 
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]+")
 
@@ -34,13 +35,11 @@ class PhraseRepairParams:
     max_chars: int = 6
     kb_share: float = 0.1  # share of the language model's mass given to the KB's phrases, whatever the KB's size
     min_gain: float = 5.0  # log-probability gain of the replaced context needed to replace
+    near_min_chars: int = 4  # a phrase this long may also be heard with one syllable off (即时资卡: 即时制卡) …
+    near_min_similarity: float = 0.5  # … that shares its initial or final (``asr.pinyin.syllable_similarity``) …
+    near_min_gain: float = 12.0  # … when the replacement gains this much, and changes at most half the characters
     context_chars: int = 4  # characters each side of the span that the language model scores
     max_phrases: int = 60_000  # a large KB keeps its most frequent phrases (2,080 entries give 188,000: 120 MB)
-
-
-@lru_cache(maxsize=16384)
-def _sound(text: str) -> tuple[str, ...]:
-    return tuple(lazy_pinyin(text, style=Style.NORMAL))
 
 
 class PhraseRepair:
@@ -60,8 +59,13 @@ class PhraseRepair:
                             counts[phrase] += 1
         self._counts = counts if len(counts) <= p.max_phrases else Counter(dict(counts.most_common(p.max_phrases)))
         self._by_sound: dict[tuple[str, ...], list[str]] = {}
+        self._by_near: dict[tuple, list[str]] = {}  # (position of the wrong syllable, the other syllables)
         for phrase in self._counts:
-            self._by_sound.setdefault(_sound(phrase), []).append(phrase)
+            sound = syllables(phrase)
+            self._by_sound.setdefault(sound, []).append(phrase)
+            if len(phrase) >= p.near_min_chars and len(sound) == len(phrase):
+                for k in range(len(sound)):
+                    self._by_near.setdefault((k, *sound[:k], *sound[k + 1 :]), []).append(phrase)
         self._lengths = sorted({len(phrase) for phrase in self._counts}, reverse=True)
         jieba.dt.check_initialized()
         self._freq, self._log_total = jieba.dt.FREQ, math.log(jieba.dt.total)
@@ -84,12 +88,12 @@ class PhraseRepair:
                         continue
                     lo, hi = max(0, i - p.context_chars), min(len(run), i + length + p.context_chars)
                     before = None
-                    for phrase in self._by_sound.get(_sound(span), ()):
+                    for phrase, min_gain in self._heard_as(span):
                         if any(in_word[i + k] and span[k] != ch for k, ch in enumerate(phrase)):
                             continue
                         before = self._log_prob(run[lo:hi]) if before is None else before
                         gain = self._log_prob(run[lo:i] + phrase + run[i + length : hi]) - before
-                        if gain >= p.min_gain:
+                        if gain >= min_gain:
                             candidates.append((gain, base + i, phrase))
         taken = [False] * len(chars)
         for _, start, phrase in sorted(candidates, key=lambda c: -c[0]):
@@ -98,6 +102,18 @@ class PhraseRepair:
                 taken[start:end] = [True] * len(phrase)
                 chars[start:end] = phrase
         return "".join(chars)
+
+    def _heard_as(self, span: str) -> list[tuple[str, float]]:
+        """The KB phrases ``span`` may be a mishearing of, each with the gain its replacement needs."""
+        p, sound = self.params, syllables(span)
+        options = {phrase: p.min_gain for phrase in self._by_sound.get(sound, ())}
+        if len(span) >= p.near_min_chars and len(sound) == len(span):
+            for k in range(len(sound)):
+                for phrase in self._by_near.get((k, *sound[:k], *sound[k + 1 :]), ()):
+                    if (phrase not in options and sum(a != b for a, b in zip(phrase, span)) <= len(span) // 2
+                            and syllable_similarity(syllables(phrase)[k], sound[k]) >= p.near_min_similarity):
+                        options[phrase] = p.near_min_gain
+        return list(options.items())
 
     def _word_log_prob(self, word: str, general_only: bool = False) -> float | None:
         freq = self._freq.get(word, 0) + (0 if general_only else self._kb_weight * self._counts.get(word, 0))

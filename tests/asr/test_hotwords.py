@@ -1,7 +1,8 @@
 import json
 
-from asr.hotwords import LAIBIN_TERMS, Lexicon, syllable_similarity
+from asr.hotwords import LAIBIN_TERMS, Lexicon
 from asr.phrase_repair import PhraseRepair, PhraseRepairParams
+from asr.pinyin import syllable_similarity
 
 
 def test_near_homophones_of_place_names_are_repaired():
@@ -76,6 +77,13 @@ def test_kb_phrases_heard_as_homophones_are_repaired():
     heard = "新卡启用后就卡作费，以宝个人账户的余额会自动转到新卡上。"
     assert lex.correct(heard) == "新卡启用后旧卡作废，医保个人账户的余额会自动转到新卡上。"
     assert Lexicon.from_kb([KB_ENTRY], phrase_params=None).correct(heard) == heard
+
+
+def test_a_long_kb_phrase_is_repaired_with_one_syllable_misheard():
+    lex = Lexicon.from_kb([("社保卡在哪里补办？", "到社保卡合作银行的即时制卡网点办理。")])
+    assert lex.correct("到合作银行的即时资卡网点办理") == "到合作银行的即时制卡网点办理"  # zi for zhi
+    assert lex.correct("到合作银行的即时剧卡网点办理") == "到合作银行的即时剧卡网点办理"  # ju sounds nothing like zhi
+    assert lex.correct("我们明天去就近的网点") == "我们明天去就近的网点"
 
 
 def test_real_words_are_not_bent_into_kb_phrases():

@@ -1,0 +1,35 @@
+"""Toneless pinyin and how alike two syllables sound, for repairing what ASR heard."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pypinyin import Style, lazy_pinyin
+
+# Pinyin confusions that phone-band audio and regional accents produce (initials, then finals).
+_FUZZY_INITIALS = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "r": "l"}
+_FUZZY_FINALS = {"ang": "an", "eng": "en", "ing": "in", "iang": "ian", "uang": "uan", "ong": "on"}
+_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s", "y", "w")
+
+
+@lru_cache(maxsize=16384)
+def syllables(text: str) -> tuple[str, ...]:
+    """Toneless pinyin, one syllable per character (a character without pinyin stands for itself)."""
+    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s)))
+
+
+@lru_cache(maxsize=4096)
+def _canonical(syllable: str) -> tuple[str, str]:
+    initial = next((i for i in _INITIALS if syllable.startswith(i)), "")
+    final = syllable[len(initial) :]
+    return _FUZZY_INITIALS.get(initial, initial), _FUZZY_FINALS.get(final, final)
+
+
+def syllable_similarity(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    (ia, fa), (ib, fb) = _canonical(a), _canonical(b)
+    if ia == ib and fa == fb:
+        return 0.9
+    if ia == ib or fa == fb:
+        return 0.5
+    return 0.0
