@@ -189,6 +189,14 @@ def published_docs(session: Session, tenant_id: int) -> list[KBDoc]:
                   category=v.category) for e, v in rows]
 
 
+def hotword_lexicon(session: Session, tenant_id: int):
+    """The hot words and phrases of a tenant's published knowledge base, for transcribing its recordings
+    (``asr.hotwords.Lexicon``: terms, and the KB phrases that ASR hears as homophones)."""
+    from asr.hotwords import Lexicon
+
+    return Lexicon.from_kb((d.title, d.body) for d in published_docs(session, tenant_id))
+
+
 def list_entries(session: Session, tenant_id: int, *, status: str | None = None, kind: str | None = None,
                  q: str = "", offset: int = 0, limit: int = 50) -> tuple[int, list[dict]]:
     stmt = (select(KnowledgeEntry).join(KnowledgeVersion, (KnowledgeVersion.entry_id == KnowledgeEntry.id)

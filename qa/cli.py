@@ -38,16 +38,20 @@ def _embedder():
     return configured_embedder(get_settings()).queries
 
 
-def transcript_of(path: Path) -> tuple[list, dict]:
-    """Segments and metadata from an audio recording (ASR) or a JSON transcript (list of segments)."""
+def transcript_of(path: Path, kb: Path | None = None) -> tuple[list, dict]:
+    """Segments and metadata from an audio recording (ASR, with the hot words and phrases of ``kb``) or a JSON
+    transcript (list of segments)."""
     if path.suffix.lower() in AUDIO_SUFFIXES:
         from asr.audio import load_audio
         from asr.engines import create_engine
+        from asr.hotwords import Lexicon
         from domain.settings import get_settings
+        from knowledge.kbfile import load_kb_docs
         from qa.recording import transcribe_recording
 
         audio = load_audio(path)
-        tr = transcribe_recording(audio, create_engine(get_settings(), offline=True))
+        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb)) if kb else None
+        tr = transcribe_recording(audio, create_engine(get_settings(), offline=True), lexicon=lexicon)
         return tr.segments, {"duration_ms": round(audio.duration_s * 1000), "source_mode": tr.mode}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -70,7 +74,8 @@ def register(app: typer.Typer) -> None:
     def score_cmd(
         file: Path = typer.Argument(..., exists=True, dir_okay=False, help="录音（立体声分轨或单声道）或转写 JSON"),
         scorecard: Optional[Path] = typer.Option(None, help="评分表文件（默认：租户当前评分表 / 内置 12345 评分表）"),
-        kb: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="知识库 JSONL（用于解答准确性）"),
+        kb: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                          help="知识库 JSONL（用于解答准确性，及识别录音时的热词和短语修复）"),
         store: bool = typer.Option(False, help="结果写入数据库（质检结果、复核队列）"),
         tenant: Optional[str] = typer.Option(None, help="租户代码"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
@@ -80,7 +85,7 @@ def register(app: typer.Typer) -> None:
         from qa import scorecard as sc
         from qa.scoring import score_call
 
-        segments, metadata = transcript_of(file)
+        segments, metadata = transcript_of(file, kb)
         embed = _embedder()
         if store:
             from domain.db import session_scope

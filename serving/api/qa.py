@@ -143,7 +143,9 @@ async def score_upload(request: Request, file: UploadFile = File(...),
             audio = load_audio(data)
         except AudioError as exc:
             raise AppError("bad_audio", exc.message, 422) from exc
-        tr = transcribe_recording(audio, _asr_engine(request.app))
+        from knowledge.service import hotword_lexicon
+
+        tr = transcribe_recording(audio, _asr_engine(request.app), lexicon=hotword_lexicon(session, p.tenant_id))
         segments, metadata = tr.segments, {"duration_ms": round(audio.duration_s * 1000)}
     elif suffix == ".json":
         try:

@@ -68,6 +68,17 @@ def test_tenant_isolation(engine, tenants):
             service.record_feedback(s, other, "used", entry_id=eid)
 
 
+def test_recordings_are_transcribed_with_their_own_tenants_published_phrases(engine, tenants):
+    t, other = tenants
+    with session_scope(engine) as s:
+        eid = service.create_entry(s, t, _entry(body="新卡启用后旧卡作废，医保个人账户余额自动转入新卡。")).id
+        assert service.hotword_lexicon(s, t).correct("就卡作费") == "就卡作费"  # a draft is not live yet
+        service.transition(s, t, eid, "submit")
+        service.transition(s, t, eid, "publish")
+        assert service.hotword_lexicon(s, t).correct("就卡作费了") == "旧卡作废了"
+        assert service.hotword_lexicon(s, other).correct("就卡作费了") == "就卡作费了"
+
+
 def test_entry_validation_messages():
     with pytest.raises(ValueError):
         service.EntryIn(title=" ", body="x")

@@ -98,3 +98,19 @@ def test_kpi_month_entries_trend_and_exports(api):
     entry_id = month["entries"][0]["id"]
     assert api.delete(f"/api/kpi/months/2026-06/entries/{entry_id}", headers=sup).status_code == 204
     assert api.get("/api/kpi/months/2026-06", headers=ev).json()["bonus"] == 0
+
+
+def test_an_uploaded_recording_is_transcribed_and_scored(api, shared_data, tmp_path):
+    import soundfile as sf
+
+    path = shared_data / "synthetic_calls" / "audio" / "d001.flac"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    audio, sr = sf.read(path, dtype="int16")
+    clip = tmp_path / "call.wav"
+    sf.write(clip, audio[: 30 * sr], sr)  # stereo: agent left, caller right
+    r = api.post("/api/qa/score", files={"file": ("call.wav", clip.read_bytes())}, headers=login(api, "qa"))
+    assert r.status_code == 201, r.text
+    quoted = [e for item in r.json()["items"] for e in item["evidence"] if "text" in e]
+    assert {e["role"] for e in quoted} >= {"agent"}
+    assert any("政务服务便民热线" in e["text"] for e in quoted) and any("社保卡" in e["text"] for e in quoted)
