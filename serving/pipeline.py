@@ -38,7 +38,7 @@ from asr.streaming import Decode, LegStream, StreamParams, decode_all
 from asr.vad import SileroVad
 from domain.db import make_engine, session_scope
 from domain.events import AudioFrame, CallState, Event, TranscriptComplete, TranscriptFinal
-from domain.models import KnowledgeEntry, KnowledgeVersion
+from domain.models import Tenant
 from domain.settings import Settings, get_settings
 from serving.events import Publisher, publisher_for
 from telephony.media import ENDED_MARKER, SAMPLE_RATE
@@ -50,20 +50,28 @@ CLAIM = "asr.claim"  # per call: "<host> <pid>" of the follower transcribing it
 PRESENCE_SUFFIX = "-followers"  # beside the spool root: each follower's "<host> <pid> …" and number of calls
 
 
-def knowledge_lexicon(settings: Settings) -> Lexicon:
-    """Hot words from the published knowledge base (plus the built-in Laibin terms)."""
+def tenant_lexicons(settings: Settings) -> Callable[[int], Lexicon]:
+    """Each tenant's hot words and KB phrases, from its own published knowledge base
+    (``knowledge.service.hotword_lexicon``): built at start for every tenant, and on first use for a new one."""
+    from knowledge.service import hotword_lexicon
+
     engine = make_engine(settings.sqlalchemy_url)
-    try:
+    lexicons: dict[int, Lexicon] = {}
+
+    def build(tenant_ids: list[int]) -> None:
         with session_scope(engine) as session:
-            rows = session.execute(
-                select(KnowledgeVersion.title, KnowledgeVersion.body)
-                .join(KnowledgeEntry, KnowledgeEntry.id == KnowledgeVersion.entry_id)
-                .where(KnowledgeEntry.status == "published",
-                       KnowledgeVersion.version == KnowledgeEntry.published_version)
-            ).all()
-    finally:
-        engine.dispose()
-    return Lexicon.from_kb(rows)
+            for tenant_id in tenant_ids:
+                lexicons[tenant_id] = hotword_lexicon(session, tenant_id)
+
+    def lexicon_of(tenant_id: int) -> Lexicon:
+        if tenant_id not in lexicons:
+            build([tenant_id])
+        return lexicons[tenant_id]
+
+    with session_scope(engine) as session:
+        tenant_ids = list(session.scalars(select(Tenant.id)))
+    build(tenant_ids)
+    return lexicon_of
 
 
 class EventSink:
@@ -392,11 +400,12 @@ def main(argv: list[str] | None = None) -> None:
     os.nice(params.nice)  # before any thread starts: every decoder thread inherits it
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s asr{index} %(levelname)s %(message)s")
     engine = create_engine(settings)
-    lexicon = knowledge_lexicon(settings) if settings.asr_hotwords else None
+    lexicon_of = tenant_lexicons(settings) if settings.asr_hotwords else None
 
     def make_stream(call_id: str, tenant_id: int, leg: str) -> LegStream:
         return LegStream(engine, SileroVad(SAMPLE_RATE), call_id=call_id, tenant_id=tenant_id, leg=leg, role=leg,
-                         sample_rate=SAMPLE_RATE, params=StreamParams(), lexicon=lexicon)
+                         sample_rate=SAMPLE_RATE, params=StreamParams(),
+                         lexicon=lexicon_of(tenant_id) if lexicon_of else None)
 
     follower = SpoolFollower(settings.data_dir / "recordings" / "spool", publisher_for(settings), make_stream,
                              params)

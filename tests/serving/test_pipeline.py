@@ -335,3 +335,30 @@ def test_gpu_followers_decode_more_ahead_of_finals_in_whisper_full_window(tmp_pa
     assert Settings(data_dir=tmp_path, asr_device="cuda", asr_decodes_ahead=5).live_decodes_ahead == 5
     assert not Settings(data_dir=tmp_path, asr_device="cuda", asr_live_window="trimmed").live_full_window
     assert Settings(data_dir=tmp_path, asr_live_window="full").live_full_window
+
+
+def test_each_tenants_calls_are_corrected_with_its_own_published_knowledge_base(engine, db_url, tmp_path):
+    from domain.db import session_scope
+    from domain.models import Tenant
+    from domain.settings import Settings
+    from knowledge import service
+    from serving.pipeline import tenant_lexicons
+
+    with session_scope(engine) as s:
+        ours, theirs = Tenant(code="laibin", name="来宾市"), Tenant(code="other", name="别的城市")
+        s.add_all([ours, theirs])
+        s.flush()
+        ours_id, theirs_id = ours.id, theirs.id
+        entry = service.create_entry(s, ours_id, service.EntryIn(
+            kind="faq", title="社保卡丢了怎么补办？", body="新卡启用后旧卡作废，医保个人账户余额自动转入新卡。"))
+        service.transition(s, ours_id, entry.id, "submit")
+        service.transition(s, ours_id, entry.id, "publish")
+    lexicon_of = tenant_lexicons(Settings(data_dir=tmp_path, database_url=db_url))
+    assert lexicon_of(ours_id).correct("就卡作费了") == "旧卡作废了"
+    assert lexicon_of(theirs_id).correct("就卡作费了") == "就卡作费了"
+    with session_scope(engine) as s:
+        late = Tenant(code="late", name="新租户")
+        s.add(late)
+        s.flush()
+        late_id = late.id
+    assert lexicon_of(late_id).correct("就卡作费了") == "就卡作费了"  # a tenant added later: built on first use
