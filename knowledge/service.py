@@ -9,7 +9,7 @@ the optional ``on_change`` hook so a live search index updates incrementally.
 from __future__ import annotations
 
 from datetime import date
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import func, or_, select
@@ -19,6 +19,9 @@ from domain import audit
 from domain.errors import AppError, not_found
 from domain.models import KnowledgeEntry, KnowledgeFeedback, KnowledgeVersion, utcnow
 from knowledge.retrieval import KBDoc
+
+if TYPE_CHECKING:
+    from asr.hotwords import Lexicon
 
 Kind = Literal["faq", "policy", "announcement", "department", "service_item"]
 KIND_LABELS = {"faq": "常见问答", "policy": "法律法规", "announcement": "公告", "department": "部门", "service_item": "一号快办事项"}
@@ -189,7 +192,7 @@ def published_docs(session: Session, tenant_id: int) -> list[KBDoc]:
                   category=v.category) for e, v in rows]
 
 
-def hotword_lexicon(session: Session, tenant_id: int):
+def hotword_lexicon(session: Session, tenant_id: int) -> Lexicon:
     """The hot words and phrases of a tenant's published knowledge base, for transcribing its recordings
     (``asr.hotwords.Lexicon``: terms, and the KB phrases that ASR hears as homophones)."""
     from asr.hotwords import Lexicon
