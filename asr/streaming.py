@@ -32,7 +32,7 @@ Output = TranscriptPartial | TranscriptFinal
 @dataclass(frozen=True)
 class StreamParams:
     vad: VadParams = field(default_factory=VadParams)
-    partial_interval_ms: int = 1000  # a partial at least this often during speech
+    partial_interval_ms: int = 900  # a partial at least this often during speech
     min_partial_ms: int = 400  # no partial before this much speech is buffered
     # A pause this long stops partials and gets the early final: the endpoint (and its final) may be due within
     # the next few hundred ms, and its decode is then already done.  On 20 synthetic calls 38 % of such pauses
