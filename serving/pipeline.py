@@ -58,19 +58,16 @@ def tenant_lexicons(settings: Settings) -> Callable[[int], Lexicon]:
     engine = make_engine(settings.sqlalchemy_url)
     lexicons: dict[int, Lexicon] = {}
 
-    def build(tenant_ids: list[int]) -> None:
-        with session_scope(engine) as session:
-            for tenant_id in tenant_ids:
-                lexicons[tenant_id] = hotword_lexicon(session, tenant_id)
-
     def lexicon_of(tenant_id: int) -> Lexicon:
         if tenant_id not in lexicons:
-            build([tenant_id])
+            with session_scope(engine) as session:
+                lexicons[tenant_id] = hotword_lexicon(session, tenant_id)
         return lexicons[tenant_id]
 
     with session_scope(engine) as session:
         tenant_ids = list(session.scalars(select(Tenant.id)))
-    build(tenant_ids)
+    for tenant_id in tenant_ids:  # at start, not on a tenant's first call: a build takes seconds
+        lexicon_of(tenant_id)
     return lexicon_of
 
 
