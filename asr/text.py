@@ -70,6 +70,8 @@ class HallucinationParams:
     )
     max_unit_repeats: int = 2  # a 2–3 char unit ("好的") may appear at most this many times in a row
     long_unit_chars: int = 4  # a unit this long or longer repeated verbatim back-to-back is a decoder loop
+    near_unit_chars: int = 8  # ... and one this long repeated back-to-back with one character written otherwise
+    # (not a numeral: "城北二路十五号城北二路十六号" is a correction)
     max_char_repeats: int = 4  # a single char may appear at most this many times in a row
     max_chars_per_second: float = 9.0  # faster than any speaker: the decoder is looping
 
@@ -78,11 +80,31 @@ _DEFAULT_HALLUCINATION = HallucinationParams()
 
 
 def collapse_repetitions(text: str, params: HallucinationParams = _DEFAULT_HALLUCINATION) -> str:
-    """Cut decoder loops: '好的好的好的' → '好的好的', '挂过了，挂过了，' → '挂过了，'."""
+    """Cut decoder loops: '好的好的好的' → '好的好的', '挂过了，挂过了，' → '挂过了，',
+    '在手机上挂过了G手机上挂过了' → '在手机上挂过了'."""
     text = re.sub(r"(.)\1{%d,}" % params.max_char_repeats, lambda m: m.group(1) * params.max_char_repeats, text)
     text = re.sub(r"(.{%d,20}?)\1+" % params.long_unit_chars, r"\1", text)
+    text = _collapse_near_repeats(text, params.near_unit_chars)
     pattern = re.compile(r"(.{2,%d}?)\1{%d,}" % (params.long_unit_chars - 1, params.max_unit_repeats))
     return pattern.sub(lambda m: m.group(1) * params.max_unit_repeats, text)
+
+
+_NUMERALS = set("0123456789零〇一二两三四五六七八九十百千万幺")
+
+
+def _collapse_near_repeats(text: str, min_chars: int, max_chars: int = 20) -> str:
+    """Drop the second of two back-to-back units of ``min_chars``+ characters that differ in one character,
+    other than a numeral (a unit of mostly one character, such as masked text, is left alone)."""
+    for size in range(min(max_chars, len(text) // 2), min_chars - 1, -1):
+        i = 0
+        while i + 2 * size <= len(text):
+            unit, after = text[i:i + size], text[i + size:i + 2 * size]
+            differ = [(a, b) for a, b in zip(unit, after) if a != b]
+            if len(differ) == 1 and not any(ch in _NUMERALS for ch in differ[0]) and len(set(unit)) > size // 2:
+                text = text[:i + size] + text[i + 2 * size:]
+            else:
+                i += 1
+    return text
 
 
 def _drop_repeated_sentences(text: str) -> str:

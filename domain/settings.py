@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     asr_language: str = Field("zh", description="Decoding language.")
     asr_mandarin_vocabulary: bool = Field(True, description="Live legs are decoded with an output layer cut to the tokens Mandarin text uses (51,865 to about 7,400 rows: about a quarter less decoding time, live CER within 0.002); applies when the language is zh. Recordings keep the full vocabulary.")
     asr_hotwords: bool = Field(True, description="Bias recognition and post-correct with the domain lexicon.")
+    asr_previous_text_tokens: int = Field(64, ge=0, le=223, description="Live legs: Whisper is given up to this many tokens of the leg's previous finals as the text said before each final's utterance; 0 = none.")
     asr_live_window: Literal["auto", "trimmed", "full"] = Field("auto", description="Whisper's input window for live legs: trimmed to the utterance (fast on a CPU), or full, its 30 s training window (more accurate; one batch size, cheap on a GPU); auto = full on a GPU, trimmed on a CPU.")
     asr_decodes_ahead: int = Field(0, description="Decodes ahead of finals (early finals, partials) a live ASR follower makes per pass, in one batch; 0 = 1 on a CPU, 3 on a GPU.")
     # telephony

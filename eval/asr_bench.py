@@ -88,7 +88,7 @@ def live_transcript(engine, lexicon, samples_16k) -> str:
 def run_asr_bench(
     data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
     kb: Path | None = None, limit: int | None = None, phone: str = DEFAULT_CHANNEL, live: bool = False,
-    kb_phrases: bool = True,
+    kb_phrases: bool = True, previous_text: bool = True,
 ) -> dict:
     """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
     ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
@@ -101,6 +101,8 @@ def run_asr_bench(
     settings = get_settings()
     if engine_name:
         settings = settings.model_copy(update={"asr_engine": engine_name})
+    if not previous_text:
+        settings = settings.model_copy(update={"asr_previous_text_tokens": 0})
     engine = create_engine(settings, offline=not live)
     lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
     if hotwords and kb:
@@ -146,6 +148,7 @@ def run_asr_bench(
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
         "kb_phrases": len(lexicon.phrases) if lexicon and lexicon.phrases else 0,  # phrases repaired as heard
+        "previous_text_tokens": settings.asr_previous_text_tokens if live else 0,  # live: the leg's previous finals
         "cer": round(errors / max(1, chars), 4),
         "items": len(items),
         "ref_chars": chars,
@@ -170,6 +173,8 @@ def register(eval_app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", help="只评测前 N 个文件"),
         live: bool = typer.Option(False, "--live", help="按实时通话路径识别（VAD 断句、逐句解码，时延优先）；默认按录音质检路径"),
         no_kb_phrases: bool = typer.Option(False, "--no-kb-phrases", help="只用热词，不修复知识库短语的同音字（对比用）"),
+        no_previous_text: bool = typer.Option(False, "--no-previous-text",
+                                              help="实时路径解码每句时不提供本通道前文（对比用）"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""
@@ -178,4 +183,5 @@ def register(eval_app: typer.Typer) -> None:
         if channel not in CHANNELS:
             raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")
         emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit,
-                           phone=channel, live=live, kb_phrases=not no_kb_phrases), json_out)
+                           phone=channel, live=live, kb_phrases=not no_kb_phrases,
+                           previous_text=not no_previous_text), json_out)

@@ -61,19 +61,22 @@ class AsrDeployment:
 
             self.engine = create_engine(config)
 
-    async def transcribe(self, pcm: bytes, sample_rate: int, hotwords: tuple[str, ...] | None = None) -> list[dict]:
-        return await self.transcribe_batch((pcm, sample_rate, hotwords))
+    async def transcribe(self, pcm: bytes, sample_rate: int, hotwords: tuple[str, ...] | None = None,
+                         prompt: str | None = None) -> list[dict]:
+        return await self.transcribe_batch((pcm, sample_rate, hotwords, prompt))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.03)
-    async def transcribe_batch(self, requests: list[tuple[bytes, int, tuple | None]]) -> list[list[dict]]:
-        audio = [resample(pcm16_to_float(pcm), sr, 16000) for pcm, sr, _ in requests]
+    async def transcribe_batch(self, requests: list[tuple[bytes, int, tuple | None, str | None]]) -> list[list[dict]]:
+        audio = [resample(pcm16_to_float(pcm), sr, 16000) for pcm, sr, _, _ in requests]
         results: list[list[Recognised] | None] = [None] * len(requests)
         groups: dict[tuple | None, list[int]] = defaultdict(list)  # one batch per hot-word set
-        for i, (_, _, hotwords) in enumerate(requests):
+        for i, (_, _, hotwords, _) in enumerate(requests):
             groups[hotwords].append(i)
         for hotwords, idx in groups.items():
             words = list(hotwords) if hotwords else None
-            for i, res in zip(idx, transcribe_batch(self.engine, [audio[i] for i in idx], hotwords=words)):
+            prompts = [requests[i][3] for i in idx]
+            for i, res in zip(idx, transcribe_batch(self.engine, [audio[i] for i in idx], hotwords=words,
+                                                    prompts=prompts)):
                 results[i] = res
         return [[asdict(r) for r in res] for res in results]
 
@@ -109,6 +112,7 @@ class _Pending:
     pcm: bytes
     sample_rate: int
     hotwords: tuple[str, ...] | None
+    prompt: str | None
     response: object
     attempts: int = 1
 
@@ -150,13 +154,14 @@ class AsrService:
         serve.delete(self.app_name)
 
     # -- asynchronous, per leg ----------------------------------------------------------------
-    def submit(self, leg_key: str, pcm: bytes, *, sample_rate: int = 8000, hotwords: list[str] | None = None) -> int:
-        """Queue one utterance (PCM16 mono) of a leg; returns its request id."""
+    def submit(self, leg_key: str, pcm: bytes, *, sample_rate: int = 8000, hotwords: list[str] | None = None,
+               prompt: str | None = None) -> int:
+        """Queue one utterance (PCM16 mono) of a leg, with the text said before it; returns its request id."""
         words = tuple(hotwords) if hotwords else None
         request_id = next(self._ids)
-        response = self._handle.transcribe.remote(pcm, sample_rate, words)
+        response = self._handle.transcribe.remote(pcm, sample_rate, words, prompt)
         with self._lock:
-            self._pending[leg_key][request_id] = _Pending(pcm, sample_rate, words, response)
+            self._pending[leg_key][request_id] = _Pending(pcm, sample_rate, words, prompt, response)
         return request_id
 
     def results(self, leg_key: str) -> list[LegResult]:
@@ -178,9 +183,11 @@ class AsrService:
             return sum(len(p) for p in self._pending.values())
 
     # -- synchronous ----------------------------------------------------------------------------
-    def transcribe(self, pcm: bytes, *, sample_rate: int = 16000, hotwords: list[str] | None = None) -> list[Recognised]:
+    def transcribe(self, pcm: bytes, *, sample_rate: int = 16000, hotwords: list[str] | None = None,
+                   prompt: str | None = None) -> list[Recognised]:
         words = tuple(hotwords) if hotwords else None
-        return self._wait(_Pending(pcm, sample_rate, words, self._handle.transcribe.remote(pcm, sample_rate, words)))
+        response = self._handle.transcribe.remote(pcm, sample_rate, words, prompt)
+        return self._wait(_Pending(pcm, sample_rate, words, prompt, response))
 
     def _wait(self, pending: _Pending) -> list[Recognised]:
         while True:
@@ -194,7 +201,8 @@ class AsrService:
                 self.resubmissions += 1
                 log.warning("ASR replica failed (%s); re-submitting %d bytes, attempt %d",
                             type(exc).__name__, len(pending.pcm), pending.attempts)
-                pending.response = self._handle.transcribe.remote(pending.pcm, pending.sample_rate, pending.hotwords)
+                pending.response = self._handle.transcribe.remote(pending.pcm, pending.sample_rate, pending.hotwords,
+                                                                  pending.prompt)
 
 
 def _is_replica_failure(exc: Exception) -> bool:
@@ -213,4 +221,5 @@ class RemoteEngine:
         self.service, self.name = service, name
 
     def transcribe(self, samples_16k: np.ndarray, *, hotwords: list[str] | None = None, prompt: str | None = None):
-        return self.service.transcribe(float_to_pcm16(samples_16k), sample_rate=16000, hotwords=hotwords)
+        return self.service.transcribe(float_to_pcm16(samples_16k), sample_rate=16000, hotwords=hotwords,
+                                       prompt=prompt)

@@ -38,6 +38,7 @@ def create_engine(settings, *, offline: bool = False) -> AsrEngine:
             compute_type=settings.asr_compute_type,
             threads=settings.asr_threads,
             context_frames=WINDOW_FRAMES if offline or settings.live_full_window else None,
+            previous_text_tokens=settings.asr_previous_text_tokens,
         )
         return WhisperEngine(model_dir, params)
     if name == "funasr":

@@ -35,17 +35,21 @@ class AsrEngine(Protocol):
     def transcribe(
         self, samples_16k: np.ndarray, *, hotwords: list[str] | None = None, prompt: str | None = None
     ) -> list[Recognised]:
-        """Recognise mono float32 16 kHz audio; times are relative to its start."""
+        """Recognise mono float32 16 kHz audio; times are relative to its start.  ``prompt``: the text said
+        before it, which an engine may condition on."""
         ...
 
 
 def transcribe_batch(
-    engine: AsrEngine, utterances: list[np.ndarray], *, hotwords: list[str] | None = None, partial: bool = False
+    engine: AsrEngine, utterances: list[np.ndarray], *, hotwords: list[str] | None = None,
+    prompts: list[str | None] | None = None, partial: bool = False,
 ) -> list[list[Recognised]]:
     """Recognise several utterances (each at most ~20 s), in one batch where the engine has ``transcribe_many``.
+    ``prompts[i]``: the text said before utterance i (None: nothing), for engines that condition on it.
     ``partial``: interim text, decoded the fast way where the engine has one."""
     fast = {"partial": True} if partial and engine.capabilities.partial_mode else {}
+    prompts = prompts or [None] * len(utterances)
     many = getattr(engine, "transcribe_many", None)
     if many is not None:
-        return many(utterances, hotwords=hotwords, **fast)
-    return [engine.transcribe(u, hotwords=hotwords, **fast) for u in utterances]
+        return many(utterances, hotwords=hotwords, prompts=prompts, **fast)
+    return [engine.transcribe(u, hotwords=hotwords, prompt=p, **fast) for u, p in zip(utterances, prompts)]

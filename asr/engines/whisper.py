@@ -23,6 +23,7 @@ BUNDLED_MODELS: dict[str, tuple[str, ...]] = {
 }
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 WINDOW_FRAMES = 3000  # Whisper's 30 s input window, 100 mel frames a second
+MAX_PREVIOUS_TOKENS = 223  # Whisper's previous text: at most half its 448-token context, less <|startofprev|>
 _assemble_lock = threading.Lock()
 
 
@@ -84,6 +85,11 @@ class WhisperParams:
     tail_pad_s: float = 0.5  # silence appended so the last syllable is not cut
     max_utterance_s: float = 20.0  # longer audio is split at VAD pauses first
     max_new_tokens: int = 160
+    # The text said before an utterance (``prompt``: a live leg's previous finals) is given to the decoder as
+    # Whisper's previous text, at most this many tokens of it (Whisper takes ``MAX_PREVIOUS_TOKENS``).
+    # CTranslate2 decodes a batch only when every prompt has the same length, so a fixed budget keeps the legs
+    # of a follower in one batch once each has said that much.  See docs/speech.md, "Previous text".
+    previous_text_tokens: int = 64
     max_tokens_per_second: float = 10.0  # Mandarin is ~4-6 tokens/s; more is a decoding loop
     no_speech_threshold: float = 0.6  # drop the result when Whisper itself says "no speech" ...
     no_speech_logprob: float = -0.8  # ... and its mean token log-probability is below this
@@ -133,17 +139,19 @@ class WhisperEngine:
             spans = [(0, len(audio))]
         else:
             spans = self._split(audio)
-        results = self.transcribe_many([audio[a:b] for a, b in spans], hotwords=hotwords, prompt=prompt, partial=partial)
+        results = self.transcribe_many([audio[a:b] for a, b in spans], hotwords=hotwords,
+                                       prompts=[prompt] + [None] * (len(spans) - 1), partial=partial)
         out = []
         for (a, _), res in zip(spans, results):
             out += [Recognised(r.text, r.start_ms + a // 16, r.end_ms + a // 16, r.confidence) for r in res]
         return out
 
     def transcribe_many(
-        self, utterances: list[np.ndarray], *, hotwords: list[str] | None = None, prompt: str | None = None,
-        partial: bool = False,
+        self, utterances: list[np.ndarray], *, hotwords: list[str] | None = None,
+        prompts: list[str | None] | None = None, partial: bool = False,
     ) -> list[list[Recognised]]:
-        """Decode several short utterances, batched by context size (used to batch concurrent streams)."""
+        """Decode several short utterances, batched by context size and prompt length (used to batch concurrent
+        streams).  ``prompts[i]``: the text said before utterance i, or None."""
         p = self.params
         results: list[list[Recognised]] = [[] for _ in utterances]
         live = [i for i, u in enumerate(utterances) if u.size and _dbfs(u) >= p.min_rms_dbfs]
@@ -152,15 +160,17 @@ class WhisperEngine:
         pad = np.zeros(int(p.tail_pad_s * 16000), np.float32)
         with self._blas.limit(limits=p.threads, user_api="blas"):
             feats = {i: self._model.feature_extractor(np.concatenate([utterances[i], pad])) for i in live}
-        sizes: dict[int, list[int]] = {}
+        tokens = {i: self._prompt(hotwords, prompts[i] if prompts else None) for i in live}
+        batches: dict[tuple[int, int], list[int]] = {}
         for i, f in feats.items():
-            sizes.setdefault(self._context_frames(f.shape[1]), []).append(i)
-        for frames, batch_idx in sizes.items():
+            batches.setdefault((self._context_frames(f.shape[1]), len(tokens[i])), []).append(i)
+        for (frames, _), batch_idx in batches.items():
             batch = np.zeros((len(batch_idx), feats[batch_idx[0]].shape[0], frames), np.float32)
             for j, i in enumerate(batch_idx):
                 n = min(frames, feats[i].shape[1])
                 batch[j, :, :n] = feats[i][:, :n]
-            for i, res in zip(batch_idx, self._decode(batch, [utterances[i] for i in batch_idx], hotwords, prompt, partial)):
+            decoded = self._decode(batch, [utterances[i] for i in batch_idx], tokens[batch_idx[0]], partial)
+            for i, res in zip(batch_idx, decoded):
                 results[i] = res
         return results
 
@@ -170,13 +180,12 @@ class WhisperEngine:
             return p.context_frames
         return next((b for b in p.context_buckets if b >= frames), WINDOW_FRAMES)
 
-    def _decode(self, batch: np.ndarray, utterances: list[np.ndarray], hotwords: list[str] | None,
-                prompt: str | None, partial: bool) -> list[list[Recognised]]:
+    def _decode(self, batch: np.ndarray, utterances: list[np.ndarray], tokens: list[int],
+                partial: bool) -> list[list[Recognised]]:
         import ctranslate2
 
         p = self.params
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
-        tokens = self._prompt(hotwords, prompt)
         longest_s = max(len(u) for u in utterances) / 16000
         decoded = self._model.model.generate(
             encoded,
@@ -203,10 +212,14 @@ class WhisperEngine:
             results.append([Recognised(punctuate(text), 0, len(utterance) * 1000 // 16000, confidence)])
         return results
 
-    def _prompt(self, hotwords: list[str] | None, prompt: str | None) -> list[int]:
-        tok = self._tok
-        context = " ".join(filter(None, [prompt, " ".join(hotwords or [])])).strip()
-        head = [tok.sot_prev] + tok.encode(" " + context)[-100:] if context else []
+    def _prompt(self, hotwords: list[str] | None, previous_text: str | None) -> list[int]:
+        """The decoder's start: Whisper's previous text (the end of ``previous_text``, then the hot words), the
+        start-of-transcript sequence and no timestamps."""
+        tok, budget = self._tok, self.params.previous_text_tokens
+        head = tok.encode(" " + previous_text)[-budget:] if previous_text and budget else []
+        if hotwords:
+            head += tok.encode(" " + " ".join(hotwords))
+        head = [tok.sot_prev] + head[-MAX_PREVIOUS_TOKENS:] if head else []
         tokens = head + list(tok.sot_sequence) + [tok.no_timestamps]
         if self._full_ids is None:
             return tokens

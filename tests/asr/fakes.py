@@ -27,20 +27,21 @@ class FakeEngine:
         n = max(1, int(seconds * 4))
         return [Recognised(text="话" * n + "。", start_ms=0, end_ms=int(seconds * 1000), confidence=0.9)]
 
-    def transcribe_many(self, utterances, *, hotwords=None, prompt=None):
+    def transcribe_many(self, utterances, *, hotwords=None, prompts=None):
         self.batches.append(len(utterances))
         return [self.transcribe(u) for u in utterances]
 
 
 class PartialModeEngine(FakeEngine):
-    """Has the fast partial mode: records the ``partial`` flag of every call and answers 快 for a fast decode,
-    话 for a full one, so a test can tell which decode produced an event."""
+    """Has the fast partial mode: records the ``partial`` flag and the prompt of every utterance and answers 快
+    for a fast decode, 话 for a full one, so a test can tell which decode produced an event."""
 
     capabilities = EngineCapabilities(streaming=False, partials=True, partial_mode=True)
 
     def __init__(self):
         super().__init__()
         self.flags: list[bool] = []
+        self.prompts: list[str | None] = []  # the text before each utterance, as ``transcribe_many`` got it
 
     def transcribe(self, samples_16k, *, hotwords=None, prompt=None, partial=False):
         self.flags.append(partial)
@@ -49,9 +50,10 @@ class PartialModeEngine(FakeEngine):
             return results
         return [Recognised(r.text.replace("话", "快"), r.start_ms, r.end_ms, r.confidence) for r in results]
 
-    def transcribe_many(self, utterances, *, hotwords=None, prompt=None, partial=False):
+    def transcribe_many(self, utterances, *, hotwords=None, prompts=None, partial=False):
         self.batches.append(len(utterances))
-        return [self.transcribe(u, hotwords=hotwords, prompt=prompt, partial=partial) for u in utterances]
+        self.prompts += prompts or [None] * len(utterances)
+        return [self.transcribe(u, hotwords=hotwords, partial=partial) for u in utterances]
 
 
 def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1"):
@@ -63,7 +65,8 @@ def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1
 
 
 class SlowEchoEngine:
-    """Takes 0.3 s per batch and answers with the utterance length, so results can be matched to audio."""
+    """Takes 0.3 s per batch and answers with the utterance length (and after a colon the text said before it),
+    so results can be matched to requests."""
 
     name = "slow-echo"
     capabilities = EngineCapabilities(streaming=False, partials=True)
@@ -72,12 +75,14 @@ class SlowEchoEngine:
     def transcribe(self, samples_16k, *, hotwords=None, prompt=None):
         return self.transcribe_many([samples_16k], hotwords=hotwords)[0]
 
-    def transcribe_many(self, utterances, *, hotwords=None, prompt=None):
+    def transcribe_many(self, utterances, *, hotwords=None, prompts=None):
         import time
 
         self.batch_sizes.append(len(utterances))
         time.sleep(0.3)
-        return [[Recognised(text=f"{len(u)}", start_ms=0, end_ms=len(u) // 16, confidence=1.0)] for u in utterances]
+        prompts = prompts or [None] * len(utterances)
+        return [[Recognised(text=f"{len(u)}" + (f":{p}" if p else ""), start_ms=0, end_ms=len(u) // 16, confidence=1.0)]
+                for u, p in zip(utterances, prompts)]
 
 
 def slow_echo_engine(settings) -> SlowEchoEngine:

@@ -58,7 +58,7 @@ def test_killed_replica_loses_nothing(echo_service):
     legs = {f"call{i}:agent": [3200 + 16 * i + k for k in range(4)] for i in range(4)}
     for leg, sizes in legs.items():
         for n in sizes:
-            echo_service.submit(leg, _utterance(n), sample_rate=16000)
+            echo_service.submit(leg, _utterance(n), sample_rate=16000, prompt=f"前文{n}")
     time.sleep(0.15)  # the first batch is now being decoded
     replicas = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                 if a["name"].startswith("SERVE_REPLICA::asr-echo#")]
@@ -69,7 +69,7 @@ def test_killed_replica_loses_nothing(echo_service):
     with ThreadPoolExecutor(4) as pool:
         collected = dict(zip(legs, pool.map(echo_service.results, legs)))
     for leg, sizes in legs.items():
-        assert [r.results[0].text for r in collected[leg]] == [str(n) for n in sizes]
+        assert [r.results[0].text for r in collected[leg]] == [f"{n}:前文{n}" for n in sizes]  # prompt re-sent too
     assert echo_service.resubmissions > before
     assert serve.status().applications["asr-echo"].status == "RUNNING"
 

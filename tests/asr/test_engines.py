@@ -97,6 +97,25 @@ def test_live_engine_batches_utterances_of_a_size_and_decodes_each_as_alone(whis
     assert texts(whisper_engine.transcribe_many([a, longer, b]))[::2] == alone
 
 
+def test_live_engine_conditions_each_utterance_on_its_own_previous_text(whisper_engine, synthetic_calls):
+    """Legs decoded together each give the engine the text said before their utterance: prompts of any length
+    go in one call (CTranslate2 batches only prompts of one length, so the engine splits them), and each
+    result is the one that utterance gets alone with its prompt."""
+    import json
+
+    audio = load_audio(synthetic_calls / "audio" / "d001.flac")
+    turns = json.loads((synthetic_calls / "refs" / "d001.json").read_text(encoding="utf-8"))
+    clips = [resample(audio.samples[0 if t["channel"] == "left" else 1][int(t["start"] * 8000):int(t["end"] * 8000)],
+                      8000, 16000) for t in turns[2:5]]
+    prompts = [turns[0]["text"], None, turns[1]["text"] + turns[3]["text"]]
+    texts = lambda results: [[r.text for r in res] for res in results]  # noqa: E731
+    alone = texts([whisper_engine.transcribe_many([c], prompts=[p])[0] for c, p in zip(clips, prompts)])
+    assert all(alone)
+    assert texts(whisper_engine.transcribe_many(clips, prompts=prompts)) == alone
+    budget = whisper_engine.params.previous_text_tokens
+    assert len(whisper_engine._prompt(None, turns[4]["text"] * 3)) == len(whisper_engine._prompt(None, None)) + 1 + budget
+
+
 def test_whisper_outputs_nothing_for_silence_and_noise(whisper_engine):
     rng = np.random.default_rng(0)
     assert whisper_engine.transcribe(np.zeros(16000 * 3, np.float32)) == []

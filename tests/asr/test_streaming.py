@@ -6,7 +6,7 @@ import pytest
 
 from asr.audio import AudioError, load_audio
 from asr.engines.base import EngineCapabilities, Recognised
-from asr.streaming import LegStream, StreamParams, decode_all
+from asr.streaming import LegStream, PreviousTextParams, StreamParams, decode_all
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad, VadParams, speech_segments
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
@@ -123,6 +123,25 @@ def test_legs_fed_together_have_their_finals_and_partials_decoded_in_one_batch_e
     assert all(key(events) == key(alone) for events in together.values())
     assert engine.batches and set(engine.batches) == {3}, "every decode held the three legs' utterances"
     assert any(isinstance(e, TranscriptFinal) for e in alone)
+
+
+def test_each_final_decode_is_given_the_legs_previous_finals(caller_channel):
+    """What a leg said before an utterance (its finals so far) goes to the engine with the final's decode of it
+    (and its early finals'); partials, for display, go without."""
+    samples, _ = caller_channel
+    engine = PartialModeEngine()
+    out, _ = _run(_leg(engine), samples[: int(26 * 8000)], 8000)  # two caller turns
+    finals = [e.text for e in out if isinstance(e, TranscriptFinal)]
+    said = ["".join(finals[:k]) or None for k in range(len(finals))]  # before each utterance
+    full = [p for p, fast in zip(engine.prompts, engine.flags) if not fast]
+    assert len(finals) >= 2 and sorted(set(full), key=lambda p: len(p or "")) == said
+    assert full == sorted(full, key=lambda p: len(p or "")), "in the order the leg said it"
+    assert {p for p, fast in zip(engine.prompts, engine.flags) if fast} == {None}
+    # a final the engine was unsure of (the fake scores 0.9) is not passed on: a misheard context is heard again
+    unsure = PartialModeEngine()
+    wary = StreamParams(previous_text=PreviousTextParams(min_confidence=0.95))
+    _run(_leg(unsure, params=wary), samples[: int(26 * 8000)], 8000)
+    assert set(unsure.prompts) == {None}
 
 
 class UnscoredEngine(FakeEngine):

@@ -27,6 +27,9 @@ def test_hallucination_phrases_are_dropped():
 def test_repetition_loops_are_cut():
     assert collapse_repetitions("好的好的好的好的好的好的") == "好的好的"
     assert collapse_repetitions("啊啊啊啊啊啊啊啊") == "啊啊啊啊"
+    # a loop that writes one character of the repeat otherwise (Whisper given the text before the utterance)
+    assert collapse_repetitions("前两天在手机上挂国了G两天在手机上挂国了。") == "前两天在手机上挂国了。"
+    assert collapse_repetitions("我住在城北二路十五号我住在城北二路十六号") == "我住在城北二路十五号我住在城北二路十六号"
     looped = "我要投诉" + "这个这个问题" * 20
     assert len(clean_hypothesis(looped, 10.0)) < 30
 
