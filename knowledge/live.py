@@ -1,12 +1,18 @@
-"""Per-tenant search indexes over the published knowledge base, updated incrementally on publish."""
+"""Per-tenant search indexes over the published knowledge base, updated incrementally on publish, and
+per-tenant ASR lexicons built from it, rebuilt when it changes."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
 from sqlalchemy.orm import Session
 
 from domain.settings import Settings
 from knowledge import service
 from knowledge.retrieval import HybridIndex, KBDoc, RetrievalParams
+
+if TYPE_CHECKING:
+    from asr.hotwords import Lexicon
 
 
 class TenantIndexes:
@@ -38,3 +44,51 @@ class TenantIndexes:
             else:
                 index.remove(payload)
 
+
+
+class TenantLexicons:
+    """Each tenant's hot words and KB phrases for ASR (``asr.hotwords.Lexicon.from_kb`` over its published
+    entries: terms, and the KB phrases that ASR hears as homophones).  The first use builds one;
+    after that each use checks the published state (one small query) and, when an entry was published or
+    archived since, rebuilds it on a background thread: a large KB takes seconds, and the calls being
+    transcribed keep the previous lexicon until the new one is ready."""
+
+    def __init__(self):
+        self._lexicons: dict[int, tuple[int, Lexicon]] = {}  # tenant → (published state, lexicon)
+        self._rebuilding: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, tenant_id: int) -> Lexicon:
+        state = service.published_state(session, tenant_id)
+        with self._lock:
+            built = self._lexicons.get(tenant_id)
+            if built is not None and (built[0] == state or tenant_id in self._rebuilding):
+                return built[1]
+        texts = [(d.title, d.body) for d in service.published_docs(session, tenant_id)]
+        if built is None:
+            self._build(tenant_id, state, texts)
+            return self._lexicons[tenant_id][1]
+        thread = threading.Thread(target=self._build, args=(tenant_id, state, texts), daemon=True,
+                                  name=f"lexicon-{tenant_id}")
+        with self._lock:
+            self._rebuilding[tenant_id] = thread
+        thread.start()
+        return built[1]
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the rebuilds under way are done (tests, shutdown)."""
+        with self._lock:
+            threads = list(self._rebuilding.values())
+        for thread in threads:
+            thread.join(timeout)
+
+    def _build(self, tenant_id: int, state: int, texts: list[tuple[str, str]]) -> None:
+        from asr.hotwords import Lexicon
+
+        try:
+            lexicon = Lexicon.from_kb(texts)
+            with self._lock:
+                self._lexicons[tenant_id] = (state, lexicon)
+        finally:
+            with self._lock:
+                self._rebuilding.pop(tenant_id, None)

@@ -9,7 +9,7 @@ the optional ``on_change`` hook so a live search index updates incrementally.
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import func, or_, select
@@ -19,9 +19,6 @@ from domain import audit
 from domain.errors import AppError, not_found
 from domain.models import KnowledgeEntry, KnowledgeFeedback, KnowledgeVersion, utcnow
 from knowledge.retrieval import KBDoc
-
-if TYPE_CHECKING:
-    from asr.hotwords import Lexicon
 
 Kind = Literal["faq", "policy", "announcement", "department", "service_item"]
 KIND_LABELS = {"faq": "常见问答", "policy": "法律法规", "announcement": "公告", "department": "部门", "service_item": "一号快办事项"}
@@ -192,12 +189,16 @@ def published_docs(session: Session, tenant_id: int) -> list[KBDoc]:
                   category=v.category) for e, v in rows]
 
 
-def hotword_lexicon(session: Session, tenant_id: int) -> Lexicon:
-    """The hot words and phrases of a tenant's published knowledge base, for transcribing its recordings
-    (``asr.hotwords.Lexicon``: terms, and the KB phrases that ASR hears as homophones)."""
-    from asr.hotwords import Lexicon
-
-    return Lexicon.from_kb((d.title, d.body) for d in published_docs(session, tenant_id))
+def published_state(session: Session, tenant_id: int) -> int:
+    """A fingerprint of which versions of a tenant's entries are live: it changes with every publish or archive
+    and with nothing else (a published version's text never changes), and costs one small query."""
+    rows = session.execute(
+        select(KnowledgeEntry.id, KnowledgeEntry.published_version)
+        .where(KnowledgeEntry.tenant_id == tenant_id, KnowledgeEntry.status != "archived",
+               KnowledgeEntry.published_version.is_not(None))
+        .order_by(KnowledgeEntry.id)
+    )
+    return hash(tuple(tuple(row) for row in rows))
 
 
 def list_entries(session: Session, tenant_id: int, *, status: str | None = None, kind: str | None = None,

@@ -52,17 +52,16 @@ PRESENCE_SUFFIX = "-followers"  # beside the spool root: each follower's "<host>
 
 def tenant_lexicons(settings: Settings) -> Callable[[int], Lexicon]:
     """Each tenant's hot words and KB phrases, from its own published knowledge base
-    (``knowledge.service.hotword_lexicon``): built at start for every tenant, and on first use for a new one."""
-    from knowledge.service import hotword_lexicon
+    (``knowledge.live.TenantLexicons``): built at start for every tenant and on first use for a new one, and
+    rebuilt in the background when an entry is published or archived."""
+    from knowledge.live import TenantLexicons
 
     engine = make_engine(settings.sqlalchemy_url)
-    lexicons: dict[int, Lexicon] = {}
+    lexicons = TenantLexicons()
 
     def lexicon_of(tenant_id: int) -> Lexicon:
-        if tenant_id not in lexicons:
-            with session_scope(engine) as session:
-                lexicons[tenant_id] = hotword_lexicon(session, tenant_id)
-        return lexicons[tenant_id]
+        with session_scope(engine) as session:
+            return lexicons.get(session, tenant_id)
 
     with session_scope(engine) as session:
         tenant_ids = list(session.scalars(select(Tenant.id)))

@@ -37,6 +37,16 @@ def _asr_engine(app):
     return app.state.qa_asr_engine
 
 
+def _lexicons(app):
+    """Each tenant's hot words and KB phrases for transcribing its uploads, kept between requests and rebuilt
+    when its published knowledge base changes."""
+    from knowledge.live import TenantLexicons
+
+    if getattr(app.state, "qa_lexicons", None) is None:
+        app.state.qa_lexicons = TenantLexicons()
+    return app.state.qa_lexicons
+
+
 class ScorecardIn(BaseModel):
     definition: dict = Field(description="Scorecard definition (same shape as the YAML/JSON files).")
 
@@ -143,9 +153,8 @@ async def score_upload(request: Request, file: UploadFile = File(...),
             audio = load_audio(data)
         except AudioError as exc:
             raise AppError("bad_audio", exc.message, 422) from exc
-        from knowledge.service import hotword_lexicon
-
-        tr = transcribe_recording(audio, _asr_engine(request.app), lexicon=hotword_lexicon(session, p.tenant_id))
+        lexicon = _lexicons(request.app).get(session, p.tenant_id)
+        tr = transcribe_recording(audio, _asr_engine(request.app), lexicon=lexicon)
         segments, metadata = tr.segments, {"duration_ms": round(audio.duration_s * 1000)}
     elif suffix == ".json":
         try:

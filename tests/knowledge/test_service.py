@@ -69,14 +69,30 @@ def test_tenant_isolation(engine, tenants):
 
 
 def test_recordings_are_transcribed_with_their_own_tenants_published_phrases(engine, tenants):
+    """A tenant's ASR lexicon follows its published entries: a draft is not live, a publish or an archive is
+    picked up without a restart (rebuilt in the background, the previous lexicon serving meanwhile), and
+    another tenant's entries are never used."""
+    from knowledge.live import TenantLexicons
+
     t, other = tenants
+    lexicons = TenantLexicons()
     with session_scope(engine) as s:
         eid = service.create_entry(s, t, _entry(body="新卡启用后旧卡作废，医保个人账户余额自动转入新卡。")).id
-        assert service.hotword_lexicon(s, t).correct("就卡作费") == "就卡作费"  # a draft is not live yet
+        before = lexicons.get(s, t)
+        assert before.correct("就卡作费了") == "就卡作费了"  # a draft is not live yet
+        assert lexicons.get(s, t) is before  # unchanged: kept
         service.transition(s, t, eid, "submit")
+        assert lexicons.get(s, t) is before
         service.transition(s, t, eid, "publish")
-        assert service.hotword_lexicon(s, t).correct("就卡作费了") == "旧卡作废了"
-        assert service.hotword_lexicon(s, other).correct("就卡作费了") == "就卡作费了"
+        assert lexicons.get(s, t) is before  # the rebuild runs in the background ...
+        lexicons.wait(60)
+        published = lexicons.get(s, t)
+        assert published.correct("就卡作费了") == "旧卡作废了"  # ... and then serves
+        assert lexicons.get(s, other).correct("就卡作费了") == "就卡作费了"
+        service.transition(s, t, eid, "archive")
+        lexicons.get(s, t)
+        lexicons.wait(60)
+        assert lexicons.get(s, t).correct("就卡作费了") == "就卡作费了"
 
 
 def test_entry_validation_messages():

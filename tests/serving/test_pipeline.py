@@ -362,3 +362,12 @@ def test_each_tenants_calls_are_corrected_with_its_own_published_knowledge_base(
         s.flush()
         late_id = late.id
     assert lexicon_of(late_id).correct("就卡作费了") == "就卡作费了"  # a tenant added later: built on first use
+    with session_scope(engine) as s:  # published while the follower runs: picked up without a restart
+        entry = service.create_entry(s, theirs_id, service.EntryIn(
+            kind="faq", title="社保卡怎么补办？", body="新卡启用后旧卡作废。"))
+        service.transition(s, theirs_id, entry.id, "submit")
+        service.transition(s, theirs_id, entry.id, "publish")
+    deadline = time.monotonic() + 60
+    while lexicon_of(theirs_id).correct("就卡作费了") != "旧卡作废了" and time.monotonic() < deadline:
+        time.sleep(0.2)  # rebuilt in the background; the previous lexicon serves meanwhile
+    assert lexicon_of(theirs_id).correct("就卡作费了") == "旧卡作废了"
