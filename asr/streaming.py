@@ -135,7 +135,7 @@ class LegStream:
         self._finals: list[Decode] = []  # ended utterances not yet taken
         # The end of this leg's finals: the text said before the next utterance, given to the engine with its
         # final's decode (the speaker's words, names and topic carry over; docs/speech.md, "Previous text").
-        # Partials go without: the previous text costs a partial a fifth more CPU, and it is for display.
+        # Partials go without: the previous text costs a partial a quarter more CPU, and it is for display.
         self._previous_text = ""
 
     # -- public ---------------------------------------------------------------------------------
