@@ -39,7 +39,7 @@ class PreviousTextParams:
     # (far-field speech on the real clips).  0.3 kept the synthetic calls' gain.
     min_confidence: float = 0.3
 
-    def extend(self, previous: str, text: str, confidence: float, scored: bool = True) -> str:
+    def extend(self, previous: str, text: str, confidence: float, scored: bool) -> str:
         """``previous`` followed by ``text`` when the engine was sure enough of it (``scored``: its confidences
         are real scores), kept to ``max_chars``."""
         if not text or (scored and confidence < self.min_confidence):

@@ -45,7 +45,6 @@ class TenantIndexes:
                 index.remove(payload)
 
 
-
 class TenantLexicons:
     """Each tenant's hot words and KB phrases for ASR (``asr.hotwords.Lexicon.from_kb`` over its published
     entries: terms, and the KB phrases that ASR hears as homophones).  The first use builds one;
@@ -55,7 +54,7 @@ class TenantLexicons:
 
     def __init__(self):
         self._lexicons: dict[int, tuple[int, Lexicon]] = {}  # tenant → (published state, lexicon)
-        self._rebuilding: dict[int, threading.Thread] = {}
+        self._rebuilding: set[int] = set()  # tenants whose lexicon a background thread is rebuilding
         self._lock = threading.Lock()
 
     def get(self, session: Session, tenant_id: int) -> Lexicon:
@@ -68,19 +67,11 @@ class TenantLexicons:
         if built is None:
             self._build(tenant_id, state, texts)
             return self._lexicons[tenant_id][1]
-        thread = threading.Thread(target=self._build, args=(tenant_id, state, texts), daemon=True,
-                                  name=f"lexicon-{tenant_id}")
         with self._lock:
-            self._rebuilding[tenant_id] = thread
-        thread.start()
+            self._rebuilding.add(tenant_id)
+        threading.Thread(target=self._build, args=(tenant_id, state, texts), daemon=True,
+                         name=f"lexicon-{tenant_id}").start()
         return built[1]
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Until the rebuilds under way are done (tests, shutdown)."""
-        with self._lock:
-            threads = list(self._rebuilding.values())
-        for thread in threads:
-            thread.join(timeout)
 
     def _build(self, tenant_id: int, state: int, texts: list[tuple[str, str]]) -> None:
         from asr.hotwords import Lexicon
@@ -91,4 +82,4 @@ class TenantLexicons:
                 self._lexicons[tenant_id] = (state, lexicon)
         finally:
             with self._lock:
-                self._rebuilding.pop(tenant_id, None)
+                self._rebuilding.discard(tenant_id)
