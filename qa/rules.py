@@ -3,8 +3,7 @@
 A condition is a dict.  Combinators: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}``.
 Operators (``op``), each with optional ``role`` (agent|caller) and ``scope``:
 
-- ``keywords``: ``words``, ``mode`` any|all|none|at_least (with ``n``); ``match: pinyin`` compares
-  toneless pinyin (sounds-like, robust to ASR homophones)
+- ``keywords``: ``words``, ``mode`` any|all|none|at_least (with ``n``)
 - ``regex``: ``pattern`` (str or list), ``exclude`` (patterns; a segment matching one is ignored)
 - ``semantic``: ``examples``, ``threshold``: similarity of a segment to any example sentence
 - ``restate``: the agent repeats caller content (复述): ``min_shared`` caller char ``n``-grams
@@ -15,6 +14,9 @@ Operators (``op``), each with optional ``role`` (agent|caller) and ``scope``:
 - ``metadata``: ``field`` ``cmp`` ``value`` on call metadata (duration_ms, hold_ms, transfers, ...)
 - ``sentiment``: lexicon score of a ``role`` ``below`` a threshold, ``mode`` any|average
 - ``answer_errors``: the answer-accuracy check found errors (``severity`` serious|any)
+
+``keywords`` and ``regex`` take ``match: pinyin``: characters are compared by their toneless syllable, so a
+word or pattern also finds what the ASR wrote with homophones (复述 ~ 附数, 街道 ~ 接到).
 
 ``scope``: ``first``/``last`` N segments (counted ``among`` the role's segments, or the whole
 ``call``), ``after``/``before`` an anchor condition (the first segment it matches).
@@ -31,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from qa import sentiment
-from qa.transcript import Segment, count_chars, pinyin, strip_punct
+from qa.transcript import Segment, count_chars, sound_alike, strip_punct
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]
 
@@ -151,11 +153,9 @@ def _keywords(cond: dict, ctx: RuleContext) -> Hit:
     if not words:
         raise RuleError("keywords needs a non-empty words list")
     mode = cond.get("mode", "any")
-    if cond.get("match", "text") == "pinyin":  # sounds-like: robust to ASR homophones (复述 ~ 附数)
-        said = {s: f" {pinyin(s.norm)} " for s in segs}
-        found = {w: [s for s in segs if f" {pinyin(w)} " in said[s]] for w in words}
-    else:
-        found = {w: [s for s in segs if w in s.norm] for w in words}
+    form = _match_form(cond)
+    said = {s: form(s.norm) if form is str else form(strip_punct(s.norm)) for s in segs}  # by sound: across commas
+    found = {w: [s for s in segs if form(w) in said[s]] for w in words}
     present = [w for w, ss in found.items() if ss]
     if mode == "any":
         ok = bool(present)
@@ -172,28 +172,37 @@ def _keywords(cond: dict, ctx: RuleContext) -> Hit:
     return Hit(ok, evidence, segs)
 
 
-def _compile(patterns: Any) -> list[re.Pattern]:
+def _match_form(cond: dict) -> Callable[[str], str]:
+    match = cond.get("match", "text")
+    if match not in ("text", "pinyin"):
+        raise RuleError(f"match must be text or pinyin, not {match!r}")
+    return sound_alike if match == "pinyin" else str
+
+
+def _compile(patterns: Any, form: Callable[[str], str] = str) -> list[re.Pattern]:
     if isinstance(patterns, str):
         patterns = [patterns]
     try:
-        return [re.compile(p) for p in patterns or []]
+        return [re.compile(form(p)) for p in patterns or []]
     except re.error as exc:
         raise RuleError(f"bad regular expression: {exc}") from exc
 
 
 def _regex(cond: dict, ctx: RuleContext) -> Hit:
     segs = select(ctx, cond)
-    pats, excl = _compile(cond.get("pattern")), _compile(cond.get("exclude"))
+    form = _match_form(cond)
+    pats, excl = _compile(cond.get("pattern"), form), _compile(cond.get("exclude"), form)
     if not pats:
         raise RuleError("regex needs a pattern")
     evidence = []
     for s in segs:
-        if any(x.search(s.norm) for x in excl):
+        said = form(s.norm)
+        if any(x.search(said) for x in excl):
             continue
         for p in pats:
-            m = p.search(s.norm)
+            m = p.search(said)
             if m:
-                evidence.append(_ev(s, match=m.group()))
+                evidence.append(_ev(s, match=s.norm[m.start():m.end()]))
                 break
     return Hit(bool(evidence), evidence, segs)
 

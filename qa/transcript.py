@@ -7,7 +7,9 @@ turns any of them into ``Segment`` objects sorted by start time.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 ROLES = ("agent", "caller")
@@ -44,11 +46,24 @@ def count_chars(text: str) -> int:
     return len(strip_punct(text))
 
 
-def pinyin(text: str) -> str:
-    """Toneless pinyin syllables separated by spaces (for matching what ASR mis-spelt but heard right)."""
+_SYLLABLES: dict[str, str] = {}
+_SYLLABLES_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _stand_in(char: str) -> str:
     from pypinyin import lazy_pinyin
 
-    return " ".join(p for p in lazy_pinyin(strip_punct(text)) if p.strip())
+    syllable = lazy_pinyin(char)[0]
+    with _SYLLABLES_LOCK:
+        return _SYLLABLES.setdefault(syllable, chr(0xF0000 + len(_SYLLABLES)))  # a private-use character
+
+
+def sound_alike(text: str) -> str:
+    """``text`` with each Chinese character replaced by one stand-in per toneless syllable (the character read
+    alone), so words and patterns written in characters also find what the ASR wrote with homophones
+    (街道 ~ 接到, 管 ~ 馆).  Other characters stay, and so do positions: a match's span indexes ``text``."""
+    return "".join(_stand_in(c) if "\u4e00" <= c <= "\u9fff" else c for c in text)
 
 
 @dataclass(eq=False)

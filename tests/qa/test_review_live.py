@@ -109,6 +109,8 @@ def test_live_checker_warns_before_the_call_ends():
     assert [w.item for w in out] == ["police_110"] and isinstance(out[0], QAWarning)
     out = checker.process(_final("agent", 12500, 16000, "这个你自己去查吧。"))
     assert any(w.item == "forbidden_phrases" and "你自己去查" in w.message for w in out)
+    out = checker.process(_final("agent", 16000, 16400, "这个不归我们馆。"))  # a homophone the ASR wrote
+    assert any(w.item == "forbidden_phrases" and "不归我们馆" in w.message for w in out)
     out = checker.process(_final("agent", 16500, 20000, "还有什么问题吗？没有的话感谢您的来电。"))
     assert "read_back" in [w.item for w in out]
     # each requirement warns once

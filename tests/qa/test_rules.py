@@ -157,3 +157,26 @@ def test_pinyin_keywords_survive_asr_homophones():
     assert evaluate(cond, ctx(heard)).matched and not evaluate({**cond, "match": "text"}, ctx(heard)).matched
     assert evaluate({"op": "regex", "role": A, "pattern": "转接110"}, ctx(heard)).matched  # 腰腰零 → 110
     assert normalize_text("来宾123-45热线") == "来宾12345热线"
+
+
+def test_forbidden_wording_is_caught_when_asr_writes_a_homophone():
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    opening = [(A, 0, 4000, "您好，来宾12345热线，15号为您服务。"), (C, 4500, 8000, "我家门口的路灯坏了。")]
+    misheard = segs(*opening, (A, 8500, 12000, "这个不归我们馆，你到时候问接到吧。"))  # 管, 街道 (calls d020, d031)
+    res = score_call(misheard, {}, card, None)
+    assert not res.item("forbidden_phrases").passed and not res.item("first_contact").passed
+    assert res.item("forbidden_phrases").evidence[0]["match"] == "不归我们馆"  # what was heard, not the pattern
+    offered = segs(*opening, (A, 8500, 12000, "这个不归我们馆，我帮您转接供电局。"))  # the exclusions hold by sound too
+    res = score_call(offered, {}, card, None)
+    assert res.item("forbidden_phrases").passed and res.item("first_contact").passed
+    looked_after = segs(*opening, (A, 8500, 12000, "您自己照顾好家里老人，路灯我们马上派单。"))  # 照 sounds like 找
+    assert score_call(looked_after, {}, card, None).item("forbidden_phrases").passed
+
+
+def test_match_by_sound_keeps_positions_and_rejects_unknown_modes():
+    heard = segs((A, 0, 5000, "你到时候问接到吧，谢谢。"))
+    hit = evaluate({"op": "regex", "role": A, "match": "pinyin", "pattern": "问(街道|社区)吧"}, ctx(heard))
+    assert hit.matched and hit.evidence[0]["match"] == "问接到吧"
+    assert not evaluate({"op": "regex", "role": A, "pattern": "问(街道|社区)吧"}, ctx(heard)).matched
+    with pytest.raises(RuleError, match="match"):
+        evaluate({"op": "keywords", "role": A, "match": "sound", "words": ["街道"]}, ctx(heard))
