@@ -20,31 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.audio import AudioError, pcm16_to_float, resample
-from asr.engines.base import AsrEngine, Recognised, transcribe_batch
+from asr.engines.base import AsrEngine, PreviousTextParams, Recognised, transcribe_batch
 from asr.hotwords import Lexicon
 from asr.text import punctuate
 from asr.vad import Endpointer, SileroVad, VadParams
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
 
 Output = TranscriptPartial | TranscriptFinal
-
-
-@dataclass(frozen=True)
-class PreviousTextParams:
-    """Which of a leg's finals are passed on as the text said before its next utterance (``Decode.prompt``), for
-    the engine to condition the next final's decode on (docs/speech.md, "Previous text")."""
-
-    max_chars: int = 400  # more than any engine's budget takes (Whisper: ``previous_text_tokens``, at most 223)
-    # A final below this confidence is not passed on: a misheard utterance given as context is heard again
-    # (far-field speech on the real clips).  0.3 kept the synthetic calls' gain.
-    min_confidence: float = 0.3
-
-    def extend(self, previous: str, text: str, confidence: float, scored: bool) -> str:
-        """``previous`` followed by ``text`` when the engine was sure enough of it (``scored``: its confidences
-        are real scores), kept to ``max_chars``."""
-        if not text or (scored and confidence < self.min_confidence):
-            return previous
-        return (previous + text)[-self.max_chars:]
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,8 @@ def run_asr_bench(
         "hotwords": bool(lexicon),
         "lexicon_terms": len(lexicon.terms) if lexicon else 0,
         "kb_phrases": len(lexicon.phrases) if lexicon and lexicon.phrases else 0,  # phrases repaired as heard
-        "previous_text_tokens": settings.asr_previous_text_tokens if live else 0,  # live: the leg's previous finals
+        # live: each final after the leg's previous finals; offline: each piece after the channel's earlier pieces
+        "previous_text_tokens": settings.asr_previous_text_tokens,
         "cer": round(errors / max(1, chars), 4),
         "items": len(items),
         "ref_chars": chars,
@@ -174,7 +175,7 @@ def register(eval_app: typer.Typer) -> None:
         live: bool = typer.Option(False, "--live", help="按实时通话路径识别（VAD 断句、逐句解码，时延优先）；默认按录音质检路径"),
         no_kb_phrases: bool = typer.Option(False, "--no-kb-phrases", help="只用热词，不修复知识库短语的同音字（对比用）"),
         no_previous_text: bool = typer.Option(False, "--no-previous-text",
-                                              help="实时路径解码每句时不提供本通道前文（对比用）"),
+                                              help="解码每句时不提供本通道前文（对比用）"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""

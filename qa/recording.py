@@ -13,7 +13,7 @@ import numpy as np
 
 from asr.audio import Audio, resample
 from asr.diarization import DiarizationParams, Turn, assign_roles, diarize
-from asr.engines.base import transcribe_batch
+from asr.engines.base import PreviousTextParams, transcribe_batch
 
 
 @dataclass
@@ -31,18 +31,24 @@ def _turn_audio(audio: Audio, turn: Turn, channel: int | None) -> np.ndarray:
 
 
 def transcribe_recording(audio: Audio, engine, *, lexicon=None, params: DiarizationParams = DiarizationParams(),
-                         batch: int = 8) -> Transcription:
+                         previous_text: PreviousTextParams = PreviousTextParams()) -> Transcription:
+    """Each turn is decoded in time order after the text of the conversation so far (both parties: the caller's
+    question is context for the agent's answer), as Whisper transcribes long audio; see docs/speech.md."""
     turns = diarize(audio, params)
     stereo = bool(turns) and {t.speaker for t in turns} <= set(params.channel_map)
     channel_of = {name: i for i, name in enumerate(params.channel_map)}
-    clips = [_turn_audio(audio, t, channel_of[t.speaker] if stereo else None) for t in turns]
     hotwords = lexicon.prompt_terms() if lexicon else None
     texts: dict[int, str] = {}
-    for lo in range(0, len(clips), batch):
-        for j, recs in enumerate(transcribe_batch(engine, clips[lo:lo + batch], hotwords=hotwords)):
-            text = "".join(r.text for r in recs).strip()
-            if text:
-                texts[lo + j] = lexicon.correct(text) if lexicon else text
+    previous = ""
+    for i, turn in enumerate(turns):  # in time order
+        clip = _turn_audio(audio, turn, channel_of[turn.speaker] if stereo else None)
+        recs = transcribe_batch(engine, [clip], hotwords=hotwords, prompts=[previous or None])[0]
+        text = "".join(r.text for r in recs).strip()
+        if not text:
+            continue
+        texts[i] = lexicon.correct(text) if lexicon else text
+        previous = previous_text.extend(previous, texts[i], min(r.confidence for r in recs),
+                                        scored=engine.capabilities.confidence)
     roles = assign_roles(turns, texts)
     segments = [{"role": roles[t.speaker], "start_ms": t.start_ms, "end_ms": t.end_ms, "text": texts[i]}
                 for i, t in enumerate(turns) if i in texts and roles.get(t.speaker) in ("agent", "caller")]

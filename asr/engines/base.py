@@ -18,6 +18,25 @@ class EngineCapabilities:
     sample_rates: tuple[int, ...] = (16000,)  # rates ``transcribe`` accepts; callers resample to 16 kHz
 
 
+@dataclass(frozen=True)
+class PreviousTextParams:
+    """Which recognised text is passed on as the text said before the next utterance (a live leg's finals as
+    ``Decode.prompt``; a recording's earlier turns), for the engine to condition the next decode on
+    (docs/speech.md, "Previous text")."""
+
+    max_chars: int = 400  # more than any engine's budget takes (Whisper: ``previous_text_tokens``, at most 223)
+    # Text recognised below this confidence is not passed on: a misheard utterance given as context is heard
+    # again (far-field speech on the real clips).  0.3 kept the synthetic calls' gain.
+    min_confidence: float = 0.3
+
+    def extend(self, previous: str, text: str, confidence: float, scored: bool) -> str:
+        """``previous`` followed by ``text`` when the engine was sure enough of it (``scored``: its confidences
+        are real scores), kept to ``max_chars``."""
+        if not text or (scored and confidence < self.min_confidence):
+            return previous
+        return (previous + text)[-self.max_chars:]
+
+
 @dataclass
 class Recognised:
     text: str

@@ -7,13 +7,13 @@ import math
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from asr.audio import AudioError
-from asr.engines.base import EngineCapabilities, Recognised
+from asr.engines.base import EngineCapabilities, PreviousTextParams, Recognised
 from asr.engines.mandarin_vocab import KEPT_IDS_FILE
 from asr.text import clean_hypothesis, punctuate
 
@@ -85,11 +85,13 @@ class WhisperParams:
     tail_pad_s: float = 0.5  # silence appended so the last syllable is not cut
     max_utterance_s: float = 20.0  # longer audio is split at VAD pauses first
     max_new_tokens: int = 160
-    # The text said before an utterance (``prompt``: a live leg's previous finals) is given to the decoder as
-    # Whisper's previous text, at most this many tokens of it (Whisper takes ``MAX_PREVIOUS_TOKENS``).
+    # The text said before an utterance (``prompt``: a live leg's previous finals, a recording's earlier turns,
+    # the earlier pieces of long audio) is given to the decoder as Whisper's previous text, at most this many
+    # tokens of it (Whisper takes ``MAX_PREVIOUS_TOKENS``; 0: none, and long audio is decoded in one batch).
     # CTranslate2 decodes a batch only when every prompt has the same length, so a fixed budget keeps the legs
     # of a follower in one batch once each has said that much.  See docs/speech.md, "Previous text".
     previous_text_tokens: int = 64
+    previous_text: PreviousTextParams = field(default_factory=PreviousTextParams)  # which pieces of long audio
     max_tokens_per_second: float = 10.0  # Mandarin is ~4-6 tokens/s; more is a decoding loop
     no_speech_threshold: float = 0.6  # drop the result when Whisper itself says "no speech" ...
     no_speech_logprob: float = -0.8  # ... and its mean token log-probability is below this
@@ -139,8 +141,16 @@ class WhisperEngine:
             spans = [(0, len(audio))]
         else:
             spans = self._split(audio)
-        results = self.transcribe_many([audio[a:b] for a, b in spans], hotwords=hotwords,
-                                       prompts=[prompt] + [None] * (len(spans) - 1), partial=partial)
+        if len(spans) == 1 or not self.params.previous_text_tokens:
+            results = self.transcribe_many([audio[a:b] for a, b in spans], hotwords=hotwords,
+                                           prompts=[prompt] + [None] * (len(spans) - 1), partial=partial)
+        else:  # each piece after the text of the pieces before it, as Whisper transcribes long audio
+            results, previous = [], prompt or ""
+            for a, b in spans:
+                results += self.transcribe_many([audio[a:b]], hotwords=hotwords, prompts=[previous or None],
+                                                partial=partial)
+                for r in results[-1]:
+                    previous = self.params.previous_text.extend(previous, r.text, r.confidence, scored=True)
         out = []
         for (a, _), res in zip(spans, results):
             out += [Recognised(r.text, r.start_ms + a // 16, r.end_ms + a // 16, r.confidence) for r in res]

@@ -1,5 +1,6 @@
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -114,6 +115,30 @@ def test_live_engine_conditions_each_utterance_on_its_own_previous_text(whisper_
     assert texts(whisper_engine.transcribe_many(clips, prompts=prompts)) == alone
     budget = whisper_engine.params.previous_text_tokens
     assert len(whisper_engine._prompt(None, turns[4]["text"] * 3)) == len(whisper_engine._prompt(None, None)) + 1 + budget
+
+
+def test_long_audio_is_decoded_piece_by_piece_after_the_text_before(whisper_engine, synthetic_calls, monkeypatch):
+    """Audio longer than ``max_utterance_s`` (a recording's channel) is cut at pauses, and each piece is decoded
+    after the text of the pieces before it, as Whisper transcribes long audio; with no previous-text budget the
+    pieces go in one batch."""
+    audio = load_audio(synthetic_calls / "audio" / "d001.flac")
+    channel = resample(audio.samples[0][: 60 * audio.sample_rate], audio.sample_rate, 16000)
+    many, calls = whisper_engine.transcribe_many, []
+
+    def spy(utterances, **kw):
+        calls.append(list(kw.get("prompts") or []))
+        return many(utterances, **kw)
+
+    monkeypatch.setattr(whisper_engine, "transcribe_many", spy)
+    pieces = [r.text for r in whisper_engine.transcribe(channel, prompt="来宾市")]
+    assert len(calls) == len(pieces) >= 3 and all(len(c) == 1 for c in calls)
+    prompts = [c[0] for c in calls]
+    assert prompts[0] == "来宾市" and prompts[1] == "来宾市" + pieces[0]
+    assert prompts[-1].endswith(pieces[-2]) and len(prompts[-1]) > len(prompts[1])
+    calls.clear()
+    monkeypatch.setattr(whisper_engine, "params", replace(whisper_engine.params, previous_text_tokens=0))
+    whisper_engine.transcribe(channel)
+    assert len(calls) == 1 and len(calls[0]) >= 3
 
 
 def test_whisper_outputs_nothing_for_silence_and_noise(whisper_engine):

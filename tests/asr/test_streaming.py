@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from asr.audio import AudioError, load_audio
-from asr.engines.base import EngineCapabilities, Recognised
-from asr.streaming import LegStream, PreviousTextParams, StreamParams, decode_all
+from asr.engines.base import EngineCapabilities, PreviousTextParams, Recognised
+from asr.streaming import LegStream, StreamParams, decode_all
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad, VadParams, speech_segments
 from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial

@@ -27,13 +27,26 @@ def d020(shared_data):
 
 
 @pytest.mark.slow
-def test_stereo_recording_is_scored_with_evidence(engine, d020):
+def test_stereo_recording_is_scored_with_evidence(engine, d020, monkeypatch):
+    """Each turn is decoded after the conversation so far, both parties (docs/speech.md, "Previous text"); the
+    agent's forbidden wording is found even where the context makes Whisper write a homophone of it."""
     from asr.audio import Audio
     from qa.recording import transcribe_recording
 
+    many, prompts = engine.transcribe_many, []
+
+    def spy(utterances, **kw):
+        prompts.extend(kw.get("prompts") or [None] * len(utterances))
+        return many(utterances, **kw)
+
+    monkeypatch.setattr(engine, "transcribe_many", spy)
     head = Audio(d020.samples[:, : 40 * d020.sample_rate], d020.sample_rate)  # keeps the tests short
     tr = transcribe_recording(head, engine)
     assert tr.mode == "stereo" and tr.segments[0]["role"] == "agent"
+    assert prompts[0] is None and len(prompts) == len(tr.turns)
+    said = [s["text"] for s in tr.segments]
+    assert prompts[len(said) - 1] == "".join(said[:-1])  # caller's and agent's turns alike (all confident here)
+    assert {s["role"] for s in tr.segments[:-1]} == {"agent", "caller"}
     res = score_call(tr.segments, {"duration_ms": 40000}, default_scorecard(), None)
     forbidden = res.item("forbidden_phrases")  # d020: "这个不归我们管" at 21.6–26.0 s
     assert not forbidden.passed and 20000 <= forbidden.evidence[0]["start_ms"] <= 23000
