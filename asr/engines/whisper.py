@@ -150,7 +150,8 @@ class WhisperEngine:
                 results += self.transcribe_many([audio[a:b]], hotwords=hotwords, prompts=[previous or None],
                                                 partial=partial)
                 for r in results[-1]:
-                    previous = self.params.previous_text.extend(previous, r.text, r.confidence, scored=True)
+                    previous = self.params.previous_text.extend(previous, r.text, r.confidence,
+                                                                self.capabilities.confidence)
         out = []
         for (a, _), res in zip(spans, results):
             out += [Recognised(r.text, r.start_ms + a // 16, r.end_ms + a // 16, r.confidence) for r in res]
