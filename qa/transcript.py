@@ -52,9 +52,9 @@ _SYLLABLES_LOCK = threading.Lock()
 
 @lru_cache(maxsize=None)
 def _stand_in(char: str) -> str:
-    from pypinyin import lazy_pinyin
+    from asr.pinyin import syllables
 
-    syllable = lazy_pinyin(char)[0]
+    syllable = syllables(char)[0]
     with _SYLLABLES_LOCK:
         return _SYLLABLES.setdefault(syllable, chr(0xF0000 + len(_SYLLABLES)))  # a private-use character
 
