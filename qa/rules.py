@@ -342,9 +342,11 @@ def evaluate(cond: dict, ctx: RuleContext) -> Hit:
     if "all" in cond or "any" in cond:
         want_all = "all" in cond
         parts = []
-        for c in cond["all"] if want_all else cond["any"]:  # short-circuit like and/or
+        # ``all`` stops at the first part that fails.  ``any`` looks at every part, so that a forbidden item
+        # lists each violation whichever alternative found it, and an anchor is the earliest segment any matches.
+        for c in cond["all"] if want_all else cond["any"]:
             parts.append(evaluate(c, ctx))
-            if parts[-1].matched != want_all:
+            if want_all and not parts[-1].matched:
                 break
         ok = all(p.matched for p in parts) if want_all else any(p.matched for p in parts)
         evidence = [e for p in parts if p.matched for e in p.evidence]

@@ -180,3 +180,15 @@ def test_match_by_sound_keeps_positions_and_rejects_unknown_modes():
     assert not evaluate({"op": "regex", "role": A, "pattern": "问(街道|社区)吧"}, ctx(heard)).matched
     with pytest.raises(RuleError, match="match"):
         evaluate({"op": "keywords", "role": A, "match": "sound", "words": ["街道"]}, ctx(heard))
+
+
+def test_any_lists_the_evidence_of_every_alternative():
+    """A forbidden item with an exact and a sound-alike alternative shows each violation, in call order."""
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    call = segs((A, 0, 4000, "您好，来宾12345热线，15号为您服务。"), (C, 4500, 8000, "我家门口的路灯坏了。"),
+                (A, 8500, 12000, "这个你自己去查。"), (C, 12500, 14000, "啊？"), (A, 14500, 18000, "这个不归我们管。"))
+    res = score_call(call, {}, card, None)
+    assert sorted(e["start_ms"] for e in res.item("forbidden_phrases").evidence) == [8500, 14500]
+    anchor = {"any": [{"op": "regex", "role": A, "pattern": "不归我们管"}, {"op": "regex", "role": A, "pattern": "自己去查"}]}
+    after = evaluate({"op": "keywords", "role": C, "words": ["啊"], "scope": {"after": anchor}}, ctx(call))
+    assert after.matched  # the anchor is the earliest segment either alternative matches (8.5 s, not 14.5 s)
