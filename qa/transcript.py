@@ -59,6 +59,7 @@ def _stand_in(char: str) -> str:
         return _SYLLABLES.setdefault(syllable, chr(0xF0000 + len(_SYLLABLES)))  # a private-use character
 
 
+@lru_cache(maxsize=8192)  # the live checker compares every segment and pattern again at each new sentence
 def sound_alike(text: str) -> str:
     """``text`` with each Chinese character replaced by one stand-in per toneless syllable (the character read
     alone), so words and patterns written in characters also find what the ASR wrote with homophones
