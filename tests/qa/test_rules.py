@@ -173,6 +173,17 @@ def test_forbidden_wording_is_caught_when_asr_writes_a_homophone():
     assert score_call(looked_after, {}, card, None).item("forbidden_phrases").passed
 
 
+def test_dont_know_is_forbidden_as_an_answer_but_polite_in_a_question():
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    opening = [(A, 0, 4000, "您好，来宾12345热线，15号为您服务。"), (C, 4500, 8000, "孩子上学的事归哪里管？")]
+    for text, forbidden in [("这个我不知道你到时候问接到吧。", True),  # ASR dropped the comma (call d031)
+                            ("这个我不知道，你问街道吧。", True),
+                            ("不知道您是否方便留个电话？", False),
+                            ("您知不知道具体是哪个学校？", False)]:
+        res = score_call(segs(*opening, (A, 8500, 12000, text)), {}, card, None)
+        assert res.item("forbidden_phrases").passed is not forbidden, text
+
+
 def test_match_by_sound_keeps_positions_and_rejects_unknown_modes():
     heard = segs((A, 0, 5000, "你到时候问接到吧，谢谢。"))
     hit = evaluate({"op": "regex", "role": A, "match": "pinyin", "pattern": "问(街道|社区)吧"}, ctx(heard))
