@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from copilot.alerts import AlertDetector
-from copilot.category import CategoryModel
+from copilot.category import CategoryModel, CategoryPrediction
 from copilot.ticket import TicketDraft, TicketDrafter
 from domain.events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
                            TranscriptFinal, TranscriptPartial)
@@ -77,7 +77,8 @@ class CallCopilot:
             return []
         text = event.text.strip()
         self.caller_turns.append(text)
-        out: list[Event] = self._police(self.caller_turns)
+        category = self._predict_category()
+        out: list[Event] = self._police(self.caller_turns, category)
         for det in self.engine.detector.sensitive(text):
             if det.kind not in self.flags_raised:
                 self.flags_raised.add(det.kind)
@@ -86,23 +87,29 @@ class CallCopilot:
         if self.police_raised:
             self.draft.request_type = self.engine.params.police_request_type
         if len(text) >= self.engine.params.min_caller_chars:
-            out.append(self._suggest(text, event.ts))
+            out.append(self._suggest(text, event.ts, category))
         return out
 
     def close(self) -> list[Event]:
         return []
 
-    def _police(self, turns: list[str]) -> list[Event]:
+    def _predict_category(self) -> CategoryPrediction:
+        text = category_text(self.caller_turns, self.engine.params)
+        if text != self._category_text:
+            self._category_text, self._category = text, self.engine.category.predict(text)
+        return self._category
+
+    def _police(self, turns: list[str], category: CategoryPrediction | None = None) -> list[Event]:
         if self.police_raised:
             return []
-        det = self.engine.detector.police(turns)
+        det = self.engine.detector.police(turns, category)
         if det is None:
             return []
         self.police_raised = True
         self.draft.request_type = self.engine.params.police_request_type
         return [self._event(PoliceAlert, reason=det.kind, evidence=det.evidence)]
 
-    def _suggest(self, text: str, source_ts: float) -> Suggestion:
+    def _suggest(self, text: str, source_ts: float, category: CategoryPrediction) -> Suggestion:
         p = self.engine.params
         context = "，".join(self.caller_turns[-p.context_turns:])[-p.context_chars:]
         merged: dict = {}
@@ -113,10 +120,6 @@ class CallCopilot:
                     merged[hit.id] = hit
         hits: list[Hit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
         no_match = not hits or hits[0].score < self.engine.index.params.no_match_threshold
-        category_text = "，".join(self.caller_turns)[: p.category_chars]
-        if category_text != self._category_text:
-            self._category_text, self._category = category_text, self.engine.category.predict(category_text)
-        category = self._category
         show_path = category.confidence >= self.engine.category.params.min_confidence
         new_ids = [h.id for h in hits if h.id not in self.suggested_ids and not no_match]
         if new_ids:
@@ -139,6 +142,11 @@ class CallCopilot:
             ticket_draft=draft,
             source_segment_ts=source_ts,
         )
+
+
+def category_text(caller_turns: list[str], params: CopilotParams = CopilotParams()) -> str:
+    """What the category is predicted from: the opening of everything the caller said."""
+    return "，".join(caller_turns)[: params.category_chars]
 
 
 def latency_ms(suggestion: Suggestion) -> float | None:

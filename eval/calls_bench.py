@@ -347,15 +347,24 @@ def _categorizer():
 
 
 def _police_detector():
-    """The copilot helper's 110 detector, run turn by turn over the caller's speech like the live copilot."""
+    """The copilot helper's 110 detector, run turn by turn over the caller's speech like the live copilot:
+    its rules, and the work-order classifier's view of what the caller said so far."""
     try:
         from copilot.alerts import AlertDetector
+        from copilot.category import load_category_model
+        from copilot.processor import category_text
+        from knowledge.embedding import configured_embedder
     except ImportError:
         return None
+    from domain.settings import get_settings
+
+    settings = get_settings()
+    model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
     detector = AlertDetector()
 
     def detect(segs) -> bool:
         turns = [s.text for s in segs if s.role == "caller"]
-        return any(detector.police(turns[: i + 1]) for i in range(len(turns)))
+        return any(detector.police(turns[: i + 1], model.predict(category_text(turns[: i + 1])))
+                   for i in range(len(turns)))
 
     return detect

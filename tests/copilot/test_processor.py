@@ -54,6 +54,18 @@ def test_police_alert_from_partial_once(engine):
     assert s.ticket_draft["police_110"] and s.ticket_draft["request_type"] == "求助"
 
 
+def test_police_alert_when_asr_garbles_the_word_a_rule_needs(engine):
+    """撬 heard as 跳 and 翘: no rule matches, the classifier still sees a theft in progress."""
+    proc = engine.new_processor(_final("", call="c4"))
+    garbled = "喂，我跟你说，我们车库里有个人正在跳车锁，已经翘开两辆车的门了"
+    assert engine.detector.police([garbled]) is None
+    alerts = [e for e in proc.process(_final(garbled, call="c4")) if isinstance(e, PoliceAlert)]
+    assert len(alerts) == 1 and "核实" in alerts[0].reason and "跳车锁" in alerts[0].evidence
+    past = engine.new_processor(_final("", call="c5"))  # the same category, but a past matter
+    out = past.process(_final("我的电动车上个月丢了，派出所立了案，刚才打电话问也没结果", call="c5"))
+    assert not any(isinstance(e, PoliceAlert) for e in out)
+
+
 def test_sensitive_flag_and_draft_fields(engine):
     proc = engine.new_processor(_final("", call="c3"))
     proc.process(_final("我要投诉，楼上702天天半夜唱歌，吵得孩子睡不着", call="c3"))
