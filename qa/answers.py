@@ -290,12 +290,12 @@ class AnswerChecker:
         topic = self.candidates(caller_text, p.topic_k) if caller_text else []
         errors: list[AnswerError] = []
         for seg in segments:
-            if seg.role != "agent":
-                continue
             asked = [s.text for s in segments if s.role == "caller" and s.idx < seg.idx][-1:]
+            if seg.role != "agent" or not asked:
+                continue  # before the caller has said anything the agent greets; nothing is answered yet
             cands = list(dict.fromkeys(self.candidates(" ".join(asked + [seg.text]), p.top_k) + topic))
             heard = {(f.kind, f.unit, f.value) for s in segments if s.role == "caller" and s.idx < seg.idx
-                     for f in extract_facts(s.text)}
+                     for f in extract_facts(s.norm)}  # digits as spoken: 幺五幺… (ASR: 腰五腰…) is 151…
             err = self._check_segment(seg, cands, topic, heard)
             if err:
                 errors.append(err)

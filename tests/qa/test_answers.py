@@ -20,6 +20,9 @@ KB = [
 ]
 
 
+PHONE_KB = {"id": "kb5", "question": "社保卡挂失打什么电话？", "answer": "挂失电话是社保服务热线12333。"}
+
+
 def call(question, answer):
     return normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": question},
                       {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": answer}])
@@ -75,3 +78,21 @@ def test_office_floor_contradiction_is_minor():
     (err,) = AnswerChecker(kb).check(call("二手房过户去哪办", "您到政务服务中心3楼不动产登记窗口办理。"))
     assert err.error_type == "location" and err.severity == "minor"
     assert AnswerChecker(kb).check(call("二手房过户去哪办", "到政务服务中心二楼不动产登记窗口。")) == []
+
+
+def test_the_greeting_before_the_caller_speaks_is_not_an_answer():
+    """ASR can mishear the hotline's own number in the greeting (12325); nothing has been asked yet."""
+    checker = AnswerChecker(KB + [PHONE_KB])
+    greeting = {"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12325热线，请问有什么可以帮您？"}
+    asked = {"role": "caller", "start_ms": 3500, "end_ms": 6000, "text": "社保卡挂失打什么电话？"}
+    answer = {"role": "agent", "start_ms": 6500, "end_ms": 9000, "text": "挂失电话是社保服务热线12333。"}
+    assert checker.check(normalize([greeting, asked, answer])) == []
+    (err,) = checker.check(normalize([greeting, asked, {**answer, "text": "挂失电话是社保服务热线12325。"}]))
+    assert err.error_type == "phone" and err.kb_id == "kb5"  # the same number in an answer is checked
+
+
+def test_a_phone_number_read_back_to_the_caller_is_not_checked_against_the_kb():
+    checker = AnswerChecker(KB + [PHONE_KB])
+    read_back = normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡挂失，我电话腰五腰77291637"},
+                           {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": "您的电话15177291637，我帮您挂失。"}])
+    assert checker.check(read_back) == []  # 腰 is how the ASR writes the spoken 幺 (1)
