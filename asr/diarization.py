@@ -36,6 +36,10 @@ class DiarizationParams:
     merge_gap_ms: int = 300  # same-speaker turns closer than this are merged
     min_turn_ms: int = 200  # shorter turns are dropped
     vad: VadParams = field(default_factory=lambda: VadParams(min_silence_ms=300, speech_pad_ms=60, max_utterance_ms=600_000))
+    # a turn's audio handed to the ASR reaches this far into the silence around it (never into a neighbouring
+    # turn of the same channel, or of anyone on a mono mix): the VAD's onset lags a soft start such as 您好,
+    # which the ASR then drops
+    asr_pad_ms: int = 200
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ def cn_to_int(s: str) -> int:
 
 
 _UNIT_AFTER = r"(?=\s*(?:个)?(?:工作日|日|天|月|年|周岁|周|小时|分钟|元|万元|点|时|号|倍|岁|次|档|栋|楼|号线|路|人))"
-_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千万]+" + _UNIT_AFTER)
+# a number is never said starting with 百, 千 or 万 (一百, 两千): a bare one is a misheard digit (付百元 for 四百元)
+_CN_NUMBER = re.compile(r"(?<![零〇一二两三四五六七八九十百千万])(?![百千万])[零〇一二两三四五六七八九十百千万]+" + _UNIT_AFTER)
 _PERCENT_CN = re.compile(r"百分之([零一二两三四五六七八九十百]+)")
 
 

@@ -24,9 +24,18 @@ class Transcription:
     audio_seconds: float
 
 
-def _turn_audio(audio: Audio, turn: Turn, channel: int | None) -> np.ndarray:
+def _asr_span(turns: list[Turn], i: int, stereo: bool, pad_ms: int) -> tuple[int, int]:
+    """Turn ``i`` widened by ``pad_ms`` on each side, up to the nearest turn that shares its audio."""
+    turn = turns[i]
+    near = [u for j, u in enumerate(turns) if j != i and (not stereo or u.speaker == turn.speaker)]
+    lo = max([u.end_ms for u in near if u.end_ms <= turn.start_ms], default=0)
+    hi = min([u.start_ms for u in near if u.start_ms >= turn.end_ms], default=turn.end_ms + pad_ms)
+    return max(lo, turn.start_ms - pad_ms), min(hi, turn.end_ms + pad_ms)
+
+
+def _turn_audio(audio: Audio, span: tuple[int, int], channel: int | None) -> np.ndarray:
     x = audio.samples[channel] if channel is not None else audio.mono()
-    a, b = turn.start_ms * audio.sample_rate // 1000, turn.end_ms * audio.sample_rate // 1000
+    a, b = span[0] * audio.sample_rate // 1000, span[1] * audio.sample_rate // 1000
     return resample(np.ascontiguousarray(x[a:b]), audio.sample_rate, 16000)
 
 
@@ -41,7 +50,8 @@ def transcribe_recording(audio: Audio, engine, *, lexicon=None, params: Diarizat
     texts: dict[int, str] = {}
     previous = ""
     for i, turn in enumerate(turns):  # in time order
-        clip = _turn_audio(audio, turn, channel_of[turn.speaker] if stereo else None)
+        clip = _turn_audio(audio, _asr_span(turns, i, stereo, params.asr_pad_ms),
+                           channel_of[turn.speaker] if stereo else None)
         recs = transcribe_batch(engine, [clip], hotwords=hotwords, prompts=[previous or None])[0]
         text = "".join(r.text for r in recs).strip()
         if not text:

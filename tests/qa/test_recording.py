@@ -66,3 +66,15 @@ def test_mono_recording_is_diarized_and_roles_assigned(engine, d020):
     assert roles == {"agent", "caller"}
     first_agent = next(s for s in tr.segments if s["role"] == "agent")
     assert first_agent["start_ms"] < 2000 and "服务" in first_agent["text"]
+
+
+def test_turn_audio_reaches_into_the_silence_around_it_but_not_into_a_neighbour():
+    """The VAD's onset lags a soft start (您好), so the ASR gets a little more audio than the turn."""
+    from asr.diarization import Turn
+    from qa.recording import _asr_span
+
+    turns = [Turn(1000, 3000, "agent"), Turn(3050, 5000, "caller"), Turn(5100, 7000, "agent")]
+    assert _asr_span(turns, 0, stereo=True, pad_ms=200) == (800, 3200)  # the caller is on the other channel
+    assert _asr_span(turns, 2, stereo=True, pad_ms=200) == (4900, 7200)
+    assert _asr_span(turns, 0, stereo=False, pad_ms=200) == (800, 3050)  # a mono mix: the caller's audio
+    assert _asr_span(turns, 1, stereo=False, pad_ms=200) == (3000, 5100)
