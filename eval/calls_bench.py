@@ -167,8 +167,9 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     }
 
 
-def _tools(kb: list[dict], lexical: bool) -> tuple[Any, Any, str]:
-    """(embed, retrieve, retrieval name): the knowledge helper's embedder and hybrid index.
+def _tools(kb: list[dict], lexical: bool, spoken: bool) -> tuple[Any, Any, str]:
+    """(embed, retrieve, retrieval name): the knowledge helper's embedder and hybrid index, ranking with its
+    ranker for ASR transcripts when ``spoken`` (as QA scoring in the running system does).
 
     Falls back to ``qa.answers.LexicalRetriever`` when asked (``--lexical``) or when the hybrid
     index cannot be built; the report names the retrieval actually used and why.
@@ -191,9 +192,9 @@ def _tools(kb: list[dict], lexical: bool) -> tuple[Any, Any, str]:
         return embedder.queries, lexical_retrieve, f"qa.answers.LexicalRetriever (hybrid index unavailable: {exc})"
 
     def retrieve(query: str, k: int) -> list[tuple[str, float]]:
-        return [(str(h.id), h.score) for h in index.search(query, k).hits]
+        return [(str(h.id), h.score) for h in index.search(query, k, spoken=spoken).hits]
 
-    return embedder.queries, retrieve, "knowledge.retrieval.HybridIndex"
+    return embedder.queries, retrieve, f"knowledge.retrieval.HybridIndex ({'spoken' if spoken else 'typed'} ranker)"
 
 
 def register(eval_app: typer.Typer) -> None:
@@ -217,7 +218,7 @@ def register(eval_app: typer.Typer) -> None:
             calls = [d for d in calls if d["id"] in wanted]
         calls = calls[: limit or None]
         kb = load_kb(data)
-        embed, retrieve, retrieval = _tools(kb, lexical)
+        embed, retrieve, retrieval = _tools(kb, lexical, spoken=not from_reference)
         result: dict[str, Any] = {"benchmark": "calls", "data": str(data), "mode": "reference" if from_reference else "asr",
                                   "retrieval": retrieval}
         if from_reference:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,10 @@ from qa import scorecard as sc
 from qa.answers import KBEntry, Retrieve
 from qa.review import SamplingRule, store_result
 from qa.scoring import Embed, score_call
+
+if TYPE_CHECKING:
+    from knowledge.live import TenantIndexes
+    from knowledge.retrieval import HybridIndex
 
 log = logging.getLogger("hotline.qa")
 
@@ -40,15 +45,30 @@ def published_kb(session: Session, tenant_id: int) -> list[KBEntry]:
     return [KBEntry(str(ext or eid), title, body, dept or "", cat or "") for eid, ext, title, body, dept, cat in rows]
 
 
+def index_retriever(session: Session, tenant_id: int, index: HybridIndex) -> Retrieve:
+    """The tenant's KB index as the answer checker's ``retrieve``, ranking with its ranker for ASR transcripts
+    (what QA scores); ids as ``published_kb`` gives them (an entry's external id where it has one)."""
+    external = dict(session.execute(select(KnowledgeEntry.id, KnowledgeEntry.external_id)
+                                    .where(KnowledgeEntry.tenant_id == tenant_id)).all())
+
+    def retrieve(query: str, k: int) -> list[tuple[str, float]]:
+        return [(str(external.get(h.id) or h.id), h.score) for h in index.search(query, k, spoken=True).hits]
+
+    return retrieve
+
+
 def score_and_store(session: Session, tenant_id: int, segments: list, metadata: dict, *,
                     call_id: int | None = None, recording_id: int | None = None, agent_id: int | None = None,
-                    embed: Embed | None = None, retrieve: Retrieve | None = None,
+                    embed: Embed | None = None, index: HybridIndex | None = None,
                     sampling: SamplingRule = SamplingRule(), rng: random.Random | None = None) -> QAResult:
+    """``index``: the tenant's KB index, which finds the entries an answer is checked against; without one a
+    character-bigram retriever over the published KB does (``qa.answers.LexicalRetriever``)."""
     if not segments:
         raise AppError("empty_transcript", "没有可质检的转写内容", 422)
     card_row = active_scorecard(session, tenant_id)
     card = sc.from_row(card_row)
     kb = published_kb(session, tenant_id)
+    retrieve = index_retriever(session, tenant_id, index) if index is not None and kb else None
     result = score_call(segments, metadata, card, kb or None, embed=embed, retrieve=retrieve)
     return store_result(session, tenant_id, result, card_row.id, call_id=call_id, recording_id=recording_id,
                         agent_id=agent_id, sampling=sampling, rng=rng)
@@ -74,9 +94,9 @@ def score_stored_call(session: Session, tenant_id: int, call_id: int, **kw) -> Q
 class PostCallScorer:
     """Collects a call's final transcript and scores it once it is complete (100 % of calls)."""
 
-    def __init__(self, engine, *, embed: Embed | None = None, retrieve: Retrieve | None = None):
+    def __init__(self, engine, *, embed: Embed | None = None, indexes: TenantIndexes | None = None):
         self._engine = engine
-        self._embed, self._retrieve = embed, retrieve
+        self._embed, self._indexes = embed, indexes
         self._finals: list[TranscriptFinal] = []
 
     def process(self, event: Event) -> list[Event]:
@@ -92,8 +112,9 @@ class PostCallScorer:
         with session_scope(self._engine) as session:
             call = session.scalar(select(Call).where(Call.call_uuid == event.call_id))
             metadata = call_metadata(session, call) if call else {}
+            index = self._indexes.get(session, event.tenant_id) if self._indexes else None
             score_and_store(session, event.tenant_id, self._finals, metadata, call_id=call.id if call else None,
-                            agent_id=call.agent_id if call else None, embed=self._embed, retrieve=self._retrieve)
+                            agent_id=call.agent_id if call else None, embed=self._embed, index=index)
         log.info("scored call %s (%d segments)", event.call_id, len(self._finals))
 
     def close(self) -> list[Event]:

@@ -166,8 +166,9 @@ async def score_upload(request: Request, file: UploadFile = File(...),
     else:
         raise AppError("bad_file_type", "只支持录音文件（wav/flac/mp3…）或转写 JSON", 415)
     try:
-        row = score_and_store(session, p.tenant_id, segments, metadata,
-                              embed=knowledge_indexes(request.app).embedder.queries)
+        indexes = knowledge_indexes(request.app)
+        row = score_and_store(session, p.tenant_id, segments, metadata, embed=indexes.embedder.queries,
+                              index=indexes.get(session, p.tenant_id))
     except ValueError as exc:
         raise AppError("bad_transcript", f"转写内容无效：{exc}", 422) from exc
     return review.result_detail(session, p.tenant_id, row.id)
@@ -176,7 +177,9 @@ async def score_upload(request: Request, file: UploadFile = File(...),
 @router.post("/calls/{call_id}/score", status_code=201)
 def score_call_endpoint(request: Request, call_id: int, p: Principal = Depends(require_roles(*REVIEWERS)),
                         session: Session = Depends(get_session, scope="function")):
-    row = score_stored_call(session, p.tenant_id, call_id, embed=knowledge_indexes(request.app).embedder.queries)
+    indexes = knowledge_indexes(request.app)
+    row = score_stored_call(session, p.tenant_id, call_id, embed=indexes.embedder.queries,
+                            index=indexes.get(session, p.tenant_id))
     return review.result_detail(session, p.tenant_id, row.id)
 
 

@@ -154,3 +154,27 @@ def test_host_factories_use_the_tenant_scorecard_and_score_after_hang_up(engine,
                                 start_ms=0, end_ms=7000, text="您好"))
         s.flush()
         assert review.result_detail(s, tid, row.id)["transcript"][0]["end_ms"] == 7000
+
+
+def test_answers_are_checked_against_entries_the_tenants_index_finds(engine, world, embedder):
+    """QA scoring in the running system finds the KB entries through the tenant's hybrid index, with the ranker
+    for ASR transcripts; the error names the entry by its external id, as the published KB does."""
+    from knowledge.retrieval import HybridIndex
+    from knowledge.service import published_docs, seed_demo_kb
+    from qa.service import index_retriever, published_kb, score_and_store
+
+    tid = world["tenant"]
+    with session_scope(engine) as s:
+        seed_demo_kb(s, tid)
+        index = HybridIndex(embedder)
+        index.add(published_docs(s, tid))
+        ids = {e.id for e in published_kb(s, tid)}
+        found = index_retriever(s, tid, index)("我社保卡丢了，补一张要多少钱", 3)
+        assert found[0][0] == "demo027" and {i for i, _ in found} <= ids
+        segs = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12345热线，15号话务员为您服务。"},
+                {"role": "caller", "start_ms": 3500, "end_ms": 7000, "text": "我社保卡丢了，补一张要多少钱？"},
+                {"role": "agent", "start_ms": 7500, "end_ms": 11000, "text": "首次补卡工本费50元，带身份证去网点办。"}]
+        row = score_and_store(s, tid, segs, {}, index=index)
+        item = next(i for i in review.result_detail(s, tid, row.id)["items"] if i["code"] == "answer_accuracy")
+        assert not item["passed"] and row.serious_answer_error
+        assert [(e["kb_entry_id"], e["error_type"]) for e in item["evidence"]] == [("demo027", "amount")]
