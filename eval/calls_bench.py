@@ -227,10 +227,10 @@ def register(eval_app: typer.Typer) -> None:
                                  for r in d["refs"]]
         else:
             result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der)
-        police = _police_detector()
+        categorize, police = _copilot_checks()
         result["police_detector"] = "copilot.alerts.AlertDetector" if police else "scorecard police_110 item"
         result.update(evaluate(calls, kb, embed=embed, retrieve=retrieve, card=default_scorecard(),
-                               categorize=_categorizer(), police=police))
+                               categorize=categorize, police=police))
         emit(result, json_out)
 
 
@@ -333,39 +333,29 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     return out
 
 
-def _categorizer():
-    """The copilot helper's work-order classifier (its default model), when it is installed."""
-    try:
-        from copilot.category import load_category_model
-        from knowledge.embedding import configured_embedder
-    except ImportError:
-        return None
-    from domain.settings import get_settings
-
-    settings = get_settings()
-    model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
-    return lambda segs: model.predict("".join(s.text for s in segs if s.role == "caller")[:300]).path
-
-
-def _police_detector():
-    """The copilot helper's 110 detector, run turn by turn over the caller's speech like the live copilot:
-    its rules, and the work-order classifier's view of what the caller said so far."""
+def _copilot_checks():
+    """(categorize, police) from the copilot helper, when it is installed: its work-order classifier (default
+    model, loaded once) and its 110 detector, run turn by turn over the caller's speech like the live copilot:
+    the rules, and the classifier's view of what the caller said so far."""
     try:
         from copilot.alerts import AlertDetector
         from copilot.category import load_category_model
         from copilot.processor import category_text
         from knowledge.embedding import configured_embedder
     except ImportError:
-        return None
+        return None, None
     from domain.settings import get_settings
 
     settings = get_settings()
     model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
     detector = AlertDetector()
 
-    def detect(segs) -> bool:
+    def categorize(segs) -> str:
+        return model.predict("".join(s.text for s in segs if s.role == "caller")[:300]).path
+
+    def police(segs) -> bool:
         turns = [s.text for s in segs if s.role == "caller"]
         return any(detector.police(turns[: i + 1], model.predict(category_text(turns[: i + 1])))
                    for i in range(len(turns)))
 
-    return detect
+    return categorize, police

@@ -41,7 +41,8 @@ class Runtime:
             SegmentWriter(bus, engine).start(),
             CallProcessorHost(bus, "copilot", copilot_factory(settings, engine, self.indexes)).start(),
             CallProcessorHost(bus, "qa-live", live_checker_factory(engine, embed=self.embed)).start(),
-            CallProcessorHost(bus, "qa-post-call", lambda _first: PostCallScorer(engine, embed=self.embed, indexes=self.indexes)).start(),
+            CallProcessorHost(bus, "qa-post-call",
+                              lambda _first: PostCallScorer(engine, embed=self.embed, indexes=self.indexes)).start(),
         ]
         return self
 
