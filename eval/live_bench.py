@@ -214,7 +214,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             time.sleep(2.5)  # dispatcher probes mark the workers active
         result["setup_s"] = round(time.monotonic() - t_setup, 1)
 
-        statuses = {w.name: worker_status(w.control_port)["result"] for w in sup.specs}
+        statuses = {w.name: worker_status(w.control_port, sup.control_token)["result"] for w in sup.specs}
         cpu0 = {n: st["bridge_cpu_seconds"] for n, st in statuses.items()}
         proc_cpu0 = {n: st["cpu_seconds"] for n, st in statuses.items()}
         ua_cpu0 = {ua.proc.pid: _proc_cpu(ua.proc.pid) for ua in uas}
@@ -286,7 +286,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         statuses = {}
         for w in sup.specs:
             try:
-                statuses[w.name] = worker_status(w.control_port)["result"]
+                statuses[w.name] = worker_status(w.control_port, sup.control_token)["result"]
             except Exception:  # noqa: BLE001
                 pass
         ua_cpu = sum(_proc_cpu(ua.proc.pid) - ua_cpu0.get(ua.proc.pid, 0.0) for ua in uas)

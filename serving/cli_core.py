@@ -6,7 +6,8 @@ import typer
 
 def _start_telephony(settings):
     """Bridge workers, the live ASR followers (and Kamailio in front when installed) under a supervisor
-    thread that restarts dead ones."""
+    thread that restarts dead ones.  The children die with that thread (``telephony.peer.die_with_parent``),
+    which lives until ``supervisor.stop()`` has stopped them."""
     import shutil
     import threading
 
@@ -26,6 +27,27 @@ def _start_telephony(settings):
 
     threading.Thread(target=run, name="telephony-supervisor", daemon=True).start()
     return supervisor
+
+
+def _stop_telephony_first(app, supervisor) -> None:
+    """On SIGTERM/SIGINT uvicorn stops taking requests, then runs the app's shutdown; the telephony stops at
+    its start, while the event bus and its consumers still run: the workers' last call events and the
+    followers' last finals are stored.  (After its shutdown uvicorn re-raises the signal, so nothing after
+    ``uvicorn.run`` is reached.)"""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def telephony_then_app(a):
+        async with lifespan(a) as state:
+            try:
+                yield state
+            finally:
+                await asyncio.to_thread(supervisor.stop)
+
+    app.router.lifespan_context = telephony_then_app
 
 
 def register(app: typer.Typer) -> None:
@@ -67,11 +89,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
+        app = create_app(settings, get_engine(), live=True)
+        if supervisor is not None:
+            _stop_telephony_first(app, supervisor)
         try:
-            uvicorn.run(create_app(settings, get_engine(), live=True), host=host, port=port, log_config=None)
+            uvicorn.run(app, host=host, port=port, log_config=None)
         finally:
             if supervisor is not None:
-                supervisor.stop()  # bridge workers and Kamailio go down with the server
+                supervisor.stop()  # when the app never started (a no-op after a normal shutdown)
 
     @db_app.command("upgrade")
     def db_upgrade() -> None:

@@ -103,6 +103,8 @@ def register(app: typer.Typer) -> None:
         kamailio: bool = typer.Option(True, help="同时启动 Kamailio（调度 + 健康探测 + 坐席注册）"),
     ) -> None:
         """启动话务桥接（前台运行，Ctrl-C 停止）：N 个工作进程，进程退出自动重启。"""
+        import signal
+
         from domain.db import upgrade
         from domain.settings import get_settings
         from telephony.supervisor import Supervisor
@@ -113,13 +115,16 @@ def register(app: typer.Typer) -> None:
         sup = Supervisor(workers or st.bridge_workers, db_url=st.sqlalchemy_url, data_dir=st.data_dir,
                          sip_port=st.sip_port, rtp_port=st.rtp_port, flow=st.telephony_flow, sink=st.telephony_sink,
                          proxy_port=proxy, asr_followers=st.live_asr_followers)
-        sup.start()
-        typer.echo(json.dumps({"workers": [s.name for s in sup.specs], "proxy": st.sip_proxy if kamailio else None},
-                              ensure_ascii=False))
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it in order, as Ctrl-C does
         try:
+            sup.start()
+            typer.echo(json.dumps({"workers": [s.name for s in sup.specs], "proxy": st.sip_proxy if kamailio else None},
+                                  ensure_ascii=False))
             sup.run_forever()
         except KeyboardInterrupt:
             pass
+        finally:
+            sup.stop()
 
     @tel.command("status")
     def status() -> None:
@@ -127,13 +132,14 @@ def register(app: typer.Typer) -> None:
         import httpx
 
         from domain.settings import get_settings
-        from telephony.control import worker_status
+        from telephony.control import control_token, worker_status
         from telephony.supervisor import read_registry
 
+        data_dir = get_settings().data_dir
         out = []
-        for w in read_registry(get_settings().data_dir):
+        for w in read_registry(data_dir):
             try:
-                out.append(worker_status(w.control_port)["result"])
+                out.append(worker_status(w.control_port, control_token(data_dir))["result"])
             except httpx.HTTPError:
                 out.append({"name": w.name, "down": True})
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))

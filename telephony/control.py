@@ -3,14 +3,21 @@
 Requests are queued to the worker's main thread (the only thread that touches
 pjsua2) and answered when it has run them.
 
-``GET /status`` -> worker snapshot.  ``POST /op`` with ``{"op": NAME, "call_uuid": ..., ...}``
-runs one of :data:`OPS` on that conversation.
+``GET /status`` -> worker snapshot.  ``POST /op`` with ``{"op": NAME, "tenant_id": ..., "call_uuid": ..., ...}``
+runs one of :data:`OPS` on that conversation; the worker refuses a call of another tenant as not found.
+
+Every request carries ``Authorization: Bearer <token>``, the secret in ``<data_dir>/telephony/control.token``
+(created on first use, readable by its owner only): other users on the host cannot operate calls.
 """
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
@@ -18,9 +25,34 @@ OPS = ("hold", "retrieve", "transfer", "consult", "complete_transfer", "cancel_c
        "set_party_mode", "drop_party", "hangup", "originate")
 
 
+def control_token(data_dir: Path) -> str:
+    """The control channel's shared secret, created atomically (mode 0600) by whichever process needs it first."""
+    path = Path(data_dir) / "telephony" / "control.token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".control.token.{os.getpid()}.{threading.get_native_id()}")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def _auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
 class ControlServer:
-    def __init__(self, worker, port: int):
+    def __init__(self, worker, port: int, token: str):
+        if not token:
+            raise ValueError("control token required")
         self.worker = worker
+        self._expected = f"Bearer {token}".encode()
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
@@ -58,20 +90,31 @@ class ControlServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _authorized(self) -> bool:
+                given = self.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+                if hmac.compare_digest(given, server._expected):
+                    return True
+                self._send(401, {"ok": False, "error": "unauthorized"})
+                return False
+
             def do_GET(self):
+                if not self._authorized():
+                    return
                 if self.path != "/status":
                     self._send(404, {"ok": False, "error": "not_found"})
                     return
                 self._send(200, server.call_on_main(server.worker.snapshot))
 
             def do_POST(self):
+                if not self._authorized():
+                    return
                 try:
                     length = min(int(self.headers.get("Content-Length", 0)), 65536)
                     body = json.loads(self.rfile.read(length) or b"{}")
                     op = body.pop("op")
-                    if op not in OPS:
+                    if op not in OPS or type(body.get("tenant_id")) is not int:
                         raise ValueError(op)
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     self._send(400, {"ok": False, "error": "bad_request"})
                     return
                 result = server.call_on_main(lambda: server.worker.operate(op, **body))
@@ -80,9 +123,18 @@ class ControlServer:
         return Handler
 
 
-def worker_status(port: int, timeout: float = 3.0) -> dict:
-    return httpx.get(f"http://127.0.0.1:{port}/status", timeout=timeout).json()
+def worker_status(port: int, token: str, timeout: float = 3.0) -> dict:
+    """The worker's snapshot; raises ``httpx.HTTPError`` when it is down or refuses the token."""
+    reply = httpx.get(f"http://127.0.0.1:{port}/status", headers=_auth(token), timeout=timeout)
+    reply.raise_for_status()
+    return reply.json()
 
 
-def worker_op(port: int, op: str, timeout: float = 10.0, **args) -> dict:
-    return httpx.post(f"http://127.0.0.1:{port}/op", json={"op": op, **args}, timeout=timeout).json()
+def worker_op(port: int, token: str, op: str, *, tenant_id: int, timeout: float = 10.0, **args) -> dict:
+    """Run ``op`` on a call of ``tenant_id``; ``{"ok": False, "error": CODE}`` when the worker refuses it, and
+    ``httpx.HTTPError`` when it is down or refuses the token."""
+    reply = httpx.post(f"http://127.0.0.1:{port}/op", json={"op": op, "tenant_id": tenant_id, **args},
+                       headers=_auth(token), timeout=timeout)
+    if reply.status_code not in (200, 409):
+        reply.raise_for_status()
+    return reply.json()

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from domain.errors import AppError
 from domain.models import Agent, AgentMessage, utcnow
-from telephony.control import worker_op, worker_status
-from telephony.supervisor import read_registry
+from telephony.control import control_token, worker_op, worker_status
+from telephony.supervisor import WorkerSpec, read_registry
 
 # action -> (states it may start from, resulting state)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -83,48 +83,58 @@ def inbox(session: Session, agent: Agent, after_id: int = 0, limit: int = 100) -
 
 
 class Switchboard:
-    """Finds the worker of a live call and forwards operations to it."""
+    """Finds the worker of a live call of one tenant and forwards operations to it.
 
-    def __init__(self, data_dir: Path):
-        self.data_dir = Path(data_dir)
+    Built for the principal's tenant: it only sees workers whose snapshot names that tenant, so another
+    tenant's call is "not found" exactly like one that has ended, and every operation names the tenant to
+    the worker, which refuses a call of another tenant itself.
+    """
 
-    def _workers(self):
+    def __init__(self, data_dir: Path, tenant_id: int):
+        self.data_dir, self.tenant_id = Path(data_dir), tenant_id
+        self.token = control_token(self.data_dir)
+
+    def _workers(self) -> list[WorkerSpec]:
         workers = read_registry(self.data_dir)
         if not workers:
             raise AppError("telephony_down", "话务服务未启动", 503)
         return workers
 
-    def live_calls(self) -> list[dict]:
-        calls = []
-        for w in self._workers():
+    def _snapshots(self, workers: list[WorkerSpec] | None = None) -> list[tuple[WorkerSpec, dict]]:
+        """This tenant's live workers (of ``workers``, default all) with their snapshots."""
+        out = []
+        for w in self._workers() if workers is None else workers:
             try:
-                status = worker_status(w.control_port)["result"]
+                status = worker_status(w.control_port, self.token)["result"]
             except httpx.HTTPError:
                 continue  # a dead worker is being restarted by the supervisor
-            calls += [{**c, "worker": w.name} for c in status["conversations"]]
-        return calls
+            if status.get("tenant_id") == self.tenant_id:
+                out.append((w, status))
+        return out
 
-    def find(self, call_uuid: str) -> dict:
-        for call in self.live_calls():
-            if call["call_uuid"] == call_uuid:
-                return call
+    def live_calls(self) -> list[dict]:
+        return [{**c, "worker": w.name} for w, status in self._snapshots() for c in status["conversations"]]
+
+    def _locate(self, call_uuid: str) -> tuple[WorkerSpec, dict]:
+        """The worker of a live call of this tenant (call ids start with the worker's name) and the call."""
+        owner = [w for w in self._workers() if w.name == call_uuid.split("-", 1)[0]]
+        for w, status in self._snapshots(owner):
+            for call in status["conversations"]:
+                if call["call_uuid"] == call_uuid:
+                    return w, {**call, "worker": w.name}
         raise AppError("call_not_found", WORKER_ERRORS["call_not_found"][0], 404)
 
+    def find(self, call_uuid: str) -> dict:
+        return self._locate(call_uuid)[1]
+
     def operate(self, call_uuid: str, op: str, **args) -> dict:
-        port = {w.name: w.control_port for w in self._workers()}.get(call_uuid.split("-", 1)[0])
-        if port is None:
-            raise AppError("call_not_found", WORKER_ERRORS["call_not_found"][0], 404)
-        return self._checked(port, op, call_uuid=call_uuid, **args)
+        worker, _ = self._locate(call_uuid)
+        return self._checked(worker.control_port, op, call_uuid=call_uuid, **args)
 
     def originate(self, work_no: str, number: str) -> dict:
-        """Place a callback on the least-loaded live worker."""
-        loads = []
-        for w in self._workers():
-            try:
-                loads.append((len(worker_status(w.control_port)["result"]["conversations"]), w.control_port))
-            except httpx.HTTPError:
-                continue
-        for _, port in sorted(loads):
+        """Place a callback on this tenant's least-loaded live worker."""
+        loads = sorted((len(status["conversations"]), w.control_port) for w, status in self._snapshots())
+        for _, port in loads:
             try:
                 return self._checked(port, "originate", work_no=work_no, number=number)
             except AppError as exc:
@@ -132,10 +142,9 @@ class Switchboard:
                     raise
         raise AppError("no_capacity", WORKER_ERRORS["no_capacity"][0], 503)
 
-    @staticmethod
-    def _checked(port: int, op: str, **args) -> dict:
+    def _checked(self, port: int, op: str, **args) -> dict:
         try:
-            reply = worker_op(port, op, **args)
+            reply = worker_op(port, self.token, op, tenant_id=self.tenant_id, **args)
         except httpx.HTTPError:
             raise AppError("telephony_down", "话务服务暂不可用，请稍后重试", 503) from None
         if not reply.get("ok"):

@@ -1,16 +1,30 @@
 """Drive SIP processes from Python: a test UA (:mod:`telephony.ua`) or a bridge worker, each in its own process."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the forked child only calls it
+
+
+def die_with_parent(parent: int) -> None:
+    """``preexec_fn`` of every child process (``partial(die_with_parent, os.getpid())``): the kernel sends it
+    SIGTERM when the thread that started it goes away, so a killed parent leaves no worker, follower or proxy
+    behind (``prctl(PR_SET_PDEATHSIG)``).  A parent that died before the call is noticed by the pid check."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class Proc:
@@ -21,7 +35,8 @@ class Proc:
         self.cond = threading.Condition()
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     cwd=REPO, env={**os.environ, **(env or {})}, text=True, bufsize=1)
+                                     cwd=REPO, env={**os.environ, **(env or {})}, text=True, bufsize=1,
+                                     preexec_fn=partial(die_with_parent, os.getpid()))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -83,7 +98,9 @@ class Peer(Proc):
 
     def __init__(self, port: int, rtp_port: int, *, user: str = "ua", answer_wav: str = "", answer_delay: float = 0.3,
                  record_dir: Path | None = None, register: str = "", reject: int = 0, log_path: Path | None = None,
-                 max_seconds: float = 3600, answer_wav_map: Path | None = None, wait: bool = True):
+                 max_seconds: float = 3600, answer_wav_map: Path | None = None, wait: bool = True,
+                 sip_passwords: dict[str, str] | None = None):
+        """``sip_passwords``: digest password per user (passed in the environment, not on the command line)."""
         argv = [sys.executable, "-m", "telephony.ua", "--port", str(port), "--rtp-port", str(rtp_port), "--user", user,
                 "--answer-delay", str(answer_delay), "--max-seconds", str(max_seconds)]
         if answer_wav:
@@ -96,7 +113,8 @@ class Peer(Proc):
             argv += ["--reject", str(reject)]
         if answer_wav_map:
             argv += ["--answer-wav-map", str(answer_wav_map)]
-        super().__init__(argv, log_path=log_path)
+        env = {"HOTLINE_UA_SIP_PASSWORDS": json.dumps(sip_passwords)} if sip_passwords else None
+        super().__init__(argv, env=env, log_path=log_path)
         self.port = port
         self.uri = f"sip:{user.split(',')[0]}@127.0.0.1:{port}"
         if wait:

@@ -7,7 +7,14 @@ spooled recordings are finished by the replacement.  A dead ASR follower is rest
 resumes the spools it had not finished.  Kamailio's dispatcher
 probes workers with OPTIONS, so new calls route around a dead one meanwhile.
 The registry (``<data_dir>/telephony/workers.json``) tells the operations API
-which control port owns which call (call ids start with the worker name).
+which control port owns which call (call ids start with the worker name); the control channel's secret
+is ``<data_dir>/telephony/control.token`` (``telephony.control``).
+
+Shutdown (:meth:`Supervisor.stop`) goes in order, each step bounded: the workers stop taking calls, hang
+up, finish their spools and end-of-call writes; then the ASR followers end their pass (their progress is on
+disk: a spool not finished is resumed at the next start, no transcript is lost); then Kamailio.  What is
+still running after its grace period is killed.  Every child also gets SIGTERM from the kernel when the
+supervisor's thread dies (``telephony.peer.die_with_parent``), so a killed server leaves nothing behind.
 
 Run: ``hotline telephony up --workers 18 --kamailio``.
 """
@@ -17,19 +24,24 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from domain.db import make_engine, session_scope
-from telephony import store
+from telephony import sipauth, store
+from telephony.control import control_token
 from telephony.prompts import Prompts
-from telephony.peer import AsrFollowerProc, WorkerProc
+from telephony.peer import AsrFollowerProc, Proc, WorkerProc, die_with_parent
 
 log = logging.getLogger("telephony.supervisor")
 
 KAMAILIO_CFG = Path(__file__).resolve().parents[1] / "deploy" / "kamailio" / "kamailio.cfg"
+SIP_REALM = "127.0.0.1"  # Kamailio listens here; agents register as sip:<work_no>@127.0.0.1 (the digest realm)
 RTP_PORTS_PER_WORKER = 40  # 4 calls x (RTP + RTCP) with room for re-INVITEs
 
 
@@ -64,7 +76,7 @@ def kamailio_modules() -> str:
 class Supervisor:
     def __init__(self, workers: int, *, db_url: str, data_dir: Path, sip_port: int = 5070, rtp_port: int = 40000,
                  control_port: int = 0, flow: str = "", sink: str = "", proxy_port: int = 0, prefix: str = "w",
-                 env: dict | None = None, asr_followers: int = 0):
+                 env: dict | None = None, asr_followers: int = 0, trunks: str | None = None):
         self.db_url, self.data_dir, self.flow, self.sink = db_url, Path(data_dir), flow, sink
         self.env = env
         control_port = control_port or sip_port + 1000
@@ -74,10 +86,15 @@ class Supervisor:
         self.n_followers = asr_followers
         self.followers: dict[int, AsrFollowerProc] = {}
         self.proxy_port = proxy_port
+        self.trunks = trunks  # carrier trunks Kamailio exempts from per-source limits; None = HOTLINE_SIP_TRUNKS
         self.kamailio: subprocess.Popen | None = None
         self.run_dir = self.data_dir / "telephony"
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.control_token = control_token(self.data_dir)  # before the workers, which read it
         self.engine = make_engine(db_url)
+        self._lock = threading.Lock()  # spawning vs. stopping
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
 
     # ------------------------------------------------------------ workers
     def _spawn(self, spec: WorkerSpec) -> WorkerProc:
@@ -94,19 +111,38 @@ class Supervisor:
         self.followers[index] = proc
         return proc
 
+    def _started(self, spawn) -> list:
+        """Run ``spawn`` (which starts processes) unless stopping; returns what it started."""
+        with self._lock:
+            return [] if self._stopping.is_set() else spawn()
+
+    def _wait_ready(self, proc, timeout: float | None = None) -> bool:
+        """Wait for a child's ready line; False when it died because the supervisor is stopping."""
+        try:
+            proc.wait_ready(timeout)
+        except TimeoutError:
+            if self._stopping.is_set():
+                return False
+            raise
+        return True
+
     def start(self) -> "Supervisor":
+        """Start everything; returns early (with what was started stopped by :meth:`stop`) when stopped meanwhile."""
         Prompts(self.data_dir / "prompts").prepare()  # once, before N workers would race to synthesise them
         # Start in waves of one worker per core: model loading (ASR sink) is CPU-bound, and 18 workers
         # loading at once on 2 cores would each take minutes.
         wave = max(os.cpu_count() or 1, 1)
         for i in range(0, len(self.specs), wave):
-            for proc in [self._spawn(spec) for spec in self.specs[i : i + wave]]:
-                proc.wait_ready(timeout=180)
-        for proc in [self._spawn_follower(i) for i in range(self.n_followers)]:
-            proc.wait_ready()
+            batch = self.specs[i : i + wave]
+            for proc in self._started(lambda batch=batch: [self._spawn(spec) for spec in batch]):
+                if not self._wait_ready(proc, 180):
+                    return self
+        for proc in self._started(lambda: [self._spawn_follower(i) for i in range(self.n_followers)]):
+            if not self._wait_ready(proc):
+                return self
         self._write_registry()
         if self.proxy_port:
-            self._start_kamailio()
+            self._started(lambda: [self._start_kamailio()])
         return self
 
     def _write_registry(self) -> None:
@@ -115,27 +151,34 @@ class Supervisor:
         os.replace(tmp, registry_path(self.data_dir))
 
     def check(self) -> list[str]:
-        """Restart dead workers; returns the names restarted."""
+        """Restart dead workers and followers (not while stopping); returns the names restarted."""
         restarted = []
         for spec in self.specs:
             proc = self.procs[spec.name]
             if proc.proc.poll() is None:
                 continue
-            log.error("worker %s (pid %s) exited with %s; restarting", spec.name, spec.pid, proc.proc.returncode)
-            proc.close()
-            with session_scope(self.engine) as s:
-                store.mark_orphans(s, spec.name, "worker_died")
-            spec.restarts += 1
-            self._spawn(spec).wait_ready(timeout=180)
-            restarted.append(spec.name)
-        for index, proc in list(self.followers.items()):
-            if proc.proc.poll() is not None:
-                log.error("ASR follower %d exited with %s; restarting", index, proc.proc.returncode)
+            with self._lock:
+                if self._stopping.is_set():
+                    return restarted
+                log.error("worker %s (pid %s) exited with %s; restarting", spec.name, spec.pid, proc.proc.returncode)
                 proc.close()
-                self._spawn_follower(index)
-                restarted.append(f"asr{index}")
+                with session_scope(self.engine) as s:
+                    store.mark_orphans(s, spec.name, "worker_died")
+                spec.restarts += 1
+                new = self._spawn(spec)
+            if not self._wait_ready(new, 180):
+                return restarted
+            restarted.append(spec.name)
+        with self._lock:
+            for index, proc in list(self.followers.items()):
+                if proc.proc.poll() is not None and not self._stopping.is_set():
+                    log.error("ASR follower %d exited with %s; restarting", index, proc.proc.returncode)
+                    proc.close()
+                    self._spawn_follower(index)
+                    restarted.append(f"asr{index}")
         if restarted:
             self._write_registry()
+        self.sync_sip_credentials()
         return restarted
 
     def kill(self, name: str) -> None:
@@ -144,6 +187,17 @@ class Supervisor:
         self.procs[name].proc.wait()
 
     # ------------------------------------------------------------ Kamailio
+    def sync_sip_credentials(self) -> bool:
+        """Rewrite the agents' SIP credentials Kamailio checks (new agents, deactivated users); True if changed."""
+        return bool(self.proxy_port) and sipauth.provision(self.engine, self.data_dir, SIP_REALM)
+
+    def _trunks(self) -> list[str]:
+        if self.trunks is not None:
+            return sipauth.parse_trunks(self.trunks)
+        from domain.settings import get_settings
+
+        return sipauth.parse_trunks(get_settings().sip_trunks)
+
     def _start_kamailio(self) -> None:
         if not shutil.which("kamailio"):
             raise RuntimeError("未安装 Kamailio（apt-get install kamailio）")
@@ -151,34 +205,73 @@ class Supervisor:
         ds.write_text("".join(f"1 sip:127.0.0.1:{s.sip_port} 0 0 name={s.name}\n" for s in self.specs))
         krun = self.run_dir / "kamailio-run"
         krun.mkdir(exist_ok=True)
+        # Its own process group (it forks its workers), so a stop can kill the whole group.
         self.kamailio = subprocess.Popen(
             ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E", "-L", kamailio_modules(), "-Y", str(krun),
-             "-m", "64", "-M", "8", "-A", f"LISTEN=udp:127.0.0.1:{self.proxy_port}", "-A", f'DS_LIST="{ds}"'],
-            stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "kamailio.log", "ab"), start_new_session=True)
+             "-m", "64", "-M", "8", "-A", f"LISTEN=udp:127.0.0.1:{self.proxy_port}", "-A", f'DS_LIST="{ds}"',
+             *sipauth.kamailio_defines(self.engine, self.data_dir, realm=SIP_REALM, trunks=self._trunks())],
+            stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "kamailio.log", "ab"), start_new_session=True,
+            preexec_fn=partial(die_with_parent, os.getpid()))
         time.sleep(1.0)
         if self.kamailio.poll() is not None:
             raise RuntimeError(f"Kamailio 启动失败，见 {self.run_dir / 'kamailio.log'}")
 
     # ------------------------------------------------------------ lifecycle
     def run_forever(self, interval: float = 1.0) -> None:
+        """Restart what dies until :meth:`stop` (from any thread)."""
         try:
-            while True:
+            while not self._stopping.is_set():
                 self.check()
-                time.sleep(interval)
+                self._stopping.wait(interval)
         finally:
             self.stop()
 
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.proc.poll() is None:
-                proc.proc.terminate()
-        for proc in list(self.procs.values()) + list(self.followers.values()):
-            proc.close()
-        if self.kamailio is not None and self.kamailio.poll() is None:
-            self.kamailio.terminate()
-            try:
-                self.kamailio.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kamailio.kill()
-                self.kamailio.wait()
-        self.engine.dispose()
+    def stop(self, worker_grace_s: float = 40.0, follower_grace_s: float = 20.0, proxy_grace_s: float = 5.0) -> None:
+        """Stop every child, in order, each step bounded by its grace period (see the module docstring).
+        Safe from any thread and more than once: a second call waits for the first to finish."""
+        with self._lock:  # no spawn in flight from here on, and none after
+            first = not self._stopping.is_set()
+            self._stopping.set()
+        if not first:
+            self._stopped.wait()
+            return
+        try:
+            _stop_all(list(self.procs.values()), worker_grace_s)
+            _stop_all(list(self.followers.values()), follower_grace_s)
+            if self.kamailio is not None:
+                _stop_group(self.kamailio, proxy_grace_s)
+            registry_path(self.data_dir).unlink(missing_ok=True)  # no worker answers on those ports any more
+            self.engine.dispose()
+        finally:
+            self._stopped.set()
+
+
+def _stop_all(procs: list[Proc], grace_s: float) -> None:
+    """SIGTERM to all at once, wait for all up to ``grace_s``, then SIGKILL whatever is left."""
+    for proc in procs:
+        if proc.proc.poll() is None:
+            proc.proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.proc.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            log.error("pid %s did not stop within %.0f s; killing it", proc.proc.pid, grace_s)
+            proc.proc.kill()
+            proc.proc.wait()
+        proc.close()  # its log and pipes
+
+
+def _stop_group(popen: subprocess.Popen, grace_s: float) -> None:
+    """Stop a process that leads its own process group (Kamailio and the processes it forked)."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)  # its forked workers, whether the main process is gone or not
+    except ProcessLookupError:
+        pass
+    popen.wait()

@@ -130,7 +130,7 @@ class BridgeWorker:
     def incoming(self, prm) -> None:
         leg = Leg(Detached(self), "caller", self.acc, prm.callId)
         full = len(self.convs) >= self.params.conversations_per_worker or self.calls_in_use() + 2 > MAX_CALLS
-        if full:  # 503 lets the dispatcher try another worker
+        if full or self._stop:  # 503 lets the dispatcher try another worker; a stopping worker takes no new call
             self.stats["rejected_busy"] += 1
             leg.answer(Conversation._op(503))
             self.detached.add(leg)
@@ -192,8 +192,11 @@ class BridgeWorker:
         self.stats["leg_seconds"] += sum(
             (leg["ended_at"] - leg["started_at"]).total_seconds() for leg in conv.legs_done if leg["leg"] in ("caller", "agent"))
 
-    def operate(self, op: str, call_uuid: str = "", **args):
-        """Run an agent/supervisor operation on a live conversation (main thread)."""
+    def operate(self, op: str, tenant_id: int, call_uuid: str = "", **args):
+        """Run an agent/supervisor operation of ``tenant_id`` on a live conversation (main thread); another
+        tenant's call is not found, and another tenant's callback is refused."""
+        if tenant_id != self.tenant:
+            raise RuntimeError("no_capacity" if op == "originate" else "call_not_found")
         if op == "originate":
             return self.originate(**args)
         if op not in ("hold", "retrieve", "transfer", "consult", "complete_transfer", "cancel_consult", "add_party",
@@ -250,7 +253,7 @@ class BridgeWorker:
     def snapshot(self) -> dict:
         cpu = time.process_time() - self.stats["cpu_start"]
         return {
-            "name": self.name, "sip_port": self.sip_port, "pid": os.getpid(),
+            "name": self.name, "tenant_id": self.tenant, "sip_port": self.sip_port, "pid": os.getpid(),
             "conversations": [{"call_uuid": c.uuid, "state": c.state, "caller": c.caller,
                                "agent_id": c.agent.id if c.agent else None, "skill": c.skill, "party": c.extra_mode,
                                "direction": c.direction} for c in self.convs.values()],
@@ -264,10 +267,10 @@ class BridgeWorker:
             "ended_legs": {role: dict(v) for role, v in leg_totals.items()},
         }
 
-    def run(self, control_port: int = 0, max_seconds: float = 0) -> None:
+    def run(self, control_port: int = 0, max_seconds: float = 0, control_token: str = "") -> None:
         from telephony.control import ControlServer
 
-        server = ControlServer(self, control_port) if control_port else None
+        server = ControlServer(self, control_port, control_token) if control_port else None
         # The bridge's own threads: SIP/main, pjmedia clock and ioqueue, spool, control (snapshot() is only
         # reached through it).  The sink thread and whatever the sink starts (decoder pools, now or later)
         # are the consumer's cost, not the bridge's.
@@ -322,6 +325,7 @@ class BridgeWorker:
 
 def main(argv: list[str] | None = None) -> None:
     from domain.settings import get_settings
+    from telephony.control import control_token
 
     st = get_settings()
     ap = argparse.ArgumentParser(description="hotline bridge worker")
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     print(json.dumps({"event": "ready", "name": args.name, "sip_port": args.sip_port, "pid": os.getpid()}), flush=True)
-    worker.run(args.control_port, args.max_seconds)
+    worker.run(args.control_port, args.max_seconds, control_token(args.data_dir) if args.control_port else "")
 
 
 if __name__ == "__main__":

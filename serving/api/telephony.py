@@ -1,8 +1,9 @@
 """Agent desk and supervisor telephony operations.
 
 Agent states and messages are database operations; live-call commands are
-forwarded to the bridge worker that owns the call (see ``telephony.desk``).
-An agent may only operate calls they are on; supervisors may operate any.
+forwarded to the bridge worker that owns the call through a switchboard of the
+caller's tenant (see ``telephony.desk``): another tenant's call is not found.
+An agent may only operate calls they are on; supervisors may operate any of their tenant.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Agent
+from domain.pii import mask_pii
 from domain.validation import ShortText
 from serving.api.deps import get_session, require_roles
 from telephony import desk
@@ -61,16 +63,19 @@ def _agent_dict(a: Agent) -> dict:
             "skills": a.skills}
 
 
-def _switchboard(request: Request) -> desk.Switchboard:
-    return desk.Switchboard(request.app.state.settings.data_dir)
+def _switchboard(request: Request, principal: Principal) -> desk.Switchboard:
+    """Every live-call operation goes through this: it only sees the principal's tenant's calls."""
+    return desk.Switchboard(request.app.state.settings.data_dir, principal.tenant_id)
 
 
-def _own_call(request: Request, session: Session, principal: Principal, call_uuid: str) -> None:
+def _own_call(request: Request, session: Session, principal: Principal, call_uuid: str) -> desk.Switchboard:
     """Agents may only operate the call they are on.  Commits first: the worker writes the same database."""
     me = None if principal.role == "supervisor" else desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     session.commit()
-    if me is not None and _switchboard(request).find(call_uuid).get("agent_id") != me.id:
+    board = _switchboard(request, principal)
+    if me is not None and board.find(call_uuid).get("agent_id") != me.id:
         raise AppError("forbidden", "只能操作自己的通话", 403)
+    return board
 
 
 @router.get("/agents")
@@ -94,28 +99,29 @@ def set_my_state(body: StateIn, principal: Principal = Depends(require_roles(*DE
 
 @router.get("/calls")
 def live_calls(request: Request, principal: Principal = Depends(require_roles(*SUPERVISOR))):
-    return {"calls": _switchboard(request).live_calls()}
+    """The tenant's live calls; the caller's number is masked (the wall shows it masked, the agent on the call
+    gets it with the call's events)."""
+    return {"calls": [{**c, "caller": mask_pii(c["caller"])}
+                      for c in _switchboard(request, principal).live_calls()]}
 
 
 @router.post("/calls/{call_uuid}/transfer")
 def transfer(call_uuid: str, body: TransferIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
              session: Session = Depends(get_session, scope="function")):
     """盲转（坐席/技能组/外线）或咨询转（坐席/外线，之后调用 complete_transfer）."""
-    _own_call(request, session, principal, call_uuid)
-    if body.mode == "attended":
-        if body.target_kind == "skill":
-            raise AppError("bad_target", "咨询转接只支持坐席或外线", 422)
-        return _switchboard(request).operate(call_uuid, "consult", target_kind=body.target_kind, target=body.target)
-    return _switchboard(request).operate(call_uuid, "transfer", target_kind=body.target_kind, target=body.target)
+    if body.mode == "attended" and body.target_kind == "skill":
+        raise AppError("bad_target", "咨询转接只支持坐席或外线", 422)
+    board = _own_call(request, session, principal, call_uuid)
+    op = "consult" if body.mode == "attended" else "transfer"
+    return board.operate(call_uuid, op, target_kind=body.target_kind, target=body.target)
 
 
 @router.post("/calls/{call_uuid}/conference")
 def conference(call_uuid: str, body: PartyIn, request: Request, principal: Principal = Depends(require_roles(*DESK)),
                session: Session = Depends(get_session, scope="function")):
     """三方通话."""
-    _own_call(request, session, principal, call_uuid)
-    return _switchboard(request).operate(call_uuid, "add_party", mode="conference", target_kind=body.target_kind,
-                                         target=body.target)
+    board = _own_call(request, session, principal, call_uuid)
+    return board.operate(call_uuid, "add_party", mode="conference", target_kind=body.target_kind, target=body.target)
 
 
 @router.post("/calls/{call_uuid}/supervise")
@@ -123,7 +129,7 @@ def supervise(call_uuid: str, body: SuperviseIn, request: Request,
               principal: Principal = Depends(require_roles(*SUPERVISOR)), session: Session = Depends(get_session, scope="function")):
     """监听 / 耳语 / 强插. The first call dials the supervisor's softphone; later calls switch the mode."""
     session.commit()
-    board = _switchboard(request)
+    board = _switchboard(request, principal)
     call = board.find(call_uuid)
     if call.get("party"):
         return board.operate(call_uuid, "set_party_mode", mode=body.mode)
@@ -137,8 +143,7 @@ def call_op(call_uuid: str, op: Literal["hold", "retrieve", "hangup", "complete_
             request: Request, principal: Principal = Depends(require_roles(*DESK)),
             session: Session = Depends(get_session, scope="function")):
     """保持/取回、挂机、完成或取消咨询转接、移除第三方."""
-    _own_call(request, session, principal, call_uuid)
-    return _switchboard(request).operate(call_uuid, op)
+    return _own_call(request, session, principal, call_uuid).operate(call_uuid, op)
 
 
 @router.post("/callbacks")
@@ -147,7 +152,7 @@ def callback(body: CallbackIn, request: Request, principal: Principal = Depends(
     """回访: rings the agent's softphone, then the citizen, showing 12345."""
     me = desk.agent_of_user(session, principal.tenant_id, principal.user.id)
     session.commit()
-    return _switchboard(request).originate(me.work_no, body.number)
+    return _switchboard(request, principal).originate(me.work_no, body.number)
 
 
 @router.post("/messages")

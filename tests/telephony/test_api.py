@@ -61,7 +61,7 @@ def test_agent_states_call_operations_supervision_and_messages(desk, client, eng
     time.sleep(0.3)
     [live] = client.get("/api/telephony/calls", headers=super_h).json()["calls"]
     uuid = live["call_uuid"]
-    assert live["state"] == "talking" and live["caller"] == "13300000001"
+    assert live["state"] == "talking" and live["caller"] == "133****0001"
     assert client.get("/api/telephony/calls", headers=agent_h).status_code == 403
 
     assert client.post(f"/api/telephony/calls/{uuid}/hold", headers=agent_h).json()["state"] == "held"

@@ -8,7 +8,7 @@ import pytest
 
 from domain.db import session_scope
 from domain.models import Call
-from telephony.control import worker_op, worker_status
+from telephony.control import control_token, worker_op, worker_status
 from tests.telephony.conftest import (TEST_FLOW, free_port, peak_correlation, read_wav, rtp_base, speechlike,
                                      write_wav)
 from tests.telephony.test_bridge import wait_cdr
@@ -29,11 +29,13 @@ def ops(lab):
     lab.procs.append(ext)
     lab.ext, lab.third_wav = ext, third
     lab.ops_worker = lab.start_worker("wops", TEST_FLOW, control=True, gateway=f"127.0.0.1:{ext_port}")
+    lab.token = control_token(lab.root)
+    lab.tenant_id = worker_status(lab.ops_worker.control_port, lab.token)["result"]["tenant_id"]
     return lab
 
 
 def op(lab, name, **args):
-    return worker_op(lab.ops_worker.control_port, name, **args)
+    return worker_op(lab.ops_worker.control_port, lab.token, name, tenant_id=lab.tenant_id, **args)
 
 
 def start_talk(lab, number: str, agent_ua, n: int = 1) -> str:
@@ -42,7 +44,7 @@ def start_talk(lab, number: str, agent_ua, n: int = 1) -> str:
     agent_ua.incoming(n, timeout=15)
     agent_ua.wait_for(lambda e: len(agent_ua.find(ev="state", state="CONFIRMED")) >= n, 10)
     time.sleep(0.3)
-    [conv] = [c for c in worker_status(lab.ops_worker.control_port)["result"]["conversations"] if c["caller"] == number]
+    [conv] = [c for c in worker_status(lab.ops_worker.control_port, lab.token)["result"]["conversations"] if c["caller"] == number]
     assert conv["state"] == "talking"
     lab.current_caller = caller
     return conv["call_uuid"]
