@@ -1,6 +1,8 @@
 """Build corpus/category/utterances.jsonl from the hand-written src/*.tsv files and validate it.
 
-Each src line: <L1/L2/L3 category path> TAB <request_type> TAB <utterance>.
+Each src line: <L1/L2/L3 category path> TAB <request_type> TAB <utterance> [TAB <confusable path>].
+The optional 4th column marks a hard case: the nearest other category a classifier may confuse it with;
+it is emitted as "confusable_with".
 Checks: the path is in taxonomy.json `paths`, the request_type is one of the five, no duplicate text,
 and every level-2 node has at least MIN_PER_L2 utterances.
 """
@@ -22,11 +24,14 @@ def main():
             line = line.rstrip("\n")
             if not line.strip():
                 continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                errors.append(f"{path}:{n}: expected 3 tab-separated fields")
+            parts = [p.strip() for p in line.split("\t")]
+            if len(parts) not in (3, 4):
+                errors.append(f"{path}:{n}: expected 3 or 4 tab-separated fields")
                 continue
-            cat, rtype, text = (p.strip() for p in parts)
+            cat, rtype, text = parts[:3]
+            confusable = parts[3] if len(parts) == 4 else None
+            if confusable is not None and (confusable not in paths or confusable == cat):
+                errors.append(f"{path}:{n}: bad confusable_with {confusable}")
             if cat not in paths:
                 errors.append(f"{path}:{n}: unknown category {cat}")
             if rtype not in TYPES:
@@ -34,7 +39,10 @@ def main():
             if text in seen:
                 errors.append(f"{path}:{n}: duplicate text")
             seen.add(text)
-            out.append({"text": text, "category": cat, "request_type": rtype})
+            obj = {"text": text, "category": cat, "request_type": rtype}
+            if confusable:
+                obj["confusable_with"] = confusable
+            out.append(obj)
     l2 = collections.Counter(o["category"].rsplit("/", 1)[0] for o in out)
     l3 = collections.Counter(o["category"] for o in out)
     for node in sorted(l2_all):
