@@ -6,6 +6,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from asr.numbers import NUMERAL_CHARS, join_digit_groups, number_words, spoken_digits
+
 
 @lru_cache(maxsize=1)
 def _t2s():
@@ -24,31 +26,10 @@ _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 _SENTENCE_END = "。？！"
 
 
-# Digits read one by one come out as "1-2-3-4-5", "1.2.3.4.5" or "123-45": five or more digits in groups
-# joined by two or more separators, or by one hyphen, are one spoken number (hotline, phone, ID); dates stay.
-_SPLIT_DIGITS = re.compile(
-    r"(?<![\d.-])(?!\d{4}-\d{1,2}-\d{1,2}(?!\d))\d{1,4}(?:[-.·]\d{1,4}){2,}(?![\d.-])|(?<![\d.-])\d{1,4}-\d{1,4}(?![\d.-])"
-)
-# A phone number spoken digit by digit ("幺三八……"): five or more Chinese digits in a row.
-_CHINESE_DIGIT_RUN = re.compile("[零〇幺一二三四五六七八九]{5,}")
-_CHINESE_DIGIT = str.maketrans("零〇幺一二三四五六七八九", "001123456789")
-
-
-def _join_digits(match: re.Match) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return digits if len(digits) >= 5 else match.group(0)
-
-
-def normalise_numbers(text: str) -> str:
-    """Spoken digit strings as one Arabic number: "1-2-3-4-5" → "12345", "幺三八零零" → "13800"."""
-    text = _SPLIT_DIGITS.sub(_join_digits, text)
-    return _CHINESE_DIGIT_RUN.sub(lambda m: m.group(0).translate(_CHINESE_DIGIT), text)
-
-
 def punctuate(text: str, *, final: bool = True) -> str:
     """Simplified script with Chinese punctuation and joined digit strings; a final utterance ends with 。/？/！."""
     text = unicodedata.normalize("NFKC", to_simplified(text)).replace("\ufffd", "").strip().translate(_ASCII_PUNCT)
-    text = normalise_numbers(text)
+    text = spoken_digits(join_digit_groups(text), min_digits=5)
     text = re.sub(rf"(?<=[{_CJK}])\.(?!\d)", "。", text)
     text = _SPACE_BETWEEN_CJK.sub("，", text)
     text = re.sub(r"\s+", " ", text)
@@ -89,9 +70,6 @@ def collapse_repetitions(text: str, params: HallucinationParams = _DEFAULT_HALLU
     return pattern.sub(lambda m: m.group(1) * params.max_unit_repeats, text)
 
 
-_NUMERALS = set("0123456789零〇一二两三四五六七八九十百千万幺")
-
-
 def _collapse_near_repeats(text: str, min_chars: int, max_chars: int = 20) -> str:
     """Drop the second of two back-to-back units of ``min_chars``+ characters that differ in one character,
     other than a numeral (a unit of mostly one character, such as masked text, is left alone)."""
@@ -100,7 +78,7 @@ def _collapse_near_repeats(text: str, min_chars: int, max_chars: int = 20) -> st
         while i + 2 * size <= len(text):
             unit, after = text[i:i + size], text[i + size:i + 2 * size]
             differ = [(a, b) for a, b in zip(unit, after) if a != b]
-            if len(differ) == 1 and not any(ch in _NUMERALS for ch in differ[0]) and len(set(unit)) > size // 2:
+            if len(differ) == 1 and not any(ch in NUMERAL_CHARS for ch in differ[0]) and len(set(unit)) > size // 2:
                 text = text[:i + size] + text[i + 2 * size:]
             else:
                 i += 1
@@ -141,33 +119,6 @@ def strip_punctuation(text: str) -> str:
 
 # --- CER normalisation (applied identically to reference and hypothesis) -------------------------
 
-_DIGITS = "零一二三四五六七八九"
-
-
-def _cardinal(n: int) -> str:
-    if n < 10:
-        return _DIGITS[n]
-    units = [(100000000, "亿"), (10000, "万"), (1000, "千"), (100, "百"), (10, "十")]
-    for value, name in units:
-        if n >= value:
-            head, rest = divmod(n, value)
-            out = ("" if (value == 10 and head == 1) else _cardinal(head)) + name
-            if rest:
-                out += ("零" if rest < value // 10 else "") + _cardinal(rest)
-            return out
-    return ""
-
-
-def _number_words(match: re.Match) -> str:
-    s = match.group(0)
-    if "." in s:
-        whole, frac = s.split(".", 1)
-        return _number_words(re.match(r"\d+", whole)) + "点" + "".join(_DIGITS[int(d)] for d in frac)
-    if len(s) >= 5 or s.startswith("0"):
-        return "".join(_DIGITS[int(d)] for d in s)  # phone numbers, 12345, codes: read digit by digit
-    return _cardinal(int(s))
-
-
 @dataclass(frozen=True)
 class CerNormalisation:
     """Text normalisation for CER: Simplified, no punctuation/space, numbers as Chinese words."""
@@ -177,7 +128,7 @@ class CerNormalisation:
 
 def normalise_for_cer(text: str, norm: CerNormalisation = CerNormalisation()) -> str:
     text = unicodedata.normalize("NFKC", to_simplified(text)).upper()
-    text = re.sub(r"\d+(?:\.\d+)?", _number_words, text)
+    text = number_words(text)
     text = strip_punctuation(text)
     return "".join(norm.equivalents.get(ch, ch) for ch in text)
 

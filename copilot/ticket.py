@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_CN_DIGITS = str.maketrans("零〇一二三四五六七八九幺两", "0012345678912")
-_DIGIT_RUN = re.compile(r"[零〇一二三四五六七八九幺两0-9]{7,}")
+from asr.numbers import spoken_digits
+
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
 _NAME = re.compile(r"我(?:叫|的名字(?:是|叫))([\u4e00-\u9fff]{2,3}?)(?=[，,。！？\s]|电话|手机|$)")
 _SURNAME_FULL = re.compile(r"(?:我)?姓([\u4e00-\u9fff])[，,、\s]*(?:叫)?(\1[\u4e00-\u9fff]{1,2})")
@@ -74,7 +74,7 @@ class TicketDrafter:
         if not text:
             return draft
         draft.caller_turns.append(text)
-        digits = _DIGIT_RUN.sub(lambda m: m.group(0).translate(_CN_DIGITS), text)
+        digits = spoken_digits(text)
         if m := _PHONE.search(digits):
             draft.phone = m.group(1)
         if name := self._name(text, last_agent_text):

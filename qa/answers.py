@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from asr.numbers import arabize
 from qa.transcript import Segment
 
 Retrieve = Callable[[str, int], list]
@@ -102,35 +103,6 @@ def _ids(hits: list) -> list[str]:
 
 
 # ------------------------------------------------------------------ fact extraction
-_CN_NUM = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
-
-
-def cn_to_int(s: str) -> int:
-    total, section, digit = 0, 0, 0
-    for ch in s:
-        if ch in _CN_NUM:
-            digit = _CN_NUM[ch]
-        elif ch in _CN_UNIT:
-            section += (digit or 1) * _CN_UNIT[ch]
-            digit = 0
-        elif ch == "万":
-            total += (section + digit) * 10000
-            section, digit = 0, 0
-    return total + section + digit
-
-
-_UNIT_AFTER = r"(?=\s*(?:个)?(?:工作日|日|天|月|年|周岁|周|小时|分钟|元|万元|点|时|号|倍|岁|次|档|栋|楼|号线|路|人))"
-# a number is never said starting with 百, 千 or 万 (一百, 两千): a bare one is a misheard digit (付百元 for 四百元)
-_CN_NUMBER = re.compile(r"(?<![零〇一二两三四五六七八九十百千万])(?![百千万])[零〇一二两三四五六七八九十百千万]+" + _UNIT_AFTER)
-_PERCENT_CN = re.compile(r"百分之([零一二两三四五六七八九十百]+)")
-
-
-def arabize(text: str) -> str:
-    text = _PERCENT_CN.sub(lambda m: f"{cn_to_int(m.group(1))}%", text)
-    return _CN_NUMBER.sub(lambda m: str(cn_to_int(m.group())), text)
-
-
 @dataclass(frozen=True)
 class Fact:
     kind: str  # amount|percent|duration|date|time|location|phone

@@ -12,29 +12,21 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
+from asr.numbers import numeral_value, spoken_digits
+
 ROLES = ("agent", "caller")
 
-_CN_DIGITS = {"零": "0", "〇": "0", "一": "1", "幺": "1", "腰": "1", "二": "2", "三": "3", "四": "4",
-              "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
-_DIGIT_RUN = re.compile(r"[零〇一幺腰二三四五六七八九]{3,}")  # 腰: ASR's usual spelling of 幺
-_DIGIT_SEP = re.compile(r"(?<=\d)[-\s](?=\d)")
 _WORK_NO = re.compile(r"([一二三四五六七八九十]{1,3})(?=号)")
 _PUNCT = re.compile(r"[\s，。！？、；：,.!?;:“”\"'（）()《》…—\-]")
 
 
-def _cn_small_number(s: str) -> str:
-    """一..九十九 → Arabic (for agent numbers such as 十五号)."""
-    if "十" not in s:
-        return "".join(_CN_DIGITS[c] for c in s)
-    tens, _, ones = s.partition("十")
-    return str((int(_CN_DIGITS[tens]) if tens else 1) * 10 + (int(_CN_DIGITS[ones]) if ones else 0))
-
-
 def normalize_text(text: str) -> str:
     """Matching form of spoken text: digit runs as Arabic digits (幺二三四五 → 12345, 十五号 → 15号)."""
-    text = _DIGIT_RUN.sub(lambda m: m.group() if set(m.group()) == {"腰"} else "".join(_CN_DIGITS[c] for c in m.group()), text)
-    text = _DIGIT_SEP.sub("", text)
-    return _WORK_NO.sub(lambda m: _cn_small_number(m.group(1)), text)
+    def work_no(m: re.Match) -> str:
+        value = numeral_value(m.group(1))
+        return m.group(1) if value is None else str(int(value))
+
+    return _WORK_NO.sub(work_no, spoken_digits(text, join_separated=True))
 
 
 def strip_punct(text: str) -> str:

@@ -1,7 +1,8 @@
 """Answer accuracy: contradicted KB facts, with a standalone retriever and an injected one."""
 from __future__ import annotations
 
-from qa.answers import AnswerChecker, cn_to_int, extract_facts
+from asr.numbers import numeral_value
+from qa.answers import AnswerChecker, extract_facts
 from qa.transcript import normalize
 
 KB = [
@@ -29,7 +30,7 @@ def call(question, answer):
 
 
 def test_numbers_in_spoken_and_written_form():
-    assert cn_to_int("两万三千零五") == 23005 and cn_to_int("十五") == 15
+    assert numeral_value("两万三千零五") == 23005 and numeral_value("十五") == 15
     kinds = {(f.kind, f.unit, f.value) for f in extract_facts("晚上十一点到第二天早上七点，工本费二十元，十个工作日")}
     assert {("time", "h", 23.0), ("time", "h", 7.0), ("amount", "元", 20.0), ("duration", "工作日", 10.0)} <= kinds
     assert [f.value for f in extract_facts("每月补贴3万元，每年两千五百元")] == [30000.0, 2500.0]
