@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     asr_followers: int = Field(0, description="Live ASR follower processes that transcribe the bridge spools (serving.pipeline); 0 = one per CPU core, or 2 on a GPU.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
+    sip_trunks: str = Field("", description="Comma-separated carrier trunk addresses (IP or CIDR) that Kamailio exempts from its per-source rate and call limits; empty = none.")
     # tickets and integrations
     ticket_sla: str = Field("", description="SLA policy (domain.tickets.SlaPolicy) as JSON; empty = defaults.")
     ticket_auto_create_groups: str = Field("", description="Comma-separated skill groups whose calls create tickets without agent confirmation.")

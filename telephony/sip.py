@@ -48,7 +48,8 @@ def start_endpoint(sip_port: int, *, host: str = "127.0.0.1", log_level: int = 1
 
 
 def account_config(user: str, sip_port: int, rtp_port: int, rtp_range: int, *, host: str = "127.0.0.1",
-                   registrar: str = ""):
+                   registrar: str = "", password: str = ""):
+    """``password``: SIP digest credentials for ``user`` (any realm), answered to a registrar's 401/407."""
     import pjsua2 as pj
 
     acfg = pj.AccountConfig()
@@ -57,6 +58,8 @@ def account_config(user: str, sip_port: int, rtp_port: int, rtp_range: int, *, h
         acfg.idUri = f"sip:{user}@{registrar.split(':')[0]}"
         acfg.regConfig.registrarUri = f"sip:{registrar}"
         acfg.regConfig.timeoutSec = 300
+    if password:
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
     acfg.mediaConfig.transportConfig.port = rtp_port
     acfg.mediaConfig.transportConfig.portRange = rtp_range
     acfg.mediaConfig.transportConfig.boundAddress = host

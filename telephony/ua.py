@@ -18,6 +18,7 @@ import argparse
 import gc
 import itertools
 import json
+import os
 import queue
 import sys
 import threading
@@ -130,6 +131,8 @@ class UserAgent:
         self.cmds: queue.Queue = queue.Queue()
         self.wav_map: dict[str, str] = json.loads(Path(args.answer_wav_map).read_text()) if args.answer_wav_map else {}
         users = args.user.split(",")
+        # SIP digest passwords per user, from the environment (never argv: it shows in the process list)
+        self.passwords: dict[str, str] = json.loads(os.environ.get("HOTLINE_UA_SIP_PASSWORDS") or "{}")
         self.default_acc = self.account(users[0], args.register)
         for user in users[1:]:
             self.account(user, args.register)
@@ -137,7 +140,8 @@ class UserAgent:
     def account(self, user: str, registrar: str = "") -> UAAccount:
         if user not in self.accounts:
             acc = UAAccount(self)
-            acc.create(account_config(user, self.args.port, self.args.rtp_port, 200, registrar=registrar))
+            acc.create(account_config(user, self.args.port, self.args.rtp_port, 200, registrar=registrar,
+                                      password=self.passwords.get(user, "")))
             self.accounts[user] = acc
         return self.accounts[user]
 
