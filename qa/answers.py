@@ -45,6 +45,8 @@ class AnswerParams:
     min_neg_terms: int = 2  # terms of a KB "不需要 X" phrase the agent must repeat un-negated
     serious_types: tuple[str, ...] = ("amount", "percent", "duration", "date", "time", "phone",
                                       "department", "process", "routing")  # "location" (floor/window) is minor
+    # an error found in agent speech the ASR was less sure of than this is shown as "needs review", never deducted
+    review_below_confidence: float = 0.55
 
 
 def load_kb(rows: Iterable[Any]) -> list[KBEntry]:
@@ -236,10 +238,12 @@ class AnswerError:
     kb_fact: str
     severity: str
     detail: dict = field(default_factory=dict)
+    needs_review: bool = False  # the ASR was unsure of the words the error rests on
 
     def to_dict(self) -> dict:
         return {"kb_id": self.kb_id, "error_type": self.error_type, "quote": self.agent_text,
                 "kb_fact": self.kb_fact, "severity": self.severity, "idx": self.segment.idx,
+                "asr_confidence": self.segment.confidence, "needs_review": self.needs_review,
                 "evidence": self.segment.evidence(), **self.detail}
 
 
@@ -271,6 +275,7 @@ class AnswerChecker:
                      for f in extract_facts(s.norm)}  # digits as spoken: 幺五幺… (ASR: 腰五腰…) is 151…
             err = self._check_segment(seg, cands, topic, heard)
             if err:
+                err.needs_review = seg.confidence is not None and seg.confidence < p.review_below_confidence
                 errors.append(err)
         return errors
 

@@ -18,7 +18,7 @@ from asr.engines.base import PreviousTextParams, transcribe_batch
 
 @dataclass
 class Transcription:
-    segments: list[dict]  # {role, start_ms, end_ms, text}
+    segments: list[dict]  # {role, start_ms, end_ms, text, confidence}
     turns: list[Turn]  # diarization output (speaker labels before role mapping)
     mode: str  # stereo | mono
     audio_seconds: float
@@ -48,6 +48,7 @@ def transcribe_recording(audio: Audio, engine, *, lexicon=None, params: Diarizat
     channel_of = {name: i for i, name in enumerate(params.channel_map)}
     hotwords = lexicon.prompt_terms() if lexicon else None
     texts: dict[int, str] = {}
+    confidence: dict[int, float] = {}  # the least sure piece of each turn (0.0: the engine gives no score)
     previous = ""
     for i, turn in enumerate(turns):  # in time order
         clip = _turn_audio(audio, _asr_span(turns, i, stereo, params.asr_pad_ms),
@@ -57,9 +58,11 @@ def transcribe_recording(audio: Audio, engine, *, lexicon=None, params: Diarizat
         if not text:
             continue
         texts[i] = lexicon.correct(text) if lexicon else text
+        confidence[i] = min(r.confidence for r in recs) if engine.capabilities.confidence else 0.0
         previous = previous_text.extend(previous, texts[i], min(r.confidence for r in recs),
                                         scored=engine.capabilities.confidence)
     roles = assign_roles(turns, texts)
-    segments = [{"role": roles[t.speaker], "start_ms": t.start_ms, "end_ms": t.end_ms, "text": texts[i]}
+    segments = [{"role": roles[t.speaker], "start_ms": t.start_ms, "end_ms": t.end_ms, "text": texts[i],
+                 "confidence": confidence[i]}
                 for i, t in enumerate(turns) if i in texts and roles.get(t.speaker) in ("agent", "caller")]
     return Transcription(segments, turns, "stereo" if stereo else "mono", audio.duration_s)

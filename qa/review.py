@@ -1,10 +1,15 @@
 """Persisting scores and the human review workflow.
 
 - ``store_result``: a ``ScoreResult`` → ``QAResult`` + ``QAItemResult`` rows with evidence.
-- Sampling: every result with a serious violation plus a random N % go to the review queue.
+- Sampling: every result with a serious violation or evidence the ASR was unsure of (``needs_review``), plus a
+  random N %, go to the review queue.
 - Reviewers confirm or overturn each item with a comment (``QAReview``); the result's flags are
   then recomputed from the reviewed items.  Agents acknowledge or appeal (申诉).
 - ``overturn_rates``: per item, how often reviewers overturn the automatic verdict.
+- Versions: re-scoring a call supersedes its current result (``superseded_at``) and stores the new one as the
+  next ``version``; the review queue, result lists and the KPI count current results only.  Reviews stay with the
+  version they judged; a sampled or reviewed call stays in the sample (its new version is queued for a person),
+  and an open appeal moves to the new version.  Superseded versions are read-only.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from domain import audit
 from domain.errors import AppError, not_found
-from domain.models import QAItemResult, QAResult, QAReview, Scorecard, TranscriptSegment
+from domain.models import QAItemResult, QAResult, QAReview, Scorecard, TranscriptSegment, utcnow
 from qa.scoring import ScoreResult, uses_answer_errors
 
 VERDICTS = ("confirm", "overturn")
@@ -41,10 +46,44 @@ def store_result(session: Session, tenant_id: int, result: ScoreResult, scorecar
                                       passed=item.passed or not item.applicable, severity=item.severity,
                                       weight=item.weight,
                                       evidence=item.evidence if item.applicable else [{"note": "不适用"}]))
-    if sampling is not None and should_sample(row, sampling, rng or random.Random()):
+    # a call with evidence the ASR was unsure of always goes to a person; otherwise the sampling rule decides
+    if result.needs_review or (sampling is not None and should_sample(row, sampling, rng or random.Random())):
         row.sampled, row.review_state = True, "queued"
+    if call_id is not None:
+        _supersede(session, tenant_id, call_id, row)
     session.add(row)
     session.flush()
+    return row
+
+
+def _supersede(session: Session, tenant_id: int, call_id: int, row: QAResult) -> None:
+    """Make ``row`` the call's current result: the previous one becomes a superseded version."""
+    previous = session.scalar(select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.call_id == call_id,
+                                                     QAResult.superseded_at.is_(None)).with_for_update())
+    if previous is None:
+        return
+    previous.superseded_at = utcnow()
+    session.flush()  # before the new row: one current result per call (uq_qa_results_current_call)
+    row.version = previous.version + 1
+    if previous.sampled:  # a call in the review sample stays in it: a person looks at the new score
+        row.sampled, row.review_state = True, "queued"
+    if previous.agent_state == "appealed":  # an open appeal is about the call, so the newest score answers it
+        row.agent_state, row.sampled, row.review_state = "appealed", True, "queued"
+    audit.record(session, "qa.rescored", tenant_id=tenant_id, actor_id=_actor_id(session), entity="qa_result",
+                 entity_id=previous.id, before={"result_id": previous.id, "version": previous.version,
+                                                "score": previous.score},
+                 after={"version": row.version, "score": row.score, "call_id": call_id})
+
+
+def _actor_id(session: Session) -> int | None:
+    actor = session.info.get("actor")
+    return actor.user.id if actor else None
+
+
+def _current(row: QAResult) -> QAResult:
+    """Refuse changes to a superseded version."""
+    if row.superseded_at is not None:
+        raise AppError("result_superseded", f"该质检结果（第{row.version}版）已被重新评分取代，请处理最新版本", 409)
     return row
 
 
@@ -63,7 +102,8 @@ def _get_result(session: Session, tenant_id: int, result_id: int) -> QAResult:
 
 def review_queue(session: Session, tenant_id: int, limit: int = 50) -> list[QAResult]:
     """Queued results, serious ones first, oldest first."""
-    q = (select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.review_state == "queued")
+    q = (select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.review_state == "queued",
+                                QAResult.superseded_at.is_(None))
          .order_by((QAResult.serious_service_violation | QAResult.serious_answer_error).desc(), QAResult.id)
          .limit(limit))
     return list(session.scalars(q))
@@ -108,6 +148,7 @@ def review_item(session: Session, tenant_id: int, item_result_id: int, reviewer_
         raise not_found("质检项")
     if verdict == "overturn" and not comment.strip():
         raise AppError("comment_required", "推翻质检结论时必须填写复核意见", 422)
+    _current(item.result)
     review = QAReview(tenant_id=tenant_id, item_result_id=item.id, reviewer_id=reviewer_id, verdict=verdict,
                       comment=comment.strip())
     session.add(review)
@@ -132,7 +173,7 @@ def rescore(session: Session, row: QAResult) -> float:
 
 def finish_review(session: Session, tenant_id: int, result_id: int, reviewer_id: int) -> QAResult:
     """Close a review: items the reviewer did not touch count as confirmed."""
-    row = _get_result(session, tenant_id, result_id)
+    row = _current(_get_result(session, tenant_id, result_id))
     verdicts = latest_verdicts(session, [i.id for i in row.items])
     for item in row.items:
         if item.id not in verdicts:
@@ -155,7 +196,7 @@ def agent_respond(session: Session, tenant_id: int, result_id: int, user_id: int
                   comment: str = "") -> QAResult:
     if action not in AGENT_ACTIONS:
         raise AppError("invalid_action", "只能“确认”或“申诉”", 422)
-    row = _get_result(session, tenant_id, result_id)
+    row = _current(_get_result(session, tenant_id, result_id))
     if row.agent_state in ("appeal_upheld", "appeal_rejected"):
         raise AppError("appeal_closed", "该质检结果的申诉已处理完毕", 409)
     if action == "appeal" and not comment.strip():
@@ -172,7 +213,7 @@ def agent_respond(session: Session, tenant_id: int, result_id: int, user_id: int
 
 def resolve_appeal(session: Session, tenant_id: int, result_id: int, reviewer_id: int, upheld: bool,
                    comment: str) -> QAResult:
-    row = _get_result(session, tenant_id, result_id)
+    row = _current(_get_result(session, tenant_id, result_id))
     if row.agent_state != "appealed":
         raise AppError("no_appeal", "该质检结果没有待处理的申诉", 409)
     row.agent_state = "appeal_upheld" if upheld else "appeal_rejected"
@@ -217,6 +258,14 @@ def result_detail(session: Session, tenant_id: int, result_id: int) -> dict:
         "review_state": row.review_state, "agent_state": row.agent_state,
         "serious_service_violation": row.serious_service_violation,
         "serious_answer_error": row.serious_answer_error, "created_at": row.created_at.isoformat(),
+        "version": row.version, "superseded_at": row.superseded_at.isoformat() if row.superseded_at else None,
+        "versions": [] if row.call_id is None else [
+            {"id": v.id, "version": v.version, "score": v.score, "review_state": v.review_state,
+             "agent_state": v.agent_state, "created_at": v.created_at.isoformat(),
+             "superseded_at": v.superseded_at.isoformat() if v.superseded_at else None}
+            for v in session.scalars(select(QAResult).where(QAResult.tenant_id == tenant_id,
+                                                            QAResult.call_id == row.call_id)
+                                     .order_by(QAResult.version))],
         "items": [{"id": i.id, "code": i.item_code, "name": i.item_name, "passed": i.passed,
                    "effective_passed": effective_pass(i, verdicts.get(i.id)), "severity": i.severity,
                    "weight": i.weight, "evidence": i.evidence, "verdict": verdicts.get(i.id),
@@ -227,6 +276,7 @@ def result_detail(session: Session, tenant_id: int, result_id: int) -> dict:
 
 
 def count_by_state(session: Session, tenant_id: int) -> dict[str, int]:
-    q = select(QAResult.review_state, func.count()).where(QAResult.tenant_id == tenant_id).group_by(
+    q = select(QAResult.review_state, func.count()).where(QAResult.tenant_id == tenant_id,
+                                                          QAResult.superseded_at.is_(None)).group_by(
         QAResult.review_state)
     return {state: n for state, n in session.execute(q)}

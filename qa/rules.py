@@ -322,11 +322,16 @@ def _sentiment(cond: dict, ctx: RuleContext) -> Hit:
     return Hit(bool(evidence), evidence, segs)
 
 
+def answer_error_evidence(error: dict, **extra: Any) -> dict:
+    """An answer error (``AnswerError.to_dict``) as item evidence: the agent's words, the entry and its fact."""
+    return dict(error["evidence"], kb_entry_id=error["kb_id"], error_type=error["error_type"], correct=error["kb_fact"],
+                **extra)
+
+
 def _answer_errors(cond: dict, ctx: RuleContext) -> Hit:
     want = cond.get("severity", "serious")
     errs = [e for e in ctx.answer_errors if want == "any" or e["severity"] == want]
-    return Hit(bool(errs), [dict(e["evidence"], kb_entry_id=e["kb_id"], error_type=e["error_type"],
-                                 correct=e["kb_fact"]) for e in errs])
+    return Hit(bool(errs), [answer_error_evidence(e) for e in errs])
 
 
 OPERATORS: dict[str, Callable[[dict, RuleContext], Hit]] = {

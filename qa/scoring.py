@@ -8,12 +8,14 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from qa.answers import AnswerChecker, AnswerError, AnswerParams, Retrieve
-from qa.rules import RuleContext, char_ngram_similarity, embedding_similarity, evaluate, uses_semantic
+from qa.rules import (RuleContext, answer_error_evidence, char_ngram_similarity, embedding_similarity, evaluate,
+                      uses_semantic)
 from qa.scorecard import Item, ScorecardDef
 from qa.transcript import Segment, normalize
 
 Embed = Callable[[list[str]], np.ndarray]
 _ROUTING_WORDS = re.compile(r"工单|转给|派给|派单|登记|调解|上门|处理")
+REVIEW_NOTE = "语音识别置信度低，需人工复核（不扣分）"
 
 
 @dataclass
@@ -26,6 +28,7 @@ class ItemResult:
     passed: bool
     evidence: list[dict] = field(default_factory=list)
     label: str | None = None
+    needs_review: bool = False  # evidence the ASR was unsure of: a person decides, nothing is deducted for it
 
 
 @dataclass
@@ -37,6 +40,11 @@ class ScoreResult:
     answer_errors: list[dict]
     serious_service_violation: bool
     serious_answer_error: bool
+    uncertain_answer_errors: list[dict] = field(default_factory=list)  # found in speech the ASR was unsure of
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.uncertain_answer_errors)
 
     def item(self, code: str) -> ItemResult:
         return next(i for i in self.items if i.code == code)
@@ -119,11 +127,16 @@ def score_call(
             err = _routing_error(item, ctx, checker)
             if err:
                 errors.append(err)
-    ctx.answer_errors = [e.to_dict() for e in errors]
+    ctx.answer_errors = [e.to_dict() for e in errors if not e.needs_review]
+    uncertain = [e.to_dict() for e in errors if e.needs_review]
     for item in scorecard.items:
         if item.code not in results:
             results[item.code] = _evaluate_item(item, ctx)
             results[item.code].applicable = checker is not None
+            if uncertain and results[item.code].applicable:
+                results[item.code].needs_review = True
+                results[item.code].evidence += [answer_error_evidence(e, needs_review=True, note=REVIEW_NOTE)
+                                                for e in uncertain]
     items = [results[i.code] for i in scorecard.items]
     total = sum(i.weight for i in items) or 1.0
     lost = sum(i.weight for i in items if i.applicable and not i.passed)
@@ -136,6 +149,7 @@ def score_call(
         serious_service_violation=any(i.applicable and not i.passed and i.severity == "serious"
                                       and not uses_answer_errors(_rule(scorecard, i.code)) for i in items),
         serious_answer_error=any(e["severity"] == "serious" for e in ctx.answer_errors),
+        uncertain_answer_errors=uncertain,
     )
 
 

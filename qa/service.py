@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import AppError
 from domain.events import Event, TranscriptComplete, TranscriptFinal
-from domain.models import Call, KnowledgeEntry, KnowledgeVersion, QAResult, Ticket, TranscriptSegment
+from domain.models import Call, KnowledgeEntry, QAResult, Ticket, TranscriptSegment
 from qa import scorecard as sc
 from qa.answers import KBEntry, Retrieve
 from qa.review import SamplingRule, store_result
@@ -35,21 +35,25 @@ def active_scorecard(session: Session, tenant_id: int):
     return row if row is not None else sc.save(session, tenant_id, sc.default_scorecard())
 
 
+def _external_ids(session: Session, tenant_id: int) -> dict[int, str | None]:
+    return dict(session.execute(select(KnowledgeEntry.id, KnowledgeEntry.external_id)
+                                .where(KnowledgeEntry.tenant_id == tenant_id)).all())
+
+
 def published_kb(session: Session, tenant_id: int) -> list[KBEntry]:
-    rows = session.execute(
-        select(KnowledgeEntry.id, KnowledgeEntry.external_id, KnowledgeVersion.title, KnowledgeVersion.body,
-               KnowledgeVersion.department, KnowledgeVersion.category)
-        .join(KnowledgeVersion, KnowledgeVersion.entry_id == KnowledgeEntry.id)
-        .where(KnowledgeEntry.tenant_id == tenant_id, KnowledgeEntry.status == "published",
-               KnowledgeVersion.version == KnowledgeEntry.published_version)).all()
-    return [KBEntry(str(ext or eid), title, body, dept or "", cat or "") for eid, ext, title, body, dept, cat in rows]
+    """The tenant's live knowledge as the copilot suggests it (``knowledge.service.published_docs``): an entry
+    being revised is checked against its published version; ids are external ids where an entry has one."""
+    from knowledge.service import published_docs
+
+    external = _external_ids(session, tenant_id)
+    return [KBEntry(str(external.get(d.id) or d.id), d.title, d.body, d.department or "", d.category or "")
+            for d in published_docs(session, tenant_id)]
 
 
 def index_retriever(session: Session, tenant_id: int, index: HybridIndex) -> Retrieve:
     """The tenant's KB index as the answer checker's ``retrieve``, ranking with its ranker for ASR transcripts
     (what QA scores); ids as ``published_kb`` gives them (an entry's external id where it has one)."""
-    external = dict(session.execute(select(KnowledgeEntry.id, KnowledgeEntry.external_id)
-                                    .where(KnowledgeEntry.tenant_id == tenant_id)).all())
+    external = _external_ids(session, tenant_id)
 
     def retrieve(query: str, k: int) -> list[tuple[str, float]]:
         return [(str(external.get(h.id) or h.id), h.score) for h in index.search(query, k, spoken=True).hits]

@@ -67,6 +67,7 @@ class Segment:
     text: str
     idx: int = 0
     norm: str = field(default="", repr=False)
+    confidence: float | None = None  # the ASR's confidence in this text; None for typed or unscored text
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -76,7 +77,10 @@ class Segment:
         self.norm = normalize_text(self.text)
 
     def evidence(self, **extra: Any) -> dict:
-        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "role": self.role, "text": self.text, **extra}
+        out = {"start_ms": self.start_ms, "end_ms": self.end_ms, "role": self.role, "text": self.text, **extra}
+        if self.confidence is not None:
+            out["asr_confidence"] = round(self.confidence, 3)
+        return out
 
 
 def _get(obj: Any, *names: str) -> Any:
@@ -96,7 +100,7 @@ def normalize(segments: Iterable[Any], merge_gap_ms: int = 0) -> list[Segment]:
     out = []
     for raw in segments:
         if isinstance(raw, Segment):
-            out.append(Segment(raw.role, raw.start_ms, raw.end_ms, raw.text))
+            out.append(Segment(raw.role, raw.start_ms, raw.end_ms, raw.text, confidence=raw.confidence))
             continue
         role = _get(raw, "role", "speaker_role", "speaker")
         start_ms = _get(raw, "start_ms")
@@ -109,14 +113,18 @@ def normalize(segments: Iterable[Any], merge_gap_ms: int = 0) -> list[Segment]:
         text = _get(raw, "text") or ""
         if not text.strip():
             continue
-        out.append(Segment(str(role), int(start_ms), int(end_ms), text.strip()))
+        # an engine that gives no score stores 0.0 (asr.engines.base.Recognised): that is "unknown", not "unsure"
+        confidence = float(_get(raw, "confidence") or 0.0) or None
+        out.append(Segment(str(role), int(start_ms), int(end_ms), text.strip(), confidence=confidence))
     out.sort(key=lambda s: (s.start_ms, s.end_ms))
     merged: list[Segment] = []
     for seg in out:
         prev = merged[-1] if merged else None
         if prev and merge_gap_ms and prev.role == seg.role and 0 <= seg.start_ms - prev.end_ms < merge_gap_ms:
             sep = "" if _PUNCT.match(prev.text[-1]) else "，"
-            merged[-1] = Segment(prev.role, prev.start_ms, max(prev.end_ms, seg.end_ms), prev.text + sep + seg.text)
+            known = [c for c in (prev.confidence, seg.confidence) if c is not None]
+            merged[-1] = Segment(prev.role, prev.start_ms, max(prev.end_ms, seg.end_ms), prev.text + sep + seg.text,
+                                 confidence=min(known) if known else None)
         else:
             merged.append(seg)
     for i, seg in enumerate(merged):

@@ -178,3 +178,57 @@ def test_answers_are_checked_against_entries_the_tenants_index_finds(engine, wor
         item = next(i for i in review.result_detail(s, tid, row.id)["items"] if i["code"] == "answer_accuracy")
         assert not item["passed"] and row.serious_answer_error
         assert [(e["kb_entry_id"], e["error_type"]) for e in item["evidence"]] == [("demo027", "amount")]
+
+
+def test_an_entry_under_revision_is_still_checked_against_its_published_version(engine, world):
+    """QA reads the knowledge the copilot suggests: editing a published entry (a new draft version) neither drops
+    it from answer checking nor checks answers against the unpublished draft."""
+    from knowledge.service import EntryIn, create_entry, transition, update_entry
+    from qa.service import published_kb, score_and_store
+
+    tid = world["tenant"]
+    with session_scope(engine) as s:
+        entry = create_entry(s, tid, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
+                                             body="本人携带身份证到社保卡窗口补办，补卡收取工本费20元。"))
+        transition(s, tid, entry.id, "submit")
+        transition(s, tid, entry.id, "publish")
+        update_entry(s, tid, entry.id, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
+                                               body="本人携带身份证到社保卡窗口补办，补卡收取工本费30元。"))
+        assert [(e.id, "20元" in e.answer) for e in published_kb(s, tid)] == [("kb-card", True)]
+        segs = [{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡丢了补办要多少钱？"},
+                {"role": "agent", "start_ms": 3500, "end_ms": 8000, "text": "补卡收取工本费30元，带身份证去窗口。"}]
+        row = score_and_store(s, tid, segs, {})
+        assert row.serious_answer_error
+
+
+def test_an_error_in_speech_the_asr_was_unsure_of_goes_to_review_without_a_deduction(engine, world):
+    """The same wrong amount: heard with confidence it is deducted; heard with low confidence it is shown as needing
+    review, the answer item keeps its points and the call is queued for a person."""
+    from knowledge.service import EntryIn, create_entry, transition
+    from qa.service import score_and_store
+
+    tid = world["tenant"]
+    with session_scope(engine) as s:
+        entry = create_entry(s, tid, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
+                                             body="本人携带身份证到社保卡窗口补办，补卡收取工本费20元。"))
+        transition(s, tid, entry.id, "submit")
+        transition(s, tid, entry.id, "publish")
+
+        def scored(confidence):
+            segs = [{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡丢了补办要多少钱？",
+                     "confidence": 0.9},
+                    {"role": "agent", "start_ms": 3500, "end_ms": 8000, "text": "补卡收取工本费30元，带身份证去窗口。",
+                     "confidence": confidence}]
+            row = score_and_store(s, tid, segs, {}, sampling=None)
+            item = next(i for i in review.result_detail(s, tid, row.id)["items"] if i["code"] == "answer_accuracy")
+            return row, item
+
+        sure, sure_item = scored(0.92)
+        assert sure.serious_answer_error and not sure_item["passed"]
+        assert not any(e.get("needs_review") for e in sure_item["evidence"])
+        unsure, unsure_item = scored(0.31)
+        assert not unsure.serious_answer_error and unsure_item["passed"]
+        assert unsure.review_state == "queued"  # a person decides, whatever the sampling rule
+        flagged = [e for e in unsure_item["evidence"] if e.get("needs_review")]
+        assert [(e["kb_entry_id"], e["error_type"], e["asr_confidence"]) for e in flagged] == [("kb-card", "amount", 0.31)]
+        assert unsure.score > sure.score
