@@ -185,6 +185,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                      control_port=base + 1000, flow=flow.model_dump_json(),
                      sink="serving.pipeline:event_sink" if asr else "",
                      proxy_port=base - 2 if use_kamailio else 0, prefix="lw", asr_followers=n_followers,
+                     trunks="127.0.0.1",  # the caller UAs play the carrier trunk: no per-source call limit
                      env={"HOTLINE_DATA_DIR": str(root), "HOTLINE_DATABASE_URL": url, "HOTLINE_EVENT_BUS": "memory"})
     uas: list[Peer] = []
     result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "asr_followers": n_followers,

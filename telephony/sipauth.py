@@ -75,12 +75,19 @@ def active_extensions(session) -> list[str]:
 
 def _replace(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` atomically (mode 0600); False when it already held exactly that."""
-    if path.exists() and path.read_text() == text:
-        return False
+    old_mtime = 0
+    if path.exists():
+        if path.read_text() == text:
+            return False
+        old_mtime = int(path.stat().st_mtime)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    # db_text notices a change by the file's mtime in whole seconds: a rewrite within the second of the
+    # previous one must still look newer, or Kamailio keeps the old table
+    if int(os.stat(tmp).st_mtime) <= old_mtime:
+        os.utime(tmp, (old_mtime + 1, old_mtime + 1))
     os.replace(tmp, path)
     return True
 

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from domain.db import session_scope
-from domain.models import Agent, Call
+from domain.models import Agent, Call, Tenant
+from telephony import sipauth
 from telephony.supervisor import Supervisor, read_registry
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
 from tests.telephony.test_bridge import wait_cdr
@@ -20,7 +21,7 @@ def cluster(peers):
     proxy = free_port()
     sup = Supervisor(2, db_url=peers.url, data_dir=peers.root / "cluster", sip_port=free_port() + 100,
                      rtp_port=rtp_base(), control_port=free_port() + 200, flow=TEST_FLOW.model_dump_json(),
-                     proxy_port=proxy, prefix="k")
+                     proxy_port=proxy, prefix="k", trunks="127.0.0.1")  # the caller UA plays the carrier trunk
     try:
         sup.start()
         time.sleep(2.5)  # first OPTIONS probes mark both workers active
@@ -29,8 +30,16 @@ def cluster(peers):
         sup.stop()
 
 
-def registered_agent(lab, proxy: int, work_no: str):
-    agent_id, ua = lab.agent(work_no, register=f"127.0.0.1:{proxy}")
+def registered_agent(lab, cluster, work_no: str):
+    """An agent whose softphone registers at Kamailio with its SIP digest credentials."""
+    proxy = cluster.proxy_port
+    with session_scope(lab.engine) as s:  # the agent exists before its softphone registers
+        if s.query(Agent).filter_by(work_no=work_no).one_or_none() is None:
+            s.add(Agent(tenant_id=s.query(Tenant).filter_by(code="laibin").one().id, work_no=work_no,
+                        name=f"坐席{work_no}"))
+    cluster.sync_sip_credentials()
+    agent_id, ua = lab.agent(work_no, register=f"127.0.0.1:{proxy}",
+                             sip_passwords={work_no: sipauth.agent_password(cluster.data_dir, work_no)})
     ua.wait_for(lambda e: e.get("ev") == "registered" and e.get("code") == 200, 10)
     with session_scope(lab.engine) as s:
         s.get(Agent, agent_id).sip_uri = f"sip:{work_no}@127.0.0.1:{proxy}"
@@ -65,9 +74,9 @@ def live_worker(lab, number: str) -> str:
 def test_calls_through_kamailio_survive_a_dead_worker(peers, cluster):
     lab, proxy = peers, cluster.proxy_port
     assert [w.name for w in read_registry(cluster.data_dir)] == ["k1", "k2"]
-    a1, ua1 = registered_agent(lab, proxy, "5001")
-    a2, ua2 = registered_agent(lab, proxy, "5002")
-    a3, ua3 = registered_agent(lab, proxy, "5003")
+    a1, ua1 = registered_agent(lab, cluster, "5001")
+    a2, ua2 = registered_agent(lab, cluster, "5002")
+    a3, ua3 = registered_agent(lab, cluster, "5003")
     caller = lab.peer("13700000001")
 
     caller.call("c1", f"sip:12345@127.0.0.1:{proxy}", wav=str(lab.caller_wav), dtmf="1", dtmf_after=0.3,
