@@ -17,8 +17,18 @@ def main():
         # keep audio results of an earlier render
         if os.path.exists(p):
             old = json.load(open(p, encoding="utf-8"))
+            same = ([(t["speaker"], t.get("tts_text") or t["text"]) for t in old["turns"]] ==
+                    [(t["speaker"], t.get("tts_text") or t["text"]) for t in d["turns"]] and
+                    [{k: v for k, v in t.items() if k.startswith(("preceded", "overlaps"))} for t in old["turns"]] ==
+                    [{k: v for k, v in t.items() if k.startswith(("preceded", "overlaps"))} for t in d["turns"]])
             if old.get("audio", {}).get("rendered"):
-                d["audio"] = old["audio"]
+                if same:
+                    d["audio"] = old["audio"]
+                else:  # text changed after rendering: drop the stale audio so it is rendered again
+                    for q in (d["audio"]["file"], d["audio"]["ref"], d["audio"]["rttm"], f"audio/{d['id']}.json"):
+                        if os.path.exists(os.path.join(ROOT, q)):
+                            os.remove(os.path.join(ROOT, q))
+                    print(d["id"], "text changed: stale audio removed")
         with open(p, "w", encoding="utf-8") as fh:
             json.dump(d, fh, ensure_ascii=False, indent=1)
             fh.write("\n")
