@@ -61,6 +61,9 @@ class Item(BaseModel):
     label: str | None = None  # the labelled field this item is compared with in `hotline eval calls`
     live: LiveHint | None = None
     routing_kb_query: str | None = None  # a failure is also an answer (routing) error against this KB topic
+    # with routing_kb_query: the agent told the caller to report it themselves (a failure is then "self_referred",
+    # not "refused")
+    self_referral: dict | None = None
     description: str = ""
 
     @model_validator(mode="after")

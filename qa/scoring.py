@@ -29,6 +29,7 @@ class ItemResult:
     evidence: list[dict] = field(default_factory=list)
     label: str | None = None
     needs_review: bool = False  # evidence the ASR was unsure of: a person decides, nothing is deducted for it
+    handling: str | None = None  # routing items that apply: transferred | self_referred | refused
 
 
 @dataclass
@@ -86,6 +87,15 @@ def _evaluate_item(item: Item, ctx: RuleContext) -> ItemResult:
     return res
 
 
+def _handling(item: Item, result: ItemResult, ctx: RuleContext) -> str:
+    """How the agent handled a call the item's routing rule applies to (an emergency: transfer to 110)."""
+    if result.passed:
+        return "transferred"
+    if item.self_referral is not None and evaluate(item.self_referral, ctx).matched:
+        return "self_referred"
+    return "refused"
+
+
 def _routing_error(item: Item, ctx: RuleContext, checker: AnswerChecker) -> AnswerError | None:
     kb_ids = checker.candidates(item.routing_kb_query or "", 1)
     onset = evaluate(item.applies_if, ctx).evidence if item.applies_if else []
@@ -123,9 +133,12 @@ def score_call(
         if item.forbid and uses_answer_errors(item.forbid):
             continue
         results[item.code] = _evaluate_item(item, ctx)
+        if item.routing_kb_query and results[item.code].applicable:
+            results[item.code].handling = _handling(item, results[item.code], ctx)
         if item.routing_kb_query and checker and results[item.code].applicable and not results[item.code].passed:
             err = _routing_error(item, ctx, checker)
             if err:
+                err.detail["handling"] = results[item.code].handling
                 errors.append(err)
     ctx.answer_errors = [e.to_dict() for e in errors if not e.needs_review]
     uncertain = [e.to_dict() for e in errors if e.needs_review]

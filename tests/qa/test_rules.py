@@ -203,3 +203,23 @@ def test_any_lists_the_evidence_of_every_alternative():
     anchor = {"any": [{"op": "regex", "role": A, "pattern": "不归我们管"}, {"op": "regex", "role": A, "pattern": "自己去查"}]}
     after = evaluate({"op": "keywords", "role": C, "words": ["啊"], "scope": {"after": anchor}}, ctx(call))
     assert after.matched  # the anchor is the earliest segment either alternative matches (8.5 s, not 14.5 s)
+
+
+@pytest.mark.parametrize("reply, passed, handling", [
+    ("我马上帮您三方转接110，请不要挂机。", True, "transferred"),
+    ("现在为您转接幺幺零。", True, "transferred"),  # digits as read
+    ("这种情况您直接打110报警吧。", False, "self_referred"),
+    ("您自己打一下110。", False, "self_referred"),
+    ("我们这边没法给您转110。", False, "refused"),  # a negated transfer is none
+    ("好的，我们登记一下。", False, "refused"),
+])
+def test_emergency_handling_transferred_self_referred_or_refused(reply, passed, handling):
+    from qa.scorecard import default_scorecard
+    from qa.scoring import score_call
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    segs = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12345政务服务便民热线，8号话务员为您服务。"},
+            {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": "救命，有人拿刀在楼下砍人，现在还在打！"},
+            {"role": "agent", "start_ms": 8500, "end_ms": 13000, "text": reply}]
+    item = score_call(segs, {}, card, None).item("police_110")
+    assert (item.applicable, item.passed, item.handling) == (True, passed, handling)
