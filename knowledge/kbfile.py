@@ -37,8 +37,12 @@ def load_kb_docs(path: Path) -> list[KBDoc]:
 
 
 def load_queries(path: Path) -> list[dict]:
+    """Labelled queries: query (or audio) and expected_id; a paraphrase set's ``id`` (the entry it paraphrases)
+    stands for expected_id, and its optional ``same_question_ids`` name entries with the identical question."""
     rows = read_jsonl(path)
     for n, row in enumerate(rows, 1):
+        if "expected_id" not in row and "id" in row:
+            row["expected_id"] = row["id"]
         if "query" not in row and "audio" not in row or "expected_id" not in row:
             raise AppError("bad_queries", f"{path} 第 {n} 条需要 query（或 audio）和 expected_id")
     return rows

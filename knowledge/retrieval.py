@@ -176,13 +176,15 @@ class Ranker:
     """Linear ranking score over FEATURES (trained pairwise) plus Platt calibration.
 
     ``weights`` order candidates; ``calib_a * score + calib_b`` through a sigmoid
-    turns a score into the probability that the candidate answers the query.
+    turns a score into the probability that the candidate answers the query.  Weights that are
+    ``plain_e5_weights()`` rank exactly as plain e5 retrieval does (``select_ranker`` falls back to them).
     """
 
     weights: list[float]
     calib_a: float = 1.0
     calib_b: float = 0.0
     trained_on: str = ""
+    gate: dict = field(default_factory=dict)  # select_ranker's out-of-fold comparison with plain e5
 
     @classmethod
     def load(cls, path: Path = RANKER_PATH) -> "Ranker":
@@ -353,10 +355,24 @@ def matched_spans(query: str, text: str, min_len: int = 2) -> list[str]:
     return [text[b.b : b.b + b.size] for b in blocks if b.size >= min_len]
 
 
-def fit_ranker(
-    index: HybridIndex, labelled: list[tuple[str, int | str]], trained_on: str = "", C: float = 0.1
-) -> Ranker:
-    """Fit the ranker from (query, expected entry id) pairs against ``index``.
+def ranking_samples(index: HybridIndex, labelled: list[tuple[str, int | str | set]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per (query, expected entry id or set of ids): the candidates' feature matrix and which are expected."""
+    out = []
+    for query, expected in labelled:
+        accepted = expected if isinstance(expected, set) else {expected}
+        _, slots, x = index.features(query)
+        out.append((x, np.array([index._docs[s].id in accepted for s in slots], bool)))
+    return out
+
+
+def plain_e5_weights() -> list[float]:
+    """Weights that rank candidates by e5 cosine to the title alone: plain dense retrieval, the floor."""
+    return [float(f == "cos_title") for f in FEATURES]
+
+
+def fit_ranker(samples: list[tuple[np.ndarray, np.ndarray]], trained_on: str = "", C: float = 0.1,
+               plain_e5: bool = False) -> Ranker:
+    """Fit the ranker from ``ranking_samples``; with ``plain_e5`` only the calibration (weights: ``plain_e5_weights``).
 
     Weights come from a pairwise logistic regression (correct entry minus each
     wrong candidate of the same query), so they optimise the ordering within a
@@ -364,19 +380,45 @@ def fit_ranker(
     """
     from sklearn.linear_model import LogisticRegression
 
-    diffs, feats, labels = [], [], []
-    for query, expected in labelled:
-        _, slots, x = index.features(query)
-        good = np.array([index._docs[s].id == expected for s in slots])
-        feats.append(x)
-        labels.append(good)
-        if good.any():
-            diffs.append(x[good][0] - x[~good])
-    d = np.concatenate(diffs)
-    scale = d.std(axis=0) + 1e-6  # standardise so the L2 penalty treats every feature alike
-    pairwise = LogisticRegression(C=C, fit_intercept=False, max_iter=5000)
-    pairwise.fit(np.vstack([d / scale, -d / scale]), np.r_[np.ones(len(d)), np.zeros(len(d))])
-    weights = pairwise.coef_[0] / scale
-    scores = np.concatenate(feats) @ weights
-    platt = LogisticRegression(C=1.0, max_iter=2000).fit(scores.reshape(-1, 1), np.concatenate(labels))
+    if plain_e5:
+        weights = np.asarray(plain_e5_weights())
+    else:
+        d = np.concatenate([x[good][0] - x[~good] for x, good in samples if good.any()])
+        scale = d.std(axis=0) + 1e-6  # standardise so the L2 penalty treats every feature alike
+        pairwise = LogisticRegression(C=C, fit_intercept=False, max_iter=5000)
+        pairwise.fit(np.vstack([d / scale, -d / scale]), np.r_[np.ones(len(d)), np.zeros(len(d))])
+        weights = pairwise.coef_[0] / scale
+    scores = np.concatenate([x for x, _ in samples]) @ weights
+    platt = LogisticRegression(C=1.0, max_iter=2000).fit(scores.reshape(-1, 1), np.concatenate([g for _, g in samples]))
     return Ranker([float(w) for w in weights], float(platt.coef_[0][0]), float(platt.intercept_[0]), trained_on)
+
+
+def reciprocal_rank(ranker: Ranker, sample: tuple[np.ndarray, np.ndarray]) -> float:
+    """1 / rank of the first expected candidate under ``ranker`` (0 when no candidate is expected)."""
+    x, good = sample
+    order = np.argsort(-ranker.score(x), kind="stable")
+    hit = np.flatnonzero(good[order])
+    return 1.0 / (hit[0] + 1) if len(hit) else 0.0
+
+
+def select_ranker(samples: list[tuple[np.ndarray, np.ndarray]], groups: list, trained_on: str = "", folds: int = 5,
+                  seed: int = 12345) -> Ranker:
+    """The learned ranker where it wins out of fold, else plain e5: plain e5 is the floor.
+
+    The hybrid ranker is fitted on K-1 folds of ``samples`` (grouped by ``groups``, e.g. the expected entry,
+    so copies and paraphrases of one question stay together) and scored on the held-out fold, as is plain e5;
+    the ranker is kept only when its out-of-fold MRR is higher.  The comparison is stored as ``Ranker.gate``.
+    """
+    from eval.folds import assign_folds, splits
+
+    e5 = Ranker(plain_e5_weights())
+    rr: dict[str, list[float]] = {"ranker": [], "e5": []}
+    for train, test in splits(assign_folds(groups, folds, seed)):
+        fitted = fit_ranker([samples[i] for i in train])
+        rr["ranker"] += [reciprocal_rank(fitted, samples[i]) for i in test]
+        rr["e5"] += [reciprocal_rank(e5, samples[i]) for i in test]
+    mrr = {k: round(float(np.mean(v)), 4) for k, v in rr.items()}
+    kept = "ranker" if mrr["ranker"] > mrr["e5"] else "e5"
+    ranker = fit_ranker(samples, trained_on, plain_e5=kept == "e5")
+    ranker.gate = {"kept": kept, "out_of_fold_mrr": mrr, "folds": folds, "seed": seed, "queries": len(samples)}
+    return ranker
