@@ -172,3 +172,95 @@ def invite_scenario(to_user: str, *, expect: int = 200, hold_ms: int = 2000) -> 
   ]]></send>
   <recv response="200"/>
 </scenario>"""
+
+
+def flood_scenario(hold_ms: int) -> str:
+    """A flooding caller: INVITE the service number; an answered call is held ``hold_ms``; a refusal is ACKed."""
+    return f"""<scenario name="flood">
+  <send retrans="500"><![CDATA[
+      INVITE sip:12345@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:1390000[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag2[call_number]
+      To: <sip:12345@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:flood@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{SDP}
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="486" optional="true" next="refused"/>
+  <recv response="503" optional="true" next="refused"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500"><![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>
+  <recv response="200" next="done"/>
+  <label id="refused"/>
+  <send><![CDATA[
+      ACK sip:12345@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>
+  <label id="done"/>
+</scenario>"""
+
+
+def bye_to_proxy_scenario(expect: int) -> str:
+    """An in-dialog BYE whose Request-URI is the proxy itself, with no Route (the loop of issue 26).
+    Its Call-ID is SIPp's (``-cid_str`` picks it)."""
+    return f"""<scenario name="bye-to-proxy">
+  <send retrans="500"><![CDATA[
+      BYE sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:attacker@[local_ip]:[local_port]>;tag=from-[pid]
+      To: <sip:12345@[remote_ip]:[remote_port]>;tag=to-[pid]
+      Call-ID: [call_id]
+      CSeq: 7 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>
+  <recv response="{expect}"/>
+</scenario>"""
+
+
+def sipp_counts(stdout: str) -> dict[str, int]:
+    """SIPp's final counters (``Successful call``, ``Failed call``, ``Outgoing calls created``): the cumulative
+    column of its last statistics screen."""
+    counts = {}
+    for line in stdout.splitlines():
+        for key in ("Successful call", "Failed call", "Outgoing calls created"):
+            if line.strip().startswith(key):
+                cells = [c.strip() for c in line.split("|")]
+                counts[key] = int(cells[-1] or cells[-2])
+    return counts
