@@ -126,6 +126,23 @@ def register(app: typer.Typer) -> None:
         finally:
             sup.stop()
 
+    @tel.command("sip-password")
+    def sip_password(work_no: str = typer.Argument(..., help="坐席工号（即 SIP 分机号）")) -> None:
+        """显示坐席软电话注册 Kamailio 所用的 SIP 账号与密码（按本机密钥为每个坐席生成，与登录密码无关）。"""
+        from domain.db import session_scope
+        from domain.errors import not_found
+        from domain.settings import get_settings
+        from telephony import sipauth
+        from telephony.supervisor import SIP_REALM
+
+        st = get_settings()
+        with session_scope() as session:
+            if work_no not in sipauth.active_extensions(session):
+                raise not_found(f"工号 {work_no} 的在职坐席")
+        typer.echo(json.dumps({"username": work_no, "password": sipauth.agent_password(st.data_dir, work_no),
+                               "realm": SIP_REALM, "registrar": f"sip:{st.sip_proxy}",
+                               "uri": f"sip:{work_no}@{SIP_REALM}"}, ensure_ascii=False, indent=2))
+
     @tel.command("status")
     def status() -> None:
         """各工作进程的通话、CPU 与积压情况。"""

@@ -5,9 +5,13 @@ real bridge workers, SIPp and pjsua2 user agents over loopback.
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +41,18 @@ def test_agent_sip_passwords_are_generated_per_agent_and_stored_as_ha1_only(edge
     assert sipauth.ha1("15", "127.0.0.1", pw15) in table
     assert pw15 not in table and pw16 not in table
     assert stat.S_IMODE(os.stat(sipauth.db_dir(edge.data_dir) / "subscriber").st_mode) == 0o600
+
+
+def test_the_agent_reads_its_sip_password_from_the_cli(edge, lab):  # noqa: F811
+    pw15 = add_agent(lab, edge, "15")
+    env = {**os.environ, "HOTLINE_DATA_DIR": str(edge.data_dir), "HOTLINE_DATABASE_URL": lab.url}
+    cli = [str(Path(sys.executable).parent / "hotline"), "telephony", "sip-password"]
+    out = subprocess.run([*cli, "15"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"username": "15", "password": pw15, "realm": "127.0.0.1",
+                                      "registrar": "sip:127.0.0.1:5060", "uri": "sip:15@127.0.0.1"}
+    unknown = subprocess.run([*cli, "99999"], env=env, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode != 0 and "99999" in unknown.stderr + unknown.stdout and pw15 not in unknown.stdout
 
 
 def test_register_needs_the_extensions_own_valid_credentials(edge, lab, tmp_path):  # noqa: F811
