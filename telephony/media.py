@@ -378,9 +378,9 @@ class ForkPool:
         return t[2][0] if t else 0
 
     def abandon(self) -> None:
-        """At shutdown: let libDestroy free the ports (no Python-side destructor races the clock thread)."""
+        """At shutdown: let libDestroy free the ports (no Python-side destructor races the clock thread).  The
+        Python objects stay referenced: the clock thread may call ``onFrameReceived`` until libDestroy has
+        removed the ports, and a freed one crashed the worker on its way out."""
         for port in self.ports:
             port.target = None
             port.thisown = False
-        self.ports.clear()
-        self.idle.clear()
