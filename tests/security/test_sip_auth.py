@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from telephony import sipauth
 from tests.security.sipedge import (add_agent, needs_sip_tools, proxy_log, register_scenario, set_state, sipp,
                                     invite_scenario, start_edge, write_scenario)
-from tests.telephony.conftest import TEST_FLOW, lab, peers  # noqa: F401 - fixtures
+from tests.telephony.conftest import TEST_FLOW, free_port, lab, peers  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, needs_sip_tools]
 DEMO_LOGIN_PASSWORD = "Hotline#2026"  # README: the published demo password
@@ -77,6 +78,29 @@ def test_register_needs_the_extensions_own_valid_credentials(edge, lab, tmp_path
     run = sipp(write_scenario(tmp_path / "invite.xml", invite_scenario("15", expect=407)), proxy, ip="127.0.0.6",
                args=["-m", "1"], timeout=15)
     assert run.returncode == 0, run.stdout[-1500:]
+
+
+@pytest.mark.skipif(not shutil.which("baresip"), reason="baresip not installed")
+def test_a_baresip_softphone_registers_only_with_its_own_generated_credentials(edge, lab, tmp_path):  # noqa: F811
+    pw15 = add_agent(lab, edge, "15")
+    add_agent(lab, edge, "16")
+
+    def baresip(account: str) -> str:
+        conf = tmp_path / f"baresip-{len(list(tmp_path.iterdir()))}"
+        conf.mkdir()
+        (conf / "config").write_text(
+            f"sip_listen 127.0.0.7:{free_port()}\nsip_transports udp\naudio_player aufile,/dev/null\n"
+            "audio_source ausine,440\nmodule_path /usr/lib/baresip/modules\n"
+            + "".join(f"module {m}.so\n" for m in ("g711", "ausine", "aufile", "account", "menu")))
+        (conf / "accounts").write_text(f'{account};outbound="sip:127.0.0.1:{edge.proxy_port}";regint=300\n')
+        run = subprocess.run(["baresip", "-f", str(conf), "-t", "3"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=30)
+        return run.stdout + run.stderr
+
+    assert "401 Unauthorized" in baresip("<sip:15@127.0.0.1>;auth_pass=guessed-password")
+    assert "403 Forbidden" in baresip(f"<sip:16@127.0.0.1>;auth_user=15;auth_pass={pw15}")
+    out = baresip(f"<sip:15@127.0.0.1>;auth_pass={pw15}")
+    assert "15@127.0.0.1: {0/UDP/v4} 200 OK" in out, out
 
 
 def test_unregistered_attacker_never_receives_a_call_for_extension_15(edge, peers):  # noqa: F811
