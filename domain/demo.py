@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from domain import accounts
 from domain.models import Agent, Queue, SkillGroup, Tenant, User
 
-DEMO_PASSWORD = "Hotline#2026"
+DEMO_PASSWORD = "Hotline#2026"  # published in the README: only the demo loader may set it, and it must be changed
 DEMO_USERS: list[tuple[str, str, str]] = [
     ("agent", "agent", "8号话务员 李敏"),
     ("agent2", "agent", "15号话务员 王芳"),
@@ -29,7 +29,7 @@ def seed_demo(session: Session, tenant_code: str = "laibin") -> Tenant:
     for username, role, display in DEMO_USERS:
         user = session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == username))
         if user is None:
-            user = accounts.create_user(session, tenant, username, DEMO_PASSWORD, role, display)
+            user = accounts.create_user(session, tenant, username, DEMO_PASSWORD, role, display, demo=True)
         users[username] = user
     for code, name, dtmf in SKILL_GROUPS:
         group = session.scalar(select(SkillGroup).where(SkillGroup.tenant_id == tenant.id, SkillGroup.code == code))

@@ -14,10 +14,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -59,8 +61,8 @@ class User(TenantOwned, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(ForeignKey("roles.name"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # set for accounts created with the published demo password: the UI asks for a new one at login
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -319,7 +321,7 @@ class InboxReceipt(Base):
     __table_args__ = (UniqueConstraint("channel", "event_id"),)
 
 
-class ParkedEvent(Base):
+class ParkedEvent(TenantOwned, Base):
     """An inbound integration event that arrived ahead of its predecessors (out of order), kept until they come."""
 
     __tablename__ = "parked_events"
@@ -397,7 +399,14 @@ class Scorecard(TenantOwned, Base):
 
 
 class QAResult(TenantOwned, Base):
+    """One score of a call.  Re-scoring a call adds a new version and supersedes the previous one: a call has at
+    most one current result (``superseded_at`` is NULL), which is what the review queue and the KPI count."""
+
     __tablename__ = "qa_results"
+    __table_args__ = (
+        Index("uq_qa_results_current_call", "call_id", unique=True,
+              sqlite_where=text("superseded_at IS NULL"), postgresql_where=text("superseded_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True, nullable=True)
     recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id"), nullable=True)
@@ -409,6 +418,8 @@ class QAResult(TenantOwned, Base):
     sampled: Mapped[bool] = mapped_column(Boolean, default=False)
     review_state: Mapped[str] = mapped_column(String(16), default="auto")  # auto|queued|reviewed
     agent_state: Mapped[str] = mapped_column(String(16), default="")  # acknowledged|appealed|appeal_upheld|appeal_rejected
+    version: Mapped[int] = mapped_column(Integer, default=1)  # 1, 2, … per call
+    superseded_at: Mapped[datetime | None] = mapped_column(nullable=True)  # when a re-score replaced it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     items: Mapped[list["QAItemResult"]] = relationship(back_populates="result", cascade="all, delete-orphan")
 

@@ -26,12 +26,17 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `hotline serve` binds.")
     port: int = Field(8345, description="Port `hotline serve` binds.")
     session_minutes: int = Field(480, description="Idle minutes before a browser session or bearer token expires.")
+    session_max_hours: int = Field(12, ge=1, description="Hours after login when a browser session or bearer token expires however active it is.")
     max_body_bytes: int = Field(2_000_000, description="Largest JSON request body accepted.")
     max_upload_bytes: int = Field(200_000_000, description="Largest audio/import upload accepted.")
+    max_audio_seconds: float = Field(7200.0, gt=0, description="Longest recording an upload may decode to (checked from the file header before decoding and again while decoding, so a small compressed file cannot expand without bound).")
+    upload_workers: int = Field(1, ge=1, description="Uploads (recordings to score, knowledge imports) processed at once, in worker threads off the event loop; more wait their turn.")
     cookie_secure: bool = Field(False, description="Mark cookies Secure (set true behind HTTPS).")
     # accounts
-    lockout_attempts: int = Field(5, description="Failed logins before an account locks.")
-    lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
+    lockout_attempts: int = Field(5, description="Failed logins for one user name from one source address within lockout_minutes before that user name is locked for that address (never for others).")
+    lockout_minutes: int = Field(15, description="Sliding window of the login throttles: failures older than this no longer count.")
+    login_source_attempts: int = Field(20, description="Failed logins from one source address within lockout_minutes, whatever the user names, before it may not log in at all.")
+    login_account_attempts: int = Field(50, description="Failed logins for one user name from all addresses within lockout_minutes before only addresses it logged in from during the last 30 days may log in as it.")
     password_min_length: int = Field(10, description="Password policy: minimum length (plus 3 of 4 character classes).")
     default_tenant: str = Field("laibin", description="Tenant the demo data and CLI use when none is given.")
     # serving
@@ -74,6 +79,8 @@ class Settings(BaseSettings):
     kb_no_match_threshold: float = Field(0.2, description="Ranker probability below which the copilot says there is no good KB match.")
     taxonomy_path: Path | None = Field(None, description="3-level ticket category taxonomy JSON; empty means the bundled one.")
     category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means one built once from the shipped training text (cached in <data_dir>/models).")
+    # evaluation
+    eval_data_root: Path | None = Field(None, description="Folder whose data benchmarks started from the web may read: their path arguments are names inside it; empty means <data_dir>/eval-data.")
     # KPI
     contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
     complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")

@@ -226,6 +226,17 @@ def get_entry(session: Session, tenant_id: int, entry_id: int, version: int | No
     return entry_out(session, entry, version)
 
 
+def get_published_entry(session: Session, tenant_id: int, entry_id: int) -> dict:
+    """An entry as the desk sees it: its live (published) version, as ``published_docs`` serves it; drafts,
+    entries in review, archived entries and unpublished versions are not found."""
+    entry = _entry(session, tenant_id, entry_id)
+    if entry.status == "archived" or entry.published_version is None:
+        raise not_found("知识条目")
+    out = entry_out(session, entry, entry.published_version)
+    return {k: v for k, v in out.items() if k not in {"current_version", "suggested_count", "used_count",
+                                                     "unhelpful_count"}}
+
+
 def versions(session: Session, tenant_id: int, entry_id: int) -> list[dict]:
     entry = _entry(session, tenant_id, entry_id)
     rows = session.scalars(select(KnowledgeVersion).where(KnowledgeVersion.entry_id == entry.id,

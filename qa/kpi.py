@@ -325,6 +325,7 @@ def gather(session, tenant_id: int, month: str, s: KpiSettings = KpiSettings()) 
             inp.ratings_satisfied += c.satisfaction >= s.satisfied_min_rating
     for r in session.scalars(select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.sampled.is_(True),
                                                     QAResult.review_state == "reviewed",
+                                                    QAResult.superseded_at.is_(None),  # one per call
                                                     QAResult.created_at >= lo, QAResult.created_at < hi)):
         inp.qa_samples += 1
         inp.qa_samples_answer_ok += not r.serious_answer_error

@@ -14,6 +14,7 @@ Operators (``op``), each with optional ``role`` (agent|caller) and ``scope``:
 - ``metadata``: ``field`` ``cmp`` ``value`` on call metadata (duration_ms, hold_ms, transfers, ...)
 - ``sentiment``: lexicon score of a ``role`` ``below`` a threshold, ``mode`` any|average
 - ``answer_errors``: the answer-accuracy check found errors (``severity`` serious|any)
+- ``emergency``: the caller reports an emergency, as the live copilot's 110 alert finds it
 
 ``keywords`` and ``regex`` take ``match: pinyin``: characters are compared by their toneless syllable, so a
 word or pattern also finds what the ASR wrote with homophones (复述 ~ 附数, 街道 ~ 接到).
@@ -49,6 +50,7 @@ class RuleContext:
     params: dict[str, Any] = field(default_factory=dict)
     similarity: Similarity | None = None
     answer_errors: list[dict] = field(default_factory=list)
+    categorize: Callable[[str], Any] | None = None  # the ticket classifier (text -> CategoryPrediction), if at hand
 
 
 @dataclass
@@ -322,6 +324,30 @@ def _sentiment(cond: dict, ctx: RuleContext) -> Hit:
     return Hit(bool(evidence), evidence, segs)
 
 
+@lru_cache(maxsize=1)
+def _alert_detector():
+    from copilot.alerts import AlertDetector
+
+    return AlertDetector()
+
+
+def _emergency(cond: dict, ctx: RuleContext) -> Hit:
+    """The caller reports an emergency, as the live copilot's 110 alert finds it (``copilot.alerts``): its rules
+    over the recent caller turns, and the ticket classifier's view of the call so far when the context has one;
+    checked turn by turn, so the evidence is the turn where it was first recognisable."""
+    from copilot.processor import category_text
+
+    callers = [s for s in ctx.segments if s.role == "caller"]
+    turns = [s.text for s in callers]
+    for i, seg in enumerate(callers):
+        so_far = turns[: i + 1]
+        category = ctx.categorize(category_text(so_far)) if ctx.categorize else None
+        found = _alert_detector().police(so_far, category)
+        if found:
+            return Hit(True, [_ev(seg, match=found.evidence, reason=found.kind)], callers)
+    return Hit(False, [], callers)
+
+
 def answer_error_evidence(error: dict, **extra: Any) -> dict:
     """An answer error (``AnswerError.to_dict``) as item evidence: the agent's words, the entry and its fact."""
     return dict(error["evidence"], kb_entry_id=error["kb_id"], error_type=error["error_type"], correct=error["kb_fact"],
@@ -337,7 +363,7 @@ def _answer_errors(cond: dict, ctx: RuleContext) -> Hit:
 OPERATORS: dict[str, Callable[[dict, RuleContext], Hit]] = {
     "keywords": _keywords, "regex": _regex, "semantic": _semantic, "restate": _restate,
     "silence": _silence, "speech_rate": _speech_rate, "overlap": _overlap,
-    "metadata": _metadata, "sentiment": _sentiment, "answer_errors": _answer_errors,
+    "metadata": _metadata, "sentiment": _sentiment, "answer_errors": _answer_errors, "emergency": _emergency,
 }
 
 

@@ -135,7 +135,8 @@ def _check_conditions(card: ScorecardDef) -> None:
                 walk(v, where)
 
     for item in card.items:
-        walk([item.require, item.forbid, item.applies_if, item.live.when if item.live else None], item.code)
+        walk([item.require, item.forbid, item.applies_if, item.self_referral, item.live.when if item.live else None],
+             item.code)
 
 
 def load_file(path: str | Path) -> ScorecardDef:

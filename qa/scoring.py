@@ -58,7 +58,7 @@ class ScoreResult:
 
 
 def make_context(segments: list[Segment], metadata: dict, card: ScorecardDef, embed: Embed | None,
-                 params: dict | None = None) -> RuleContext:
+                 params: dict | None = None, categorize: Callable[[str], Any] | None = None) -> RuleContext:
     similarity = None
     if card.similarity == "char_ngram":
         similarity = char_ngram_similarity()
@@ -67,7 +67,7 @@ def make_context(segments: list[Segment], metadata: dict, card: ScorecardDef, em
     elif any(uses_semantic([i.require, i.forbid, i.applies_if]) for i in card.items):
         raise ValueError(f"scorecard {card.name} has semantic rules: pass embed=..., "
                          "or set `similarity: char_ngram` in the scorecard explicitly")
-    return RuleContext(segments, dict(metadata or {}), card.param_values(params), similarity)
+    return RuleContext(segments, dict(metadata or {}), card.param_values(params), similarity, categorize=categorize)
 
 
 def _evaluate_item(item: Item, ctx: RuleContext) -> ItemResult:
@@ -118,14 +118,16 @@ def score_call(
     retrieve: Retrieve | None = None,
     answer_params: AnswerParams = AnswerParams(),
     params: dict[str, float] | None = None,
+    categorize: Callable[[str], Any] | None = None,
 ) -> ScoreResult:
     """Score a call.  ``kb`` is a list of KB entries (or a prepared ``AnswerChecker``); None skips answers.
 
     ``embed(list[str]) -> ndarray`` powers semantic rules; ``retrieve(query, k)`` finds KB entries
-    (defaults to a lexical retriever over ``kb``); ``params`` overrides scorecard parameters.
+    (defaults to a lexical retriever over ``kb``); ``params`` overrides scorecard parameters; ``categorize(text)``
+    (the ticket classifier) lets the ``emergency`` rule also recognise a call by its category.
     """
     segments = normalize(transcript_segments, scorecard.merge_gap_ms)
-    ctx = make_context(segments, metadata or {}, scorecard, embed, params)
+    ctx = make_context(segments, metadata or {}, scorecard, embed, params, categorize)
     checker = kb if isinstance(kb, AnswerChecker) or kb is None else AnswerChecker(kb, retrieve, answer_params)
     errors = checker.check(segments) if checker else []
     results: dict[str, ItemResult] = {}

@@ -112,11 +112,28 @@ def register(app: typer.Typer) -> None:
 
         return ensure_tenant(session, code or get_settings().default_tenant)
 
+    PASSWORD_FILE_HELP = "从文件的第一行读取密码（“-”为标准输入）；不给则交互输入。密码不能写在命令行上：进程列表里人人可见"
+
+    def _read_password(password_file: str | None) -> str:
+        if password_file is None:
+            return typer.prompt("密码", hide_input=True, confirmation_prompt=True)
+        import sys
+        from pathlib import Path
+
+        try:
+            text = sys.stdin.readline() if password_file == "-" else Path(password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"无法读取密码文件：{exc}", param_hint="--password-file") from exc
+        lines = text.splitlines()
+        if not lines or not lines[0]:
+            raise typer.BadParameter("密码文件为空", param_hint="--password-file")
+        return lines[0]
+
     @users_app.command("add")
     def users_add(
         username: str,
         role: str = typer.Option(..., help="agent|qa_reviewer|knowledge_manager|supervisor|evaluator|admin"),
-        password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+        password_file: str = typer.Option(None, "--password-file", help=PASSWORD_FILE_HELP),
         display_name: str = typer.Option("", help="显示名称"),
         tenant: str = typer.Option(None, help="租户代码"),
     ) -> None:
@@ -124,6 +141,7 @@ def register(app: typer.Typer) -> None:
         from domain import accounts
         from domain.db import session_scope, upgrade
 
+        password = _read_password(password_file)
         upgrade()
         with session_scope() as session:
             user = accounts.create_user(session, _tenant(session, tenant), username, password, role, display_name)
@@ -159,13 +177,14 @@ def register(app: typer.Typer) -> None:
     @users_app.command("passwd")
     def users_passwd(
         username: str,
-        password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+        password_file: str = typer.Option(None, "--password-file", help=PASSWORD_FILE_HELP),
         tenant: str = typer.Option(None, help="租户代码"),
     ) -> None:
         """重置用户密码。"""
         from domain import accounts
         from domain.db import session_scope, upgrade
 
+        password = _read_password(password_file)
         upgrade()
         with session_scope() as session:
             accounts.change_password(session, _find(session, username, tenant), None, password)

@@ -195,14 +195,15 @@ def _receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, 
     if (ticket is None and ev.type != "dispatch") or ev.seq > last + 1:
         if session.scalar(select(ParkedEvent.id).where(ParkedEvent.channel == channel,
                                                        ParkedEvent.event_id == ev.event_id)) is None:
-            session.add(ParkedEvent(channel=channel, event_id=ev.event_id, ref=ev.order_id, seq=ev.seq,
-                                    payload=ev.model_dump(mode="json")))
+            session.add(ParkedEvent(tenant_id=tenant_id, channel=channel, event_id=ev.event_id, ref=ev.order_id,
+                                    seq=ev.seq, payload=ev.model_dump(mode="json")))
         return {"status": "parked", "waiting_for_seq": last + 1}
     applied = [ev]
     ticket = _apply(session, tenant_id, channel, ev, ticket, settings)
     session.add(InboxReceipt(channel=channel, event_id=ev.event_id))
     while True:  # drain parked successors
-        parked = session.scalar(select(ParkedEvent).where(ParkedEvent.channel == channel,
+        parked = session.scalar(select(ParkedEvent).where(ParkedEvent.tenant_id == tenant_id,
+                                                          ParkedEvent.channel == channel,
                                                           ParkedEvent.ref == ev.order_id,
                                                           ParkedEvent.seq == _sync(ticket, channel)["in_seq"] + 1))
         if parked is None:

@@ -32,7 +32,7 @@ class ResetPasswordIn(BaseModel):
 def _user_out(user: User) -> dict:
     return {"id": user.id, "username": user.username, "display_name": user.display_name, "role": user.role,
             "role_label": ROLES.get(user.role, user.role), "active": user.active,
-            "locked_until": user.locked_until.isoformat() if user.locked_until else None}
+            "must_change_password": user.must_change_password}
 
 
 def _tenant_user(session: Session, principal: Principal, user_id: int) -> User:

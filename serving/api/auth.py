@@ -30,7 +30,8 @@ class PasswordIn(BaseModel):
 def _me(principal: Principal) -> dict:
     user = principal.user
     return {"id": user.id, "username": user.username, "display_name": user.display_name, "role": user.role,
-            "role_label": ROLES[user.role], "tenant_id": user.tenant_id}
+            "role_label": ROLES[user.role], "tenant_id": user.tenant_id,
+            "password_change_required": user.must_change_password}
 
 
 @router.post("/login")
@@ -42,7 +43,7 @@ def login(body: LoginIn, request: Request, response: Response, session: Session 
     principal = Principal(user=user, session=row)
     if body.mode == "bearer":
         return {"token": token, "token_type": "bearer", "user": _me(principal)}
-    max_age = settings.session_minutes * 60
+    max_age = min(settings.session_minutes * 60, settings.session_max_hours * 3600)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=settings.cookie_secure,
                         max_age=max_age)
     response.set_cookie(CSRF_COOKIE, row.csrf_token, httponly=False, samesite="strict",

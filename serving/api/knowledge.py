@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from domain.accounts import Principal
 from domain.validation import ShortText
-from domain.errors import AppError
+from domain.errors import AppError, not_found
 from knowledge import service, transfer
 from knowledge.facts import key_facts
 from knowledge.taxonomy import Taxonomy
@@ -65,6 +65,12 @@ def create_entry(data: service.EntryIn, principal: Principal = Depends(require_r
 @router.get("/entries/{entry_id}")
 def get_entry(entry_id: int, version: int | None = Query(None, ge=1),
               principal: Principal = Depends(require_roles(*SEARCHERS)), session: Session = Depends(get_session, scope="function")) -> dict:
+    """Knowledge managers read any version; the desk (agents, supervisors) reads the published version only."""
+    if principal.role not in MANAGERS:
+        entry = service.get_published_entry(session, principal.tenant_id, entry_id)
+        if version not in (None, entry["version"]):
+            raise not_found("该版本")
+        return entry
     return service.get_entry(session, principal.tenant_id, entry_id, version)
 
 

@@ -76,7 +76,7 @@ def _result_out(r: QAResult) -> dict:
             "review_state": r.review_state, "agent_state": r.agent_state,
             "serious_service_violation": r.serious_service_violation,
             "serious_answer_error": r.serious_answer_error, "created_at": r.created_at.isoformat(),
-            "failed_items": [i.item_name for i in r.items if not i.passed]}
+            "version": r.version, "failed_items": [i.item_name for i in r.items if not i.passed]}
 
 
 def _own_agent_id(session: Session, p: Principal) -> int | None:
@@ -90,6 +90,20 @@ def _visible(session: Session, p: Principal, result_id: int) -> None:
     row = session.get(QAResult, result_id)
     if row is None or row.tenant_id != p.tenant_id or row.agent_id != _own_agent_id(session, p):
         raise not_found("质检结果")
+
+
+_EVIDENCE_LABELS = {"kb_entry_id", "error_type", "note", "role"}
+
+
+def _for_evaluator(detail: dict) -> dict:
+    """What evaluating the scoring needs, without what was said: no transcript, evidence reduced to its times,
+    labels and numbers (quotes of the call removed)."""
+    def strip(evidence: dict) -> dict:
+        return {k: v for k, v in evidence.items() if k in _EVIDENCE_LABELS or isinstance(v, (int, float, bool))}
+
+    items = [{**item, "evidence": [strip(e) for e in item["evidence"] if isinstance(e, dict)]}
+             for item in detail["items"]]
+    return {**detail, "transcript": [], "items": items}
 
 
 # ------------------------------------------------------------------ scorecards
@@ -188,7 +202,7 @@ def score_call_endpoint(request: Request, call_id: int, p: Principal = Depends(r
 def list_results(state: str | None = Query(None, pattern="^(auto|queued|reviewed)$"),
                  agent_id: int | None = None, limit: int = Query(50, ge=1, le=500),
                  p: Principal = Depends(require_roles(*READERS, "agent")), session: Session = Depends(get_session, scope="function")):
-    q = select(QAResult).where(QAResult.tenant_id == p.tenant_id)
+    q = select(QAResult).where(QAResult.tenant_id == p.tenant_id, QAResult.superseded_at.is_(None))
     if p.role == "agent":
         agent_id = _own_agent_id(session, p)
         if agent_id is None:
@@ -204,7 +218,8 @@ def list_results(state: str | None = Query(None, pattern="^(auto|queued|reviewed
 def get_result(result_id: int, p: Principal = Depends(require_roles(*READERS, "agent")),
                session: Session = Depends(get_session, scope="function")):
     _visible(session, p, result_id)
-    return review.result_detail(session, p.tenant_id, result_id)
+    detail = review.result_detail(session, p.tenant_id, result_id)
+    return _for_evaluator(detail) if p.role == "evaluator" else detail
 
 
 @router.get("/queue")

@@ -176,7 +176,8 @@ def integrations_status(principal: Principal = Depends(require_roles("supervisor
     dead = session.scalars(select(OutboxMessage).where(OutboxMessage.tenant_id == principal.tenant_id,
                                                        OutboxMessage.status == "dead")
                            .order_by(OutboxMessage.id.desc()).limit(100))
-    parked = session.scalars(select(ParkedEvent).order_by(ParkedEvent.id).limit(100))
+    parked = session.scalars(select(ParkedEvent).where(ParkedEvent.tenant_id == principal.tenant_id)
+                             .order_by(ParkedEvent.id).limit(100))
     return {"outbox": [{"channel": c, "status": st, "count": n} for c, st, n in outbox_counts],
             "sms": {st: n for st, n in sms_counts},
             "dead": [{"id": m.id, "channel": m.channel, "key": m.idempotency_key, "attempts": m.attempts,

@@ -9,7 +9,7 @@ async function loadUsers() {
   clear($("#users"), table([
     { key: "username", label: "用户名" }, { key: "display_name", label: "姓名" }, { key: "role_label", label: "角色" },
     { key: "active", label: "状态", render: (u) => h("span", { class: `badge ${u.active ? "ok" : "bad"}` }, u.active ? "启用" : "停用") },
-    { key: "locked_until", label: "锁定至", render: (u) => fmtTime(u.locked_until) },
+    { key: "must_change_password", label: "密码", render: (u) => u.must_change_password ? h("span", { class: "badge warn" }, "待修改") : "" },
     { key: "ops", label: "操作", render: (u) => h("div", { class: "row" },
       u.active ? h("button", { type: "button", onclick: () => deactivate(u) }, "停用") : null,
       h("button", { type: "button", onclick: () => resetPassword(u) }, "重置密码")) },

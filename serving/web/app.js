@@ -206,7 +206,10 @@ function renderHeader(me, activeId) {
     h("nav", { id: "nav", "aria-label": "主导航" }, links),
     h("div", { class: "who" },
       h("span", { id: "whoami", "data-role": me.role }, `${me.display_name || me.username}（${me.role_label || ROLE_LABELS[me.role]}）`),
-      h("a", { href: "/ui/account.html", "data-nav": "account" }, "修改密码"), logout));
+      h("a", { href: "/ui/account.html", "data-nav": "account",
+        class: me.password_change_required ? "badge warn" : "",
+        title: me.password_change_required ? "当前使用的是初始密码，请尽快修改" : null },
+        me.password_change_required ? "请修改初始密码" : "修改密码"), logout));
 }
 
 export let me = null;

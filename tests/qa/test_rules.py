@@ -223,3 +223,30 @@ def test_emergency_handling_transferred_self_referred_or_refused(reply, passed, 
             {"role": "agent", "start_ms": 8500, "end_ms": 13000, "text": reply}]
     item = score_call(segs, {}, card, None).item("police_110")
     assert (item.applicable, item.passed, item.handling) == (True, passed, handling)
+
+
+def test_qa_recognises_an_emergency_as_the_live_copilot_does():
+    """One owner for "is this a 110 call": the scorecard asks the copilot's detector, its rules turn by turn and, when
+    scoring has the ticket classifier, the classifier's view of a garbled report."""
+    from copilot.category import CategoryPrediction
+    from qa.scorecard import default_scorecard
+    from qa.scoring import score_call
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+
+    def item(caller_text, categorize=None):
+        segs = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12345热线，8号话务员为您服务。"},
+                {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": caller_text},
+                {"role": "agent", "start_ms": 8500, "end_ms": 12000, "text": "好的，我们登记一下。"}]
+        return score_call(segs, {}, card, None, categorize=categorize).item("police_110")
+
+    chased = item("有人拿着刀在楼下追人，你们快来！")
+    assert chased.applicable and (chased.passed, chased.handling) == (False, "refused")
+    assert not item("我上个月电动车被偷了，想问下立案进度。").applicable  # a past matter
+    garbled = "我家楼下有人正在跳电动车的所，好几辆了。"  # 正在撬电动车的锁, as the ASR heard it
+    assert not item(garbled).applicable
+
+    def police_category(text):
+        return CategoryPrediction("公安政法/治安管理/紧急警情转接", 0.4, "公安政法", 0.6, [])
+
+    assert item(garbled, police_category).applicable

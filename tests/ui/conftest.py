@@ -50,7 +50,7 @@ def live_app(tmp_path_factory, vendored_charts):
     url = f"sqlite:///{tmp / 'hotline.db'}"
     upgrade(url)
     engine = make_engine(url)
-    settings = Settings(data_dir=tmp / "var", secret_key="ui-test-secret")
+    settings = Settings(data_dir=tmp / "var", secret_key="ui-test-secret", eval_data_root=REPO.parent / "shared" / "data")
     with session_scope(engine) as session:
         seed_demo(session, settings.default_tenant)
         seed_operations(session)
