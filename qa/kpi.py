@@ -362,11 +362,6 @@ def compute_month(session, tenant_id: int, month: str, s: KpiSettings | None = N
     return report
 
 
-def report_from_dict(d: dict) -> KpiReport:
-    inds = [Indicator(**i) for i in d["indicators"]]
-    return KpiReport(**{**d, "indicators": inds})
-
-
 def trend(session, tenant_id: int, months: list[str] | None = None) -> list[dict]:
     """Stored monthly results, oldest first: total, coefficient, fee and each indicator's score."""
     from sqlalchemy import select

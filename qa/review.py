@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain import audit
@@ -273,10 +273,3 @@ def result_detail(session: Session, tenant_id: int, result_id: int) -> dict:
                                 "at": r.at.isoformat()} for r in reviews if r.item_result_id == i.id]}
                   for i in row.items],
     }
-
-
-def count_by_state(session: Session, tenant_id: int) -> dict[str, int]:
-    q = select(QAResult.review_state, func.count()).where(QAResult.tenant_id == tenant_id,
-                                                          QAResult.superseded_at.is_(None)).group_by(
-        QAResult.review_state)
-    return {state: n for state, n in session.execute(q)}

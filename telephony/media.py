@@ -7,7 +7,7 @@ and a sink thread delivers call-state events (and, to a sink that asks for
 them, frames as :class:`domain.events.AudioFrame`).  At hang-up the spool
 becomes a stereo WAV (agent left, caller right).
 
-The live ASR reads the spool itself (``serving.spool_asr``): a sink with
+The live ASR reads the spool itself (``serving.pipeline``'s followers): a sink with
 ``reads_spool = True`` gets no frames, and each call's spool stays on disk,
 marked ended, until the ASR follower has transcribed it.  The spool is the
 ASR queue: when ASR falls behind, audio waits on disk, never in memory.

