@@ -20,7 +20,8 @@ def _start_telephony(settings):
                             asr_followers=settings.live_asr_followers)
 
     def run() -> None:
-        supervisor.start()
+        if supervisor.start().stopping:  # the server was stopped while the telephony started
+            return
         target = settings.sip_proxy if proxy_port else f"127.0.0.1:{settings.sip_port}"
         typer.echo(f"话务系统就绪：{settings.bridge_workers} 个桥接进程，呼叫 sip:12345@{target}")
         supervisor.run_forever()

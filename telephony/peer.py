@@ -28,7 +28,11 @@ def die_with_parent(parent: int) -> None:
 
 
 class Proc:
-    """A child process that prints JSON lines; every parsed line is kept in ``events``."""
+    """A child process that prints JSON lines; every parsed line is kept in ``events``.
+
+    It runs in its own process group, so a Ctrl-C in the terminal reaches only the parent, which stops its
+    children in order; it dies with the parent (:func:`die_with_parent`).
+    """
 
     def __init__(self, argv: list[str], env: dict | None = None, log_path: Path | None = None):
         self.events: list[dict] = []
@@ -36,7 +40,7 @@ class Proc:
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      cwd=REPO, env={**os.environ, **(env or {})}, text=True, bufsize=1,
-                                     preexec_fn=partial(die_with_parent, os.getpid()))
+                                     process_group=0, preexec_fn=partial(die_with_parent, os.getpid()))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

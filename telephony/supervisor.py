@@ -111,6 +111,10 @@ class Supervisor:
         self.followers[index] = proc
         return proc
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def _started(self, spawn) -> list:
         """Run ``spawn`` (which starts processes) unless stopping; returns what it started."""
         with self._lock:

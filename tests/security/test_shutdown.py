@@ -1,8 +1,8 @@
 """Issue #26, item 14: SIGTERM to `hotline serve` stops every process of the system, in order, and loses
-no recording or spool.
+no recording or spool; a supervisor killed outright leaves no process behind either.
 
-`hotline serve` runs as a subprocess on a temporary data dir with one bridge worker, one live ASR follower
-and Kamailio (when installed); a real caller is in the IVR when the server gets SIGTERM.
+`hotline serve` (or `hotline telephony up`) runs as a subprocess on a temporary data dir with one bridge worker,
+one live ASR follower and Kamailio (when installed); a real caller is in the IVR when the server gets SIGTERM.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from telephony.supervisor import read_registry
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
 
 pytestmark = pytest.mark.slow
+KAMAILIO = shutil.which("kamailio") is not None
 
 
 def _children() -> dict[int, int]:
@@ -92,54 +93,82 @@ def _wait(what: str, check, timeout: float, proc: subprocess.Popen):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_dir):
+class Ports:
+    def __init__(self):
+        self.http, self.sip, self.proxy = _tcp_port(), free_port(), free_port()
+        self.control = self.sip + 1000  # the supervisor's default
+        assert _free(self.control, socket.SOCK_STREAM)
+
+
+def _start(tmp_path: Path, models_dir: Path, ports: Ports, *command: str) -> tuple[Path, subprocess.Popen]:
+    """``hotline <command>`` on a fresh data dir: one bridge worker, one ASR follower, Kamailio when installed."""
     data = tmp_path / "var"
     data.mkdir()
     (data / "models").symlink_to(models_dir)
-    http_port, sip_port, proxy_port = _tcp_port(), free_port(), free_port()
-    control_port = sip_port + 1000  # the supervisor's default
-    assert _free(control_port, socket.SOCK_STREAM)
-    flow = TEST_FLOW.model_copy(update={"ivr_timeout_s": 300.0})  # the caller stays in the IVR menu
-    env = {**os.environ, "HOTLINE_DATA_DIR": str(data), "HOTLINE_DATABASE_URL": "", "HOTLINE_PORT": str(http_port),
-           "HOTLINE_SIP_PORT": str(sip_port), "HOTLINE_RTP_PORT": str(rtp_base()),
-           "HOTLINE_SIP_PROXY": f"127.0.0.1:{proxy_port}", "HOTLINE_BRIDGE_WORKERS": "1", "HOTLINE_ASR_FOLLOWERS": "1",
+    flow = TEST_FLOW.model_copy(update={"ivr_timeout_s": 300.0})  # a caller stays in the IVR menu
+    env = {**os.environ, "HOTLINE_DATA_DIR": str(data), "HOTLINE_DATABASE_URL": "", "HOTLINE_PORT": str(ports.http),
+           "HOTLINE_SIP_PORT": str(ports.sip), "HOTLINE_RTP_PORT": str(rtp_base()),
+           "HOTLINE_SIP_PROXY": f"127.0.0.1:{ports.proxy}", "HOTLINE_BRIDGE_WORKERS": "1", "HOTLINE_ASR_FOLLOWERS": "1",
            "HOTLINE_TELEPHONY_FLOW": flow.model_dump_json(), "HOTLINE_EVENT_BUS": "memory"}
-    hotline = Path(sys.executable).with_name("hotline")
-    log = open(tmp_path / "serve.log", "wb")
-    serve = subprocess.Popen([str(hotline), "serve", "--no-demo"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp_path / "hotline.log", "wb")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), *command], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        _wait("the bridge and the ASR follower", lambda: read_registry(data), 300, proc)
+        if KAMAILIO:
+            _wait("Kamailio", lambda: not _free(ports.proxy, socket.SOCK_DGRAM), 30, proc)
+    except BaseException:
+        _kill_leftovers(proc, _descendants(proc.pid))
+        raise
+    return data, proc
+
+
+def _left_running(system: set[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_running(p) for p in system):
+        time.sleep(0.2)
+    return [p for p in system if _running(p)]
+
+
+def _kill_leftovers(proc: subprocess.Popen, system: set[int]) -> None:
+    """What a failed test left behind."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in system:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_dir):
+    ports = Ports()
+    data, serve = _start(tmp_path, models_dir, ports, "serve", "--no-demo")
     caller = None
     system: set[int] = set()
     try:
-        _wait("the bridge and the ASR follower", lambda: read_registry(data), 300, serve)
-        _wait("the API", lambda: _ok(f"http://127.0.0.1:{http_port}/healthz"), 300, serve)  # converts e5 once
-        kamailio = shutil.which("kamailio") is not None
-        if kamailio:
-            _wait("Kamailio", lambda: not _free(proxy_port, socket.SOCK_DGRAM), 30, serve)
+        _wait("the API", lambda: _ok(f"http://127.0.0.1:{ports.http}/healthz"), 300, serve)  # converts e5 once
         token = control_token(data)
 
         caller = Peer(free_port(), rtp_base(), user="13500000001", log_path=tmp_path / "ua.log")
-        caller.call("c1", f"sip:12345@127.0.0.1:{sip_port}", wav=str(_speech(tmp_path)), **{"from": "13500000001"})
+        caller.call("c1", f"sip:12345@127.0.0.1:{ports.sip}", wav=str(_speech(tmp_path)), **{"from": "13500000001"})
         caller.state("c1", "CONFIRMED", timeout=20)
         [conv] = _wait("the call in the IVR",
-                       lambda: worker_status(control_port, token)["result"]["conversations"], 20, serve)
+                       lambda: worker_status(ports.control, token)["result"]["conversations"], 20, serve)
         spool = data / "recordings" / "spool" / conv["call_uuid"]
         _wait("caller audio in the spool", lambda: (spool / "caller.pcm").exists()
               and (spool / "caller.pcm").stat().st_size > 16000, 20, serve)
 
         system = _descendants(serve.pid)
-        worker_pid = read_registry(data)[0].pid
-        assert worker_pid in system and len(system) >= 2 + kamailio  # worker, follower (and Kamailio's processes)
+        assert read_registry(data)[0].pid in system and len(system) >= 2 + KAMAILIO  # worker, follower, Kamailio
 
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=120)
         caller.ended("c1", timeout=10)  # the worker hung up on the caller before it went
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_running(p) for p in system):
-            time.sleep(0.2)
-        assert [p for p in system if _running(p)] == [], "processes left running after SIGTERM"
-        assert _free(http_port, socket.SOCK_STREAM) and _free(control_port, socket.SOCK_STREAM)
-        assert _free(sip_port, socket.SOCK_DGRAM) and (not kamailio or _free(proxy_port, socket.SOCK_DGRAM))
+        assert _left_running(system, 10) == [], "processes left running after SIGTERM"
+        assert _free(ports.http, socket.SOCK_STREAM) and _free(ports.control, socket.SOCK_STREAM)
+        assert _free(ports.sip, socket.SOCK_DGRAM) and (not KAMAILIO or _free(ports.proxy, socket.SOCK_DGRAM))
         assert not (data / "telephony" / "workers.json").exists()
         assert "Fatal Python error" not in (data / "telephony" / "w1.log").read_text()  # it went down cleanly
 
@@ -156,13 +185,24 @@ def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_di
     finally:
         if caller is not None:
             caller.close()
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-        for pid in system:  # what the server left behind (the failure above says so)
-            if _running(pid):
-                os.kill(pid, signal.SIGKILL)
-        log.close()
+        _kill_leftovers(serve, system)
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path, models_dir):
+    """`hotline telephony up` killed outright (kill -9): the kernel stops its worker, follower and Kamailio."""
+    ports = Ports()
+    data, sup = _start(tmp_path, models_dir, ports, "telephony", "up", "--workers", "1")
+    system: set[int] = set()
+    try:
+        system = _descendants(sup.pid)
+        assert read_registry(data)[0].pid in system and len(system) >= 2 + KAMAILIO
+        sup.kill()
+        sup.wait()
+        assert _left_running(system, 60) == [], "processes left running after the supervisor was killed"
+        assert _free(ports.control, socket.SOCK_STREAM) and _free(ports.sip, socket.SOCK_DGRAM)
+        assert not KAMAILIO or _free(ports.proxy, socket.SOCK_DGRAM)
+    finally:
+        _kill_leftovers(sup, system)
 
 
 def _ok(url: str) -> bool:
