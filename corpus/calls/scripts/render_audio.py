@@ -300,10 +300,13 @@ def main():
     ap.add_argument("--ids", default="c001-c200")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--reverse", action="store_true", help="render from the last id down (to run two workers)")
     a = ap.parse_args()
     lo, hi = a.ids.split("-")
     files = [f for f in sorted(glob.glob(os.path.join(ROOT, "dialogues", "*.json")))
              if lo <= os.path.basename(f)[:-5] <= hi]
+    if a.reverse:
+        files = files[::-1]
     done = 0
     for f in files:
         d = json.load(open(f, encoding="utf-8"))
