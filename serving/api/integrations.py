@@ -3,10 +3,12 @@
 They authenticate by HMAC signature (``domain.integrations.signing``), not by user roles: a missing or wrong
 signature gets 401 ``bad_signature`` before the body is read as JSON. Events are idempotent and applied in order
 (``domain.integrations.exchange.receive``). Requests act for the deployment's default tenant.
+Reading and verifying the body happens on the event loop; the database work runs in the thread pool.
 """
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,33 +58,39 @@ def _tenant_id(request: Request, session: Session, channel: str) -> int:
 async def police110_event(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """An event from the 110 centre: a work order it dispatches to us, or sign/return/complete of one we sent."""
     event = await _signed(request, exchange.POLICE110, exchange.ExchangeEvent)
-    outcome = exchange.receive(session, _tenant_id(request, session, exchange.POLICE110), exchange.POLICE110, event,
-                               request.app.state.settings)
-    session.commit()  # durable before we acknowledge (get_session's own commit runs after the response)
-    return outcome
+    return await run_in_threadpool(_receive, request, session, exchange.POLICE110, event)
 
 
 @router.post("/provincial/events")
 async def provincial_event(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """An event from the provincial platform: a work order dispatched to the city, or its supervision (督办)."""
     event = await _signed(request, exchange.PROVINCIAL, exchange.ExchangeEvent)
-    outcome = exchange.receive(session, _tenant_id(request, session, exchange.PROVINCIAL), exchange.PROVINCIAL, event,
-                               request.app.state.settings)
-    session.commit()  # durable before we acknowledge
-    return outcome
+    return await run_in_threadpool(_receive, request, session, exchange.PROVINCIAL, event)
 
 
 @router.get("/provincial/capacity")
 async def provincial_capacity(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """The city's agent capacity, for the provincial platform's unified dispatch (全区统一调度)."""
     await _signed(request, exchange.PROVINCIAL)
-    return exchange.agent_capacity(session, _tenant_id(request, session, exchange.PROVINCIAL))
+    return await run_in_threadpool(
+        lambda: exchange.agent_capacity(session, _tenant_id(request, session, exchange.PROVINCIAL)))
 
 
 @router.post("/sms/receipts")
 async def sms_receipts(request: Request, session: Session = Depends(get_session, scope="function")) -> dict:
     """Delivery receipts from the SMS gateway (idempotent)."""
     body = await _signed(request, "sms", ReceiptsIn)
+    return await run_in_threadpool(_apply_receipts, session, body)
+
+
+def _receive(request: Request, session: Session, channel: str, event: exchange.ExchangeEvent) -> dict:
+    outcome = exchange.receive(session, _tenant_id(request, session, channel), channel, event,
+                               request.app.state.settings)
+    session.commit()  # durable before we acknowledge (get_session's own commit runs after the response)
+    return outcome
+
+
+def _apply_receipts(session: Session, body: ReceiptsIn) -> dict:
     session.info["actor_name"] = "sms"
     known = sum(sms.apply_receipt(session, r.client_msg_id, r.msg_id, r.status) is not None for r in body.receipts)
     session.commit()  # durable before we acknowledge

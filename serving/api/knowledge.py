@@ -15,6 +15,7 @@ from knowledge import service, transfer
 from knowledge.facts import key_facts
 from knowledge.taxonomy import Taxonomy
 from serving.api.deps import get_session, get_taxonomy, knowledge_indexes, require_roles
+from serving.offload import run_heavy
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 
@@ -121,18 +122,25 @@ async def import_entries(
     taxonomy: Taxonomy = Depends(get_taxonomy),
     session: Session = Depends(get_session, scope="function"),
 ) -> dict:
+    """Only the upload is read on the event loop; parsing, validation and embedding what is published run in the
+    app's upload pool (serving.offload)."""
     name = (file.filename or "").lower()
     fmt = fmt or next((f for f in ("jsonl", "csv", "xlsx") if name.endswith("." + f)), None)
     if fmt is None:
         raise AppError("bad_format", "无法判断文件格式，请上传 .jsonl、.csv 或 .xlsx 文件", 422)
-    data = await file.read()
-    if len(data) > request.app.state.settings.max_upload_bytes:
+    limit = request.app.state.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
         raise AppError("too_large", "文件过大", 413)
     indexes = knowledge_indexes(request.app)
-    if publish:
-        indexes.get(session, principal.tenant_id)
-    report = transfer.import_entries(session, principal.tenant_id, data, fmt, author_id=principal.user.id,
-                                     publish=publish, taxonomy=taxonomy, on_change=indexes.on_change)
+
+    def run() -> transfer.ImportReport:
+        if publish:
+            indexes.get(session, principal.tenant_id)
+        return transfer.import_entries(session, principal.tenant_id, data, fmt, author_id=principal.user.id,
+                                       publish=publish, taxonomy=taxonomy, on_change=indexes.on_change)
+
+    report = await run_heavy(request.app, run)
     if not report.ok:
         raise AppError("import_invalid", f"导入失败：{len(report.errors)} 处错误，未导入任何条目", 422,
                        detail=report.as_dict())

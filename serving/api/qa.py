@@ -18,6 +18,7 @@ from domain.validation import ShortText
 from qa import review, scorecard as sc
 from qa.service import active_scorecard, score_and_store, score_stored_call
 from serving.api.deps import get_session, knowledge_indexes, require_roles
+from serving.offload import run_heavy
 
 router = APIRouter(prefix="/api/qa", tags=["qa"])
 
@@ -151,7 +152,10 @@ def activate_scorecard(scorecard_id: int, p: Principal = Depends(require_roles(*
 async def score_upload(request: Request, file: UploadFile = File(...),
                        p: Principal = Depends(require_roles(*REVIEWERS)),
                        session: Session = Depends(get_session, scope="function")):
-    """Score an uploaded recording (stereo split by channel, mono diarized) or a transcript JSON."""
+    """Score an uploaded recording (stereo split by channel, mono diarized) or a transcript JSON.
+
+    Only the upload is read on the event loop; decoding, diarization, Whisper and embedding run in the app's
+    upload pool (serving.offload), so other requests and the agents' WebSockets are served meanwhile."""
     limit = request.app.state.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -159,33 +163,37 @@ async def score_upload(request: Request, file: UploadFile = File(...),
     if not data:
         raise AppError("empty_upload", "上传文件为空", 422)
     suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in AUDIO_SUFFIXES and suffix != ".json":
+        raise AppError("bad_file_type", "只支持录音文件（wav/flac/mp3…）或转写 JSON", 415)
+    return await run_heavy(request.app, _score_upload, request.app, session, p.tenant_id, data, suffix)
+
+
+def _score_upload(app, session: Session, tenant_id: int, data: bytes, suffix: str) -> dict:
     if suffix in AUDIO_SUFFIXES:
         from asr.audio import AudioError, load_audio
         from qa.recording import transcribe_recording
 
         try:
-            audio = load_audio(data)
+            audio = load_audio(data, max_seconds=app.state.settings.max_audio_seconds, max_rate=16000)
         except AudioError as exc:
-            raise AppError("bad_audio", exc.message, 422) from exc
-        lexicon = _lexicons(request.app).get(session, p.tenant_id)
-        tr = transcribe_recording(audio, _asr_engine(request.app), lexicon=lexicon)
+            raise AppError("bad_audio", exc.message, exc.status) from exc
+        lexicon = _lexicons(app).get(session, tenant_id)
+        tr = transcribe_recording(audio, _asr_engine(app), lexicon=lexicon)
         segments, metadata = tr.segments, {"duration_ms": round(audio.duration_s * 1000)}
-    elif suffix == ".json":
+    else:
         try:
             payload = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise AppError("bad_json", f"转写文件不是有效的 JSON：{exc}", 422) from exc
         segments = payload.get("segments", []) if isinstance(payload, dict) else payload
         metadata = payload.get("metadata", {}) if isinstance(payload, dict) else {}
-    else:
-        raise AppError("bad_file_type", "只支持录音文件（wav/flac/mp3…）或转写 JSON", 415)
     try:
-        indexes = knowledge_indexes(request.app)
-        row = score_and_store(session, p.tenant_id, segments, metadata, embed=indexes.embedder.queries,
-                              index=indexes.get(session, p.tenant_id))
+        indexes = knowledge_indexes(app)
+        row = score_and_store(session, tenant_id, segments, metadata, embed=indexes.embedder.queries,
+                              index=indexes.get(session, tenant_id))
     except ValueError as exc:
         raise AppError("bad_transcript", f"转写内容无效：{exc}", 422) from exc
-    return review.result_detail(session, p.tenant_id, row.id)
+    return review.result_detail(session, tenant_id, row.id)
 
 
 @router.post("/calls/{call_id}/score", status_code=201)
