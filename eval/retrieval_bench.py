@@ -29,8 +29,8 @@ def _figures(ranks: list[int]) -> dict:
 
 def compare_rankers(cands: list[tuple[list, "np.ndarray"]], golds: dict[str, list[set]], rankers: dict,
                     fold_of: list[int] | None, seed: int) -> dict:
-    """Plain e5 and the configured ranker, and (with folds) a ranker fitted here and ``select_ranker`` (fitted
-    ranker or plain e5, whichever wins out of fold on the training folds), each in sample and out of fold.
+    """Plain e5 and the configured ranker, and (with folds) a hybrid ranker fitted here and ``select_ranker`` (the
+    simplest ranking stage not beaten out of fold on the training folds), each in sample and out of fold.
 
     ``cands``: per query, candidate ids and features; ``golds``: per counting (``strict`` ids, or
     ``same_question`` duplicates too), each query's accepted ids.  Training uses the same-question labels.
@@ -63,8 +63,8 @@ def compare_rankers(cands: list[tuple[list, "np.ndarray"]], golds: dict[str, lis
     recipes = {
         "ranker_fitted_here": (["ranker weights and calibration (knowledge.retrieval.fit_ranker)"],
                                lambda rows: fit_ranker([samples[q] for q in rows])),
-        "ranker_selected_here": (["knowledge.retrieval.select_ranker: the fitted ranker, kept only where it beats "
-                                  "plain e5 out of fold within the training folds"],
+        "ranker_selected_here": (["knowledge.retrieval.select_ranker: the simplest of plain e5, dense and hybrid "
+                                  "ranking not beaten out of fold within the training folds"],
                                  lambda rows: select_ranker([samples[q] for q in rows], [groups[q] for q in rows],
                                                             seed=seed)),
     }

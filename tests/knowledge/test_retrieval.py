@@ -135,3 +135,65 @@ def test_colloquial_govqa_paraphrases(embedder, shared_data):
     ranks = np.array(ranks)
     assert (ranks == 1).mean() >= 0.9
     assert (1 / ranks).mean() >= 0.93
+
+
+@pytest.mark.parametrize("spoken", [False, True])
+def test_production_ranking_never_below_plain_e5_on_unseen_calls(embedder, shared_data, spoken):
+    """What callers said in the shared synthetic calls (text no ranker was trained on), against the calls' KB:
+    the shipped typed and speech rankers rank the call's KB entries at least as well as plain e5 does."""
+    from knowledge.kbfile import load_kb_docs
+    from knowledge.retrieval import Ranker, plain_e5_weights, ranking_samples, reciprocal_rank
+
+    calls = shared_data / "synthetic_calls"
+    index = HybridIndex(embedder)
+    index.add(load_kb_docs(calls / "kb.jsonl"))
+    labelled = []
+    for path in sorted((calls / "dialogues").glob("*.json")):
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("kb_ids"):
+            labelled.append(("，".join(t["text"] for t in d["turns"] if t["speaker"] == "caller")[:120], set(d["kb_ids"])))
+    samples = ranking_samples(index, labelled)
+    production = index.speech_ranker if spoken else index.ranker
+    rr = {name: np.array([reciprocal_rank(r, s) for s in samples])
+          for name, r in (("production", production), ("e5", Ranker(plain_e5_weights())))}
+    assert len(samples) >= 30
+    assert rr["production"].mean() >= rr["e5"].mean()
+    assert (rr["production"] == 1).mean() >= (rr["e5"] == 1).mean()
+    # and search() ranks as that ranker does
+    query = labelled[0][0]
+    _, slots, x = index.features(query)
+    assert index.search(query, k=1, spoken=spoken).hits[0].id == index._docs[slots[int(np.argmax(production.score(x)))]].id
+
+
+def _samples(rng: np.random.Generator, informative: str, n: int = 120, cands: int = 12) -> list:
+    """Synthetic ranking samples: candidate 0 is the answer; only ``informative`` features see it."""
+    from knowledge.retrieval import FEATURES
+
+    out = []
+    for _ in range(n):
+        x = rng.normal(size=(cands, len(FEATURES))).astype(np.float32)
+        x[0, FEATURES.index(informative)] += 3.0
+        good = np.zeros(cands, bool)
+        good[0] = True
+        order = rng.permutation(cands)
+        out.append((x[order], good[order]))
+    return out
+
+
+def test_select_ranker_keeps_plain_e5_when_nothing_beats_it():
+    from knowledge.retrieval import plain_e5_weights, select_ranker
+
+    samples = _samples(np.random.default_rng(0), "cos_title")
+    ranker = select_ranker(samples, [[str(i)] for i in range(len(samples))], folds=4)
+    assert ranker.gate["kept"] == "e5" and ranker.weights == plain_e5_weights()
+    assert ranker.calib_a > 0  # calibrated: a higher cosine is a likelier answer
+
+
+def test_select_ranker_keeps_the_stage_that_wins_out_of_fold():
+    from knowledge.retrieval import FEATURES, select_ranker
+
+    samples = _samples(np.random.default_rng(1), "bm25_pinyin")  # only lexical evidence finds the answer
+    ranker = select_ranker(samples, [[str(i // 3)] for i in range(len(samples))], folds=4)
+    assert ranker.gate["kept"] == "hybrid"
+    assert ranker.gate["out_of_fold_mrr"]["hybrid"] > ranker.gate["out_of_fold_mrr"]["e5"]
+    assert max(range(len(FEATURES)), key=lambda i: abs(ranker.weights[i])) == FEATURES.index("bm25_pinyin")
