@@ -15,6 +15,8 @@ branch_labels = None
 depends_on = None
 
 _CURRENT = sa.text("superseded_at IS NULL")
+_DEMO_PASSWORD = "Hotline#2026"  # domain.demo as of this revision (a migration does not follow later changes)
+_DEMO_USERS = ("agent", "agent2", "qa", "km", "supervisor", "evaluator", "admin")
 
 
 def upgrade() -> None:
@@ -36,6 +38,7 @@ def upgrade() -> None:
     op.add_column('users', sa.Column('must_change_password', sa.Boolean(), nullable=False, server_default=sa.false()))
     op.drop_column('users', 'failed_logins')
     op.drop_column('users', 'locked_until')
+    _flag_published_passwords()
 
     # Inbound integration requests act for the deployment's default tenant, the first one created.
     with op.batch_alter_table('parked_events', schema=None) as batch_op:
@@ -45,6 +48,24 @@ def upgrade() -> None:
         batch_op.alter_column('tenant_id', existing_type=sa.Integer(), nullable=False)
         batch_op.create_index(batch_op.f('ix_parked_events_tenant_id'), ['tenant_id'], unique=False)
         batch_op.create_foreign_key('fk_parked_events_tenant_id_tenants', 'tenants', ['tenant_id'], ['id'])
+
+
+def _flag_published_passwords() -> None:
+    """Demo users created before this revision that still have the published demo password must change it too."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher, conn = PasswordHasher(), op.get_bind()
+    users = sa.table('users', sa.column('id', sa.Integer), sa.column('username', sa.String),
+                     sa.column('password_hash', sa.String), sa.column('must_change_password', sa.Boolean))
+    rows = conn.execute(sa.select(users.c.id, users.c.password_hash)
+                        .where(users.c.username.in_(_DEMO_USERS))).all()
+    for user_id, password_hash in rows:
+        try:
+            hasher.verify(password_hash, _DEMO_PASSWORD)
+        except (VerificationError, InvalidHashError):
+            continue
+        conn.execute(users.update().where(users.c.id == user_id).values(must_change_password=True))
 
 
 def downgrade() -> None:
