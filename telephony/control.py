@@ -106,11 +106,15 @@ class ControlServer:
                 self._send(200, server.call_on_main(server.worker.snapshot))
 
             def do_POST(self):
+                try:
+                    length = max(0, min(int(self.headers.get("Content-Length", 0)), 65536))
+                except ValueError:
+                    length = 0
+                raw = self.rfile.read(length)  # before any answer: unread data would reset the connection
                 if not self._authorized():
                     return
                 try:
-                    length = min(int(self.headers.get("Content-Length", 0)), 65536)
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(raw or b"{}")
                     op = body.pop("op")
                     if op not in OPS or type(body.get("tenant_id")) is not int:
                         raise ValueError(op)
