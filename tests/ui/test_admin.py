@@ -12,7 +12,7 @@ def test_admin_adds_user_and_reads_audit(open_as):
     page.keyboard.press("Tab")
     page.keyboard.type("9号话务员 赵丽")
     page.select_option("#u-role", "agent")
-    page.fill("#u-password", "Agent9#Pass2026")
+    page.fill("#u-password", "Lantern9#Pass2026")  # not containing the user name (policy)
     page.press("#u-password", "Enter")
     page.wait_for_selector("[data-testid=users] td:has-text('agent9')")
     shot(page, "admin-users")
