@@ -30,25 +30,40 @@ def _start_telephony(settings):
     return supervisor
 
 
-def _stop_telephony_first(app, supervisor) -> None:
-    """On SIGTERM/SIGINT uvicorn stops taking requests, then runs the app's shutdown; the telephony stops at
-    its start, while the event bus and its consumers still run: the workers' last call events and the
-    followers' last finals are stored.  (After its shutdown uvicorn re-raises the signal, so nothing after
-    ``uvicorn.run`` is reached.)"""
+def _stop_children_first(app, supervisor) -> None:
+    """On SIGTERM/SIGINT uvicorn stops taking requests, then runs the app's shutdown.  The server's children
+    stop at its start, while the event bus and its consumers still run: the telephony (in order, see
+    ``Supervisor.stop``), so the workers' last call events and the followers' last finals are stored, and
+    the benchmark runs started from the browser (``serving.api.evaluations``; cancelled).  After its shutdown
+    uvicorn re-raises the signal, so nothing after ``uvicorn.run`` is reached."""
     import asyncio
+    import subprocess
     from contextlib import asynccontextmanager
+
+    def stop_children() -> None:
+        runs = [p for p in getattr(app.state, "eval_processes", {}).values() if p.poll() is None]
+        for run in runs:
+            run.terminate()
+        if supervisor is not None:
+            supervisor.stop()
+        for run in runs:
+            try:
+                run.wait(10)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
 
     lifespan = app.router.lifespan_context
 
     @asynccontextmanager
-    async def telephony_then_app(a):
+    async def children_then_app(a):
         async with lifespan(a) as state:
             try:
                 yield state
             finally:
-                await asyncio.to_thread(supervisor.stop)
+                await asyncio.to_thread(stop_children)
 
-    app.router.lifespan_context = telephony_then_app
+    app.router.lifespan_context = children_then_app
 
 
 def register(app: typer.Typer) -> None:
@@ -91,8 +106,7 @@ def register(app: typer.Typer) -> None:
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
         app = create_app(settings, get_engine(), live=True)
-        if supervisor is not None:
-            _stop_telephony_first(app, supervisor)
+        _stop_children_first(app, supervisor)
         try:
             uvicorn.run(app, host=host, port=port, log_config=None)
         finally:

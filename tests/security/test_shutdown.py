@@ -2,7 +2,8 @@
 no recording or spool; a supervisor killed outright leaves no process behind either.
 
 `hotline serve` (or `hotline telephony up`) runs as a subprocess on a temporary data dir with one bridge worker,
-one live ASR follower and Kamailio (when installed); a real caller is in the IVR when the server gets SIGTERM.
+one live ASR follower and Kamailio (when installed); a real caller is in the IVR and a benchmark started through
+the API is running when the server gets SIGTERM.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domain.db import make_engine, session_scope
+from domain import accounts
+from domain.db import make_engine, session_scope, upgrade
 from domain.models import Call, Recording
 from telephony.control import control_token, worker_status
 from telephony.media import ENDED_MARKER
@@ -28,6 +30,7 @@ from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
 
 pytestmark = pytest.mark.slow
 KAMAILIO = shutil.which("kamailio") is not None
+EVALUATOR_PASSWORD = "Kx9#vQ2!mZ7$pL"
 
 
 def _children() -> dict[int, int]:
@@ -103,7 +106,7 @@ class Ports:
 def _start(tmp_path: Path, models_dir: Path, ports: Ports, *command: str) -> tuple[Path, subprocess.Popen]:
     """``hotline <command>`` on a fresh data dir: one bridge worker, one ASR follower, Kamailio when installed."""
     data = tmp_path / "var"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     (data / "models").symlink_to(models_dir)
     flow = TEST_FLOW.model_copy(update={"ivr_timeout_s": 300.0})  # a caller stays in the IVR menu
     env = {**os.environ, "HOTLINE_DATA_DIR": str(data), "HOTLINE_DATABASE_URL": "", "HOTLINE_PORT": str(ports.http),
@@ -143,12 +146,27 @@ def _kill_leftovers(proc: subprocess.Popen, system: set[int]) -> None:
 
 def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_dir):
     ports = Ports()
+    db = f"sqlite:///{tmp_path / 'var' / 'hotline.db'}"
+    (tmp_path / "var").mkdir()
+    upgrade(db)
+    engine = make_engine(db)
+    with session_scope(engine) as s:
+        accounts.create_user(s, accounts.ensure_tenant(s, "laibin"), "bench", EVALUATOR_PASSWORD, "evaluator")
     data, serve = _start(tmp_path, models_dir, ports, "serve", "--no-demo")
     caller = None
     system: set[int] = set()
     try:
-        _wait("the API", lambda: _ok(f"http://127.0.0.1:{ports.http}/healthz"), 300, serve)  # converts e5 once
+        api = f"http://127.0.0.1:{ports.http}"
+        _wait("the API", lambda: _ok(f"{api}/healthz"), 300, serve)  # converts e5 once
         token = control_token(data)
+        # A benchmark started from the browser runs as the server's child too.
+        login = httpx.post(f"{api}/api/auth/login", json={"tenant": "laibin", "username": "bench", "mode": "bearer",
+                                                          "password": EVALUATOR_PASSWORD})
+        auth = {"Authorization": f"Bearer {login.json()['token']}"}
+        run = httpx.post(f"{api}/api/evaluations/runs", json={"benchmark": "sms-throughput",
+                                                              "args": {"messages": 2000000}}, headers=auth)
+        assert run.status_code == 201, run.text
+        assert httpx.get(f"{api}/api/evaluations/runs/{run.json()['id']}", headers=auth).json()["state"] == "running"
 
         caller = Peer(free_port(), rtp_base(), user="13500000001", log_path=tmp_path / "ua.log")
         caller.call("c1", f"sip:12345@127.0.0.1:{ports.sip}", wav=str(_speech(tmp_path)), **{"from": "13500000001"})
@@ -160,7 +178,7 @@ def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_di
               and (spool / "caller.pcm").stat().st_size > 16000, 20, serve)
 
         system = _descendants(serve.pid)
-        assert read_registry(data)[0].pid in system and len(system) >= 2 + KAMAILIO  # worker, follower, Kamailio
+        assert read_registry(data)[0].pid in system and len(system) >= 3 + KAMAILIO  # worker, follower, bench, Kamailio
 
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=120)
@@ -174,18 +192,17 @@ def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_di
 
         # The call was closed in the CDR and its recording written; its spool waits, marked ended, for the
         # next start's follower, or the follower finished it before it stopped.
-        engine = make_engine(f"sqlite:///{data / 'hotline.db'}")
         with session_scope(engine) as s:
             call = s.query(Call).filter_by(call_uuid=conv["call_uuid"]).one()
             assert call.ended_at is not None and call.lost_reason == "worker_shutdown"
             [rec] = s.query(Recording).filter_by(call_id=call.id).all()
             assert Path(rec.path).stat().st_size > 16000 and rec.duration_ms >= 1000
-        engine.dispose()
         assert not spool.exists() or (spool / ENDED_MARKER).exists() and (spool / "caller.pcm").stat().st_size > 16000
     finally:
         if caller is not None:
             caller.close()
         _kill_leftovers(serve, system)
+        engine.dispose()
 
 
 def test_children_die_with_a_killed_supervisor(tmp_path, models_dir):
