@@ -41,15 +41,19 @@ class _Consumer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Handle the events already queued (for up to ``timeout``), then stop: at shutdown the telephony has
+        just stopped, and its last call events and transcript finals are stored."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
         self._sub.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             event = self._sub.get(timeout=0.2)
             if event is None:
+                if self._stop.is_set():
+                    return
                 continue
             try:
                 self.handle(event)

@@ -18,10 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from domain import accounts
 from domain.db import make_engine, session_scope, upgrade
-from domain.models import Call, Recording
+from domain.events import TranscriptFinal
+from domain.models import Call, Recording, TranscriptSegment
+from serving.consumers import SegmentWriter
+from serving.events import LocalBus
 from telephony.control import control_token, worker_status
 from telephony.media import ENDED_MARKER
 from telephony.peer import Peer
@@ -220,6 +224,23 @@ def test_children_die_with_a_killed_supervisor(tmp_path, models_dir):
         assert not KAMAILIO or _free(ports.proxy, socket.SOCK_DGRAM)
     finally:
         _kill_leftovers(sup, system)
+
+
+def test_stopping_the_app_stores_the_transcript_finals_already_received(engine):
+    """The server's shutdown stops the telephony first; the finals its followers published last are still
+    queued when the consumers stop, and are stored, not dropped."""
+    with session_scope(engine) as s:
+        tenant_id = accounts.ensure_tenant(s, "laibin").id
+    bus = LocalBus()
+    writer = SegmentWriter(bus, engine).start()
+    for i in range(300):
+        bus.publish(TranscriptFinal(tenant_id=tenant_id, call_id="w1-0123456789abcdef", leg="caller", role="caller",
+                                    start_ms=i * 1000, end_ms=i * 1000 + 800, text=f"第{i}句", confidence=0.9,
+                                    engine="whisper"))
+    writer.stop()
+    with session_scope(engine) as s:
+        texts = s.scalars(select(TranscriptSegment.text).order_by(TranscriptSegment.start_ms)).all()
+    assert texts == [f"第{i}句" for i in range(300)]
 
 
 def _ok(url: str) -> bool:
