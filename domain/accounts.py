@@ -127,7 +127,8 @@ def create_user(
     *,
     demo: bool = False,
 ) -> User:
-    """``demo``: the demo loader's users, which may have the published demo password and must change it."""
+    """The password was chosen by whoever creates the account, so the user is asked to change it at login
+    (``must_change_password``).  ``demo``: the demo loader's users, which may have the published demo password."""
     if not _USERNAME.match(username):
         raise AppError("invalid_username", "用户名只能包含字母、数字、下划线、点和短横线（2-64位）", 422)
     if role not in ROLES:
@@ -142,7 +143,7 @@ def create_user(
         display_name=display_name or username,
         password_hash=hash_password(password),
         role=role,
-        must_change_password=demo,
+        must_change_password=True,
     )
     session.add(user)
     session.flush()
@@ -302,7 +303,7 @@ def change_password(session: Session, user: User, old: str | None, new: str) -> 
     check_password_policy(new, username=user.username)
     user.password_hash = hash_password(new)
     user.password_changed_at = utcnow()
-    user.must_change_password = False
+    user.must_change_password = old is None  # a password someone else set (admin reset) is the user's to change
     for row in session.scalars(select(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked.is_(False))):
         row.revoked = True
 

@@ -61,7 +61,7 @@ class User(TenantOwned, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(ForeignKey("roles.name"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # set for accounts created with the published demo password: the UI asks for a new one at login
+    # the password was set by someone else (account created, admin reset, demo loader): the UI asks for a new one
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -134,7 +134,7 @@ def test_common_and_published_passwords_are_refused(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "common_password"
     ok = client.post("/api/admin/users", headers=admin,
                      json={"username": "zhangwei", "password": "Lantern#Orchid47", "role": "agent"})
-    assert ok.status_code == 201
+    assert ok.status_code == 201 and ok.json()["must_change_password"] is True  # the admin chose it
 
 
 def test_demo_users_are_asked_to_change_the_published_password(client):
@@ -146,6 +146,11 @@ def test_demo_users_are_asked_to_change_the_published_password(client):
     assert r.status_code == 200
     again = _login(client, "supervisor", "Lantern#Orchid47").json()
     assert again["user"]["password_change_required"] is False
+    admin = login(client, "admin")
+    user_id = next(u["id"] for u in client.get("/api/admin/users", headers=admin).json()
+                   if u["username"] == "supervisor")
+    reset = client.post(f"/api/admin/users/{user_id}/password", headers=admin, json={"new_password": "Meadow#Copper58"})
+    assert reset.status_code == 200 and reset.json()["must_change_password"] is True  # the admin knows it now
 
 
 def test_sessions_have_an_absolute_lifetime(client, engine):
@@ -181,5 +186,5 @@ def test_cli_takes_passwords_from_a_file_or_stdin_never_the_command_line(app, cl
     assert _login(client, "clerk", "Quiet#Harbor2031").status_code == 200
     weak = _cli(db_url, tmp_path, "users", "passwd", "clerk", "--password-file", "-", stdin="Password12\n")
     assert weak.returncode != 0 and "常见" in weak.stdout + weak.stderr
-    with session_scope(app.state.engine) as s:
-        assert s.scalar(select(User.must_change_password).where(User.username == "clerk")) is False
+    with session_scope(app.state.engine) as s:  # set by the operator: the user is asked to change it
+        assert s.scalar(select(User.must_change_password).where(User.username == "clerk")) is True
