@@ -10,12 +10,30 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain.errors import AppError
 from domain.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int64_parameters(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:
+    """Every integer a statement binds fits a 64-bit column: an id or a number from a request beyond that
+    (``/api/tickets/99999999999999999999``) is the client's error, answered 400, not an overflow in the driver."""
+    for row in parameters if isinstance(parameters, list) else [parameters]:  # a list: executemany's sets
+        values = row.values() if isinstance(row, dict) else row if isinstance(row, (tuple, list)) else (row,)
+        for value in values:
+            if type(value) is int and not INT64[0] <= value <= INT64[1]:
+                raise AppError("number_out_of_range", "数值超出允许范围（最大 9223372036854775807）", 400)
 
 
 def make_engine(url: str) -> Engine:
+    engine = _make_engine(url)
+    event.listen(engine, "before_cursor_execute", _int64_parameters)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.models import Ticket, TicketEvent
+from domain.spreadsheet import safe_cell
 from domain.tickets import LOCAL_TZ, OPEN_STATES, STATE_LABELS, as_utc
 
 
@@ -70,13 +71,6 @@ def build(session: Session, tenant_id: int, start: datetime, end: datetime, gran
     }
 
 
-def _cell(value):
-    """Neutralise spreadsheet formulas in user-entered text (CSV/XLSX injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
-
-
 def to_xlsx(report: dict) -> bytes:
     wb = Workbook()
     summary = wb.active
@@ -98,7 +92,7 @@ def to_xlsx(report: dict) -> bytes:
         sheet = wb.create_sheet(title)
         sheet.append((label, "工单量"))
         for item in report[key]:
-            sheet.append((_cell(item["name"]), item["count"]))
+            sheet.append((safe_cell(item["name"]), item["count"]))
         sheet.column_dimensions["A"].width = 36
         sheet["A1"].font = sheet["B1"].font = Font(bold=True)
     sat = wb.create_sheet("满意度")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from domain import audit
 from domain.errors import AppError, not_found
 from domain.models import KnowledgeEntry, KnowledgeFeedback, KnowledgeVersion, utcnow
+from domain.validation import SafeText, ShortText
 from knowledge.retrieval import KBDoc
 
 Kind = Literal["faq", "policy", "announcement", "department", "service_item"]
@@ -42,17 +43,17 @@ class EntryIn(BaseModel):
     """One knowledge entry as written by a knowledge manager or imported from a file."""
 
     kind: Kind = "faq"
-    title: str = Field(min_length=1, max_length=300)
-    body: str = Field(min_length=1, max_length=20000)
-    keywords: list[str] = Field(default_factory=list, max_length=50)
-    department: str = Field("", max_length=100)
-    category: str = Field("", max_length=200)
-    region: str = Field("", max_length=64)
+    title: SafeText = Field(min_length=1, max_length=300)
+    body: SafeText = Field(min_length=1, max_length=20000)
+    keywords: list[ShortText] = Field(default_factory=list, max_length=50)
+    department: SafeText = Field("", max_length=100)
+    category: SafeText = Field("", max_length=200)
+    region: SafeText = Field("", max_length=64)
     effective_from: date | None = None
     effective_to: date | None = None
-    source: str = Field("", max_length=300)
-    attachments: list[str] = Field(default_factory=list, max_length=20)
-    external_id: str = Field("", max_length=64)
+    source: SafeText = Field("", max_length=300)
+    attachments: list[ShortText] = Field(default_factory=list, max_length=20)
+    external_id: SafeText = Field("", max_length=64)
 
     @field_validator("title", "body")
     @classmethod

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import AppError
 from domain.models import KnowledgeEntry
+from domain.spreadsheet import read_cell, safe_cell
 from knowledge import service
 from knowledge.taxonomy import Taxonomy
 
@@ -52,6 +53,7 @@ class ImportReport:
 
 
 def _rows(data: bytes, fmt: Format) -> list[dict]:
+    """The file's rows; a file that cannot be parsed is a 400 naming what is wrong, whatever the parser raised."""
     if fmt == "jsonl":
         rows = []
         for n, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
@@ -60,22 +62,29 @@ def _rows(data: bytes, fmt: Format) -> list[dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise AppError("bad_file", f"第 {n} 行不是合法的 JSON：{e.msg}") from e
+                except RecursionError as e:
+                    raise AppError("bad_file", f"第 {n} 行的 JSON 嵌套过深") from e
                 if not isinstance(row, dict):
                     raise AppError("bad_file", f"第 {n} 行应是一个 JSON 对象")
                 rows.append(row)
         return rows
     if fmt == "csv":
-        return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        try:
+            return [{k: read_cell(v) for k, v in row.items()} for row in reader]
+        except csv.Error as e:
+            raise AppError("bad_file", f"CSV 文件第 {reader.line_num} 行格式错误（字段过长或引号不匹配）") from e
     if fmt == "xlsx":
         from openpyxl import load_workbook
 
-        try:
+        try:  # read-only workbooks parse lazily: a damaged file can fail on any row
             sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
+            it = sheet.iter_rows(values_only=True)
+            header = [str(h).strip() if h is not None else "" for h in next(it, [])]
+            return [{h: read_cell(v) for h, v in zip(header, row) if h}
+                    for row in it if any(v not in (None, "") for v in row)]
         except Exception as e:  # noqa: BLE001 - any parse failure is a bad file for the user
-            raise AppError("bad_file", f"无法读取 Excel 文件：{e}") from e
-        it = sheet.iter_rows(values_only=True)
-        header = [str(h).strip() if h is not None else "" for h in next(it, [])]
-        return [{h: v for h, v in zip(header, row) if h} for row in it if any(v not in (None, "") for v in row)]
+            raise AppError("bad_file", "无法读取 Excel 文件：文件已损坏或不是 .xlsx 格式") from e
     raise AppError("bad_format", "只支持 jsonl、csv、xlsx 格式")
 
 
@@ -185,7 +194,7 @@ def export_entries(session: Session, tenant_id: int, fmt: Format, *, status: str
              "source": e["source"], "attachments": e["attachments"]} for e in entries]
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    flat = [{k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
+    flat = [{k: safe_cell(";".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS)

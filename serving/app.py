@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.db import make_engine, session_factory, upgrade
@@ -128,6 +129,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     async def http_error(_request: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return _error(code, _HTTP_MESSAGES.get(exc.status_code, "请求失败"), exc.status_code)
+
+    @app.exception_handler(UnicodeError)
+    async def encoding_error(_request: Request, _exc: UnicodeError):
+        # text that cannot be encoded (a lone surrogate such as "\ud800" in JSON) only comes from the request
+        return _error("bad_encoding", "请求包含无法处理的字符（如不成对的代理字符），请检查输入内容", 400)
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, _exc: DataError):
+        # the database refused a value of the request (a number out of range, text too long for its column)
+        return _error("bad_value", "输入的数值或文本超出允许范围", 400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

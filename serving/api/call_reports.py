@@ -23,6 +23,7 @@ from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Agent, Call, Recording, SkillGroup
 from domain.pii import mask_pii
+from domain.spreadsheet import safe_cell
 from qa.kpi import KpiSettings
 from serving.api.deps import get_session, require_roles
 
@@ -310,7 +311,7 @@ def to_xlsx(report: dict) -> bytes:
     for cell in ws[2]:
         cell.font = Font(bold=True)
     for row in report["rows"]:
-        ws.append([row.get(c["key"]) for c in report["columns"]])
+        ws.append([safe_cell(row.get(c["key"])) for c in report["columns"]])
     for i, col in enumerate(report["columns"], start=1):
         ws.column_dimensions[ws.cell(2, i).column_letter].width = max(10, len(col["label"]) * 2 + 2)
     buf = io.BytesIO()

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from domain.accounts import Principal
-from domain.validation import ShortText
+from domain.validation import SafeText
 from domain.errors import AppError, not_found
 from knowledge import service, transfer
 from knowledge.facts import key_facts
@@ -30,7 +30,7 @@ class ActionIn(BaseModel):
 
 
 class SearchIn(BaseModel):
-    query: ShortText = Field(min_length=1, max_length=500)
+    query: SafeText = Field(min_length=1, max_length=500)
     k: int = Field(3, ge=1, le=20)
 
 
