@@ -38,6 +38,7 @@ from asr.streaming import Decode, LegStream, StreamParams, decode_all
 from asr.vad import SileroVad
 from domain.db import make_engine, session_scope
 from domain.events import AudioFrame, CallState, Event, TranscriptComplete, TranscriptFinal
+from domain.logs import configure_logging
 from domain.models import Tenant
 from domain.settings import Settings, get_settings
 from serving.events import Publisher, publisher_for
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings().model_copy(update=update)
     params = FollowerParams.for_settings(settings)
     os.nice(params.nice)  # before any thread starts: every decoder thread inherits it
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s asr{index} %(levelname)s %(message)s")
+    configure_logging(fmt=f"%(asctime)s asr{index} %(levelname)s %(message)s")
     engine = create_engine(settings)
     lexicon_of = tenant_lexicons(settings) if settings.asr_hotwords else None
 

@@ -30,6 +30,7 @@ import pjsua2 as pj
 from sqlalchemy.exc import OperationalError
 
 from domain.db import make_engine, session_scope
+from domain.logs import configure_logging
 from telephony import store
 from telephony.conversation import Conversation, Detached, Leg, leg_totals
 from telephony.flow import CallFlowParams, sip_user
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sink", default=st.telephony_sink)
     ap.add_argument("--max-seconds", type=float, default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    configure_logging(fmt=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     faulthandler.enable()  # a native crash leaves a Python traceback in the worker log
     params = CallFlowParams.model_validate_json(args.flow) if args.flow else CallFlowParams()
     sink = load_sink(args.sink)
