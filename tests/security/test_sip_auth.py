@@ -57,33 +57,33 @@ def test_the_agent_reads_its_sip_password_from_the_cli(edge, lab):  # noqa: F811
 
 
 def test_register_needs_the_extensions_own_valid_credentials(edge, lab, tmp_path):  # noqa: F811
-    pw15 = add_agent(lab, edge, "15")
-    add_agent(lab, edge, "16")
+    pw25 = add_agent(lab, edge, "25")
+    add_agent(lab, edge, "26")
     proxy = f"127.0.0.1:{edge.proxy_port}"
 
     def register(name: str, **kw) -> int:
-        run = sipp(write_scenario(tmp_path / f"{name}.xml", register_scenario("15", **kw)), proxy, ip="127.0.0.6",
+        run = sipp(write_scenario(tmp_path / f"{name}.xml", register_scenario("25", **kw)), proxy, ip="127.0.0.6",
                    args=["-m", "1"], timeout=15)
         return run.returncode
 
     # no credentials: challenged, not registered (before: 200 OK for anyone)
     assert register("none", final=401) == 0
     # a wrong password: challenged again, never 200
-    assert register("wrong", auth=("15", "not-the-password-15"), final=401) == 0
-    # agent 15's valid credentials used to register extension 16: forbidden
-    assert register("other", to_user="16", auth=("15", pw15), final=403) == 0
+    assert register("wrong", auth=("25", "not-the-password-25"), final=401) == 0
+    # agent 25's valid credentials used to register extension 26: forbidden
+    assert register("other", to_user="26", auth=("25", pw25), final=403) == 0
     # its own extension with its own credentials: 200
-    assert register("right", auth=("15", pw15), final=200) == 0
+    assert register("right", auth=("25", pw25), final=200) == 0
     # an INVITE to an agent extension from anything but a bridge worker must authenticate (407)
-    run = sipp(write_scenario(tmp_path / "invite.xml", invite_scenario("15", expect=407)), proxy, ip="127.0.0.6",
+    run = sipp(write_scenario(tmp_path / "invite.xml", invite_scenario("25", expect=407)), proxy, ip="127.0.0.6",
                args=["-m", "1"], timeout=15)
     assert run.returncode == 0, run.stdout[-1500:]
 
 
 @pytest.mark.skipif(not shutil.which("baresip"), reason="baresip not installed")
 def test_a_baresip_softphone_registers_only_with_its_own_generated_credentials(edge, lab, tmp_path):  # noqa: F811
-    pw15 = add_agent(lab, edge, "15")
-    add_agent(lab, edge, "16")
+    pw35 = add_agent(lab, edge, "35")
+    add_agent(lab, edge, "36")
 
     def baresip(account: str) -> str:
         conf = tmp_path / f"baresip-{len(list(tmp_path.iterdir()))}"
@@ -97,10 +97,10 @@ def test_a_baresip_softphone_registers_only_with_its_own_generated_credentials(e
                              text=True, timeout=30)
         return run.stdout + run.stderr
 
-    assert "401 Unauthorized" in baresip("<sip:15@127.0.0.1>;auth_pass=guessed-password")
-    assert "403 Forbidden" in baresip(f"<sip:16@127.0.0.1>;auth_user=15;auth_pass={pw15}")
-    out = baresip(f"<sip:15@127.0.0.1>;auth_pass={pw15}")
-    assert "15@127.0.0.1: {0/UDP/v4} 200 OK" in out, out
+    assert "401 Unauthorized" in baresip("<sip:35@127.0.0.1>;auth_pass=guessed-password")
+    assert "403 Forbidden" in baresip(f"<sip:36@127.0.0.1>;auth_user=35;auth_pass={pw35}")
+    out = baresip(f"<sip:35@127.0.0.1>;auth_pass={pw35}")
+    assert "35@127.0.0.1: {0/UDP/v4} 200 OK" in out, out
 
 
 def test_unregistered_attacker_never_receives_a_call_for_extension_15(edge, peers):  # noqa: F811
