@@ -48,7 +48,8 @@ def load_kb(data: Path) -> list[dict]:
 
 def metadata_of(d: dict) -> dict:
     """What the system itself knows about a call (CDR + ticket), not labels about its quality."""
-    return {"duration_ms": round(d["audio"]["duration_s"] * 1000), "ticket_created": d["ticket"] is not None,
+    seconds = d["audio"].get("duration_s") or max(r["end"] for r in d["refs"])  # audio not rendered yet: the refs
+    return {"duration_ms": round(seconds * 1000), "ticket_created": d["ticket"] is not None,
             "hold_ms": 0, "transfers": 0}
 
 
@@ -95,8 +96,9 @@ def kb_recall_at_3(d: dict, retrieve) -> float:
 
 
 def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, categorize=None,
-             police=None) -> dict:
-    """Score every call (``call["segments"]`` already filled) and compare with the labels."""
+             police=None, cards: dict | None = None) -> dict:
+    """Score every call (``call["segments"]`` already filled) and compare with the labels; ``cards``: a
+    scorecard per call id (each fold's fitted one), else ``card`` for all."""
     from qa.answers import AnswerChecker
     from qa.scoring import score_call
     from qa.transcript import normalize
@@ -115,11 +117,12 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     t0, c0 = time.perf_counter(), time.process_time()
     for d in calls:
         segs = normalize(d["segments"])
-        res = score_call(segs, metadata_of(d), card, checker, embed=embed)
-        exp = expected_items(d, card)
+        call_card = cards[d["id"]] if cards else card
+        res = score_call(segs, metadata_of(d), call_card, checker, embed=embed)
+        exp = expected_items(d, call_card)
         for code, want in exp.items():
             items.setdefault(code, []).append(res.item(code).passed == want)
-        mapped = {i.label: i.code for i in card.items if i.label}
+        mapped = {i.label: i.code for i in call_card.items if i.label}
         for label in COMPLIANCE_LABELS:
             if label == "greeting":
                 agree[label].append(greeting_class(res, segs) == d["compliance"]["greeting"])
@@ -167,6 +170,85 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     }
 
 
+def call_groups(d: dict) -> list[str]:
+    """A call's fold group: the KB entries it answers from, so calls about one entry share a fold.  An
+    emergency is its own group: its subject is the incident, and every one cites the 110-transfer entry."""
+    return [] if d["police_110"] else [str(k) for k in d.get("kb_ids") or []]
+
+
+def scorecard_tables(card, calls: list[dict], embed) -> dict:
+    """Per scorecard parameter that labelled items use and that has a grid: ``qa.scoring.agreement_table`` over
+    ``calls`` (each call scored once per grid value, whichever folds are fitted from it)."""
+    from qa.scoring import _references, agreement_table
+    from qa.transcript import normalize
+
+    expected = [expected_items(d, card) for d in calls]
+    labelled = {code for e in expected for code in e}
+    scored = [(normalize(d["segments"]), metadata_of(d)) for d in calls]
+    return {name: agreement_table(card, name, scored, expected, embed=embed) for name, spec in card.params.items()
+            if {i.code for i in card.items if _references([i.require, i.forbid, i.applies_if], name)} & labelled
+            and spec.min is not None and spec.max is not None and spec.step}
+
+
+def fit_scorecard(card, tables: dict, rows) -> tuple[Any, dict]:
+    """The scorecard with each tabled parameter set to its best value on the calls ``rows`` (one parameter at a
+    time from the card's values, as ``hotline qa tune`` does); returns it and the fitted values."""
+    from qa.scoring import best_value
+
+    values = {name: best_value(card, name, codes, table, rows)["best"] for name, (codes, table) in tables.items()}
+    return card.with_params(values), values
+
+
+def cross_fitted(calls: list[dict], folds: int, seed: int, evaluate_with: Callable[..., dict], card, embed) -> dict:
+    """``--folds``: the scorecard parameters fitted on all calls (in sample) and on K-1 folds for each held-out
+    fold (out of fold), each scored by ``evaluate_with(card=..., cards=...)``."""
+    from eval.folds import assign_folds, describe, splits
+
+    fold_of = assign_folds([call_groups(d) for d in calls], folds, seed, strata=[str(d["police_110"]) for d in calls])
+    tables = scorecard_tables(card, calls, embed)
+    whole, whole_values = fit_scorecard(card, tables, range(len(calls)))
+    cards, per_fold = {}, []
+    for train, test in splits(fold_of):
+        fitted, values = fit_scorecard(card, tables, train)
+        per_fold.append(values)
+        cards.update({calls[i]["id"]: fitted for i in test})
+
+    def figures(**kw) -> dict:
+        out = evaluate_with(**kw)
+        out.pop("per_call")
+        return out
+
+    return {
+        "folds": {**describe(fold_of, seed, "KB entries of the call (an emergency call alone), emergencies spread "
+                                            "over the folds"),
+                  "fitted_values_per_fold": per_fold},
+        "fitted": [f"scorecard parameters used by labelled items, grid-searched one at a time (qa.scoring.tune): "
+                   f"{', '.join(whole_values)}"],
+        "not_fitted_here": not_fitted_here(),
+        "in_sample": {"fitted_values": whole_values, **figures(card=whole)},
+        "out_of_fold": figures(card=card, cards=cards),
+    }
+
+
+def not_fitted_here() -> dict:
+    """What the copilot and QA use that ``--folds`` does not refit, and what each was fitted on (figures that
+    use one are out of fold only if its training data holds none of these calls)."""
+    from copilot.category import load_category_model
+    from domain.settings import get_settings
+    from knowledge.embedding import configured_embedder
+    from knowledge.retrieval import RANKER_PATH, SPEECH_RANKER_PATH, Ranker
+
+    settings = get_settings()
+    model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
+    return {
+        "category_model": model.trained_on,
+        "speech_ranker": Ranker.load(SPEECH_RANKER_PATH).trained_on,
+        "typed_ranker": Ranker.load(RANKER_PATH).trained_on,
+        "rules": "110 alert rules, QA rules and answer-check patterns are written by hand (copilot.alerts, "
+                 "qa/scorecards, qa.answers): nothing in them is fitted to labelled calls by a program",
+    }
+
+
 def _tools(kb: list[dict], lexical: bool, spoken: bool) -> tuple[Any, Any, str]:
     """(embed, retrieve, retrieval name): the knowledge helper's embedder and hybrid index, ranking with its
     ranker for ASR transcripts when ``spoken`` (as QA scoring in the running system does).
@@ -207,6 +289,8 @@ def register(eval_app: typer.Typer) -> None:
         ids: str = typer.Option("", help="只评这些通话（逗号分隔，如 d004,d020）"),
         lexical: bool = typer.Option(False, "--lexical", help="用内置字符二元组检索代替知识库混合检索"),
         no_der: bool = typer.Option(False, "--no-der", help="跳过单声道混音的说话人分离（DER）"),
+        folds: int = typer.Option(0, "--folds", help="K 折：评分表参数在 K-1 折上拟合、在留出折上评测（K ≥ 2；0 = 不做）"),
+        seed: int = typer.Option(12345, help="分折随机种子"),
     ) -> None:
         """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
         import qa.scoring  # noqa: F401 - load the QA code now, not after minutes of ASR
@@ -229,8 +313,14 @@ def register(eval_app: typer.Typer) -> None:
             result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der)
         categorize, police = _copilot_checks()
         result["police_detector"] = "copilot.alerts.AlertDetector" if police else "scorecard police_110 item"
-        result.update(evaluate(calls, kb, embed=embed, retrieve=retrieve, card=default_scorecard(),
-                               categorize=categorize, police=police))
+        card = default_scorecard()
+
+        def evaluate_with(**kw) -> dict:
+            return evaluate(calls, kb, embed=embed, retrieve=retrieve, categorize=categorize, police=police, **kw)
+
+        result.update(evaluate_with(card=card))
+        if folds:
+            result.update(cross_fitted(calls, folds, seed, evaluate_with, card, embed))
         emit(result, json_out)
 
 

@@ -84,30 +84,18 @@ def run_category(data: Path, test_fraction: float, max_train: int, seed: int) ->
     return result
 
 
-def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
+def replay_copilot(engine, dialogues: list[dict]) -> dict:
     """Replays labelled calls (dialogues/*.json) through the copilot turn by turn, as final segments."""
     import numpy as np
 
-    from copilot.category import load_category_model
-    from copilot.processor import CopilotEngine, latency_ms
+    from copilot.processor import latency_ms
     from domain.events import PoliceAlert, Suggestion, TranscriptFinal
-    from knowledge.kbfile import load_kb_docs
-    from knowledge.retrieval import HybridIndex
 
-    settings, emb = _embedder()
-    kb = kb or calls_dir / "kb.jsonl"
-    index = HybridIndex(emb)
-    index.add(load_kb_docs(kb))
-    engine = CopilotEngine(index=index, category=load_category_model(emb, settings.category_model_path, settings.data_dir))
-    files = sorted((calls_dir / "dialogues").glob("*.json"))
-    if not files:
-        raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")
     cpu: list[float] = []
     lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls = [], 0, 0, 0, 0, 0, 0
     tp = fp = fn = 0
     field_ok: dict[str, list[int]] = {k: [0, 0] for k in ("caller_name", "phone")}
-    for f in files:
-        d = json.loads(f.read_text(encoding="utf-8"))
+    for d in dialogues:
         proc = engine.new_processor(TranscriptFinal(call_id=d["id"], leg="caller", role="caller", start_ms=0, end_ms=0, text=""))
         alerted, last, seen, first_hits = False, None, set(), None
         for t in d["turns"]:
@@ -141,9 +129,8 @@ def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
             kb_calls += 1
             kb_hit += bool(seen & set(d["kb_ids"]))
             kb_hit_first += bool((first_hits or set()) & set(d["kb_ids"]))
-    n = len(files)
+    n = len(dialogues)
     return {
-        "benchmark": "copilot", "calls": n, "kb": str(kb),
         "category_level1_accuracy": round(l1_ok / n, 4), "category_level3_accuracy": round(l3_ok / n, 4),
         "request_type_accuracy": round(rt_ok / n, 4),
         "police_110": {"tp": tp, "fp": fp, "fn": fn, "recall": round(tp / max(tp + fn, 1), 4),
@@ -157,6 +144,90 @@ def run_copilot(calls_dir: Path, kb: Path | None) -> dict:
         "suggestion_cpu_ms_p95": round(float(np.percentile(cpu, 95)), 1),
         "suggestions": len(lat),
     }
+
+
+KB_FIGURES = ("kb_recall_any_suggestion", "kb_recall_first_suggestion")
+
+
+def copilot_rankers(engine, dialogues: list[dict], folds: int, seed: int) -> dict:
+    """``--folds``: the copilot's KB suggestions ranked by its shipped speech ranker, by plain e5, and by
+    ``select_ranker`` fitted on the calls (the simplest ranking stage not beaten out of fold), in sample and out
+    of fold.  Sample per call: what the caller said (first 200 characters), labelled with the call's KB
+    entries.  Ranking alone is compared: the no-match threshold is off (a calibration fitted on whole calls
+    does not suit the copilot's per-turn queries)."""
+    from dataclasses import replace
+
+    from eval.calls_bench import call_groups
+    from eval.folds import assign_folds, describe, splits
+    from knowledge.retrieval import Ranker, plain_e5_weights, ranking_samples, select_ranker
+
+    index = engine.index
+    shipped, params = index.speech_ranker, index.params
+    calls = [d for d in dialogues if d.get("kb_ids")]
+    samples = ranking_samples(index, [("，".join(t["text"] for t in d["turns"] if t["speaker"] == "caller")[:200],
+                                       set(d["kb_ids"])) for d in calls])
+    groups = [call_groups(d) for d in calls]
+    fold_of = assign_folds(groups, folds, seed, strata=[str(d["police_110"]) for d in calls])
+
+    def kb_figures(ranker, rows: list[int]) -> dict[str, float]:
+        index.speech_ranker = ranker
+        out = replay_copilot(engine, [calls[i] for i in rows])
+        return {k: out[k] for k in KB_FIGURES}
+
+    everyone = list(range(len(calls)))
+    methods: dict = {}
+    index.params = replace(params, no_match_threshold=0.0)
+    try:
+        for name, ranker in (("production", shipped), ("e5", Ranker(plain_e5_weights()))):
+            fig = kb_figures(ranker, everyone)
+            methods[name] = {"fitted": [], "in_sample": fig, "out_of_fold": fig}
+        whole = select_ranker([samples[i] for i in everyone], groups, seed=seed)
+        parts, kept = [], []
+        for train, test in splits(fold_of):
+            r = select_ranker([samples[i] for i in train], [groups[i] for i in train], seed=seed)
+            kept.append(r.gate["kept"])
+            parts.append((len(test), kb_figures(r, test)))
+        methods["ranker_selected_here"] = {
+            "fitted": ["knowledge.retrieval.select_ranker on the training calls: the simplest of plain e5, dense and "
+                       "hybrid ranking not beaten out of fold within them"],
+            "in_sample": kb_figures(whole, everyone),
+            "out_of_fold": {k: round(sum(n * fig[k] for n, fig in parts) / len(calls), 4) for k in KB_FIGURES},
+            "kept_in_sample": whole.gate["kept"], "kept_per_fold": kept}
+    finally:
+        index.speech_ranker, index.params = shipped, params
+    return {"folds": describe(fold_of, seed, "KB entries of the call (an emergency call alone), emergencies spread "
+                                             "over the folds"),
+            "no_match_threshold": "off", "calls_with_kb_entries": len(calls), "methods": methods}
+
+
+def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12345) -> dict:
+    """The copilot on labelled calls with the shipped models; with ``folds``, what can be fitted on the calls
+    (the speech ranker, or plain e5 in its place) in sample and out of fold."""
+    from copilot.category import load_category_model
+    from copilot.processor import CopilotEngine
+    from eval.calls_bench import not_fitted_here
+    from knowledge.kbfile import load_kb_docs
+    from knowledge.retrieval import HybridIndex
+
+    settings, emb = _embedder()
+    kb = kb or calls_dir / "kb.jsonl"
+    index = HybridIndex(emb)
+    index.add(load_kb_docs(kb))
+    engine = CopilotEngine(index=index, category=load_category_model(emb, settings.category_model_path, settings.data_dir))
+    files = sorted((calls_dir / "dialogues").glob("*.json"))
+    if not files:
+        raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")
+    dialogues = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    result = {"benchmark": "copilot", "calls": len(dialogues), "kb": str(kb), "speech_ranker": index.speech_ranker.trained_on,
+              **replay_copilot(engine, dialogues)}
+    if folds:
+        not_fitted = not_fitted_here()
+        not_fitted.pop("speech_ranker")
+        result["cross_fitted"] = {**copilot_rankers(engine, dialogues, folds, seed), "not_fitted_here": not_fitted,
+                                  "note": "category, request type, 110 and ticket fields: nothing refitted per fold; "
+                                          "their figures above are out of fold where not_fitted_here's training "
+                                          "data holds none of these calls"}
+    return result
 
 
 def register(eval_app: typer.Typer) -> None:
@@ -177,7 +248,10 @@ def register(eval_app: typer.Typer) -> None:
         calls: Path = typer.Option(..., exists=True, file_okay=False,
                                    help="Labelled calls folder (dialogues/*.json, kb.jsonl)."),
         kb: Path = typer.Option(None, help="KB JSONL; default: <calls>/kb.jsonl."),
+        folds: int = typer.Option(0, help="Also fit the speech ranker (or plain e5) on K-1 folds of the calls and "
+                                          "score the held-out fold (K >= 2)."),
+        seed: int = typer.Option(12345, help="Seed of the fold split."),
         json_out: Path = typer.Option(None, "--json", help="Also write the JSON report here."),
     ) -> None:
-        """坐席助手评测：110 告警、分类、诉求类型、知识推荐命中率、推荐延迟。"""
-        emit(run_copilot(calls, kb), json_out)
+        """坐席助手评测：110 告警、分类、诉求类型、知识推荐命中率、推荐延迟；--folds 交叉验证。"""
+        emit(run_copilot(calls, kb, folds, seed), json_out)

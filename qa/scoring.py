@@ -15,6 +15,7 @@ from qa.transcript import Segment, normalize
 
 Embed = Callable[[list[str]], np.ndarray]
 _ROUTING_WORDS = re.compile(r"工单|转给|派给|派单|登记|调解|上门|处理")
+_SENT_AWAY = re.compile(r"不归我们管|不是我们(这里|这边)?管|(你|您)(自己)?(先)?(去|到)[^，。？]{0,8}(派出所|交警|报案|报警)")
 REVIEW_NOTE = "语音识别置信度低，需人工复核（不扣分）"
 
 
@@ -96,16 +97,20 @@ def _handling(item: Item, result: ItemResult, ctx: RuleContext) -> str:
     return "refused"
 
 
-def _routing_error(item: Item, ctx: RuleContext, checker: AnswerChecker) -> AnswerError | None:
+def _routing_errors(item: Item, ctx: RuleContext, checker: AnswerChecker) -> list[AnswerError]:
+    """One routing error per agent turn, after the onset, that sends the caller elsewhere (the item's
+    ``self_referral``, or 不归我们管 / 你去派出所); else one on the turn that says what was done instead."""
     kb_ids = checker.candidates(item.routing_kb_query or "", 1)
     onset = evaluate(item.applies_if, ctx).evidence if item.applies_if else []
     start = min((e["idx"] for e in onset if "idx" in e), default=-1)
     after = [s for s in ctx.segments if s.role == "agent" and s.idx > start]
     if not kb_ids or not after:
-        return None
-    seg = next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])
+        return []
+    referred = {e["idx"] for e in evaluate(item.self_referral, ctx).evidence} if item.self_referral else set()
+    sent_away = [s for s in after if s.idx in referred or _SENT_AWAY.search(s.norm)]
     entry = checker.entries[kb_ids[0]]
-    return AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker.severity("routing"))
+    return [AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker.severity("routing"))
+            for seg in sent_away or [next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])]]
 
 
 def score_call(
@@ -138,8 +143,7 @@ def score_call(
         if item.routing_kb_query and results[item.code].applicable:
             results[item.code].handling = _handling(item, results[item.code], ctx)
         if item.routing_kb_query and checker and results[item.code].applicable and not results[item.code].passed:
-            err = _routing_error(item, ctx, checker)
-            if err:
+            for err in _routing_errors(item, ctx, checker):
                 err.detail["handling"] = results[item.code].handling
                 errors.append(err)
     ctx.answer_errors = [e.to_dict() for e in errors if not e.needs_review]
@@ -205,21 +209,49 @@ def tune(
     ``calls``: (segments, metadata) per call; ``expected``: per call, item code → labelled pass.
     Returns the best value, the agreement per grid value, and the items it affects.
     """
+    codes, table = agreement_table(scorecard, param, calls, expected, kb=kb, embed=embed, retrieve=retrieve)
+    return best_value(scorecard, param, codes, table, range(len(calls)))
+
+
+def agreement_table(
+    scorecard: ScorecardDef,
+    param: str,
+    calls: list[tuple[list, dict]],
+    expected: list[dict[str, bool]],
+    *,
+    kb: Any = None,
+    embed: Embed | None = None,
+    retrieve: Retrieve | None = None,
+) -> tuple[list[str], dict[float, list[tuple[int, int]]]]:
+    """The items that use ``param``, and per grid value, per call: (those items agreeing with the label,
+    those items labelled).  Scored once, it serves ``best_value`` on any subset of the calls (cross-validation)."""
     spec = scorecard.params.get(param)
     if spec is None:
         raise KeyError(f"unknown parameter {param}")
     codes = [i.code for i in scorecard.items if _references([i.require, i.forbid, i.applies_if], param)]
     checker = AnswerChecker(kb, retrieve) if kb is not None else None
-    table = []
+    table: dict[float, list[tuple[int, int]]] = {}
     for value in spec.grid():
-        agree = total = 0
+        per_call = table[value] = []
         for (segs, meta), exp in zip(calls, expected):
+            labelled = [code for code in codes if code in exp]
+            if not labelled:
+                per_call.append((0, 0))
+                continue
             res = score_call(segs, meta, scorecard, checker, embed=embed, params={param: value})
-            for code in codes:
-                if code in exp:
-                    total += 1
-                    agree += res.item(code).passed == exp[code]
-        table.append({"value": value, "agreement": round(agree / total, 4) if total else None})
-    best = max(table, key=lambda r: (r["agreement"] or 0, -abs(r["value"] - spec.value)))
+            per_call.append((sum(res.item(code).passed == exp[code] for code in labelled), len(labelled)))
+    return codes, table
+
+
+def best_value(scorecard: ScorecardDef, param: str, codes: list[str], table: dict[float, list[tuple[int, int]]],
+               rows) -> dict:
+    """``tune``'s answer from an ``agreement_table`` over the calls ``rows``: the grid value with the highest
+    agreement, ties going to the value nearest the current one."""
+    spec = scorecard.params[param]
+    grid = []
+    for value, per_call in table.items():
+        agree, total = sum(per_call[i][0] for i in rows), sum(per_call[i][1] for i in rows)
+        grid.append({"value": value, "agreement": round(agree / total, 4) if total else None})
+    best = max(grid, key=lambda r: (r["agreement"] or 0, -abs(r["value"] - spec.value)))
     return {"param": param, "items": codes, "current": spec.value, "best": best["value"],
-            "best_agreement": best["agreement"], "grid": table}
+            "best_agreement": best["agreement"], "grid": grid}

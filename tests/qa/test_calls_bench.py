@@ -1,7 +1,7 @@
-"""Metric helpers of `hotline eval calls`."""
+"""Metric helpers of `hotline eval calls`, and its cross-fitting (`--folds`)."""
 from __future__ import annotations
 
-from eval.calls_bench import der, match_answer_errors, prf
+from eval.calls_bench import call_groups, der, match_answer_errors, prf
 
 
 def test_der_perfect_swapped_labels_missed_and_confused():
@@ -22,3 +22,39 @@ def test_answer_error_matching_by_time_overlap():
     assert match_answer_errors(d, [miss, hit, hit]) == (1, 2, 0)
     assert match_answer_errors(d, []) == (0, 0, 1)
     assert prf(8, 0, 0)["f1"] == 1.0 and prf(0, 0, 0)["precision"] == 1.0 and prf(1, 1, 0)["precision"] == 0.5
+
+
+def test_call_groups_keep_calls_of_one_entry_together_and_emergencies_apart():
+    from eval.folds import assign_folds
+
+    calls = [{"police_110": False, "kb_ids": ["kb1"]}, {"police_110": False, "kb_ids": ["kb1", "kb2"]},
+             {"police_110": False, "kb_ids": ["kb2"]}, {"police_110": False, "kb_ids": ["kb3"]}]
+    calls += [{"police_110": True, "kb_ids": ["kb060"]} for _ in range(4)]
+    fold_of = assign_folds([call_groups(d) for d in calls], 2, strata=[str(d["police_110"]) for d in calls])
+    assert len({fold_of[0], fold_of[1], fold_of[2]}) == 1
+    assert sorted(fold_of[4:]) == [0, 0, 1, 1]  # every fold holds emergencies
+
+
+def test_scorecard_fitted_from_the_table_is_what_tune_finds(shared_data, embedder):
+    """``--folds`` scores each call once per grid value and fits each fold from that table: on the same calls
+    it gives ``qa.scoring.tune``'s answer, and on a subset only that subset counts."""
+    from eval.calls_bench import expected_items, fit_scorecard, load_calls, metadata_of, scorecard_tables
+    from qa.scorecard import default_scorecard
+    from qa.scoring import tune
+    from qa.transcript import normalize
+
+    calls = load_calls(shared_data / "synthetic_calls")[:8]  # d007: a 13.5 s unannounced silence
+    for d in calls:
+        d["segments"] = [{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]}
+                         for r in d["refs"]]
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    tables = scorecard_tables(card, calls, embedder.queries)
+    assert "long_silence_ms" in tables and "rate_min_cpm" not in tables  # speech rate has no label to fit
+    silence = {"long_silence_ms": tables["long_silence_ms"]}
+    fitted, values = fit_scorecard(card, silence, range(len(calls)))
+    direct = tune(card, "long_silence_ms", [(normalize(d["segments"]), metadata_of(d)) for d in calls],
+                  [expected_items(d, card) for d in calls], embed=embedder.queries)
+    assert values == {"long_silence_ms": direct["best"]} and fitted.params["long_silence_ms"].value == direct["best"]
+    assert direct["best"] < 13500  # d007's silence is caught
+    _, loose = fit_scorecard(card, silence, [i for i, d in enumerate(calls) if d["id"] != "d007"])
+    assert loose["long_silence_ms"] == card.params["long_silence_ms"].value  # nothing to catch: the default stays
