@@ -143,7 +143,7 @@ def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, stri
         "benchmark": "retrieval",
         "kb": str(kb), "queries": str(queries), "from_audio": from_audio, "n_queries": n, "kb_entries": len(docs),
         "embedder": emb.info.name, "duplicate_titles_equivalent": not strict_duplicates,
-        "production_ranker": production.trained_on,
+        "production_ranker": production.trained_on, "production_gate": production.gate,
         **_figures(ranks),
         "no_good_match_rate": round(no_match / n, 4),
         "latency_ms_p50": _percentile(latencies, 50), "latency_ms_p95": _percentile(latencies, 95),
