@@ -3,6 +3,7 @@ quarterly sums), as XLSX (openpyxl) and PDF (reportlab, built-in CID font STSong
 from __future__ import annotations
 
 from io import BytesIO
+from xml.sax.saxutils import escape
 
 from qa.kpi import KpiReport, quarter_of
 
@@ -86,13 +87,13 @@ def to_pdf(reports: list[KpiReport], tenant_name: str = "") -> bytes:
                         ("VALIGN", (0, 0), (-1, -1), "TOP")])
     story = []
     for r in sorted(reports, key=lambda r: r.month):
-        story.append(Paragraph(f"{tenant_name} 12345热线服务考核表（{r.month}）", title))
+        story.append(Paragraph(escape(f"{tenant_name} 12345热线服务考核表（{r.month}）"), title))
         story.append(Spacer(1, 6))
-        rows = [ASSESS_HEADER] + [[*(str(v) for v in row[:7]), Paragraph(str(row[7]), cell)]
+        rows = [ASSESS_HEADER] + [[*(str(v) for v in row[:7]), Paragraph(escape(str(row[7])), cell)]
                                   for row in _assessment_rows(r)]
         story.append(Table(rows, colWidths=[26, 80, 44, 30, 50, 30, 30, 470], style=style, repeatRows=1))
         story.append(PageBreak())
-    story.append(Paragraph(f"{tenant_name} 12345热线服务费结算报表", title))
+    story.append(Paragraph(escape(f"{tenant_name} 12345热线服务费结算报表"), title))
     story.append(Spacer(1, 6))
     story.append(Table([SETTLE_HEADER] + [[str(v) for v in row] for row in _settlement_rows(reports)],
                        colWidths=[160, 70, 70, 110], style=style))
