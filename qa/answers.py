@@ -43,8 +43,17 @@ class AnswerParams:
     topic_k: int = 3  # call-level candidate entries (from what the caller said)
     min_context: int = 1  # shared content bigrams between the agent clause and the KB clause
     min_neg_terms: int = 2  # terms of a KB "不需要 X" phrase the agent must repeat un-negated
-    serious_types: tuple[str, ...] = ("amount", "percent", "duration", "date", "time", "phone",
+    serious_types: tuple[str, ...] = ("fee", "amount", "percent", "duration", "date", "time", "phone",
                                       "department", "process", "routing")  # "location" (floor/window) is minor
+    # the hotline's own promise (工单…5个工作日内回复您) and the caller's story (上月15日, 今天早上7点) are not KB facts
+    commitment_after: str = r"^(?:内|之内|以内)?(?:给您|跟您|给你)?(?:答复|回复|联系|回电|反馈|办结|回访|处理完)"
+    story_before: str = r"(?:上个?月|昨天|前天|今天|今早|刚才|去年|前年|那天|当天|上周|上星期)[^，。]{0,6}$"
+    # a read-back restates the caller's request and what was already answered: its facts were checked where first
+    # said, and the caller's own figures (停电三个多小时) are not the KB's
+    read_back: str = r"(跟|和|向)?(您|你)(复述|确认|核对)一下|(复述|确认|核对)一下"
+    # yes/no slots (free or charged): only the entry's statement about the same thing counts, since some entry
+    # always says "free" about something
+    slot_kinds: tuple[str, ...] = ("fee",)
     # an error found in agent speech the ASR was less sure of than this is shown as "needs review", never deducted
     review_below_confidence: float = 0.55
 
@@ -107,7 +116,7 @@ def _ids(hits: list) -> list[str]:
 # ------------------------------------------------------------------ fact extraction
 @dataclass(frozen=True)
 class Fact:
-    kind: str  # amount|percent|duration|date|time|location|phone
+    kind: str  # fee|amount|percent|duration|date|time|location|phone
     unit: str
     value: float
     text: str
@@ -115,9 +124,10 @@ class Fact:
     window: str = ""  # the previous clause + this one
 
 
+_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*(万)?(?:元|块钱|块)")
 _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("date", re.compile(r"(\d{1,2})月(\d{1,2})(?:日|号)")),
-    ("amount", re.compile(r"(\d+(?:\.\d+)?)\s*(万)?元")),
+    ("amount", _AMOUNT),
     ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
     ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|日|天|月|年|周|小时|分钟)(?!\d)")),
     ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:)(半|\d{2}分?)?")),
@@ -125,6 +135,13 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
+# durations compared in one unit where the conversion is exact (一个半小时 = 90分钟); 工作日, 月, 年 stay apart
+_DURATION_UNITS = {"日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60)}
+# the fee slot: free (0) or charged (1, an amount said with a fee word)
+_FREE = re.compile(r"不收费|免费|不收钱|不要钱|不用(交)?钱|不用(交|缴)费|不收取|免收|免交|无需(缴|交)费|不需要(交|缴)(费|钱)|分文不取|"
+                   r"一分钱(都)?不用")
+_FEE_WORDS = re.compile(r"费|收取?|交|缴")
+_ASIDE = re.compile(r"[（）()]")
 
 
 def extract_facts(text: str) -> list[Fact]:
@@ -145,8 +162,8 @@ def extract_facts(text: str) -> list[Fact]:
                 elif kind == "percent":
                     unit, value = "%", float(m.group(1))
                 elif kind == "duration":
-                    unit = {"日": "天"}.get(m.group(2), m.group(2))
-                    value = float(m.group(1))
+                    unit, scale = _DURATION_UNITS.get(m.group(2), (m.group(2), 1))
+                    value = float(m.group(1)) * scale
                     if clause[m.end():m.end() + 1] in ("前",) and unit == "月":
                         continue
                 elif kind == "time":
@@ -163,6 +180,12 @@ def extract_facts(text: str) -> list[Fact]:
                     unit, value = "", float(m.group(1))
                 taken.append((m.start(), m.end()))
                 facts.append(Fact(kind, unit, float(value), m.group(), clause, window))
+        for part in _ASIDE.split(clause):  # 补卡收取工本费20元（挂失不收费）: two fee statements
+            free = _FREE.search(part)
+            if free:
+                facts.append(Fact("fee", "", 0.0, free.group(), part, window))
+            elif _FEE_WORDS.search(part) and (amount := _AMOUNT.search(part)):
+                facts.append(Fact("fee", "", 1.0, amount.group(), part, window))
     return facts
 
 
@@ -172,6 +195,15 @@ _STOP_BIGRAMS = {"可以", "需要", "您的", "如果", "的话", "一下", "�
 
 def _context(clause: str) -> set[str]:
     return {g for g in _bigrams(clause) if g not in _STOP_BIGRAMS}
+
+
+_FEE_CONTEXT = re.compile(r"收取?|费用?|交|缴|钱|免|不|要")
+
+
+def _slot_context(fact: Fact) -> set[str]:
+    """What a fact is about: its clause without the value itself (不收费 and 收费 share no topic)."""
+    clause = fact.clause.replace(fact.text, "")
+    return _context(_FEE_CONTEXT.sub("", clause) if fact.kind == "fee" else clause)
 
 
 # departments: "归X管" / "由X负责" / "是X管的" / "X负责查处"
@@ -270,6 +302,8 @@ class AnswerChecker:
             asked = [s.text for s in segments if s.role == "caller" and s.idx < seg.idx][-1:]
             if seg.role != "agent" or not asked:
                 continue  # before the caller has said anything the agent greets; nothing is answered yet
+            if re.search(p.read_back, seg.text):
+                continue
             cands = list(dict.fromkeys(self.candidates(" ".join(asked + [seg.text]), p.top_k) + topic))
             heard = {(f.kind, f.unit, f.value) for s in segments if s.role == "caller" and s.idx < seg.idx
                      for f in extract_facts(s.norm)}  # digits as spoken: 幺五幺… (ASR: 腰五腰…) is 151…
@@ -282,20 +316,29 @@ class AnswerChecker:
     def severity(self, kind: str) -> str:
         return "serious" if kind in self.params.serious_types else "minor"
 
+    def _not_a_kb_fact(self, fact: Fact) -> bool:
+        at = fact.clause.find(fact.text)
+        if at < 0:
+            return False
+        return bool(re.search(self.params.commitment_after, fact.clause[at + len(fact.text):])
+                    or re.search(self.params.story_before, fact.clause[:at]))
+
     def _check_segment(self, seg: Segment, cands: list[str], topic: list[str],
                        heard: set[tuple]) -> AnswerError | None:
         p = self.params
         for fact in extract_facts(seg.text):
             if fact.kind == "phone" and "12345" in fact.text:
                 continue
-            if (fact.kind, fact.unit, fact.value) in heard:
+            if self._not_a_kb_fact(fact):
+                continue
+            if fact.kind not in p.slot_kinds and (fact.kind, fact.unit, fact.value) in heard:
                 continue  # the agent repeats what the caller said
-            ctx, wctx = _context(fact.clause), _context(fact.window)
+            ctx, wctx = _slot_context(fact), _context(fact.window)
             scored = []  # KB statements of the same kind: (relevance, clause overlap, rank, entry, fact)
             for rank, c in enumerate(cands):
                 for kf in self._facts[c]:
                     if (kf.kind, kf.unit) == (fact.kind, fact.unit):
-                        overlap = len(ctx & _context(kf.clause))
+                        overlap = len(ctx & _slot_context(kf))
                         relevance = overlap + len(wctx & self._qctx[c])
                         scored.append((relevance, overlap, rank, c, kf))
             scored = [x for x in scored if x[1] >= p.min_context]
@@ -306,7 +349,7 @@ class AnswerChecker:
             rel, top, rank, c, kf = max(scored, key=lambda x: (x[0], -x[2]))
             if any(x[4].value == fact.value and x[0] >= rel for x in scored):
                 continue
-            if any(fact.value == v or _derived(fact, [v]) for cc in cands[:rank + 1]
+            if fact.kind not in p.slot_kinds and any(fact.value == v or _derived(fact, [v]) for cc in cands[:rank + 1]
                    for k, u, v in self._values[cc] if (k, u) == (fact.kind, fact.unit)):
                 continue
             return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self.severity(fact.kind),

@@ -99,3 +99,42 @@ def test_a_phone_number_read_back_to_the_caller_is_not_checked_against_the_kb():
     read_back = normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡挂失，我电话腰五腰77291637"},
                            {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": "您的电话15177291637，我帮您挂失。"}])
     assert checker.check(read_back) == []  # 腰 is how the ASR writes the spoken 幺 (1)
+
+
+FEE_KB = [
+    {"id": "w1", "question": "水表过户怎么办理？", "answer": "水表过户带房产证和身份证到供水营业厅办理，过户不收费。",
+     "department": "来宾市供水公司"},
+    {"id": "c1", "question": "社保卡遗失了怎么补办？", "answer": "补卡收取工本费20元（挂失不收费），10个工作日内制卡。",
+     "department": "来宾市社会保险服务中心"},
+    {"id": "p1", "question": "农村停电多久能到现场抢修？", "answer": "供电抢修人员到达现场时限：城区45分钟，农村90分钟。",
+     "department": "来宾供电局"},
+]
+
+
+def test_fee_slot_free_against_charged_both_ways():
+    checker = AnswerChecker(FEE_KB)
+    charged = checker.check(call("水表过户要交钱吗？", "过户要收50元手续费，带房产证过来。"))
+    assert [(e.kb_id, e.error_type) for e in charged] == [("w1", "fee")]
+    free = checker.check(call("社保卡丢了补办要钱吗？", "补卡是不收费的，您带身份证去窗口。"))
+    assert [(e.kb_id, e.error_type) for e in free] == [("c1", "fee")]
+    assert checker.check(call("水表过户收费吗？", "过户是免费的，不收钱。")) == []
+    assert checker.check(call("社保卡丢了补办要钱吗？", "补卡要交工本费二十块。")) == []
+
+
+def test_durations_compare_in_one_unit():
+    checker = AnswerChecker(FEE_KB)
+    assert checker.check(call("我们村停电了，抢修多久能到？", "农村地区抢修人员到达现场的时限是一个半小时。")) == []
+    late = checker.check(call("我们村停电了，抢修多久能到？", "农村地区抢修人员到达现场的时限是三个小时。"))
+    assert [e.error_type for e in late] == ["duration"]
+
+
+def test_the_hotlines_promise_the_callers_story_and_the_read_back_are_not_kb_facts():
+    checker = AnswerChecker(FEE_KB)
+    segs = normalize([
+        {"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "我们村上月15日停电，今天早上7点又停了，停了三个多钟头。"},
+        {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": "好的，我帮您登记工单转供电局，5个工作日内给您回复。"},
+        {"role": "caller", "start_ms": 9500, "end_ms": 11000, "text": "好的。"},
+        {"role": "agent", "start_ms": 11500, "end_ms": 18000,
+         "text": "跟您复述一下：您反映村里上月15日和今天停电超过3小时，工单转供电局处理。"},
+    ])
+    assert checker.check(segs) == []
