@@ -88,7 +88,7 @@ def live_transcript(engine, lexicon, samples_16k) -> str:
 def run_asr_bench(
     data: Path, *, rate: int = 16000, engine_name: str | None = None, hotwords: bool = True,
     kb: Path | None = None, limit: int | None = None, phone: str = DEFAULT_CHANNEL, live: bool = False,
-    kb_phrases: bool = True, previous_text: bool = True,
+    kb_phrases: bool = True, previous_text: bool = True, timestamps: bool = True,
 ) -> dict:
     """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
     ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
@@ -104,6 +104,10 @@ def run_asr_bench(
     if not previous_text:
         settings = settings.model_copy(update={"asr_previous_text_tokens": 0})
     engine = create_engine(settings, offline=not live)
+    if not timestamps and hasattr(getattr(engine, "params", None), "timestamps"):  # ablation: text-only decoding
+        import dataclasses
+
+        engine.params = dataclasses.replace(engine.params, timestamps=False)
     lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
     if hotwords and kb:
         from knowledge.kbfile import load_kb_docs
@@ -150,6 +154,7 @@ def run_asr_bench(
         "kb_phrases": len(lexicon.phrases) if lexicon and lexicon.phrases else 0,  # phrases repaired as heard
         # live: each final after the leg's previous finals; offline: each piece after the channel's earlier pieces
         "previous_text_tokens": settings.asr_previous_text_tokens,
+        "timestamps": getattr(getattr(engine, "params", None), "timestamps", None),  # Whisper's timestamp tokens
         "cer": round(errors / max(1, chars), 4),
         "items": len(items),
         "ref_chars": chars,
@@ -176,6 +181,8 @@ def register(eval_app: typer.Typer) -> None:
         no_kb_phrases: bool = typer.Option(False, "--no-kb-phrases", help="只用热词，不修复知识库短语的同音字（对比用）"),
         no_previous_text: bool = typer.Option(False, "--no-previous-text",
                                               help="解码每句时不提供本通道前文（对比用）"),
+        no_timestamps: bool = typer.Option(False, "--no-timestamps",
+                                           help="Whisper 不输出时间戳标记、只解码文字（对比用）"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""
@@ -185,4 +192,4 @@ def register(eval_app: typer.Typer) -> None:
             raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")
         emit(run_asr_bench(data, rate=rate, engine_name=engine, hotwords=not no_hotwords, kb=kb, limit=limit,
                            phone=channel, live=live, kb_phrases=not no_kb_phrases,
-                           previous_text=not no_previous_text), json_out)
+                           previous_text=not no_previous_text, timestamps=not no_timestamps), json_out)

@@ -283,3 +283,22 @@ def test_restricted_model_keeps_the_rows_of_kept_tokens_and_is_built_once_by_rac
     data = (out / "model.bin").read_bytes()
     assert np.frombuffer(data, np.float16, count=16, offset=data.index(b"weight\0") + 7 + 1 + 8 + 1 + 4).tolist() == \
         [0.0] * 4 + [3.0] * 4 + [4.0] * 4 + [5.0] * 4
+
+
+def test_whisper_decodes_with_timestamp_tokens_and_writes_only_the_text(whisper_engine, mandarin_samples):
+    """Whisper transcribes better with its timestamp tokens than after <|notimestamps|> (docs/speech.md,
+    "Timestamp tokens"); the timestamps never reach the text."""
+    from asr.engines.whisper import WhisperEngine
+
+    tok = whisper_engine._tok
+    no_timestamps = whisper_engine._row.get(tok.no_timestamps, tok.no_timestamps)  # a Mandarin-vocabulary row
+    assert whisper_engine.params.timestamps
+    assert no_timestamps not in whisper_engine._prompt(None, "前面说的话")
+    # previous text reaches Whisper with the ASCII marks it writes itself: full-width ones made it loop on ？
+    assert whisper_engine._prompt(None, "怎么办啊？好的，再见。") == whisper_engine._prompt(None, "怎么办啊?好的,再见.")
+    text_only = WhisperEngine.__new__(WhisperEngine)
+    text_only.__dict__.update(whisper_engine.__dict__, params=replace(whisper_engine.params, timestamps=False))
+    assert text_only._prompt(None, None)[-1] == no_timestamps
+    audio = load_audio(mandarin_samples / "wav" / "wenetspeech_TEST_MEETING_T0000000001_S00000.wav")
+    text = "".join(r.text for r in whisper_engine.transcribe(resample(audio.mono(), audio.sample_rate, 16000)))
+    assert len(normalise_for_cer(text)) >= 40 and "<|" not in text
