@@ -49,9 +49,10 @@ def main():
                          and o["start_sample"] < s["end_sample"] and o["end_sample"] > s["start_sample"]]
                 if other:
                     continue
-                leak = np.abs(y[s["start_sample"]:s["end_sample"], 1 - ch]).max()
-                if leak > 1000:
-                    bad.append(f"{cid}: turn {s['turn']} leaks into the other channel ({leak:.0f})")
+                own = np.sqrt(np.mean(y[s["start_sample"]:s["end_sample"], ch] ** 2)) + 1e-9
+                leak = np.sqrt(np.mean(y[s["start_sample"]:s["end_sample"], 1 - ch] ** 2))
+                if 20 * np.log10(leak / own + 1e-12) > -34:  # Opus stereo crosstalk above -34 dB
+                    bad.append(f"{cid}: turn {s['turn']} leaks into the other channel ({20 * np.log10(leak / own):.1f} dB)")
     print(f"{n} calls checked, {tot / 60:.1f} min; speaking rate chars/s min {min(rates) if rates else 0:.2f} "
           f"median {np.median(rates) if rates else 0:.2f} max {max(rates) if rates else 0:.2f}")
     print("\n".join(bad) if bad else "no problems found")
