@@ -1,4 +1,4 @@
-"""K-fold splits for the benchmarks' ``--folds K``: deterministic, seeded, and grouped.
+"""K-fold splits for fitting on folds (the benchmarks' ``--folds K``, the retrieval ranker's stage choice): deterministic, seeded, and grouped.
 
 Items that share a group (paraphrases of one KB entry, calls about one KB entry, or anything linked to
 them) always land in the same fold, so nothing fitted on the training folds has seen a near-copy of a

@@ -186,7 +186,7 @@ def register(eval_app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """字错误率（CER）与实时率（RTF）。"""
-        from eval.report import emit
+        from domain.json_output import emit
 
         if channel not in CHANNELS:
             raise typer.BadParameter(f"未知信道 {channel}，可选：{', '.join(CHANNELS)}", param_hint="--channel")

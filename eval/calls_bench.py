@@ -7,54 +7,15 @@ segments so QA quality can be told apart from ASR errors.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import typer
 
-from eval.report import emit
-
-# label field (scorecard item ``label``) -> does the labelled call pass that item?
-LABEL_PASS: dict[str, Callable[[dict], bool]] = {
-    "greeting": lambda d: d["compliance"]["greeting"] == "ok",
-    "closing": lambda d: d["compliance"]["closing"] == "ok",
-    "read_back": lambda d: bool(d["compliance"]["read_back"]),
-    "forbidden_phrases": lambda d: not d["compliance"]["forbidden_phrases"],
-    "long_silence_s": lambda d: d["compliance"]["long_silence_s"] is None,
-    "interruption": lambda d: not d["compliance"]["interruption"],
-    "rude": lambda d: not d["compliance"]["rude"],
-    "transferred_110": lambda d: not (d["police_110"] and not d["transferred_110"]),
-    "answer_errors": lambda d: bool(d["answer_accurate"]),
-}
-COMPLIANCE_LABELS = ("greeting", "closing", "read_back", "forbidden_phrases", "long_silence_s", "interruption", "rude")
-
-
-def load_calls(data: Path) -> list[dict]:
-    if not (data / "dialogues").is_dir():
-        raise typer.BadParameter(f"{data} 不是合成通话数据目录（缺少 dialogues/）")
-    calls = []
-    for path in sorted((data / "dialogues").glob("*.json")):
-        d = json.loads(path.read_text(encoding="utf-8"))
-        d["refs"] = json.loads((data / "refs" / f"{d['id']}.json").read_text(encoding="utf-8"))
-        calls.append(d)
-    return calls
-
-
-def load_kb(data: Path) -> list[dict]:
-    return [json.loads(line) for line in (data / "kb.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def metadata_of(d: dict) -> dict:
-    """What the system itself knows about a call (CDR + ticket), not labels about its quality."""
-    seconds = d["audio"].get("duration_s") or max(r["end"] for r in d["refs"])  # audio not rendered yet: the refs
-    return {"duration_ms": round(seconds * 1000), "ticket_created": d["ticket"] is not None,
-            "hold_ms": 0, "transfers": 0}
-
-
-def expected_items(d: dict, card) -> dict[str, bool]:
-    return {i.code: LABEL_PASS[i.label](d) for i in card.items if i.label in LABEL_PASS}
+from domain.json_output import emit
+from qa.labelled_calls import (COMPLIANCE_LABELS, LABEL_PASS, expected_items, load_calls, load_kb, metadata_of,
+                               reference_segments)
 
 
 def greeting_class(result, segments) -> str:
@@ -202,7 +163,7 @@ def fit_scorecard(card, tables: dict, rows) -> tuple[Any, dict]:
 def cross_fitted(calls: list[dict], folds: int, seed: int, evaluate_with: Callable[..., dict], card, embed) -> dict:
     """``--folds``: the scorecard parameters fitted on all calls (in sample) and on K-1 folds for each held-out
     fold (out of fold), each scored by ``evaluate_with(card=..., cards=...)``."""
-    from eval.folds import assign_folds, describe, splits
+    from domain.folds import assign_folds, describe, splits
 
     fold_of = assign_folds([call_groups(d) for d in calls], folds, seed, strata=[str(d["police_110"]) for d in calls])
     tables = scorecard_tables(card, calls, embed)
@@ -307,8 +268,7 @@ def register(eval_app: typer.Typer) -> None:
                                   "retrieval": retrieval}
         if from_reference:
             for d in calls:
-                d["segments"] = [{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]}
-                                 for r in d["refs"]]
+                d["segments"] = reference_segments(d)
         else:
             result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der)
         categorize, police = _copilot_checks()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from eval.report import emit
+from domain.json_output import emit
 
 # Level-1 names of the bundled taxonomy → domain labels used by citizen-message datasets.
 DOMAIN_OF_LEVEL1 = {
@@ -158,7 +158,7 @@ def copilot_rankers(engine, dialogues: list[dict], folds: int, seed: int) -> dic
     from dataclasses import replace
 
     from eval.calls_bench import call_groups
-    from eval.folds import assign_folds, describe, splits
+    from domain.folds import assign_folds, describe, splits
     from knowledge.retrieval import Ranker, plain_e5_weights, ranking_samples, select_ranker
 
     index = engine.index

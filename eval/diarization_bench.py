@@ -97,6 +97,6 @@ def register(eval_app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """说话人分离错误率（DER，0.25 秒容差）与角色判定准确率。"""
-        from eval.report import emit
+        from domain.json_output import emit
 
         emit(run_diarization_bench(data, limit=limit), json_out)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from eval.report import emit
+from domain.json_output import emit
 
 
 def register(eval_app: typer.Typer) -> None:

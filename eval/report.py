@@ -1,17 +1,9 @@
-"""Shared output of every benchmark: JSON on stdout and, optionally, to ``--json OUT``."""
+"""Benchmark progress, for whoever started the run (the evaluations UI polls it)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-
-
-def emit(result: dict, json_out: Path | None) -> None:
-    text = json.dumps(result, ensure_ascii=False, indent=2, default=str)
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n", encoding="utf-8")
-    print(text)
 
 
 PROGRESS_ENV = "HOTLINE_EVAL_PROGRESS"

@@ -8,7 +8,7 @@ from typing import Callable
 
 import typer
 
-from eval.report import emit
+from domain.json_output import emit
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -37,7 +37,7 @@ def compare_rankers(cands: list[tuple[list, "np.ndarray"]], golds: dict[str, lis
     """
     import numpy as np
 
-    from eval.folds import splits
+    from domain.folds import splits
     from knowledge.retrieval import fit_ranker, select_ranker
 
     samples = [(x, np.array([i in gold for i in ids], bool)) for (ids, x), gold in zip(cands, golds["same_question"])]
@@ -84,7 +84,7 @@ def compare_rankers(cands: list[tuple[list, "np.ndarray"]], golds: dict[str, lis
 def run_retrieval(kb: Path, queries: Path, from_audio: bool, embedder: str, strict_duplicates: bool,
                   replicate_to: int, folds: int = 0, seed: int = 12345, ranker: Path | None = None) -> dict:
     from domain.settings import get_settings
-    from eval.folds import assign_folds, describe
+    from domain.folds import assign_folds, describe
     from knowledge.embedding import configured_embedder
     from knowledge.kbfile import load_kb_docs, load_queries
     from knowledge.retrieval import HybridIndex, KBDoc, Ranker, plain_e5_weights

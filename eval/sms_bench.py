@@ -22,7 +22,7 @@ def register(eval_app: typer.Typer) -> None:
         from domain.simulators import LocalServer
         from domain.simulators.sms_gateway import SmsGatewaySim
         from domain.sms import HttpSmsGateway, enqueue, send_due
-        from eval.report import emit
+        from domain.json_output import emit
 
         url = db_url or f"sqlite:///{tempfile.mkdtemp()}/sms-bench.db"
         upgrade(url)

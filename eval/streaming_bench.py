@@ -327,7 +327,7 @@ def register(eval_app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """实时流式识别：部分结果间隔、句末到最终结果时延、每核可承载通道数。"""
-        from eval.report import emit
+        from domain.json_output import emit
 
         emit(run_streaming_bench(data, steps=[int(s) for s in steps.split(",")], seconds=seconds,
                                  limit_p95_s=limit, hotwords=not no_hotwords, cpu_legs=cpu_legs,

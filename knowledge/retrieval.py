@@ -422,7 +422,7 @@ def select_ranker(samples: list[tuple[np.ndarray, np.ndarray]], groups: list, tr
     written apart from the ones it learned from) and scored on the held-out fold.  A stage is kept only when
     its out-of-fold MRR is higher than every simpler stage's; the comparison is stored as ``Ranker.gate``.
     """
-    from eval.folds import assign_folds, splits
+    from domain.folds import assign_folds, splits
 
     rr: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for train, test in splits(assign_folds(groups, folds, seed)):

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """对一个录音或转写文件打分，输出逐项结果和证据。"""
-        from eval.report import emit
+        from domain.json_output import emit
         from qa import scorecard as sc
         from qa.scoring import score_call
 
@@ -114,15 +114,14 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
     ) -> None:
         """在标注通话上网格搜索一个阈值参数（以相关评分项的一致率为目标）。"""
-        from eval.calls_bench import expected_items, load_calls, load_kb, metadata_of
-        from eval.report import emit
+        from qa.labelled_calls import expected_items, load_calls, load_kb, metadata_of, reference_segments
+        from domain.json_output import emit
         from qa import scorecard as sc
         from qa.scoring import tune
 
         card = sc.load_file(scorecard) if scorecard else sc.default_scorecard()
         calls = load_calls(data)
-        segs = [[{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]} for r in d["refs"]]
-                for d in calls]
+        segs = [reference_segments(d) for d in calls]
         emit(tune(card, param, list(zip(segs, [metadata_of(d) for d in calls])),
                   [expected_items(d, card) for d in calls], kb=load_kb(data), embed=_embedder()), json_out)
 
@@ -157,7 +156,7 @@ def register(app: typer.Typer) -> None:
                     json_out: Optional[Path] = typer.Option(None, "--json")) -> None:
         """按合同考核办法计算某月 11 项指标、总分、等级系数和月服务费。"""
         from domain.db import session_scope
-        from eval.report import emit
+        from domain.json_output import emit
         from qa.kpi import compute_month
 
         with session_scope() as session:

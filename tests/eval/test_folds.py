@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from eval.folds import assign_folds, describe, splits
+from domain.folds import assign_folds, describe, splits
 
 
 def _items(n: int = 200, seed: int = 1) -> list[list[str]]:

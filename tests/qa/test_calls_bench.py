@@ -25,7 +25,7 @@ def test_answer_error_matching_by_time_overlap():
 
 
 def test_call_groups_keep_calls_of_one_entry_together_and_emergencies_apart():
-    from eval.folds import assign_folds
+    from domain.folds import assign_folds
 
     calls = [{"police_110": False, "kb_ids": ["kb1"]}, {"police_110": False, "kb_ids": ["kb1", "kb2"]},
              {"police_110": False, "kb_ids": ["kb2"]}, {"police_110": False, "kb_ids": ["kb3"]}]
@@ -38,7 +38,8 @@ def test_call_groups_keep_calls_of_one_entry_together_and_emergencies_apart():
 def test_scorecard_fitted_from_the_table_is_what_tune_finds(shared_data, embedder):
     """``--folds`` scores each call once per grid value and fits each fold from that table: on the same calls
     it gives ``qa.scoring.tune``'s answer, and on a subset only that subset counts."""
-    from eval.calls_bench import expected_items, fit_scorecard, load_calls, metadata_of, scorecard_tables
+    from eval.calls_bench import fit_scorecard, scorecard_tables
+    from qa.labelled_calls import expected_items, load_calls, metadata_of
     from qa.scorecard import default_scorecard
     from qa.scoring import tune
     from qa.transcript import normalize

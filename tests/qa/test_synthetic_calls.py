@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from eval.calls_bench import evaluate, expected_items, load_calls, load_kb, metadata_of
+from eval.calls_bench import evaluate
+from qa.labelled_calls import expected_items, load_calls, load_kb, metadata_of
 from qa.answers import LexicalRetriever
 from qa.answers import load_kb as qa_kb
 from qa.scorecard import default_scorecard
