@@ -300,16 +300,3 @@ def usage_stats(session: Session, tenant_id: int, limit: int = 100) -> dict:
         "category_corrections": [{"call_id": c.call_id, "user_id": c.user_id, "detail": c.detail,
                                   "at": c.at.isoformat()} for c in corrections],
     }
-
-
-def seed_demo_kb(session: Session, tenant_id: int, on_change: IndexHook | None = None) -> int:
-    """Publish the shipped demo KB (our own writing) into an empty tenant; returns the entries added."""
-    from knowledge.kbfile import DEMO_KB
-    from knowledge.transfer import import_entries
-
-    if session.scalar(select(func.count()).select_from(KnowledgeEntry).where(KnowledgeEntry.tenant_id == tenant_id)):
-        return 0
-    report = import_entries(session, tenant_id, DEMO_KB.read_bytes(), "jsonl", publish=True, on_change=on_change)
-    if not report.ok:
-        raise AppError("demo_kb_invalid", f"示例知识库校验失败：{report.errors[:3]}")
-    return report.created

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from domain.errors import AppError
@@ -214,3 +214,15 @@ def export_entries(session: Session, tenant_id: int, fmt: Format, *, status: str
         wb.save(buf)
         return buf.getvalue()
     raise AppError("bad_format", "只支持 jsonl、csv、xlsx 格式")
+
+
+def seed_demo_kb(session: Session, tenant_id: int, on_change: service.IndexHook | None = None) -> int:
+    """Publish the shipped demo KB (our own writing) into an empty tenant; returns the entries added."""
+    from knowledge.kbfile import DEMO_KB
+
+    if session.scalar(select(func.count()).select_from(KnowledgeEntry).where(KnowledgeEntry.tenant_id == tenant_id)):
+        return 0
+    report = import_entries(session, tenant_id, DEMO_KB.read_bytes(), "jsonl", publish=True, on_change=on_change)
+    if not report.ok:
+        raise AppError("demo_kb_invalid", f"示例知识库校验失败：{report.errors[:3]}")
+    return report.created

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         port = port or settings.port
         upgrade()
         if demo:
-            from knowledge.service import seed_demo_kb
+            from knowledge.transfer import seed_demo_kb
 
             with session_scope() as session:
                 tenant = seed_demo(session, settings.default_tenant)

@@ -18,7 +18,7 @@ from domain.db import make_engine, session_scope, upgrade
 from domain.demo import seed_demo
 from domain.models import Agent
 from domain.settings import Settings
-from knowledge.service import seed_demo_kb
+from knowledge.transfer import seed_demo_kb
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
 from telephony.peer import AsrFollowerProc, Peer, WorkerProc
 

@@ -183,7 +183,7 @@ def test_import_rejects_unreadable_files(engine, tenants):
 def test_seed_demo_kb_publishes_our_demo_content(engine, tenants):
     t, _ = tenants
     with session_scope(engine) as s:
-        assert service.seed_demo_kb(s, t) >= 100
-        assert service.seed_demo_kb(s, t) == 0  # only into an empty tenant
+        assert transfer.seed_demo_kb(s, t) >= 100
+        assert transfer.seed_demo_kb(s, t) == 0  # only into an empty tenant
         docs = service.published_docs(s, t)
         assert len(docs) >= 100 and any("转接110" in d.body for d in docs)

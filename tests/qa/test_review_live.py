@@ -160,7 +160,8 @@ def test_answers_are_checked_against_entries_the_tenants_index_finds(engine, wor
     """QA scoring in the running system finds the KB entries through the tenant's hybrid index, with the ranker
     for ASR transcripts; the error names the entry by its external id, as the published KB does."""
     from knowledge.retrieval import HybridIndex
-    from knowledge.service import published_docs, seed_demo_kb
+    from knowledge.service import published_docs
+    from knowledge.transfer import seed_demo_kb
     from qa.service import index_retriever, published_kb, score_and_store
 
     tid = world["tenant"]
