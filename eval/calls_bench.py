@@ -56,10 +56,11 @@ def kb_recall_at_3(d: dict, retrieve) -> float:
     return len(got & set(d["kb_ids"])) / len(d["kb_ids"]) if d["kb_ids"] else 1.0
 
 
-def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, categorize=None,
-             police=None, cards: dict | None = None) -> dict:
+def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classify=None,
+             cards: dict | None = None) -> dict:
     """Score every call (``call["segments"]`` already filled) and compare with the labels; ``cards``: a
-    scorecard per call id (each fold's fitted one), else ``card`` for all."""
+    scorecard per call id (each fold's fitted one), else ``card`` for all; ``classify(text)``: the ticket
+    classifier, for the category and for the scorecard's emergency rule (the live copilot's 110 detector)."""
     from qa.answers import AnswerChecker
     from qa.scoring import score_call
     from qa.transcript import normalize
@@ -71,6 +72,8 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     call_tp = call_fp = call_fn = 0
     p110 = {"tp": 0, "fp": 0, "fn": 0}
     transfer_ok: list[bool] = []
+    handling_ok: list[bool] = []
+    review = {"flags": 0, "on_labelled_errors": 0}
     cat_l1: list[bool] = []
     cat_full: list[bool] = []
     recall3: list[float] = []
@@ -79,7 +82,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
     for d in calls:
         segs = normalize(d["segments"])
         call_card = cards[d["id"]] if cards else card
-        res = score_call(segs, metadata_of(d), call_card, checker, embed=embed)
+        res = score_call(segs, metadata_of(d), call_card, checker, embed=embed, categorize=classify)
         exp = expected_items(d, call_card)
         for code, want in exp.items():
             items.setdefault(code, []).append(res.item(code).passed == want)
@@ -98,14 +101,18 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
         call_fp += flagged and not gold
         call_fn += gold and not flagged
         item110 = next((i for i in res.items if i.label == "transferred_110"), None)
-        detected = police(segs) if police else bool(item110 and item110.applicable)
+        detected = bool(item110 and item110.applicable)
         key = "tp" if detected and d["police_110"] else "fp" if detected else "fn" if d["police_110"] else None
         if key:
             p110[key] += 1
         if d["police_110"] and item110 is not None:
             transfer_ok.append(item110.passed == bool(d["transferred_110"]))
-        if categorize:
-            cat = categorize(segs) or ""
+            if d.get("police_110_handling"):
+                handling_ok.append(item110.handling == d["police_110_handling"])
+        review["flags"] += len(res.uncertain_answer_errors)
+        review["on_labelled_errors"] += match_answer_errors(d, res.uncertain_answer_errors)[0]
+        if classify:
+            cat = classify("".join(s.text for s in segs if s.role == "caller")[:300]).path or ""
             cat_l1.append(cat.split("/")[0] == d["category"].split("/")[0])
             cat_full.append(cat == d["category"])
         recall3.append(kb_recall_at_3(d, retrieve))
@@ -122,8 +129,11 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, catego
         "item_agreement": {k: mean(v) for k, v in items.items()},
         "compliance_label_agreement": {k: mean(v) for k, v in agree.items()},
         "answer_errors": {"error_level": prf(err_tp, err_fp, err_fn), "call_level": prf(call_tp, call_fp, call_fn)},
-        "police_110": {**prf(p110["tp"], p110["fp"], p110["fn"]), "transfer_check_agreement": mean(transfer_ok)},
-        "category_accuracy": {"level1": mean(cat_l1), "full_path": mean(cat_full)} if categorize else None,
+        # errors in speech the ASR was unsure of go to a person ("needs review") and are not counted above
+        "answer_errors_needing_review": review,
+        "police_110": {**prf(p110["tp"], p110["fp"], p110["fn"]), "transfer_check_agreement": mean(transfer_ok),
+                       "handling_agreement": mean(handling_ok)},
+        "category_accuracy": {"level1": mean(cat_l1), "full_path": mean(cat_full)} if classify else None,
         "kb_recall_at_3": mean(recall3),
         "qa_seconds": round(time.perf_counter() - t0, 2),
         "qa_cpu_seconds": round(time.process_time() - c0, 2),  # scoring + retrieval + category + 110, all calls
@@ -271,12 +281,13 @@ def register(eval_app: typer.Typer) -> None:
                 d["segments"] = reference_segments(d)
         else:
             result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der)
-        categorize, police = _copilot_checks()
-        result["police_detector"] = "copilot.alerts.AlertDetector" if police else "scorecard police_110 item"
+        classify = _ticket_classifier()
+        result["police_detector"] = "copilot.alerts.AlertDetector (scorecard op emergency)" + (
+            " with the ticket classifier" if classify else "")
         card = default_scorecard()
 
         def evaluate_with(**kw) -> dict:
-            return evaluate(calls, kb, embed=embed, retrieve=retrieve, categorize=categorize, police=police, **kw)
+            return evaluate(calls, kb, embed=embed, retrieve=retrieve, classify=classify, **kw)
 
         result.update(evaluate_with(card=card))
         if folds:
@@ -383,29 +394,15 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     return out
 
 
-def _copilot_checks():
-    """(categorize, police) from the copilot helper, when it is installed: its work-order classifier (default
-    model, loaded once) and its 110 detector, run turn by turn over the caller's speech like the live copilot:
-    the rules, and the classifier's view of what the caller said so far."""
+def _ticket_classifier():
+    """The copilot's work-order classifier (default model, loaded once): ``text -> CategoryPrediction``, or None
+    when the copilot helper is not installed."""
     try:
-        from copilot.alerts import AlertDetector
         from copilot.category import load_category_model
-        from copilot.processor import category_text
         from knowledge.embedding import configured_embedder
     except ImportError:
-        return None, None
+        return None
     from domain.settings import get_settings
 
     settings = get_settings()
-    model = load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir)
-    detector = AlertDetector()
-
-    def categorize(segs) -> str:
-        return model.predict("".join(s.text for s in segs if s.role == "caller")[:300]).path
-
-    def police(segs) -> bool:
-        turns = [s.text for s in segs if s.role == "caller"]
-        return any(detector.police(turns[: i + 1], model.predict(category_text(turns[: i + 1])))
-                   for i in range(len(turns)))
-
-    return categorize, police
+    return load_category_model(configured_embedder(settings), settings.category_model_path, settings.data_dir).predict
