@@ -16,7 +16,8 @@ def train(
     allow_unknown_labels: bool = typer.Option(False, help="Accept labels that are not paths of the configured taxonomy."),
 ) -> None:
     """训练工单分类模型（标签必须是分类体系中的完整路径）。"""
-    from copilot.category import CategoryModel, Taxonomy, default_model_path, read_labelled, shipped_training_data
+    from copilot.category import (SHIPPED_TRAINED_ON, CategoryModel, Taxonomy, default_model_path, read_labelled,
+                                  shipped_training_data)
     from domain.errors import AppError
     from domain.settings import get_settings
     from knowledge.embedding import configured_embedder
@@ -30,7 +31,7 @@ def train(
         source = f"{data.name} ({len(texts)} examples)"
     else:
         texts, labels = shipped_training_data()
-        source = f"shipped demo KB + demo queries ({len(texts)} examples)"
+        source = SHIPPED_TRAINED_ON.format(n=len(texts))
     emb = configured_embedder(settings)
     model = CategoryModel.train(texts, labels, emb, trained_on=source)
     target = out or settings.category_model_path or default_model_path(settings.data_dir)
