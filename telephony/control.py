@@ -13,34 +13,21 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
+from domain.secret_files import read_or_create
+
 OPS = ("hold", "retrieve", "transfer", "consult", "complete_transfer", "cancel_consult", "add_party",
        "set_party_mode", "drop_party", "hangup", "originate")
 
 
 def control_token(data_dir: Path) -> str:
-    """The control channel's shared secret, created atomically (mode 0600) by whichever process needs it first."""
-    path = Path(data_dir) / "telephony" / "control.token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".control.token.{os.getpid()}.{threading.get_native_id()}")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-        try:
-            os.link(tmp, path)  # fails if another process created it meanwhile: theirs is kept
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
+    """The control channel's shared secret."""
+    return read_or_create(Path(data_dir) / "telephony" / "control.token")
 
 
 def _auth(token: str) -> dict:

@@ -17,11 +17,12 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy import select
+
+from domain.secret_files import read_or_create
 
 SIP_USER = re.compile(r"^[0-9A-Za-z_.-]{1,32}$")  # safe in a SIP URI user part and a db_text row
 
@@ -39,20 +40,7 @@ def db_dir(data_dir: Path) -> Path:
 
 
 def _secret(data_dir: Path) -> bytes:
-    path = secret_path(data_dir)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # first writer wins when two processes create it at once
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(read_or_create(secret_path(data_dir)))
 
 
 def agent_password(data_dir: Path, work_no: str) -> str:
