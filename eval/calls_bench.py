@@ -295,48 +295,16 @@ def register(eval_app: typer.Typer) -> None:
         emit(result, json_out)
 
 
-def der(ref: list[tuple[int, int, str]], hyp: list[tuple[int, int, str]], frame_ms: int = 10) -> dict:
-    """Frame-level diarization error rate (no collar, overlaps counted), best one-to-one label mapping."""
-    from itertools import permutations
-
-    end = max([e for _, e, _ in ref + hyp] + [0]) // frame_ms + 1
-
-    def frames(turns):
-        out: dict[str, set[int]] = {}
-        for s, e, spk in turns:
-            out.setdefault(spk, set()).update(range(s // frame_ms, e // frame_ms))
-        return out
-
-    r, h = frames(ref), frames(hyp)
-    ref_count = [0] * end
-    hyp_count = [0] * end
-    for fs in r.values():
-        for f in fs:
-            ref_count[f] += 1
-    for fs in h.values():
-        for f in fs:
-            hyp_count[f] += 1
-    total = sum(ref_count)
-    hyp_labels, ref_labels = list(h), list(r)
-    best = 0
-    for perm in permutations(hyp_labels, min(len(hyp_labels), len(ref_labels))):
-        best = max(best, sum(len(r[rl] & h[hl]) for rl, hl in zip(ref_labels, perm)))
-    missed = sum(max(0, rc - hc) for rc, hc in zip(ref_count, hyp_count))
-    false_alarm = sum(max(0, hc - rc) for rc, hc in zip(ref_count, hyp_count))
-    confusion = sum(min(rc, hc) for rc, hc in zip(ref_count, hyp_count)) - best
-    return {"der": round((missed + false_alarm + confusion) / max(total, 1), 4), "missed": missed,
-            "false_alarm": false_alarm, "confusion": confusion, "ref_frames": total}
-
-
 def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der: bool = True) -> dict:
     """ASR on each channel (filling ``call["segments"]``) and diarization of the mono mix; CER, DER, RTF."""
     import numpy as np
 
     from asr.audio import Audio, load_audio
-    from asr.diarization import diarize
+    from asr.diarization import Turn, diarize
     from asr.engines import create_engine
     from asr.hotwords import Lexicon
     from asr.text import edit_distance, normalise_for_cer
+    from eval.diarization_bench import diarization_error
     from domain.settings import get_settings
     from qa.recording import transcribe_recording
 
@@ -349,7 +317,7 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     lexicon = Lexicon.from_kb((e["question"], e["answer"]) for e in kb)
     errors = chars = 0
     asr_wall = asr_cpu = audio_s = der_wall = der_cpu = 0.0
-    der_sum = {"missed": 0, "false_alarm": 0, "confusion": 0, "ref_frames": 0}
+    der_sum = {"missed_s": 0.0, "false_alarm_s": 0.0, "confusion_s": 0.0, "reference_s": 0.0}
     per_call = []
     for d in calls:
         audio = load_audio(data / d["audio"]["file"])
@@ -372,10 +340,10 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
             turns = diarize(mono)
             der_wall += time.perf_counter() - t0
             der_cpu += time.process_time() - c0
-            ref_turns = [(round(r["start"] * 1000), round(r["end"] * 1000), r["speaker"]) for r in d["refs"]]
-            one = der(ref_turns, [(t.start_ms, t.end_ms, t.speaker) for t in turns])
+            ref_turns = [Turn(round(r["start"] * 1000), round(r["end"] * 1000), r["speaker"]) for r in d["refs"]]
+            one = diarization_error(ref_turns, turns)
             for k in der_sum:
-                der_sum[k] += one[k]
+                der_sum[k] = round(der_sum[k] + one[k], 3)
             row["der"] = one["der"]
         per_call.append(row)
     cores = settings.asr_threads
@@ -386,8 +354,8 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
            "rtf_per_core_wall": round(asr_wall / max(audio_s, 1e-9) * cores, 4),
            "rtf_per_core_cpu": round(asr_cpu / max(audio_s, 1e-9), 4), "per_call": per_call}
     if mono_der:
-        out["der_mono_mix"] = round((der_sum["missed"] + der_sum["false_alarm"] + der_sum["confusion"])
-                                    / max(der_sum["ref_frames"], 1), 4)
+        out["der_mono_mix"] = round((der_sum["missed_s"] + der_sum["false_alarm_s"] + der_sum["confusion_s"])
+                                    / max(der_sum["reference_s"], 1e-9), 4)  # 0.25 s collar, as eval diarization
         out["der_detail"] = der_sum
         out["diarization_wall_seconds"] = round(der_wall, 1)
         out["rtf_per_core_cpu_with_diarization"] = round((asr_cpu + der_cpu) / max(audio_s, 1e-9), 4)

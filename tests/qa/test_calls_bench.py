@@ -1,16 +1,23 @@
 """Metric helpers of `hotline eval calls`, and its cross-fitting (`--folds`)."""
 from __future__ import annotations
 
-from eval.calls_bench import call_groups, der, match_answer_errors, prf
+from eval.calls_bench import call_groups, match_answer_errors, prf
 
 
 def test_der_perfect_swapped_labels_missed_and_confused():
-    ref = [(0, 1000, "agent"), (1000, 2000, "caller")]
-    assert der(ref, [(0, 1000, "SPK01"), (1000, 2000, "SPK00")])["der"] == 0.0  # labels are mapped optimally
-    assert der(ref, [(0, 1000, "A")])["der"] == 0.5  # caller turn missed
-    out = der(ref, [(0, 1500, "A"), (1500, 2000, "B")])
-    assert out["confusion"] == 50 and out["der"] == 0.25
-    assert der(ref, ref + [(3000, 4000, "agent")])["false_alarm"] == 100
+    """The one DER (pyannote.metrics, 0.25 s collar each side), as `eval calls` and `eval diarization` report it."""
+    from asr.diarization import Turn
+    from eval.diarization_bench import diarization_error
+
+    def turns(*spans):
+        return [Turn(a, b, who) for a, b, who in spans]
+
+    ref = turns((0, 1000, "agent"), (1000, 2000, "caller"))
+    assert diarization_error(ref, turns((0, 1000, "SPK01"), (1000, 2000, "SPK00")))["der"] == 0.0  # mapped optimally
+    assert diarization_error(ref, turns((0, 1000, "A")))["der"] == 0.5  # caller turn missed
+    out = diarization_error(ref, turns((0, 1500, "A"), (1500, 2000, "B")))
+    assert out["confusion_s"] == 0.25 and out["der"] == 0.25  # the collar leaves 1.25-1.75 s of the caller's turn
+    assert diarization_error(ref, ref + turns((3000, 4000, "agent")))["false_alarm_s"] == 1.0
 
 
 def test_answer_error_matching_by_time_overlap():
