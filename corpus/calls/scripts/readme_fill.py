@@ -21,8 +21,9 @@ for i in done:
     m = json.load(open(os.path.join(ROOT, "audio", i + ".json")))
     codecs[m["codec"]] = codecs.get(m["codec"], 0) + 1
 status = (f"**Render status:** {len(done)} of {len(ids)} calls rendered ({rng(done)}), {dur / 60:.1f} min, "
-          f"{size / 1e6:.1f} MB of Opus; codecs {codecs}. Not rendered yet: {rng([i for i in ids if i not in done])} "
-          f"(estimated refs only; run the renderer to add them).")
+          f"{size / 1e6:.1f} MB of Opus; codecs {codecs}. " +
+          (f"Not rendered yet: {rng([i for i in ids if i not in done])} (estimated refs only; run the renderer to add them)."
+           if len(done) < len(ids) else "All refs are exact (no estimated refs left)."))
 s = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 s = re.sub(r"<!-- LABELS -->.*?<!-- /LABELS -->", "<!-- LABELS -->\n" + labels.strip() + "\n<!-- /LABELS -->", s, flags=re.S)
 s = re.sub(r"<!-- RENDER -->.*?<!-- /RENDER -->", "<!-- RENDER -->\n" + status + "\n<!-- /RENDER -->", s, flags=re.S)
