@@ -34,6 +34,7 @@ DEFAULT_CHANNEL = "g711"
 def load_items(data: Path, rate: int, limit: int | None = None, phone: str = DEFAULT_CHANNEL) -> tuple[list[Item], str]:
     """Items at 16 kHz after passing through a ``rate`` channel (8000: the ``phone`` channel of ``CHANNELS``)."""
     from asr.audio import load_audio, resample, telephone_band
+    from qa.labelled_calls import audio_path
 
     def channel(x, sr):
         if rate == 8000 and sr > 8000:
@@ -51,7 +52,7 @@ def load_items(data: Path, rate: int, limit: int | None = None, phone: str = DEF
     if (data / "refs").is_dir() and (data / "audio").is_dir():
         for ref_path in sorted((data / "refs").glob("*.json"))[:limit]:
             turns = json.loads(ref_path.read_text(encoding="utf-8"))
-            audio = load_audio(data / "audio" / f"{ref_path.stem}.flac")
+            audio = load_audio(audio_path(data, {"id": ref_path.stem}))
             for index, side in ((0, "left"), (1, "right")):
                 text = "".join(t["text"] for t in turns if t["channel"] == side)
                 items.append(Item(f"{ref_path.stem}-{side}", channel(audio.samples[index], audio.sample_rate), text))

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import typer
 
 from domain.json_output import emit
-from qa.labelled_calls import (COMPLIANCE_LABELS, LABEL_PASS, expected_items, load_calls, load_kb, metadata_of,
-                               reference_segments)
+from qa.labelled_calls import (COMPLIANCE_LABELS, LABEL_PASS, audio_path, expected_items, load_calls, load_kb,
+                               metadata_of, reference_segments)
 
 
 def greeting_class(result, segments) -> str:
@@ -320,7 +320,7 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     der_sum = {"missed_s": 0.0, "false_alarm_s": 0.0, "confusion_s": 0.0, "reference_s": 0.0}
     per_call = []
     for d in calls:
-        audio = load_audio(data / d["audio"]["file"])
+        audio = load_audio(audio_path(data, d))
         t0, c0 = time.perf_counter(), time.process_time()
         tr = transcribe_recording(audio, engine, lexicon=lexicon)
         asr_wall += time.perf_counter() - t0

@@ -54,11 +54,12 @@ def run_diarization_bench(data: Path, *, limit: int | None = None) -> dict:
 
     from asr.audio import Audio, load_audio
     from asr.diarization import assign_roles, diarize, read_rttm
+    from qa.labelled_calls import audio_path
 
     pairs = []  # (id, audio, reference turns, mode)
     if (data / "refs").is_dir() and (data / "audio").is_dir():
         for rttm in sorted((data / "refs").glob("*.rttm"))[:limit]:
-            stereo = load_audio(data / "audio" / f"{rttm.stem}.flac")
+            stereo = load_audio(audio_path(data, {"id": rttm.stem}))
             reference = next(iter(read_rttm(rttm).values()))
             pairs.append((rttm.stem, Audio(stereo.samples.mean(axis=0, keepdims=True), stereo.sample_rate), reference, "mono_mix"))
             pairs.append((rttm.stem, stereo, reference, "stereo_channels"))

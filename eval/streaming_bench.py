@@ -249,6 +249,7 @@ def cpu_cost(engine, lexicon, legs) -> dict:
 def load_legs(data: Path, count: int, seconds: float, offset_s: float = 5.0):
     """``count`` legs: caller and agent channels of successive calls, each starting ``offset_s`` in."""
     from asr.audio import load_audio
+    from qa.labelled_calls import audio_path
 
     calls = sorted((data / "refs").glob("*.json"))
     if not calls:
@@ -258,7 +259,7 @@ def load_legs(data: Path, count: int, seconds: float, offset_s: float = 5.0):
         ref = calls[(i // 2) % len(calls)]
         channel = 1 - i % 2  # caller first, then agent
         side = "right" if channel == 1 else "left"
-        audio = load_audio(data / "audio" / f"{ref.stem}.flac")
+        audio = load_audio(audio_path(data, {"id": ref.stem}))
         start = int(offset_s * audio.sample_rate)
         samples = audio.samples[channel][start : start + int(seconds * audio.sample_rate)]
         turns = [(t["start"] - offset_s, t["end"] - offset_s) for t in json.loads(ref.read_text(encoding="utf-8"))

@@ -55,3 +55,13 @@ def expected_items(d: dict, card) -> dict[str, bool]:
 def reference_segments(d: dict) -> list[dict]:
     """The call's reference transcript as QA reads segments (role, start/end in seconds, text)."""
     return [{"role": r["speaker"], "start": r["start"], "end": r["end"], "text": r["text"]} for r in d["refs"]]
+
+
+def audio_path(data: Path, d: dict) -> Path:
+    """The call's recording: the file its ``audio`` block names, else ``audio/<id>.flac`` or ``.opus``."""
+    if d.get("audio", {}).get("file"):
+        return data / d["audio"]["file"]
+    for suffix in (".flac", ".opus"):
+        if (data / "audio" / f"{d['id']}{suffix}").is_file():
+            return data / "audio" / f"{d['id']}{suffix}"
+    raise AppError("no_audio", f"通话 {d['id']} 没有录音文件（audio/{d['id']}.flac 或 .opus）", 422)
