@@ -25,10 +25,12 @@ def test_kb_export_neutralises_formulas_and_survives_control_characters(client, 
     km = login(client, "km")
     _entry(client, km, FORMULA)
     legacy = _entry(client, km, "社保卡补办")
-    # a title stored before control characters were refused at input (or written by an older import)
+    # a title stored before control characters were refused at input (or written by an older import); PostgreSQL
+    # never stores NUL, so there the legacy title holds the other control character only
+    nul = "" if engine.dialect.name == "postgresql" else "\x00"
     with session_scope(engine) as s:
         s.execute(update(KnowledgeVersion).where(KnowledgeVersion.entry_id == legacy)
-                  .values(title="社保卡\x00补办\x1b"))
+                  .values(title=f"社保卡{nul}补办\x1b"))
 
     r = client.get("/api/knowledge/export", headers=km, params={"fmt": "xlsx"})
     assert r.status_code == 200, r.text
