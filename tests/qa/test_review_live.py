@@ -181,18 +181,25 @@ def test_answers_are_checked_against_entries_the_tenants_index_finds(engine, wor
         assert [(e["kb_entry_id"], e["error_type"]) for e in item["evidence"]] == [("demo027", "amount")]
 
 
+def _published_card_entry(s, tid):
+    from knowledge.service import EntryIn, create_entry, transition
+
+    entry = create_entry(s, tid, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
+                                         body="本人携带身份证到社保卡窗口补办，补卡收取工本费20元。"))
+    transition(s, tid, entry.id, "submit")
+    transition(s, tid, entry.id, "publish")
+    return entry
+
+
 def test_an_entry_under_revision_is_still_checked_against_its_published_version(engine, world):
     """QA reads the knowledge the copilot suggests: editing a published entry (a new draft version) neither drops
     it from answer checking nor checks answers against the unpublished draft."""
-    from knowledge.service import EntryIn, create_entry, transition, update_entry
+    from knowledge.service import EntryIn, update_entry
     from qa.service import published_kb, score_and_store
 
     tid = world["tenant"]
     with session_scope(engine) as s:
-        entry = create_entry(s, tid, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
-                                             body="本人携带身份证到社保卡窗口补办，补卡收取工本费20元。"))
-        transition(s, tid, entry.id, "submit")
-        transition(s, tid, entry.id, "publish")
+        entry = _published_card_entry(s, tid)
         update_entry(s, tid, entry.id, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
                                                body="本人携带身份证到社保卡窗口补办，补卡收取工本费30元。"))
         assert [(e.id, "20元" in e.answer) for e in published_kb(s, tid)] == [("kb-card", True)]
@@ -205,15 +212,11 @@ def test_an_entry_under_revision_is_still_checked_against_its_published_version(
 def test_an_error_in_speech_the_asr_was_unsure_of_goes_to_review_without_a_deduction(engine, world):
     """The same wrong amount: heard with confidence it is deducted; heard with low confidence it is shown as needing
     review, the answer item keeps its points and the call is queued for a person."""
-    from knowledge.service import EntryIn, create_entry, transition
     from qa.service import score_and_store
 
     tid = world["tenant"]
     with session_scope(engine) as s:
-        entry = create_entry(s, tid, EntryIn(title="社保卡遗失了怎么补办？", external_id="kb-card",
-                                             body="本人携带身份证到社保卡窗口补办，补卡收取工本费20元。"))
-        transition(s, tid, entry.id, "submit")
-        transition(s, tid, entry.id, "publish")
+        _published_card_entry(s, tid)
 
         def scored(confidence):
             segs = [{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡丢了补办要多少钱？",
