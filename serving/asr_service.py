@@ -140,13 +140,9 @@ class AsrService:
         cls, settings: Settings, *, params: ServiceParams = ServiceParams(), engine_factory: str | None = None,
         runtime_env: dict | None = None, app_name: str = APP_NAME,
     ) -> AsrService:
-        import ray
+        from domain.ray_cluster import connect
 
-        if not ray.is_initialized():
-            if settings.ray_address:
-                ray.init(address=settings.ray_address, runtime_env=runtime_env, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+        connect(settings, runtime_env=runtime_env)
         handle = serve.run(build_app(settings, params, engine_factory), name=app_name, route_prefix=None)
         return cls(handle, params, app_name)
 
