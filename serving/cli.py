@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "serving.cli_tickets",
     "qa.cli",
     "telephony.cli",
+    "ops.cli",
 ]
 
 for _name in COMMAND_MODULES:
