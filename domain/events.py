@@ -79,6 +79,8 @@ class KnowledgeHit(BaseModel):
     score: float
     key_facts: list[str] = Field(default_factory=list)
     matched_spans: list[str] = Field(default_factory=list)
+    trigger: str = ""  # what the caller said that brought this card up
+    first_ms: int | None = None  # call time of that turn (the card stays from then on)
 
 
 class Suggestion(Event):
