@@ -109,6 +109,7 @@ class QAWarning(Event):
     kind: Literal["qa.warning"] = "qa.warning"
     item: str
     message: str
+    resolved: bool = False  # the warned item is met after all (e.g. the agent read back): withdraw the warning
 
 
 AnyEvent = Annotated[

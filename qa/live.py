@@ -8,7 +8,11 @@ Only scorecard items with a ``live`` hint are checked while the call runs:
 - a ``require`` item with ``live.after_ms`` warns once the call is that far in and still unmet
   (for items with ``applies_if``, counting from when it starts to apply, e.g. an emergency report).
 
-Each item warns at most once per call, except forbidden wording, which warns per sentence.
+Each item warns at most once per call, except forbidden wording, which warns per sentence.  A required item
+the transcript meets after its warning (the agent reads back after all) is withdrawn with a ``resolved``
+warning, so what still stands at the end agrees with the post-call score.  Nothing warns after hang-up
+(``CallState`` ended): a warning is for the agent still on the call; finals the ASR delivers late only
+withdraw warnings.
 """
 from __future__ import annotations
 
@@ -31,10 +35,13 @@ class LiveQAChecker:
         make_context([], self.metadata, scorecard, embed)  # fail now, not mid-call, if semantic rules lack an embedder
         self._warned: set[str] = set()
         self._warned_idx: set[tuple[str, int]] = set()
+        self._standing: set[str] = set()  # warned required items still unmet
+        self.ended = False
 
     def process(self, event: Event) -> list[Event]:
         if isinstance(event, CallState):
             self.call_id = self.call_id or event.call_id
+            self.ended = self.ended or event.state == "ended"
             return []
         if not isinstance(event, TranscriptFinal) or not event.text.strip():
             return []
@@ -46,12 +53,25 @@ class LiveQAChecker:
         for i, s in enumerate(self.segments):
             s.idx = i
         ctx = make_context(self.segments, self.metadata, self.card, self._embed)
-        out: list[Event] = []
+        out: list[Event] = [self._warning(item, f"已满足：{item.name}", resolved=True)
+                            for item in self._met_since_warned(ctx)]
+        if self.ended:  # late finals only withdraw warnings
+            return out
         for item in self.items:
             message = self._check(item, ctx, seg)
             if message:
-                out.append(QAWarning(tenant_id=self.tenant_id, call_id=self.call_id, item=item.code, message=message))
+                out.append(self._warning(item, message))
         return out
+
+    def _warning(self, item: Item, message: str, resolved: bool = False) -> QAWarning:
+        return QAWarning(tenant_id=self.tenant_id, call_id=self.call_id, item=item.code, message=message,
+                         resolved=resolved)
+
+    def _met_since_warned(self, ctx) -> list[Item]:
+        """Required items warned about that the transcript now meets (the post-call score passes them)."""
+        met = [i for i in self.items if i.code in self._standing and evaluate(i.require, ctx).matched]
+        self._standing -= {i.code for i in met}
+        return met
 
     def _check(self, item: Item, ctx, latest: Segment) -> str | None:
         hint = item.live
@@ -78,6 +98,7 @@ class LiveQAChecker:
         elif hint.after_ms is None or latest.end_ms - since < hint.after_ms:
             return None
         self._warned.add(item.code)
+        self._standing.add(item.code)
         return hint.message
 
     def close(self) -> list[Event]:
