@@ -1,7 +1,10 @@
 """Live transcription of one call leg: 20 ms PCM16 frames in, partial and final transcripts out.
 
 VAD endpointing cuts the stream into utterances.  While someone speaks the
-utterance so far is re-decoded every ``partial_interval_ms`` (a partial).  When
+utterance so far is decoded every ``partial_interval_ms`` (a partial), the fast way.  A partial's cost does
+not grow with the utterance: once more than ``partial_window_ms`` of audio would be decoded, the audio up to the
+last short pause is decoded once more and its text committed, and later partials decode only what follows it,
+after the committed text.  When
 the speaker pauses for ``early_final_pause_ms`` the utterance is decoded as its final
 would be (the early final): it is published as a partial, and if the endpoint
 follows with no more speech it *is* the final, with no decode left to wait for;
@@ -38,6 +41,11 @@ class StreamParams:
     # the next few hundred ms, and its decode is then already done.  On 20 synthetic calls 38 % of such pauses
     # do not end the utterance (an extra decode, shown as a partial); at 240 ms it is 47 %, at 350 ms 28 %.
     early_final_pause_ms: int = 300
+    # A partial decodes at most about this much audio when the speaker has paused for ``cut_pause_ms`` since its
+    # committed text: the audio up to that pause is committed (decoded once) and only what follows is decoded
+    # again.  docs/speech.md, "Partials with a committed prefix".
+    partial_window_ms: int = 3000
+    cut_pause_ms: int = 100
     preroll_ms: int = 600  # audio kept outside speech, so the VAD's look-back pad is available
     min_final_confidence: float = 0.05  # finals below this are treated as noise and dropped (engines that score)
     previous_text: PreviousTextParams = field(default_factory=PreviousTextParams)  # finals passed on as context
@@ -59,6 +67,11 @@ class Decode:
     text: str = ""
     confidence: float = 0.0
     prompt: str = ""
+    # A partial that commits: ``commit`` is the audio from its start to ``commit_end`` (before ``audio``), whose
+    # text is appended to ``text`` and kept for the later partials of the utterance.
+    commit: np.ndarray | None = None
+    commit_end: int = 0
+    delayed: bool = False  # a partial later than twice the interval: the decoder is behind (TranscriptPartial)
 
 
 def decode_all(requests: list[Decode]) -> list[tuple[Decode, list[Output]]]:
@@ -67,19 +80,22 @@ def decode_all(requests: list[Decode]) -> list[tuple[Decode, list[Output]]]:
     Requests that share an engine and a decoding (finals and early finals with the final's beam and hot
     words, partials the fast way) go to the engine as one batch: decoding several utterances together costs
     far less than one after another (the decoder's weights are read once per step for the whole batch)."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple, list[tuple[int, str]]] = {}  # the pieces of audio to decode: (request, "audio" | "commit")
     for i, r in enumerate(requests):
-        if r.audio is not None:
-            partial, lexicon = r.kind == "partial", r.stream.lexicon
-            hotwords = tuple(lexicon.prompt_terms()) if lexicon is not None and not partial else ()
-            groups.setdefault((id(r.stream.engine), partial, hotwords), []).append(i)
-    recognised: dict[int, list[Recognised]] = {}
-    for (_, partial, hotwords), idx in groups.items():
-        engine = requests[idx[0]].stream.engine
-        audio, prompts = [requests[i].audio for i in idx], [requests[i].prompt or None for i in idx]
-        recognised.update(zip(idx, transcribe_batch(engine, audio, hotwords=list(hotwords) or None, prompts=prompts,
-                                                    partial=partial)))
-    return [(r, r.stream.complete(r, recognised.get(i))) for i, r in enumerate(requests)]
+        partial, lexicon = r.kind == "partial", r.stream.lexicon
+        hotwords = tuple(lexicon.prompt_terms()) if lexicon is not None and not partial else ()
+        for piece in ("commit", "audio"):
+            if getattr(r, piece) is not None:
+                groups.setdefault((id(r.stream.engine), partial, hotwords), []).append((i, piece))
+    recognised: dict[tuple[int, str], list[Recognised]] = {}
+    for (_, partial, hotwords), keys in groups.items():
+        engine = requests[keys[0][0]].stream.engine
+        audio = [getattr(requests[i], piece) for i, piece in keys]
+        prompts = [requests[i].prompt or None for i, _ in keys]
+        recognised.update(zip(keys, transcribe_batch(engine, audio, hotwords=list(hotwords) or None, prompts=prompts,
+                                                     partial=partial)))
+    return [(r, r.stream.complete(r, recognised.get((i, "audio")), recognised.get((i, "commit"))))
+            for i, r in enumerate(requests)]
 
 
 class LegStream:
@@ -114,6 +130,8 @@ class LegStream:
         self._last_partial_at = 0
         self._segment_id = 0
         self._early: tuple[int, int, str, float] | None = None  # (start, end, text, confidence) of the early final
+        self._prefix: tuple[int, str] = (0, "")  # the open utterance's committed text, and where its audio ends
+        self._cut: int | None = None  # the last short pause after the committed text: where the next commit ends
         self._finals: list[Decode] = []  # ended utterances not yet taken
         # The end of this leg's finals: the text said before the next utterance, given to the engine with its
         # final's decode (the speaker's words, names and topic carry over; docs/speech.md, "Previous text").
@@ -142,9 +160,14 @@ class LegStream:
             if ev.kind == "start":
                 self._utt_start = max(ev.sample, self._buffer_start)
                 self._last_partial_at = self._utt_start  # the first partial is due an interval after speech began
+                self._prefix, self._cut = (self._utt_start, ""), None
             elif self._utt_start is not None:
                 self._finals.append(self._final_request(self._utt_start, ev.sample))
                 self._utt_start = None
+        pause = self._endpointer.pending_end  # inside the silence now running, if any
+        if self._utt_start is not None and self._endpointer.trailing_silence_ms >= self.params.cut_pause_ms \
+                and pause > self._prefix[0]:
+            self._cut = pause
         self._trim()
 
     def take_finals(self) -> list[Decode]:
@@ -171,17 +194,24 @@ class LegStream:
         return self._early is None or self._early[:2] != (self._utt_start, end)  # else: not spoken since
 
     def partial_request(self) -> Decode | None:
-        """The utterance so far, when a partial is due.  After an early final of this utterance only the audio
-        since its pause is decoded, after the early final's text: a partial is for display, and re-decoding a
-        long utterance from its start every second costs more and more."""
-        if self.partial_overdue_ms() < 0:
+        """The utterance so far, when a partial is due: the audio after its committed text (an early final's, or
+        a commit's), after that text.  A partial is for display, and re-decoding a long utterance from its start
+        every second costs more and more.  When more than ``partial_window_ms`` would be decoded and the speaker
+        has paused since the committed text, the audio up to the pause is committed by this partial."""
+        overdue = self.partial_overdue_ms()
+        if overdue < 0:
             return None
         self._last_partial_at = self._received
-        if self._early is not None and self._early[0] == self._utt_start:
-            start, pause, text, _ = self._early
-            text = text[:-1] + "，" if text.endswith("。") else text  # the speaker went on after the pause
-            return Decode(self, "partial", start, self._received, self._audio(pause, self._received), text)
-        return Decode(self, "partial", self._utt_start, self._received, self._audio(self._utt_start, self._received))
+        start, text = self._prefix
+        delayed = overdue >= self.params.partial_interval_ms
+        cut = self._cut
+        if cut is not None and start < cut < self._received \
+                and self._received - start > self._ms(self.params.partial_window_ms):
+            self._cut = None
+            return Decode(self, "partial", self._utt_start, self._received, self._audio(cut, self._received), text,
+                          commit=self._audio(start, cut), commit_end=cut, delayed=delayed)
+        return Decode(self, "partial", self._utt_start, self._received, self._audio(start, self._received), text,
+                      delayed=delayed)
 
     def partial_overdue_ms(self) -> int:
         """How long a partial has been due (≥ 0), or -1 when none is: lets a scheduler serving many legs
@@ -197,16 +227,23 @@ class LegStream:
         """Decode this leg's requests with its engine and complete them."""
         return [ev for _, events in decode_all(requests) for ev in events]
 
-    def complete(self, request: Decode, recognised: list[Recognised] | None) -> list[Output]:
-        """The events for a request the engine has decoded (``recognised``; None: it needed no decoding)."""
+    def complete(self, request: Decode, recognised: list[Recognised] | None,
+                 committed: list[Recognised] | None = None) -> list[Output]:
+        """The events for a request the engine has decoded (``recognised``; None: it needed no decoding;
+        ``committed``: the decoded ``commit`` audio of a partial that commits)."""
+        if committed is not None:
+            request.text = _continued(request.text + self._corrected(committed))
+            if request.start == self._utt_start:
+                self._prefix = (request.commit_end, request.text)
         if recognised is not None:
-            text = "".join(r.text for r in recognised)
-            request.text += self.lexicon.correct(text) if text and self.lexicon is not None else text
+            request.text += self._corrected(recognised)
             request.confidence = min((r.confidence for r in recognised), default=0.0)
         if request.kind == "early":
             self._early = (request.start, request.end, request.text, request.confidence)
+            if request.start == self._utt_start and request.end >= self._prefix[0]:  # later partials go on from it
+                self._prefix = (request.end, _continued(request.text))
         if request.kind != "final":
-            return self._partial_event(request.start, request.end, request.text)
+            return self._partial_event(request.start, request.end, request.text, request.delayed)
         scored = self.engine.capabilities.confidence
         if not request.text or (scored and request.confidence < self.params.min_final_confidence):
             return []
@@ -253,7 +290,11 @@ class LegStream:
     def _audio(self, start: int, end: int) -> np.ndarray:
         return resample(self._slice(start, end), self.sample_rate, 16000)
 
-    def _partial_event(self, start: int, end: int, text: str) -> list[Output]:
+    def _corrected(self, recognised: list[Recognised]) -> str:
+        text = "".join(r.text for r in recognised)
+        return self.lexicon.correct(text) if text and self.lexicon is not None else text
+
+    def _partial_event(self, start: int, end: int, text: str, delayed: bool = False) -> list[Output]:
         """The open utterance up to ``end`` as a partial: no sentence-final 。, since the speaker may go on."""
         text = punctuate(text, final=False).rstrip("。") if text else ""
         if not text:
@@ -262,6 +303,7 @@ class LegStream:
             TranscriptPartial(
                 tenant_id=self.tenant_id, call_id=self.call_id, leg=self.leg, role=self.role,
                 start_ms=self._to_ms(start), end_ms=self._to_ms(end), text=text, engine=self.engine.name,
+                delayed=delayed,
             )
         ]
 
@@ -278,3 +320,8 @@ class LegStream:
         if drop:
             self._buffer = self._buffer[drop:]
             self._buffer_start += drop
+
+
+def _continued(text: str) -> str:
+    """Committed text the speaker went on after: a sentence-final 。 becomes a comma."""
+    return text[:-1] + "，" if text.endswith("。") else text

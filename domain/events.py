@@ -43,6 +43,9 @@ class TranscriptPartial(Event):
     end_ms: int
     text: str
     engine: str = ""
+    # The decoder is behind (partials thin out before finals slip): this partial came later than twice the leg's
+    # partial interval, so the text may lag the speaker; the desk shows 识别中.
+    delayed: bool = False
 
 
 class TranscriptFinal(Event):

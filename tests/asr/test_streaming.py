@@ -66,7 +66,8 @@ def test_partials_every_second_and_final_at_endpoint(caller_channel):
 def test_partials_use_the_fast_mode_and_a_pause_decodes_the_final_early(caller_channel):
     samples, _ = caller_channel
     engine = PartialModeEngine()
-    out, _ = _run(_leg(engine), samples[: int(16.5 * 8000)], 8000)
+    no_commits = StreamParams(partial_window_ms=60_000)  # one decode per partial (commits: the test below)
+    out, _ = _run(_leg(engine, params=no_commits), samples[: int(16.5 * 8000)], 8000)
     partials = [e for e in out if isinstance(e, TranscriptPartial)]
     (final,) = [e for e in out if isinstance(e, TranscriptFinal)]
     fast = [p for p in partials if "快" in p.text]
@@ -121,7 +122,8 @@ def test_legs_fed_together_have_their_finals_and_partials_decoded_in_one_batch_e
     alone = _run(_leg(PartialModeEngine()), span, 8000)[0]
     key = lambda events: [(type(e), e.start_ms, e.end_ms, e.text) for e in events]  # noqa: E731
     assert all(key(events) == key(alone) for events in together.values())
-    assert engine.batches and set(engine.batches) == {3}, "every decode held the three legs' utterances"
+    # every decode held the three legs' utterances (partials that commit: two pieces of audio each)
+    assert engine.batches and set(engine.batches) == {3, 6}
     assert any(isinstance(e, TranscriptFinal) for e in alone)
 
 
@@ -142,6 +144,62 @@ def test_each_final_decode_is_given_the_legs_previous_finals(caller_channel):
     wary = StreamParams(previous_text=PreviousTextParams(min_confidence=0.95))
     _run(_leg(unsure, params=wary), samples[: int(26 * 8000)], 8000)
     assert set(unsure.prompts) == {None}
+
+
+class SizedPartialEngine(PartialModeEngine):
+    """Records the seconds of audio of each fast (partial) decode."""
+
+    def __init__(self):
+        super().__init__()
+        self.partial_seconds: list[float] = []
+
+    def transcribe(self, samples_16k, *, hotwords=None, prompt=None, partial=False):
+        if partial:
+            self.partial_seconds.append(len(samples_16k) / 16000)
+        return super().transcribe(samples_16k, hotwords=hotwords, prompt=prompt, partial=partial)
+
+
+def test_partials_of_a_long_utterance_decode_a_bounded_window_after_committed_text(synthetic_calls):
+    """A partial never decodes much more than ``partial_window_ms`` once the speaker has paused since its
+    committed text: the audio up to the pause is decoded once (committed), later partials decode what follows
+    and continue the committed text.  Without the window the partials of a long utterance decode it all."""
+    audio = load_audio(synthetic_calls / "audio" / "d002.flac")
+    agent = audio.samples[0][29 * 8000 : 41 * 8000]  # a turn of more than 8 s, with short pauses in it
+    windowed, unbounded = SizedPartialEngine(), SizedPartialEngine()
+    params = StreamParams(partial_window_ms=2000)
+    out, _ = _run(_leg(windowed, params=params), agent, 8000)
+    whole, _ = _run(_leg(unbounded, params=StreamParams(partial_window_ms=60_000)), agent, 8000)
+    # every partial decode (a commit, or what follows one) is at most the window, or the audio between two
+    # pauses where the speaker went on longer without one (3.7 s in this turn); without commits the last
+    # partials decode the whole 10 s turn, and twice the audio in all
+    assert max(windowed.partial_seconds) <= 3.8 and max(unbounded.partial_seconds) > 9.5
+    assert sum(unbounded.partial_seconds) > 2 * sum(windowed.partial_seconds)
+    # a partial that follows a commit starts with the text committed so far, and the text only grows
+    partials = [e for e in out if isinstance(e, TranscriptPartial) and "快" in e.text]
+    assert len(windowed.partial_seconds) > len(partials), "some partials committed (two decodes)"
+    texts = [p.text for p in partials]
+    assert any(b.startswith(a.rstrip("快")) and "，" in b for a, b in zip(texts, texts[1:]))
+    # finals are untouched: the same utterances, decoded whole
+    final = lambda events: [(e.start_ms, e.end_ms, e.text) for e in events if isinstance(e, TranscriptFinal)]  # noqa: E731
+    assert final(out) == final(whole) and final(out)
+
+
+def test_partials_later_than_twice_the_interval_say_so(caller_channel):
+    """A scheduler that falls behind decodes a leg's partials less often: such a partial is flagged
+    ``delayed`` (the desk shows 识别中); partials on time are not."""
+    samples, _ = caller_channel
+    span = samples[: int(16.5 * 8000)]
+    on_time, _ = _run(_leg(PartialModeEngine()), span, 8000)
+    assert not any(e.delayed for e in on_time if isinstance(e, TranscriptPartial))
+    stream, late = _leg(PartialModeEngine()), []
+    for i, frame in enumerate(frames(span, 8000)):
+        stream.feed(frame)
+        late += stream.decode(stream.take_finals())
+        if i % 100 == 99:  # a partial every 2 s at best
+            late += stream.decode([d for d in (stream.partial_request(),) if d])
+    flagged = [e for e in late if isinstance(e, TranscriptPartial)]
+    assert flagged and all(e.delayed for e in flagged)
+    assert any(isinstance(e, TranscriptFinal) for e in late)
 
 
 class UnscoredEngine(FakeEngine):
