@@ -61,8 +61,7 @@ class Settings(BaseSettings):
     rtp_port: int = Field(40000, description="First RTP port; each worker gets its own range.")
     bridge_workers: int = Field(2, description="Bridge worker processes to start.")
     telephony_flow: str = Field("", description="Call-flow parameters (telephony.flow.CallFlowParams) as JSON; empty = defaults.")
-    telephony_sink: str = Field("serving.pipeline:event_sink", description="module:factory of the bridge's media sink: the default publishes call events and keeps each call's spooled audio for the live ASR followers; empty = recording only.")
-    asr_followers: int = Field(0, description="Live ASR follower processes that transcribe the bridge spools (serving.pipeline); 0 = one per CPU core, or 2 on a GPU.")
+    asr_followers: int = Field(0, description="Live ASR follower processes that read the bridge spools (VAD, endpointing) and decode on the Ray ASR deployment (asr.follower); 0 = one per CPU core, or 2 on a GPU.")
     telephony_gateway: str = Field("127.0.0.1:5060", description="host:port external numbers are dialled through (transfer, callback).")
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     sip_trunks: str = Field("", description="Comma-separated carrier trunk addresses (IP or CIDR) that Kamailio exempts from its per-source rate and call limits; empty = none.")
@@ -93,12 +92,10 @@ class Settings(BaseSettings):
 
     @property
     def live_asr_followers(self) -> int:
-        """ASR follower processes the supervisor runs (none when the bridge only records).
+        """ASR follower processes the supervisor runs.
 
         On a GPU, followers beyond ``GPU_ASR_FOLLOWERS`` only take turns on it: on one H200, 2 follower
         processes kept 96 legs within a 1.5 s final p95, while 8 failed at 72 (docs/speech.md)."""
-        if not self.telephony_sink:
-            return 0
         return self.asr_followers or (GPU_ASR_FOLLOWERS if self.asr_device == "cuda" else os.cpu_count() or 1)
 
     @property

@@ -181,9 +181,15 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     # this process serves that bus and timestamps every final transcript as it arrives.
     bus, finals, leg_start, (call_ended, call_complete) = _listen(root, engine) if asr else (None, [], {}, ({}, {}))
     n_followers = (followers or os.cpu_count() or 1) if asr else 0
+    live = None
+    if asr:  # the ASR followers decode on the Ray deployment, as under `hotline serve`
+        from domain.settings import get_settings
+        from serving.pipeline import live_wiring, start_asr
+
+        live = live_wiring(start_asr(get_settings()).address)
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
                      control_port=base + 1000, flow=flow.model_dump_json(),
-                     sink="serving.pipeline:event_sink" if asr else "",
+                     live=live,
                      proxy_port=base - 2 if use_kamailio else 0, prefix="lw", asr_followers=n_followers,
                      trunks="127.0.0.1",  # the caller UAs play the carrier trunk: no per-source call limit
                      env={"HOTLINE_DATA_DIR": str(root), "HOTLINE_DATABASE_URL": url, "HOTLINE_EVENT_BUS": "memory"})

@@ -65,7 +65,7 @@ def _follower_process(spool: str, log_path: str, hotwords: bool, ready, stop) ->
 
     from asr.engines import create_engine
     from domain.settings import get_settings
-    from serving.pipeline import FollowerParams, SpoolFollower
+    from asr.follower import FollowerParams, SpoolFollower
 
     settings = get_settings()
     engine = create_engine(settings)
@@ -136,8 +136,8 @@ def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list
 
     from asr.audio import float_to_pcm16
     from domain.events import TranscriptFinal, TranscriptPartial
-    from serving.pipeline import PRESENCE_SUFFIX
-    from telephony.media import ENDED_MARKER
+    from asr.follower import PRESENCE_SUFFIX
+    from domain.spool import ENDED_MARKER
 
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="hotline-streaming-") as tmp:

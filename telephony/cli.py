@@ -113,8 +113,8 @@ def register(app: typer.Typer) -> None:
         upgrade()
         proxy = int(st.sip_proxy.rsplit(":", 1)[1]) if kamailio else 0
         sup = Supervisor(workers or st.bridge_workers, db_url=st.sqlalchemy_url, data_dir=st.data_dir,
-                         sip_port=st.sip_port, rtp_port=st.rtp_port, flow=st.telephony_flow, sink=st.telephony_sink,
-                         proxy_port=proxy, asr_followers=st.live_asr_followers)
+                         sip_port=st.sip_port, rtp_port=st.rtp_port, flow=st.telephony_flow,
+                         proxy_port=proxy)  # records calls; live ASR is wired by `hotline serve`
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it in order, as Ctrl-C does
         try:
             sup.start()

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
@@ -155,15 +156,29 @@ class ServiceProc(Proc):
         super().close(timeout)
 
 
+@dataclass(frozen=True)
+class LiveWiring:
+    """The live path's children as the entry point wires them (``serving.pipeline.live_wiring``): the command of a
+    bridge worker that keeps its spools for the live ASR and publishes call events, the command of ASR follower
+    ``index``, and the environment the followers need (the Ray cluster to join)."""
+
+    worker_command: Sequence[str]
+    follower_command: Callable[[int], list[str]]
+    follower_env: dict[str, str]
+
+
+RECORDING_WORKER = (sys.executable, "-m", "telephony.worker")  # records calls; no live ASR
+
+
 class WorkerProc(ServiceProc):
-    """A bridge worker process (``python -m telephony.worker``)."""
+    """A bridge worker process: ``command`` (default :data:`RECORDING_WORKER`) with the worker's options."""
 
     def __init__(self, name: str, sip_port: int, rtp_port: int, *, db_url: str, data_dir: Path, flow: str = "",
-                 control_port: int = 0, sink: str = "", log_path: Path | None = None, env: dict | None = None,
-                 wait: bool = True):
-        argv = [sys.executable, "-m", "telephony.worker", "--name", name, "--sip-port", str(sip_port),
+                 control_port: int = 0, command: Sequence[str] = RECORDING_WORKER, log_path: Path | None = None,
+                 env: dict | None = None, wait: bool = True):
+        argv = [*command, "--name", name, "--sip-port", str(sip_port),
                 "--rtp-port", str(rtp_port), "--db", db_url, "--data-dir", str(data_dir), "--flow", flow,
-                "--control-port", str(control_port), "--sink", sink]
+                "--control-port", str(control_port)]
         super().__init__(argv, env=env, log_path=log_path)
         self.name, self.sip_port, self.control_port = name, sip_port, control_port
         self.uri = f"sip:12345@127.0.0.1:{sip_port}"
@@ -172,13 +187,11 @@ class WorkerProc(ServiceProc):
 
 
 class AsrFollowerProc(ServiceProc):
-    """A live ASR follower (``python -m serving.pipeline``) transcribing the bridge spools under ``data_dir``."""
+    """A live ASR follower (``LiveWiring.follower_command``) transcribing the bridge spools under ``data_dir``."""
 
-    ready_timeout = 180.0  # loads Whisper
+    ready_timeout = 180.0  # joins the Ray cluster and finds the ASR deployment
 
-    def __init__(self, index: int, *, db_url: str, data_dir: Path, log_path: Path | None = None,
-                 env: dict | None = None):
-        argv = [sys.executable, "-m", "serving.pipeline", "--index", str(index), "--db", db_url,
-                "--data-dir", str(data_dir)]
-        super().__init__(argv, env=env, log_path=log_path)
+    def __init__(self, index: int, command: Sequence[str], *, db_url: str, data_dir: Path,
+                 log_path: Path | None = None, env: dict | None = None):
+        super().__init__([*command, "--db", db_url, "--data-dir", str(data_dir)], env=env, log_path=log_path)
         self.index = index

@@ -1,5 +1,6 @@
 """Supervisor: N bridge worker processes (own SIP port, RTP range, control port each), the live ASR
-followers that transcribe their spools (``serving.pipeline``), optionally Kamailio in front.
+followers that transcribe their spools (their commands injected by the entry point, ``LiveWiring``),
+optionally Kamailio in front.
 
 A worker that dies is restarted on the same ports; its unfinished calls are
 closed in the CDR (lost before an agent, or cut by the system after) and its
@@ -36,7 +37,7 @@ from domain.db import make_engine, session_scope
 from telephony import sipauth, store
 from telephony.control import control_token
 from telephony.prompts import Prompts
-from telephony.peer import AsrFollowerProc, Proc, WorkerProc, die_with_parent
+from telephony.peer import AsrFollowerProc, LiveWiring, Proc, WorkerProc, die_with_parent
 
 log = logging.getLogger("telephony.supervisor")
 
@@ -75,15 +76,17 @@ def kamailio_modules() -> str:
 
 class Supervisor:
     def __init__(self, workers: int, *, db_url: str, data_dir: Path, sip_port: int = 5070, rtp_port: int = 40000,
-                 control_port: int = 0, flow: str = "", sink: str = "", proxy_port: int = 0, prefix: str = "w",
-                 env: dict | None = None, asr_followers: int = 0, trunks: str | None = None):
-        self.db_url, self.data_dir, self.flow, self.sink = db_url, Path(data_dir), flow, sink
+                 control_port: int = 0, flow: str = "", live: LiveWiring | None = None, proxy_port: int = 0,
+                 prefix: str = "w", env: dict | None = None, asr_followers: int = 0, trunks: str | None = None):
+        """``live``: the live ASR's wiring (the entry point's); without it the workers only record and
+        ``asr_followers`` is ignored."""
+        self.db_url, self.data_dir, self.flow, self.live = db_url, Path(data_dir), flow, live
         self.env = env
         control_port = control_port or sip_port + 1000
         self.specs = [WorkerSpec(f"{prefix}{i + 1}", sip_port + 2 * i, rtp_port + RTP_PORTS_PER_WORKER * i, control_port + i)
                       for i in range(workers)]
         self.procs: dict[str, WorkerProc] = {}
-        self.n_followers = asr_followers
+        self.n_followers = asr_followers if live else 0
         self.followers: dict[int, AsrFollowerProc] = {}
         self.proxy_port = proxy_port
         self.trunks = trunks  # carrier trunks Kamailio exempts from per-source limits; None = HOTLINE_SIP_TRUNKS
@@ -99,15 +102,17 @@ class Supervisor:
     # ------------------------------------------------------------ workers
     def _spawn(self, spec: WorkerSpec) -> WorkerProc:
         proc = WorkerProc(spec.name, spec.sip_port, spec.rtp_port, db_url=self.db_url, data_dir=self.data_dir,
-                          flow=self.flow, control_port=spec.control_port, sink=self.sink,
+                          flow=self.flow, control_port=spec.control_port,
+                          **({"command": self.live.worker_command} if self.live else {}),
                           log_path=self.run_dir / f"{spec.name}.log", wait=False, env=self.env)
         spec.pid = proc.proc.pid
         self.procs[spec.name] = proc
         return proc
 
     def _spawn_follower(self, index: int) -> AsrFollowerProc:
-        proc = AsrFollowerProc(index, db_url=self.db_url, data_dir=self.data_dir,
-                               log_path=self.run_dir / f"asr-follower-{index}.log", env=self.env)
+        proc = AsrFollowerProc(index, self.live.follower_command(index), db_url=self.db_url, data_dir=self.data_dir,
+                               log_path=self.run_dir / f"asr-follower-{index}.log",
+                               env={**(self.env or {}), **self.live.follower_env})
         self.followers[index] = proc
         return proc
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
-import importlib
 import json
 import logging
 import os
@@ -52,14 +51,6 @@ class InboundAccount(pj.Account):
             self.w.incoming(prm)
         except Exception:  # the unanswered call is dropped with its Leg; the worker carries on
             log.exception("incoming call failed")
-
-
-def load_sink(spec: str) -> MediaSink:
-    """``"module:factory"`` -> sink instance; empty -> :class:`NullSink`."""
-    if not spec:
-        return NullSink()
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)()
 
 
 class BridgeWorker:
@@ -104,13 +95,12 @@ class BridgeWorker:
 
     def _recover_spools(self, spool_root: Path) -> None:
         """Finish recordings of calls a crashed run left in the spool (ended spools wait for the ASR follower)."""
-        from telephony.media import ENDED_MARKER, finalize_spool
+        from domain.spool import finalize_spool, is_unfinished
 
         if not spool_root.exists():
             return
         for d in spool_root.iterdir():
-            if (d.is_dir() and d.name.startswith(f"{self.name}-") and (d / "meta.json").exists()
-                    and not (d / ENDED_MARKER).exists()):
+            if d.name.startswith(f"{self.name}-") and is_unfinished(d):
                 rec = finalize_spool(d, spool_root.parent / "recovered" / f"{d.name}.wav", keep=self.hub.keep_spools)
                 with self.db() as s:
                     call = s.query(store.Call).filter_by(call_uuid=d.name).one_or_none()
@@ -263,7 +253,7 @@ class BridgeWorker:
             "bridge_cpu_seconds": round(self.bridge_clock.seconds(), 3),
             "uptime_s": round(time.monotonic() - self.stats["t_start"], 3),
             "leg_seconds_done": round(self.stats["leg_seconds"], 3),
-            "frames_in": self.hub.frames_in, "frames_out": self.hub.frames_out,
+            "frames_in": self.hub.frames_in,
             "backlog_frames": self.hub.backlog_frames(),
             "ended_legs": {role: dict(v) for role, v in leg_totals.items()},
         }
@@ -324,7 +314,9 @@ class BridgeWorker:
         self.ep.libDestroy()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, sink: MediaSink | None = None) -> None:
+    """``python -m telephony.worker`` records only; the live path's entry point passes its ``sink``
+    (``serving.pipeline``)."""
     from domain.settings import get_settings
     from telephony.control import control_token
 
@@ -337,13 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--db", default=st.sqlalchemy_url)
     ap.add_argument("--data-dir", type=Path, default=st.data_dir)
     ap.add_argument("--flow", default=st.telephony_flow, help="CallFlowParams as JSON")
-    ap.add_argument("--sink", default=st.telephony_sink)
     ap.add_argument("--max-seconds", type=float, default=0)
     args = ap.parse_args(argv)
     configure_logging(fmt=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     faulthandler.enable()  # a native crash leaves a Python traceback in the worker log
     params = CallFlowParams.model_validate_json(args.flow) if args.flow else CallFlowParams()
-    sink = load_sink(args.sink)
     # Every thread but this one so far belongs to the sink or to library pools it computes on (BLAS, OpenMP).
     library_threads = frozenset(thread_ids() - {threading.get_native_id()})
     worker = BridgeWorker(args.name, args.sip_port, args.rtp_port, db_url=args.db, data_dir=args.data_dir,

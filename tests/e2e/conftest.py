@@ -1,8 +1,8 @@
 """One real call end to end: SIP → bridge → streaming ASR → bus → copilot and QA → database and WebSocket.
 
 The system runs as it does under `hotline serve`: the API process (with the event bus and its
-consumers), a bridge worker process that spools each leg, and an ASR follower process that
-transcribes the spools (the live speech pipeline); the caller
+consumers, and the ASR deployed on a local Ray), a bridge worker process that spools each leg, and an ASR
+follower process that reads the spools and decodes on Ray (the live speech pipeline); the caller
 and the agent softphone are pjsua2 UAs playing the two channels of a synthetic 12345 call.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from domain.models import Agent
 from domain.settings import Settings
 from knowledge.transfer import seed_demo_kb
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
+from serving.pipeline import live_wiring, start_asr
 from telephony.peer import AsrFollowerProc, Peer, WorkerProc
 
 CALL_ID = "d001"  # a 咨询 call about 社保卡 with a standard greeting and closing
@@ -36,6 +37,7 @@ class System:
         with session_scope(self.engine) as s:
             seed_demo_kb(s, seed_demo(s, "laibin").id)
         self.procs: list = []
+        self.asr = None
         audio, sr = sf.read(shared_data / "synthetic_calls" / "audio" / f"{CALL_ID}.flac", dtype="int16")
         assert sr == 8000
         audio = audio[: CALL_SECONDS * sr]
@@ -48,12 +50,14 @@ class System:
         return {"HOTLINE_DATA_DIR": str(self.root), "HOTLINE_DATABASE_URL": self.url}
 
     def start_worker(self) -> WorkerProc:
+        self.asr = start_asr(self.settings)
+        live = live_wiring(self.asr.address)
         worker = WorkerProc("e2e", free_port(), rtp_base(), db_url=self.url, data_dir=self.root,
                             flow=TEST_FLOW.model_copy(update={"max_queue_wait_s": 30.0}).model_dump_json(),
-                            sink="serving.pipeline:event_sink", log_path=self.root / "worker.log",
+                            command=live.worker_command, log_path=self.root / "worker.log",
                             env={**os.environ, **self.env()}, wait=False)
-        follower = AsrFollowerProc(0, db_url=self.url, data_dir=self.root, log_path=self.root / "asr.log",
-                                   env=self.env())
+        follower = AsrFollowerProc(0, live.follower_command(0), db_url=self.url, data_dir=self.root,
+                                   log_path=self.root / "asr.log", env={**self.env(), **live.follower_env})
         self.procs += [worker, follower]
         worker.wait_ready(timeout=180)
         follower.wait_ready()
@@ -76,6 +80,11 @@ class System:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.close()
+        if self.asr is not None:
+            import ray
+
+            self.asr.stop()
+            ray.shutdown()
         self.engine.dispose()
 
 

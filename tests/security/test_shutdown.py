@@ -27,7 +27,7 @@ from domain.models import Call, Recording, TranscriptSegment
 from serving.consumers import SegmentWriter
 from serving.events import LocalBus
 from telephony.control import control_token, worker_status
-from telephony.media import ENDED_MARKER
+from domain.spool import ENDED_MARKER
 from telephony.peer import Peer
 from telephony.supervisor import read_registry
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base

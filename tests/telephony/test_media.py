@@ -1,4 +1,4 @@
-"""The media fork without SIP: frames in, AudioFrames and a stereo recording out, nothing lost to a slow consumer."""
+"""The media fork without SIP: frames in, call events and a stereo recording out, nothing lost to a slow consumer."""
 from __future__ import annotations
 
 import shutil
@@ -9,24 +9,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from domain.events import AudioFrame, CallState
+from domain.events import CallState
+from domain.spool import FRAME_BYTES
 from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
-from telephony.media import FRAME_BYTES, FrameHub, byte_vector_reader
+from telephony.media import FrameHub, byte_vector_reader
 from telephony.prompts import Prompts, wav_duration
 
 
 class SlowSink:
-    """Takes 5 ms per frame: slower than the 20 ms frames of 8 legs arrive."""
+    """Takes 0.5 s per call event (a bus that is down for a moment); records only."""
+
+    reads_spool = False
 
     def __init__(self):
-        self.frames: list[AudioFrame] = []
         self.events: list[CallState] = []
 
-    def on_audio(self, frame: AudioFrame) -> None:
-        time.sleep(0.005)
-        self.frames.append(frame)
-
     def on_call_event(self, event: CallState) -> None:
+        time.sleep(0.5)
         self.events.append(event)
 
 
@@ -46,17 +45,13 @@ def test_slow_consumer_loses_nothing_and_recording_is_stereo(tmp_path):
         hub.inbox.append(("w1-abc", "caller", seq, t0 + seq * 0.02, frame(1000)))
         if seq >= 50:
             hub.inbox.append(("w1-abc", "agent", seq - 50, t0 + seq * 0.02, frame(-2000)))
-    hub.publish(CallState(call_id="w1-abc", state="ended"))
+    for state in ("talking", "ended"):
+        hub.publish(CallState(call_id="w1-abc", state=state))
     hub.close_call("w1-abc", lambda rec: (result.update(rec=rec), done.set()))
-    assert done.wait(10)
-    deadline = time.monotonic() + 30
-    while len(sink.frames) < 2 * n - 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert done.wait(10), "the recording does not wait for the slow sink"
     hub.stop()
-    assert len(sink.frames) == 2 * n - 50  # every frame reached the consumer
-    caller = [f for f in sink.frames if f.leg == "caller"]
-    assert [f.seq for f in caller] == list(range(n)) and caller[0].tenant_id == 7 and caller[0].sample_rate == 8000
-    assert sink.events and sink.events[0].state == "ended"
+    assert hub.frames_in == 2 * n - 50
+    assert [e.state for e in sink.events] == ["talking", "ended"]  # every event, in order
     rec = result["rec"]
     audio, sr = sf.read(rec.path, dtype="int16")
     assert sr == 8000 and audio.shape == (n * 160, 2)
@@ -101,23 +96,22 @@ def test_default_prompts_are_synthesised(tmp_path):
 
 
 class BusySink:
-    """Burns CPU on every frame, like an in-process ASR decoder, and records its thread's nice value."""
+    """Burns CPU on every call event (serialising, a slow bus) and records its thread's nice value."""
+
+    reads_spool = True
 
     def __init__(self):
-        self.frames = 0
+        self.events = 0
         self.nice = None
 
-    def on_audio(self, frame: AudioFrame) -> None:
+    def on_call_event(self, event: CallState) -> None:
         import os
 
         self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         deadline = time.thread_time() + 0.01
         while time.thread_time() < deadline:
             pass
-        self.frames += 1
-
-    def on_call_event(self, event: CallState) -> None:
-        pass
+        self.events += 1
 
 
 def test_sink_cpu_is_not_counted_as_bridge_cpu_and_the_sink_runs_niced(tmp_path):
@@ -133,11 +127,12 @@ def test_sink_cpu_is_not_counted_as_bridge_cpu_and_the_sink_runs_niced(tmp_path)
     hub.open_call("c1")
     for seq in range(50):  # 0.5 s of sink CPU
         hub.inbox.append(("c1", "caller", seq, time.monotonic(), frame(seq)))
+        hub.publish(CallState(call_id="c1", state="talking"))
     deadline = time.monotonic() + 30
-    while sink.frames < 50 and time.monotonic() < deadline:
+    while sink.events < 50 and time.monotonic() < deadline:
         time.sleep(0.05)
     hub.stop()
-    assert sink.frames == 50
+    assert sink.events == 50
     assert bridge.seconds() - before < 0.25  # the sink's 0.5 s is not the bridge's
     assert sink.nice == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
 
