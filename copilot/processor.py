@@ -5,6 +5,10 @@ turns, so retrieval runs on the latest caller turn and on the recent caller
 context together, the category is predicted from everything the caller said,
 and the ticket draft is refined turn by turn.  Partial transcripts are used
 only for the 110 alert, where seconds matter.
+
+Knowledge suggestions are a card stack: a card stays once shown, with the caller's
+turn that brought it up and its best score, newest first.  A turn that matches
+nothing (garbled, off-topic, "嗯") adds no card and removes none.
 """
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ from typing import Callable
 
 from copilot.alerts import AlertDetector
 from copilot.category import CategoryModel, CategoryPrediction
-from copilot.ticket import TicketDraft, TicketDrafter
+from copilot.ticket import TicketDrafter
 from domain.events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
                            TranscriptFinal, TranscriptPartial)
+from domain.tickets import TicketDraft
 from knowledge.facts import key_facts
-from knowledge.retrieval import Hit, HybridIndex
+from knowledge.retrieval import HybridIndex, SearchHit
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class CopilotParams:
     context_turns: int = 3  # recent caller turns combined into the contextual retrieval query
     context_chars: int = 120  # longest contextual query
     top_k: int = 3
+    max_cards: int = 8  # the card stack keeps this many (the lowest scores fall off)
     min_caller_chars: int = 4  # shorter caller turns ("好的", "嗯") update nothing
     category_chars: int = 160  # the opening of what the caller said decides the category
     police_request_type: str = "求助"
@@ -55,7 +61,7 @@ class CallCopilot:
         self.draft = TicketDraft()
         self.police_raised = False
         self.flags_raised: set[str] = set()
-        self.suggested_ids: set = set()
+        self.cards: dict = {}  # entry id -> KnowledgeHit, in the order first shown
         self._category_text = ""
         self._category = None
 
@@ -83,11 +89,11 @@ class CallCopilot:
             if det.kind not in self.flags_raised:
                 self.flags_raised.add(det.kind)
                 out.append(self._event(SensitiveFlag, flag=det.kind, evidence=det.evidence))
-        self.engine.drafter.update(self.draft, text, self.last_agent_text)
+        self.engine.drafter.update(self.draft, self.caller_turns, self.last_agent_text)
         if self.police_raised:
             self.draft.request_type = self.engine.params.police_request_type
         if len(text) >= self.engine.params.min_caller_chars:
-            out.append(self._suggest(text, event.ts, category))
+            out.append(self._suggest(text, event, category))
         return out
 
     def close(self) -> list[Event]:
@@ -109,7 +115,7 @@ class CallCopilot:
         self.draft.request_type = self.engine.params.police_request_type
         return [self._event(PoliceAlert, reason=det.kind, evidence=det.evidence)]
 
-    def _suggest(self, text: str, source_ts: float, category: CategoryPrediction) -> Suggestion:
+    def _suggest(self, text: str, source: TranscriptFinal, category: CategoryPrediction) -> Suggestion:
         p = self.engine.params
         context = "，".join(self.caller_turns[-p.context_turns:])[-p.context_chars:]
         merged: dict = {}
@@ -120,28 +126,41 @@ class CallCopilot:
                     merged[hit.id] = hit
         hits: list[Hit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
         no_match = not hits or hits[0].score < self.engine.index.params.no_match_threshold
+        if not no_match:
+            self._stack(hits, text, source.start_ms)
         show_path = category.confidence >= self.engine.category.params.min_confidence
-        new_ids = [h.id for h in hits if h.id not in self.suggested_ids and not no_match]
-        if new_ids:
-            self.suggested_ids.update(new_ids)
-            if self.engine.on_suggested:
-                self.engine.on_suggested(self.tenant_id, new_ids)
-        draft = self.draft.as_dict() | {
+        draft = self.draft.model_dump() | {
             "category": category.path if show_path else category.level1,
             "police_110": self.police_raised,
             "sensitive": sorted(self.flags_raised),
         }
         return self._event(
             Suggestion,
-            hits=[] if no_match else [
-                KnowledgeHit(entry_id=h.id, title=h.title, answer=h.body, score=round(h.score, 4),
-                             key_facts=key_facts(h.body), matched_spans=h.matched_spans) for h in hits],
+            hits=list(reversed(self.cards.values())),
             no_good_match=no_match,
             category=category.path if show_path else category.level1,
             category_confidence=round(category.confidence if show_path else category.level1_confidence, 4),
             ticket_draft=draft,
-            source_segment_ts=source_ts,
+            source_segment_ts=source.ts,
         )
+
+    def _stack(self, hits: list[Hit], text: str, start_ms: int) -> None:
+        """New cards go on top with the turn that brought them up; a card seen again keeps its place and its
+        best score."""
+        new_ids = []
+        for h in reversed(hits):  # the best hit of the turn ends on top
+            card = self.cards.get(h.id)
+            if card is None:
+                new_ids.append(h.id)
+                self.cards[h.id] = KnowledgeHit(entry_id=h.id, title=h.title, answer=h.body, score=round(h.score, 4),
+                                                key_facts=key_facts(h.body), matched_spans=h.matched_spans,
+                                                trigger=text, first_ms=start_ms)
+            elif h.score > card.score:
+                self.cards[h.id] = card.model_copy(update={"score": round(h.score, 4), "matched_spans": h.matched_spans})
+        while len(self.cards) > self.engine.params.max_cards:  # the weakest card goes, never a good one
+            del self.cards[min(self.cards, key=lambda i: self.cards[i].score)]
+        if new_ids and self.engine.on_suggested:
+            self.engine.on_suggested(self.tenant_id, new_ids[::-1])
 
 
 def category_text(caller_turns: list[str], params: CopilotParams = CopilotParams()) -> str:

@@ -7,9 +7,10 @@ looks at the previous agent turn as well as at the caller's own wording.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asr.numbers import spoken_digits
+from domain.tickets import TicketDraft
 
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
 _NAME = re.compile(r"我(?:叫|的名字(?:是|叫))([\u4e00-\u9fff]{2,3}?)(?=[，,。！？\s]|电话|手机|$)")
@@ -47,33 +48,18 @@ class RequestTypeParams:
     default: str = "咨询"
 
 
-@dataclass
-class TicketDraft:
-    caller_name: str | None = None
-    phone: str | None = None
-    address: str | None = None
-    incident_address: str | None = None
-    summary: str = ""
-    respondent: str | None = None
-    request_type: str = "咨询"
-    caller_turns: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        """Plain strings ("" when unknown), the shape of ``domain.tickets.TicketDraft``."""
-        return {k: v or "" for k, v in self.__dict__.items() if k != "caller_turns"}
-
-
 class TicketDrafter:
     def __init__(self, params: RequestTypeParams | None = None, summary_chars: int = 160):
         self.params = params or RequestTypeParams()
         self._types = [(name, re.compile(p)) for name, p in self.params.rules]
         self.summary_chars = summary_chars
 
-    def update(self, draft: TicketDraft, caller_text: str, last_agent_text: str = "") -> TicketDraft:
-        text = caller_text.strip()
+    def update(self, draft: TicketDraft, caller_turns: list[str], last_agent_text: str = "") -> TicketDraft:
+        """Refine ``draft`` with the latest of the caller's turns (``caller_turns[-1]``); the request type and
+        summary are drawn from all of them."""
+        text = caller_turns[-1].strip() if caller_turns else ""
         if not text:
             return draft
-        draft.caller_turns.append(text)
         digits = spoken_digits(text)
         if m := _PHONE.search(digits):
             draft.phone = m.group(1)
@@ -83,7 +69,7 @@ class TicketDrafter:
         if place:
             if _ASKS_HOME.search(last_agent_text) or _LIVES.search(text[: text.find(place) + 1] if place in text else ""):
                 draft.address = place
-            elif _ASKS_PLACE.search(last_agent_text) or draft.incident_address is None:
+            elif _ASKS_PLACE.search(last_agent_text) or not draft.incident_address:
                 draft.incident_address = place
         if m := _PLATE.search(text):
             draft.respondent = f"{m.group(0)}车辆驾驶员"
@@ -91,10 +77,11 @@ class TicketDrafter:
             named = [_OWN.sub("", _LEAD.sub("", m.group(1))) for m in _RESPONDENT.finditer(text)]
             best = max(named, key=len, default="")
             # a named party ("安家物业服务公司") replaces a generic one ("物业") said earlier
-            if len(best) >= 2 and (draft.respondent is None or len(best) > len(draft.respondent)):
+            if len(best) >= 2 and len(best) > len(draft.respondent):
                 draft.respondent = best
-        draft.request_type = self.request_type(" ".join(draft.caller_turns))
-        draft.summary = self._summary(draft.caller_turns)
+        turns = [t.strip() for t in caller_turns if t.strip()]
+        draft.request_type = self.request_type(" ".join(turns))
+        draft.summary = self._summary(turns)
         return draft
 
     def request_type(self, text: str) -> str:

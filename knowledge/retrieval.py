@@ -58,7 +58,9 @@ class KBDoc:
 
 
 @dataclass
-class Hit:
+class SearchHit:
+    """One knowledge entry found for a query (its payload in a suggestion is ``KnowledgeHit``)."""
+
     id: int | str
     title: str
     body: str
@@ -71,7 +73,7 @@ class Hit:
 class SearchResult:
     query: str
     normalized_query: str
-    hits: list[Hit]
+    hits: list[SearchHit]
     no_good_match: bool
     latency_ms: float
 
@@ -343,8 +345,8 @@ class HybridIndex:
             prob = ranker.probability(ranker.score(x)) if len(slots) else np.zeros(0)
             order = np.argsort(-prob)[:k]
             docs = [self._docs[slots[i]] for i in order]
-        hits = [Hit(d.id, d.title, d.body, float(prob[i]), matched_spans(nq, d.title),
-                    dict(zip(FEATURES, map(float, x[i])))) for i, d in zip(order, docs)]
+        hits = [SearchHit(d.id, d.title, d.body, float(prob[i]), matched_spans(nq, d.title),
+                          dict(zip(FEATURES, map(float, x[i])))) for i, d in zip(order, docs)]
         no_match = not hits or hits[0].score < self.params.no_match_threshold
         return SearchResult(query, nq, hits, no_match, (time.perf_counter() - t0) * 1000)
 

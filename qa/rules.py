@@ -54,7 +54,9 @@ class RuleContext:
 
 
 @dataclass
-class Hit:
+class ConditionResult:
+    """What one rule condition found: whether it matched, its evidence, and the segments it looked at."""
+
     matched: bool
     evidence: list[dict] = field(default_factory=list)
     considered: list[Segment] = field(default_factory=list)
@@ -149,7 +151,7 @@ def _ev(seg: Segment, **extra: Any) -> dict:
 
 
 # ------------------------------------------------------------------ operators
-def _keywords(cond: dict, ctx: RuleContext) -> Hit:
+def _keywords(cond: dict, ctx: RuleContext) -> ConditionResult:
     segs = select(ctx, cond)
     words = cond.get("words") or []
     if not words:
@@ -171,7 +173,7 @@ def _keywords(cond: dict, ctx: RuleContext) -> Hit:
         raise RuleError(f"keywords mode must be any/all/none/at_least, not {mode!r}")
     evidence = [] if mode == "none" else [
         _ev(s, match=w) for w in present for s in found[w]]
-    return Hit(ok, evidence, segs)
+    return ConditionResult(ok, evidence, segs)
 
 
 def _match_form(cond: dict) -> Callable[[str], str]:
@@ -190,7 +192,7 @@ def _compile(patterns: Any, form: Callable[[str], str] = str) -> list[re.Pattern
         raise RuleError(f"bad regular expression: {exc}") from exc
 
 
-def _regex(cond: dict, ctx: RuleContext) -> Hit:
+def _regex(cond: dict, ctx: RuleContext) -> ConditionResult:
     segs = select(ctx, cond)
     form = _match_form(cond)
     pats, excl = _compile(cond.get("pattern"), form), _compile(cond.get("exclude"), form)
@@ -206,10 +208,10 @@ def _regex(cond: dict, ctx: RuleContext) -> Hit:
             if m:
                 evidence.append(_ev(s, match=s.norm[m.start():m.end()]))
                 break
-    return Hit(bool(evidence), evidence, segs)
+    return ConditionResult(bool(evidence), evidence, segs)
 
 
-def _semantic(cond: dict, ctx: RuleContext) -> Hit:
+def _semantic(cond: dict, ctx: RuleContext) -> ConditionResult:
     if ctx.similarity is None:
         raise RuleError("semantic rule needs an embedder (pass embed=...) or similarity: char_ngram in the scorecard")
     segs = select(ctx, cond)
@@ -217,15 +219,15 @@ def _semantic(cond: dict, ctx: RuleContext) -> Hit:
     if not examples:
         raise RuleError("semantic needs example sentences")
     if not segs:
-        return Hit(False, [], segs)
+        return ConditionResult(False, [], segs)
     threshold = float(param(ctx, cond.get("threshold", 0.9)))
     sims = ctx.similarity([s.norm for s in segs], examples)
     evidence = [_ev(s, similarity=round(float(sims[i].max()), 3), example=examples[int(sims[i].argmax())])
                 for i, s in enumerate(segs) if sims[i].max() >= threshold]
-    return Hit(bool(evidence), evidence, segs)
+    return ConditionResult(bool(evidence), evidence, segs)
 
 
-def _restate(cond: dict, ctx: RuleContext) -> Hit:
+def _restate(cond: dict, ctx: RuleContext) -> ConditionResult:
     segs = select(ctx, {**cond, "role": cond.get("role", "agent")})
     n, need = int(param(ctx, cond.get("n", 4))), int(param(ctx, cond.get("min_shared", 3)))
     evidence = []
@@ -236,10 +238,10 @@ def _restate(cond: dict, ctx: RuleContext) -> Hit:
         shared = {said[i:i + n] for i in range(len(said) - n + 1)} & grams
         if len(shared) >= need:
             evidence.append(_ev(s, shared=len(shared)))
-    return Hit(bool(evidence), evidence, segs)
+    return ConditionResult(bool(evidence), evidence, segs)
 
 
-def _silence(cond: dict, ctx: RuleContext) -> Hit:
+def _silence(cond: dict, ctx: RuleContext) -> ConditionResult:
     role = cond.get("role", "agent")
     min_ms = int(param(ctx, cond.get("min_ms", 10000)))
     holds = cond.get("hold_phrases") or []
@@ -253,10 +255,10 @@ def _silence(cond: dict, ctx: RuleContext) -> Hit:
                                  "text": f"静音 {(s.start_ms - last_end) / 1000:.1f} 秒", "idx": s.idx,
                                  "silence_ms": s.start_ms - last_end})
         last_end = s.end_ms if last_end is None else max(last_end, s.end_ms)
-    return Hit(bool(evidence), evidence, [])
+    return ConditionResult(bool(evidence), evidence, [])
 
 
-def _speech_rate(cond: dict, ctx: RuleContext) -> Hit:
+def _speech_rate(cond: dict, ctx: RuleContext) -> ConditionResult:
     segs = [s for s in select(ctx, cond) if s.end_ms > s.start_ms]
     lo, hi = float(param(ctx, cond.get("min_cpm", 0))), float(param(ctx, cond.get("max_cpm", 1e9)))
     mode = cond.get("mode", "average")
@@ -264,12 +266,12 @@ def _speech_rate(cond: dict, ctx: RuleContext) -> Hit:
         chars = sum(count_chars(s.text) for s in segs)
         ms = sum(s.end_ms - s.start_ms for s in segs)
         if not ms:
-            return Hit(False, [], segs)
+            return ConditionResult(False, [], segs)
         rate = chars / ms * 60000
         ok = lo <= rate <= hi
         ev = [] if ok else [{"start_ms": segs[0].start_ms, "end_ms": segs[-1].end_ms, "role": cond.get("role", ""),
                              "text": f"平均语速 {rate:.0f} 字/分钟（范围 {lo:.0f}–{hi:.0f}）", "cpm": round(rate)}]
-        return Hit(not ok, ev, segs)
+        return ConditionResult(not ok, ev, segs)
     if mode != "per_sentence":
         raise RuleError(f"speech_rate mode must be average or per_sentence, not {mode!r}")
     min_chars = int(param(ctx, cond.get("min_chars", 8)))
@@ -279,10 +281,10 @@ def _speech_rate(cond: dict, ctx: RuleContext) -> Hit:
         rate = chars / (s.end_ms - s.start_ms) * 60000
         if chars >= min_chars and not lo <= rate <= hi:
             evidence.append(_ev(s, cpm=round(rate)))
-    return Hit(bool(evidence), evidence, segs)
+    return ConditionResult(bool(evidence), evidence, segs)
 
 
-def _overlap(cond: dict, ctx: RuleContext) -> Hit:
+def _overlap(cond: dict, ctx: RuleContext) -> ConditionResult:
     role = cond.get("role", "agent")
     min_ms = int(param(ctx, cond.get("min_ms", 1000)))
     evidence = []
@@ -294,24 +296,25 @@ def _overlap(cond: dict, ctx: RuleContext) -> Hit:
             if o.end_ms - s.start_ms >= min_ms and o.end_ms <= s.end_ms:
                 evidence.append(_ev(s, overlap_ms=o.end_ms - s.start_ms, interrupted=o.text))
                 break
-    return Hit(bool(evidence), evidence, [])
+    return ConditionResult(bool(evidence), evidence, [])
 
 
 _CMP = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
 
-def _metadata(cond: dict, ctx: RuleContext) -> Hit:
+def _metadata(cond: dict, ctx: RuleContext) -> ConditionResult:
     name, cmp = cond.get("field"), cond.get("cmp", "==")
     if cmp not in _CMP:
         raise RuleError(f"metadata cmp must be one of {list(_CMP)}")
     value = ctx.metadata.get(name)
     if value is None:
-        return Hit(False)
+        return ConditionResult(False)
     ok = _CMP[cmp](value, param(ctx, cond.get("value")))
-    return Hit(bool(ok), [{"start_ms": 0, "end_ms": 0, "role": "", "text": f"{name}={value}"}] if ok else [])
+    evidence = [{"start_ms": 0, "end_ms": 0, "role": "", "text": f"{name}={value}"}] if ok else []
+    return ConditionResult(bool(ok), evidence)
 
 
-def _sentiment(cond: dict, ctx: RuleContext) -> Hit:
+def _sentiment(cond: dict, ctx: RuleContext) -> ConditionResult:
     segs = select(ctx, cond)
     below = float(param(ctx, cond.get("below", -0.5)))
     scores = [sentiment.score(s.norm) for s in segs]
@@ -319,9 +322,9 @@ def _sentiment(cond: dict, ctx: RuleContext) -> Hit:
         avg = sum(scores) / len(scores) if scores else 0.0
         ev = [{"start_ms": segs[0].start_ms, "end_ms": segs[-1].end_ms, "role": cond.get("role", ""),
                "text": f"平均情绪分 {avg:.2f}"}] if segs and avg < below else []
-        return Hit(bool(ev), ev, segs)
+        return ConditionResult(bool(ev), ev, segs)
     evidence = [_ev(s, sentiment=round(v, 2)) for s, v in zip(segs, scores) if v < below]
-    return Hit(bool(evidence), evidence, segs)
+    return ConditionResult(bool(evidence), evidence, segs)
 
 
 @lru_cache(maxsize=1)
@@ -331,7 +334,7 @@ def _alert_detector():
     return AlertDetector()
 
 
-def _emergency(cond: dict, ctx: RuleContext) -> Hit:
+def _emergency(cond: dict, ctx: RuleContext) -> ConditionResult:
     """The caller reports an emergency, as the live copilot's 110 alert finds it (``copilot.alerts``): its rules
     over the recent caller turns, and the ticket classifier's view of the call so far when the context has one;
     checked turn by turn, so the evidence is the turn where it was first recognisable."""
@@ -344,8 +347,8 @@ def _emergency(cond: dict, ctx: RuleContext) -> Hit:
         category = ctx.categorize(category_text(so_far)) if ctx.categorize else None
         found = _alert_detector().police(so_far, category)
         if found:
-            return Hit(True, [_ev(seg, match=found.evidence, reason=found.kind)], callers)
-    return Hit(False, [], callers)
+            return ConditionResult(True, [_ev(seg, match=found.evidence, reason=found.kind)], callers)
+    return ConditionResult(False, [], callers)
 
 
 def answer_error_evidence(error: dict, **extra: Any) -> dict:
@@ -354,20 +357,20 @@ def answer_error_evidence(error: dict, **extra: Any) -> dict:
                 **extra)
 
 
-def _answer_errors(cond: dict, ctx: RuleContext) -> Hit:
+def _answer_errors(cond: dict, ctx: RuleContext) -> ConditionResult:
     want = cond.get("severity", "serious")
     errs = [e for e in ctx.answer_errors if want == "any" or e["severity"] == want]
-    return Hit(bool(errs), [answer_error_evidence(e) for e in errs])
+    return ConditionResult(bool(errs), [answer_error_evidence(e) for e in errs])
 
 
-OPERATORS: dict[str, Callable[[dict, RuleContext], Hit]] = {
+OPERATORS: dict[str, Callable[[dict, RuleContext], ConditionResult]] = {
     "keywords": _keywords, "regex": _regex, "semantic": _semantic, "restate": _restate,
     "silence": _silence, "speech_rate": _speech_rate, "overlap": _overlap,
     "metadata": _metadata, "sentiment": _sentiment, "answer_errors": _answer_errors, "emergency": _emergency,
 }
 
 
-def evaluate(cond: dict, ctx: RuleContext) -> Hit:
+def evaluate(cond: dict, ctx: RuleContext) -> ConditionResult:
     if not isinstance(cond, dict):
         raise RuleError(f"a condition must be a mapping, not {type(cond).__name__}")
     if "all" in cond or "any" in cond:
@@ -382,10 +385,10 @@ def evaluate(cond: dict, ctx: RuleContext) -> Hit:
         ok = all(p.matched for p in parts) if want_all else any(p.matched for p in parts)
         evidence = [e for p in parts if p.matched for e in p.evidence]
         considered = [s for p in parts for s in p.considered]
-        return Hit(ok, evidence, considered)
+        return ConditionResult(ok, evidence, considered)
     if "not" in cond:
         inner = evaluate(cond["not"], ctx)
-        return Hit(not inner.matched, [] if inner.matched else inner.evidence, inner.considered)
+        return ConditionResult(not inner.matched, [] if inner.matched else inner.evidence, inner.considered)
     op = cond.get("op")
     if op not in OPERATORS:
         raise RuleError(f"unknown operator {op!r}; known: {sorted(OPERATORS)}")

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from copilot.alerts import AlertDetector
-from copilot.ticket import TicketDraft, TicketDrafter
+from copilot.ticket import TicketDrafter
+from domain.tickets import TicketDraft
 
 POLICE = [
     ["喂，我们小区门口有两伙人在打架，有人拿刀了，快来人啊"],
@@ -57,12 +58,13 @@ def test_sensitive_flags():
 
 
 def test_ticket_draft_builds_across_turns():
-    drafter, draft = TicketDrafter(), TicketDraft()
-    drafter.update(draft, "我要投诉我们小区物业，垃圾堆了好几天都没人管，物业是安家物业服务公司")
-    drafter.update(draft, "我姓韦，韦建华", "请问您怎么称呼？")
-    drafter.update(draft, "幺三三六七七二五八四零", "您的联系电话是多少？")
-    drafter.update(draft, "我住在兴宾区城南街道碧水湾花园3栋", "您的住址是？")
-    d = draft.as_dict()
+    drafter, draft, turns = TicketDrafter(), TicketDraft(), []
+    for caller, agent in (("我要投诉我们小区物业，垃圾堆了好几天都没人管，物业是安家物业服务公司", ""),
+                          ("我姓韦，韦建华", "请问您怎么称呼？"), ("幺三三六七七二五八四零", "您的联系电话是多少？"),
+                          ("我住在兴宾区城南街道碧水湾花园3栋", "您的住址是？")):
+        turns.append(caller)
+        drafter.update(draft, turns, agent)
+    d = draft.model_dump()
     assert d["caller_name"] == "韦建华"
     assert d["phone"] == "13367725840"
     assert d["address"] == "兴宾区城南街道碧水湾花园3栋"
