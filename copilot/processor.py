@@ -124,7 +124,7 @@ class CallCopilot:
             for hit in result.hits:
                 if hit.id not in merged or hit.score > merged[hit.id].score:
                     merged[hit.id] = hit
-        hits: list[Hit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
+        hits: list[SearchHit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
         no_match = not hits or hits[0].score < self.engine.index.params.no_match_threshold
         if not no_match:
             self._stack(hits, text, source.start_ms)
@@ -144,7 +144,7 @@ class CallCopilot:
             source_segment_ts=source.ts,
         )
 
-    def _stack(self, hits: list[Hit], text: str, start_ms: int) -> None:
+    def _stack(self, hits: list[SearchHit], text: str, start_ms: int) -> None:
         """New cards go on top with the turn that brought them up; a card seen again keeps its place and its
         best score."""
         new_ids = []
