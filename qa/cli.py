@@ -62,6 +62,78 @@ def transcript_of(path: Path, kb: Path | None = None) -> tuple[list, dict]:
     return data, {}
 
 
+def _store_scorecard(session, tenant: str | None, scorecard: Path | None) -> int:
+    """The tenant's id; a scorecard file becomes its new active version only when it differs from the active one."""
+    from qa import scorecard as sc
+
+    tid = _tenant_id(session, tenant)
+    if scorecard:
+        card, current = sc.load_file(scorecard), sc.active(session, tid)
+        if current is None or sc.from_row(current).model_dump(exclude={"version"}) != card.model_dump(
+                exclude={"version"}):
+            sc.save(session, tid, card)
+    return tid
+
+
+def _store(session, tenant_id: int, segments: list, metadata: dict, embed) -> int:
+    from qa.service import score_and_store
+
+    return score_and_store(session, tenant_id, segments, metadata, embed=embed).id
+
+
+def _score_folder(folder: Path, *, scorecard: Path | None, kb: Path | None, store: bool, tenant: str | None,
+                  json_out: Path | None, cpus: int) -> None:
+    """Every recording in ``folder`` as a Ray task (ASR, diarization and, unless stored, scoring); one JSON line
+    per call on stdout as each finishes, failures reported per call; with ``--store`` each result is written to
+    the database as it arrives."""
+    from domain.db import session_scope
+    from domain.settings import get_settings
+    from qa import batch, scorecard as sc
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise typer.BadParameter(f"目录中没有录音文件（{'/'.join(sorted(s[1:] for s in AUDIO_SUFFIXES))}）：{folder}")
+    settings = get_settings()
+    lexicon = None
+    if kb:
+        from asr.hotwords import Lexicon
+        from knowledge.kbfile import load_kb_docs
+
+        lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb))
+    scoring = None if store else batch.Scoring(sc.load_file(scorecard) if scorecard else sc.default_scorecard(),
+                                               _read_kb(kb))
+    embed = _embedder() if store else None
+    tid = None
+    if store:
+        with session_scope() as session:
+            tid = _store_scorecard(session, tenant, scorecard)
+    jobs = [batch.Job(p.name, str(p.resolve())) for p in files]
+    rows, failed = [], 0
+    outcomes = batch.run(jobs, settings, lexicon=lexicon, scoring=scoring, num_cpus=cpus or None)
+    for outcome in batch.track(outcomes, len(jobs), "质检评分"):
+        row: dict = {"file": outcome.key, "node_id": outcome.node_id}
+        if outcome.ok and store:
+            try:
+                with session_scope() as session:  # durable before it is reported
+                    row["result_id"] = _store(session, tid, outcome.segments, outcome.metadata, embed)
+            except Exception as exc:  # noqa: BLE001 - one call's bad transcript must not stop the batch
+                outcome.error = f"保存失败：{getattr(exc, 'message', exc)}"
+        if outcome.ok:
+            row.update({"metadata": outcome.metadata, **(outcome.result or {})})
+        else:
+            failed += 1
+            row["error"] = outcome.error
+            typer.echo(f"{outcome.key}：{outcome.error}", err=True)
+        rows.append(row)
+        typer.echo(json.dumps(row, ensure_ascii=False, default=str))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    typer.echo(f"共 {len(jobs)} 通：成功 {len(jobs) - failed} 通，失败 {failed} 通", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     qa_app = typer.Typer(help="通话质检：评分、调参、评分表", no_args_is_help=True)
     card_app = typer.Typer(help="评分表管理", no_args_is_help=True)
@@ -72,39 +144,37 @@ def register(app: typer.Typer) -> None:
 
     @qa_app.command("score")
     def score_cmd(
-        file: Path = typer.Argument(..., exists=True, dir_okay=False, help="录音（立体声分轨或单声道）或转写 JSON"),
+        path: Path = typer.Argument(..., exists=True, help="录音（立体声分轨或单声道）、转写 JSON，或录音文件目录（批量）"),
         scorecard: Optional[Path] = typer.Option(None, help="评分表文件（默认：租户当前评分表 / 内置 12345 评分表）"),
         kb: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                           help="知识库 JSONL（用于解答准确性，及识别录音时的热词和短语修复）"),
         store: bool = typer.Option(False, help="结果写入数据库（质检结果、复核队列）"),
         tenant: Optional[str] = typer.Option(None, help="租户代码"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="结果另存为 JSON 文件"),
+        cpus: int = typer.Option(0, help="批量时本地 Ray 使用的核数（0 = 全部；已设 HOTLINE_RAY_ADDRESS 时用整个集群）"),
     ) -> None:
-        """对一个录音或转写文件打分，输出逐项结果和证据。"""
+        """对一个录音或转写文件打分，输出逐项结果和证据；给出目录时，目录内每个录音作为一个 Ray 任务并行评分。"""
+        if path.is_dir():
+            _score_folder(path, scorecard=scorecard, kb=kb, store=store, tenant=tenant, json_out=json_out,
+                          cpus=cpus)
+            return
         from domain.json_output import emit
         from qa import scorecard as sc
         from qa.scoring import score_call
 
-        segments, metadata = transcript_of(file, kb)
+        segments, metadata = transcript_of(path, kb)
         embed = _embedder()
         if store:
             from domain.db import session_scope
             from qa.review import result_detail
-            from qa.service import score_and_store
 
             with session_scope() as session:
-                tid = _tenant_id(session, tenant)
-                if scorecard:  # a new version only when the file differs from the active scorecard
-                    card, current = sc.load_file(scorecard), sc.active(session, tid)
-                    if current is None or sc.from_row(current).model_dump(exclude={"version"}) != card.model_dump(
-                            exclude={"version"}):
-                        sc.save(session, tid, card)
-                row = score_and_store(session, tid, segments, metadata, embed=embed)
-                emit(result_detail(session, tid, row.id), json_out)
+                tid = _store_scorecard(session, tenant, scorecard)
+                emit(result_detail(session, tid, _store(session, tid, segments, metadata, embed)), json_out)
             return
         card = sc.load_file(scorecard) if scorecard else sc.default_scorecard()
         result = score_call(segments, metadata, card, _read_kb(kb), embed=embed)
-        emit({"file": str(file), "metadata": metadata, **result.to_dict()}, json_out)
+        emit({"file": str(path), "metadata": metadata, **result.to_dict()}, json_out)
 
     @qa_app.command("tune")
     def tune_cmd(
