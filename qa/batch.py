@@ -50,6 +50,7 @@ class Outcome:
     mono_turns: list = field(default_factory=list)  # diarization of the mono mix, when asked for
     error: str | None = None  # why this call failed, in Chinese
     node_id: str = ""
+    engine: str = ""  # the ASR engine that transcribed it
     audio_s: float = 0.0
     cpu_s: float = 0.0  # CPU seconds of the task (all threads of its worker), model loading excluded
     asr_cpu_s: float = 0.0  # of which ASR and diarization of the recording
@@ -111,7 +112,7 @@ def process_call(job: Job, settings: Settings, lexicon=None, scoring: Scoring | 
     except Exception as exc:  # noqa: BLE001 - reported per call; the other calls go on
         return Outcome(job.key, error=failure_message(exc), node_id=node, wall_s=time.perf_counter() - t0)
     out.cpu_s = time.process_time() - c0
-    out.node_id, out.wall_s = node, time.perf_counter() - t0
+    out.node_id, out.engine, out.wall_s = node, engine.name, time.perf_counter() - t0
     return out
 
 
