@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from asr.streaming import Decode, LegStream, decode_all
-from domain.events import AudioFrame, Event, TranscriptComplete, TranscriptFinal
+from domain.call_events import AudioFrame, Event, TranscriptComplete, TranscriptFinal
 from domain.settings import Settings
 from domain.spool import BYTES_PER_S, SAMPLE_RATE, LegReader, SpoolCall
 

@@ -27,7 +27,7 @@ from asr.engines.base import AsrEngine, PreviousTextParams, Recognised, transcri
 from asr.hotwords import Lexicon
 from asr.text import punctuate
 from asr.vad import Endpointer, SileroVad, VadParams
-from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
+from domain.call_events import AudioFrame, TranscriptFinal, TranscriptPartial
 
 Output = TranscriptPartial | TranscriptFinal
 

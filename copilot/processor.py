@@ -18,7 +18,7 @@ from typing import Callable
 from copilot.alerts import AlertDetector
 from copilot.category import CategoryModel, CategoryPrediction
 from copilot.ticket import TicketDrafter
-from domain.events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
+from domain.call_events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
                            TranscriptFinal, TranscriptPartial)
 from domain.tickets import TicketDraft
 from knowledge.facts import key_facts

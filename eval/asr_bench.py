@@ -74,7 +74,7 @@ def live_transcript(engine, lexicon, samples_16k) -> str:
     from asr.audio import float_to_pcm16
     from asr.streaming import LegStream
     from asr.vad import SileroVad
-    from domain.events import AudioFrame, TranscriptFinal
+    from domain.call_events import AudioFrame, TranscriptFinal
 
     stream = LegStream(engine, SileroVad(16000), call_id="eval", tenant_id=0, leg="caller", role="caller",
                        sample_rate=16000, lexicon=lexicon)

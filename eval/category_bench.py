@@ -89,7 +89,7 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
     import numpy as np
 
     from copilot.processor import latency_ms
-    from domain.events import PoliceAlert, Suggestion, TranscriptFinal
+    from domain.call_events import PoliceAlert, Suggestion, TranscriptFinal
 
     cpu: list[float] = []
     lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls = [], 0, 0, 0, 0, 0, 0

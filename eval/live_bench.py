@@ -90,9 +90,9 @@ def _listen(root: Path, engine):
     and the arrival of its ``transcript.complete``."""
     import threading
 
-    from domain.events import CallState, TranscriptComplete, TranscriptFinal
+    from domain.call_events import CallState, TranscriptComplete, TranscriptFinal
     from serving.consumers import SegmentWriter
-    from serving.events import LocalBus, authkey_for, socket_path
+    from serving.event_bus import LocalBus, authkey_for, socket_path
 
     bus = LocalBus()
     bus.serve_socket(socket_path(root), authkey_for(root))

@@ -103,7 +103,7 @@ class _LogReader:
         self.completed = 0  # legs whose TranscriptComplete came
 
     def read(self) -> None:
-        from domain.events import TranscriptComplete, event_adapter
+        from domain.call_events import TranscriptComplete, event_adapter
 
         for k, path in enumerate(self.paths):
             if not path.exists():
@@ -135,7 +135,7 @@ def _run_step(followers: int, hotwords: bool, legs: list[tuple[str, object, list
     import tempfile
 
     from asr.audio import float_to_pcm16
-    from domain.events import TranscriptFinal, TranscriptPartial
+    from domain.call_events import TranscriptFinal, TranscriptPartial
     from asr.follower import PRESENCE_SUFFIX
     from domain.spool import ENDED_MARKER
 
@@ -230,7 +230,7 @@ def cpu_cost(engine, lexicon, legs) -> dict:
     legs one core can carry if decoding were perfectly spread out.
     """
     from asr.audio import float_to_pcm16
-    from domain.events import AudioFrame
+    from domain.call_events import AudioFrame
 
     audio_s = cpu = 0.0
     for leg_id, samples, _ in legs:

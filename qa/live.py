@@ -16,7 +16,7 @@ withdraw warnings.
 """
 from __future__ import annotations
 
-from domain.events import CallState, Event, QAWarning, TranscriptFinal
+from domain.call_events import CallState, Event, QAWarning, TranscriptFinal
 from qa.rules import evaluate
 from qa.scorecard import Item, ScorecardDef
 from qa.scoring import Embed, make_context

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.errors import AppError
-from domain.events import Event, TranscriptComplete, TranscriptFinal
+from domain.call_events import Event, TranscriptComplete, TranscriptFinal
 from domain.models import Call, KnowledgeEntry, QAResult, Ticket, TranscriptSegment
 from qa import scorecard as sc
 from qa.answers import KBEntry, Retrieve

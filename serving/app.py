@@ -19,7 +19,7 @@ from domain.db import make_engine, session_factory, upgrade
 from domain.errors import AppError
 from domain.pii import mask_pii
 from domain.settings import Settings, get_settings
-from serving.events import LocalBus, RedisBus, authkey_for, socket_path
+from serving.event_bus import LocalBus, RedisBus, authkey_for, socket_path
 from serving.runtime import Runtime
 from serving.ui import mount_ui
 

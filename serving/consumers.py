@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.db import session_scope
-from domain.events import Event, TranscriptComplete, TranscriptFinal
+from domain.call_events import Event, TranscriptComplete, TranscriptFinal
 from domain.models import Call, TranscriptSegment
 
 log = logging.getLogger("hotline.consumers")

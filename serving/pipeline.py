@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from asr.hotwords import Lexicon
 from domain.db import make_engine, session_scope
-from domain.events import CallState
+from domain.call_events import CallState
 from domain.models import Tenant
 from domain.settings import Settings, get_settings
-from serving.events import Publisher, publisher_for
+from serving.event_bus import Publisher, publisher_for
 from telephony.peer import LiveWiring
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from domain.events import CallState
+from domain.call_events import CallState
 from domain.models import Agent, utcnow
 from telephony import store
 from telephony.flow import classify_end, in_working_hours

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from domain.events import CallState
+from domain.call_events import CallState
 from domain.spool import FRAME_MS, SAMPLE_RATE, CallSpool, close_spool, finalize_spool
 
 log = logging.getLogger(__name__)

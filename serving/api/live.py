@@ -7,7 +7,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from domain.accounts import Principal, resolve_token
-from domain.events import CallState
+from domain.call_events import CallState
 from domain.models import Agent
 from serving.api.deps import SESSION_COOKIE
 

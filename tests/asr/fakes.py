@@ -57,7 +57,7 @@ class PartialModeEngine(FakeEngine):
 
 
 def frames(samples: np.ndarray, sr: int, leg: str = "caller", call_id: str = "c1"):
-    from domain.events import AudioFrame
+    from domain.call_events import AudioFrame
 
     step = sr // 50
     for seq, i in enumerate(range(0, len(samples) - step + 1, step)):

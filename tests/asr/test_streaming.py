@@ -9,7 +9,7 @@ from asr.engines.base import EngineCapabilities, PreviousTextParams, Recognised
 from asr.streaming import LegStream, StreamParams, decode_all
 from asr.text import edit_distance, normalise_for_cer
 from asr.vad import SileroVad, VadParams, speech_segments
-from domain.events import AudioFrame, TranscriptFinal, TranscriptPartial
+from domain.call_events import AudioFrame, TranscriptFinal, TranscriptPartial
 
 from .fakes import FakeEngine, PartialModeEngine, frames
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from domain.db import session_scope
-from domain.events import Suggestion, TranscriptFinal
+from domain.call_events import Suggestion, TranscriptFinal
 from domain.models import KnowledgeEntry, Tenant
 
 

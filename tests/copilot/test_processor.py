@@ -5,7 +5,7 @@ import pytest
 
 from copilot.category import CategoryModel, load_category_model, shipped_training_data
 from copilot.processor import CopilotEngine, latency_ms
-from domain.events import PoliceAlert, SensitiveFlag, Suggestion, TranscriptFinal, TranscriptPartial
+from domain.call_events import PoliceAlert, SensitiveFlag, Suggestion, TranscriptFinal, TranscriptPartial
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.events import QAWarning, Suggestion, TranscriptFinal
+from domain.call_events import QAWarning, Suggestion, TranscriptFinal
 from domain.models import Call, QAResult, TranscriptSegment
 from serving.app import create_app
 from tests.e2e.conftest import CALL_SECONDS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.events import CallState, TranscriptFinal
+from domain.call_events import CallState, TranscriptFinal
 from qa import scorecard as sc
 from qa.live import LiveQAChecker
 from qa.scoring import score_call

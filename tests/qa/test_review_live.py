@@ -9,7 +9,7 @@ from sqlalchemy import select
 from domain.accounts import ensure_roles
 from domain.db import session_scope
 from domain.errors import AppError
-from domain.events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
+from domain.call_events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
 from domain.models import AuditLog, QAResult, Tenant, User
 from qa import review, scorecard as sc
 from qa.live import LiveQAChecker

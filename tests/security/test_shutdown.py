@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from domain import accounts
 from domain.db import make_engine, session_scope, upgrade
-from domain.events import TranscriptFinal
+from domain.call_events import TranscriptFinal
 from domain.models import Call, Recording, TranscriptSegment
 from serving.consumers import SegmentWriter
-from serving.events import LocalBus
+from serving.event_bus import LocalBus
 from telephony.control import control_token, worker_status
 from domain.spool import ENDED_MARKER
 from telephony.peer import Peer

@@ -6,10 +6,10 @@ import time
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
+from domain.call_events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
 from domain.models import Call, Tenant, TranscriptSegment
 from serving.consumers import CallProcessorHost, SegmentWriter
-from serving.events import LocalBus
+from serving.event_bus import LocalBus
 
 
 def _wait(predicate, timeout=5.0):

@@ -14,7 +14,7 @@ import pytest
 from asr.audio import float_to_pcm16
 from asr.streaming import LegStream, StreamParams
 from asr.vad import SileroVad, VadParams
-from domain.events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
+from domain.call_events import CallState, TranscriptComplete, TranscriptFinal, TranscriptPartial
 from asr.follower import CLAIM, PRESENCE_SUFFIX, FollowerParams, SpoolFollower
 from domain.spool import ENDED_MARKER, FRAME_BYTES
 from serving.pipeline import EventSink

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from domain.events import CallState
+from domain.call_events import CallState
 from domain.spool import FRAME_BYTES
 from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
 from telephony.media import FrameHub, byte_vector_reader

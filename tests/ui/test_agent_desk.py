@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from domain.events import CallState, PoliceAlert, QAWarning, Suggestion, KnowledgeHit, TranscriptFinal, TranscriptPartial
+from domain.call_events import CallState, PoliceAlert, QAWarning, Suggestion, KnowledgeHit, TranscriptFinal, TranscriptPartial
 from domain.models import Agent, Ticket, User
 from tests.ui.conftest import shot
 

@@ -52,7 +52,7 @@ def test_reports_chart_and_xlsx(open_as, live_app):
 def test_live_wall_follows_calls(open_as, live_app):
     from sqlalchemy import select
 
-    from domain.events import CallState, PoliceAlert, TranscriptFinal
+    from domain.call_events import CallState, PoliceAlert, TranscriptFinal
     from domain.models import Agent
 
     page = open_as("supervisor", "/ui/wall.html")

@@ -19,7 +19,7 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Protocol
 
-from domain.events import Event, parse_event
+from domain.call_events import Event, parse_event
 
 log = logging.getLogger("hotline.events")
 SUBSCRIBER_QUEUE = 10_000

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from domain.events import CallState, TranscriptFinal, parse_event
-from serving.events import LocalBus, RedisBus, authkey_for, socket_path
+from domain.call_events import CallState, TranscriptFinal, parse_event
+from serving.event_bus import LocalBus, RedisBus, authkey_for, socket_path
 from tests.conftest import login
 
 
@@ -23,8 +23,8 @@ def test_local_bus_accepts_events_from_another_process(tmp_path):
     bus.serve_socket(socket_path(tmp_path), key)
     sub = bus.subscribe()
     code = (
-        "import sys; from pathlib import Path; from serving.events import SocketPublisher, authkey_for, socket_path;"
-        "from domain.events import TranscriptFinal;"
+        "import sys; from pathlib import Path; from serving.event_bus import SocketPublisher, authkey_for, socket_path;"
+        "from domain.call_events import TranscriptFinal;"
         "d = Path(sys.argv[1]); p = SocketPublisher(socket_path(d), authkey_for(d));"
         "[p.publish(TranscriptFinal(call_id='c1', leg='caller', role='caller', start_ms=i, end_ms=i+1, text=f'第{i}句'))"
         " for i in range(50)]"
@@ -36,7 +36,7 @@ def test_local_bus_accepts_events_from_another_process(tmp_path):
 
 
 def test_wrong_authkey_is_refused(tmp_path):
-    from serving.events import SocketPublisher
+    from serving.event_bus import SocketPublisher
 
     bus = LocalBus()
     bus.serve_socket(socket_path(tmp_path), authkey_for(tmp_path))
