@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -90,6 +89,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     registry = CollectorRegistry()
     requests_total = Counter("hotline_http_requests_total", "HTTP requests", ["method", "status"], registry=registry)
     latency = Histogram("hotline_http_request_seconds", "HTTP request latency", ["method"], registry=registry)
+    registry.register(OperationsCollector(settings, engine))
     app.state.metrics_registry = registry
 
     @app.middleware("http")
@@ -151,12 +151,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     @app.get("/readyz", tags=["ops"])
     def readyz() -> JSONResponse:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - report not-ready instead of failing the probe
-            return _error("not_ready", "数据库不可用", 503)
-        return JSONResponse({"status": "ready"})
+        checks = readiness(settings, engine)  # each configured dependency (serving.health)
+        failing = [name for name, check in checks.items() if not check["ok"]]
+        if failing:
+            return _error("not_ready", f"依赖不可用：{'、'.join(READY_NAMES.get(n, n) for n in failing)}", 503,
+                          {"checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks})
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> PlainTextResponse:

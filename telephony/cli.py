@@ -1,4 +1,5 @@
-"""`hotline call` (place a real test call) and `hotline telephony up|status` (run and inspect the bridge)."""
+"""`hotline call` (place a real test call) and `hotline telephony up|status|drain|resume|restart` (run, inspect and
+upgrade the bridge without dropping calls)."""
 from __future__ import annotations
 
 import json
@@ -160,3 +161,34 @@ def register(app: typer.Typer) -> None:
             except httpx.HTTPError:
                 out.append({"name": w.name, "down": True})
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+    def _ask(op: str, wait_s: float, **args) -> None:
+        from domain.errors import AppError
+        from domain.settings import get_settings
+        from telephony.supervisor import request
+
+        try:
+            answer = request(get_settings().data_dir, op, wait_s, **args)
+        except TimeoutError as exc:
+            raise AppError("supervisor_timeout", str(exc), 504) from None
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        if not answer.get("ok"):
+            raise typer.Exit(1)
+
+    @tel.command("drain")
+    def drain(
+        worker: str = typer.Argument(..., help="工作进程名，例如 w3（见 hotline telephony status）"),
+        timeout: float = typer.Option(3600, help="等待其通话结束的最长秒数"),
+    ) -> None:
+        """摘除一个桥接工作进程：Kamailio 不再向其分配新呼叫，现有通话结束后该进程退出（resume 恢复）。"""
+        _ask("drain", timeout + 60, worker=worker, timeout=timeout)
+
+    @tel.command("resume")
+    def resume(worker: str = typer.Argument(..., help="已摘除的工作进程名")) -> None:
+        """重新启动已摘除的工作进程，并恢复向其分配呼叫。"""
+        _ask("resume", 300, worker=worker)
+
+    @tel.command("restart")
+    def restart(timeout: float = typer.Option(3600, help="每个工作进程等待通话结束的最长秒数")) -> None:
+        """滚动重启：逐个摘除、重启并恢复全部桥接工作进程，再逐个重启语音识别跟随进程；不中断任何通话。"""
+        _ask("restart", 24 * 3600, timeout=timeout)

@@ -17,6 +17,15 @@ disk: a spool not finished is resumed at the next start, no transcript is lost);
 still running after its grace period is killed.  Every child also gets SIGTERM from the kernel when the
 supervisor's thread dies (``telephony.peer.die_with_parent``), so a killed server leaves nothing behind.
 
+Draining and rolling restarts (:meth:`Supervisor.drain`, :meth:`Supervisor.rolling_restart`): Kamailio's
+dispatcher marks the worker disabled (``kamcmd dispatcher.set_state d``: no new INVITEs, no OPTIONS probes, while
+the in-dialog requests of its calls still reach it), the worker finishes the calls it has, then it is stopped
+(nothing left to hang up).  A rolling restart does that to one worker at a time, starts its replacement on the
+same ports and re-enables it, then restarts the ASR followers one at a time (a follower's progress is on disk
+and the others take over its calls meanwhile).  Other processes ask for these through request files in
+``<data_dir>/telephony/requests/`` (``hotline telephony drain|resume|restart``), answered by the supervisor's
+operations thread next to each request.
+
 Run: ``hotline telephony up --workers 18 --kamailio``.
 """
 from __future__ import annotations
@@ -29,13 +38,14 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
 from domain.db import make_engine, session_scope
 from telephony import sipauth, store
-from telephony.control import control_token
+from telephony.control import control_token, worker_status
 from telephony.prompts import Prompts
 from telephony.peer import AsrFollowerProc, LiveWiring, Proc, WorkerProc, die_with_parent
 
@@ -54,6 +64,7 @@ class WorkerSpec:
     control_port: int
     pid: int = 0
     restarts: int = 0
+    state: str = "active"  # active | draining | drained (stopped by the operator, not restarted)
 
 
 def registry_path(data_dir: Path) -> Path:
@@ -65,6 +76,31 @@ def read_registry(data_dir: Path) -> list[WorkerSpec]:
     if not path.exists():
         return []
     return [WorkerSpec(**w) for w in json.loads(path.read_text())["workers"]]
+
+
+def ctl_socket(data_dir: Path) -> Path:
+    """Kamailio's binrpc control socket (``kamcmd -s unix:<this>``)."""
+    return Path(data_dir) / "telephony" / "kamailio-run" / "ctl.sock"
+
+
+def request(data_dir: Path, op: str, timeout: float, **args) -> dict:
+    """Ask the running supervisor of ``data_dir`` to run ``op`` (drain, resume, restart); its answer."""
+    requests = Path(data_dir) / "telephony" / "requests"
+    requests.mkdir(parents=True, exist_ok=True)
+    rid = uuid.uuid4().hex
+    tmp = requests / f"{rid}.tmp"
+    tmp.write_text(json.dumps({"op": op, **args}))
+    os.replace(tmp, requests / f"{rid}.json")
+    answer = requests / f"{rid}.done"
+    deadline = time.monotonic() + timeout
+    while not answer.exists():
+        if time.monotonic() > deadline:
+            (requests / f"{rid}.json").unlink(missing_ok=True)
+            raise TimeoutError("话务监管进程未在时限内应答（hotline serve / hotline telephony up 是否在运行？）")
+        time.sleep(0.2)
+    result = json.loads(answer.read_text())
+    answer.unlink()
+    return result
 
 
 def kamailio_modules() -> str:
@@ -155,7 +191,7 @@ class Supervisor:
         return self
 
     def _write_registry(self) -> None:
-        tmp = registry_path(self.data_dir).with_suffix(".tmp")
+        tmp = registry_path(self.data_dir).with_suffix(f".{threading.get_ident()}.tmp")  # the ops thread writes too
         tmp.write_text(json.dumps({"workers": [asdict(s) for s in self.specs], "proxy_port": self.proxy_port}))
         os.replace(tmp, registry_path(self.data_dir))
 
@@ -164,7 +200,7 @@ class Supervisor:
         restarted = []
         for spec in self.specs:
             proc = self.procs[spec.name]
-            if proc.proc.poll() is None:
+            if proc.proc.poll() is None or spec.state != "active":
                 continue
             with self._lock:
                 if self._stopping.is_set():
@@ -195,6 +231,120 @@ class Supervisor:
         self.procs[name].proc.kill()
         self.procs[name].proc.wait()
 
+    # ------------------------------------------------------------ drain and rolling restart
+    def _dispatch(self, spec: WorkerSpec, state: str) -> None:
+        """Set the worker's dispatcher state in Kamailio: "d" (disabled) or "a" (active)."""
+        if not self.proxy_port:
+            return
+        done = subprocess.run(["kamcmd", "-s", f"unix:{ctl_socket(self.data_dir)}", "dispatcher.set_state", state,
+                               "1", f"sip:127.0.0.1:{spec.sip_port}"], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"kamcmd dispatcher.set_state 失败：{done.stderr.strip() or done.stdout.strip()}")
+
+    def _calls(self, spec: WorkerSpec) -> int:
+        return len(worker_status(spec.control_port, self.control_token)["result"]["conversations"])
+
+    def drain(self, name: str, timeout: float = 3600.0) -> dict:
+        """Stop sending ``name`` new calls, wait for its calls to end, then stop it (it stays down until
+        :meth:`resume`).  On timeout it keeps running, disabled, and ``TimeoutError`` is raised."""
+        spec = next((s for s in self.specs if s.name == name), None)
+        if spec is None:
+            raise KeyError(name)
+        started = time.monotonic()
+        spec.state = "draining"
+        self._write_registry()
+        self._dispatch(spec, "d")
+        # an INVITE Kamailio routed just before the change may still arrive: idle twice, 1 s apart
+        most, idle = 0, 0
+        while idle < 2:
+            if self._stopping.is_set():
+                raise RuntimeError("supervisor stopping")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{name} 在 {timeout:.0f} 秒内仍有通话")
+            calls = self._calls(spec)
+            most = max(most, calls)
+            idle = idle + 1 if calls == 0 else 0
+            time.sleep(1.0)
+        _stop_all([self.procs[name]], 40.0)  # no call left: it exits after its end-of-call writes
+        spec.state = "drained"
+        self._write_registry()
+        log.info("worker %s drained (%d calls finished) in %.1f s", name, most, time.monotonic() - started)
+        return {"worker": name, "calls_finished": most, "seconds": round(time.monotonic() - started, 1)}
+
+    def resume(self, name: str) -> dict:
+        """Start a drained worker again on its ports and send it calls."""
+        spec = next((s for s in self.specs if s.name == name), None)
+        if spec is None:
+            raise KeyError(name)
+        if spec.state != "drained":
+            raise ValueError(f"{name} 未处于已摘除状态（{spec.state}）")
+        new = self._started(lambda: [self._spawn(spec)])
+        if not new or not self._wait_ready(new[0], 180):
+            raise RuntimeError("supervisor stopping")
+        spec.restarts += 1
+        self._dispatch(spec, "a")
+        spec.state = "active"
+        self._write_registry()
+        return {"worker": name, "pid": spec.pid}
+
+    def rolling_restart(self, timeout_per_worker: float = 3600.0) -> dict:
+        """Drain, restart and re-enable each worker in turn, then restart the ASR followers one at a time."""
+        started = time.monotonic()
+        workers = []
+        for spec in self.specs:
+            if spec.state != "active":
+                continue
+            workers.append(self.drain(spec.name, timeout_per_worker))
+            self.resume(spec.name)
+        followers = []
+        for index in sorted(self.followers):
+            with self._lock:
+                if self._stopping.is_set():
+                    raise RuntimeError("supervisor stopping")
+                _stop_all([self.followers[index]], 20.0)  # it ends its pass; its progress is on disk
+                new = self._spawn_follower(index)
+            if not self._wait_ready(new):
+                raise RuntimeError("supervisor stopping")
+            followers.append(index)
+        return {"workers": workers, "followers": followers, "seconds": round(time.monotonic() - started, 1)}
+
+    def _serve_requests(self) -> None:
+        """Answer the requests of ``<data_dir>/telephony/requests``, oldest first, until stopping.  One long-lived
+        thread: the processes it starts get SIGTERM when the thread that started them ends (``die_with_parent``)."""
+        requests = self.run_dir / "requests"
+        while not self._stopping.is_set():
+            pending = sorted(requests.glob("*.json"), key=lambda p: p.stat().st_mtime) if requests.is_dir() else []
+            if pending:
+                self._answer(pending[0])
+            else:
+                self._stopping.wait(0.5)
+
+    def _answer(self, path: Path) -> None:
+        try:
+            req = json.loads(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
+            return
+        op, worker = req.get("op"), req.get("worker", "")
+        try:
+            if op == "drain":
+                result = self.drain(worker, float(req.get("timeout", 3600)))
+            elif op == "resume":
+                result = self.resume(worker)
+            elif op == "restart":
+                result = self.rolling_restart(float(req.get("timeout", 3600)))
+            else:
+                raise ValueError(f"未知操作 {op}")
+            answer = {"ok": True, **result}
+        except KeyError:
+            answer = {"ok": False, "error": f"工作进程 {worker} 不存在"}
+        except Exception as exc:  # noqa: BLE001 - the operator gets the reason, the supervisor keeps running
+            log.exception("request %s failed", op)
+            answer = {"ok": False, "error": str(exc)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(answer, ensure_ascii=False))
+        os.replace(tmp, path.with_suffix(".done"))
+
     # ------------------------------------------------------------ Kamailio
     def sync_sip_credentials(self) -> bool:
         """Rewrite the agents' SIP credentials Kamailio checks (new agents, deactivated users); True if changed."""
@@ -218,6 +368,7 @@ class Supervisor:
         self.kamailio = subprocess.Popen(
             ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E", "-L", kamailio_modules(), "-Y", str(krun),
              "-m", "64", "-M", "8", "-A", f"LISTEN=udp:127.0.0.1:{self.proxy_port}", "-A", f'DS_LIST="{ds}"',
+             "-A", f'CTL_SOCKET="unix:{ctl_socket(self.data_dir)}"',
              *sipauth.kamailio_defines(self.engine, self.data_dir, realm=SIP_REALM, trunks=self._trunks())],
             stdout=subprocess.DEVNULL, stderr=open(self.run_dir / "kamailio.log", "ab"), start_new_session=True,
             preexec_fn=partial(die_with_parent, os.getpid()))
@@ -228,6 +379,7 @@ class Supervisor:
     # ------------------------------------------------------------ lifecycle
     def run_forever(self, interval: float = 1.0) -> None:
         """Restart what dies until :meth:`stop` (from any thread)."""
+        threading.Thread(target=self._serve_requests, name="supervisor-ops", daemon=True).start()
         try:
             while not self._stopping.is_set():
                 self.check()
