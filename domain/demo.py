@@ -1,11 +1,15 @@
-"""Demo tenant, one user per role, agents and skill groups, for the embedded quick start."""
+"""Demo tenant, one user per role, agents and skill groups, for the embedded quick start; its settings (Laibin's
+lexicon, districts and gazetteer, contract numbers) come from ``demo_tenant_settings.json``."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import accounts
-from domain.models import Agent, Queue, SkillGroup, Tenant, User
+from domain import accounts, tenant_settings
+from domain.models import Agent, Queue, SkillGroup, Tenant, TenantSettingsRow, User
 
 DEMO_PASSWORD = "Hotline#2026"  # published in the README: only the demo loader may set it, and it must be changed
 DEMO_USERS: list[tuple[str, str, str]] = [
@@ -19,12 +23,16 @@ DEMO_USERS: list[tuple[str, str, str]] = [
 ]
 SKILL_GROUPS = [("general", "综合咨询", "1"), ("complaint", "投诉举报", "2"), ("social", "社保医保", "3")]
 DEMO_AGENTS = [("8", "李敏", "agent"), ("15", "王芳", "agent2")]
+DEMO_SETTINGS = Path(__file__).with_name("demo_tenant_settings.json")
 
 
 def seed_demo(session: Session, tenant_code: str = "laibin") -> Tenant:
     """Create the demo tenant, users, skill groups and agents; safe to run again."""
     accounts.ensure_roles(session)
     tenant = accounts.ensure_tenant(session, tenant_code, "来宾市12345政务服务便民热线")
+    if session.get(TenantSettingsRow, tenant.id) is None:  # an admin's later edits are kept
+        tenant_settings.save(session, tenant.id, tenant_settings.TenantSettings.model_validate(
+            json.loads(DEMO_SETTINGS.read_text(encoding="utf-8"))))
     users = {}
     for username, role, display in DEMO_USERS:
         user = session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == username))

@@ -45,6 +45,16 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TenantSettingsRow(Base):
+    """A tenant's own facts (lexicon, places, contract numbers, time zone …), validated by
+    :class:`domain.tenant_settings.TenantSettings`; one row per tenant, absent = the defaults."""
+
+    __tablename__ = "tenant_settings"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Role(Base):
     __tablename__ = "roles"
     id: Mapped[int] = mapped_column(primary_key=True)

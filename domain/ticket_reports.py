@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 from collections import Counter
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain import tenant_settings
 from domain.models import Ticket, TicketEvent
 from domain.spreadsheet import safe_cell
-from domain.tickets import LOCAL_TZ, OPEN_STATES, STATE_LABELS, as_utc
+from domain.tickets import OPEN_STATES, STATE_LABELS, as_utc
 
 
-def _period(at: datetime, granularity: str) -> str:
-    local = as_utc(at).astimezone(LOCAL_TZ)
+def _period(at: datetime, granularity: str, tz: ZoneInfo) -> str:
+    local = as_utc(at).astimezone(tz)
     if granularity == "month":
         return local.strftime("%Y-%m")
     if granularity == "week":
@@ -45,14 +47,16 @@ def build(session: Session, tenant_id: int, start: datetime, end: datetime, gran
     dispatched = [t for t in tickets if "dispatch" in actions.get(t.id, ())]
     returned = [t for t in dispatched if "return" in actions.get(t.id, ())]
     rated = [t.satisfaction for t in tickets if t.satisfaction is not None]
-    now = datetime.now(LOCAL_TZ)
+    own = tenant_settings.get(session, tenant_id)
+    tz = own.zone
+    now = tenant_settings.local_now(tz)
     overdue_open = [t for t in tickets if t.state in OPEN_STATES and t.due_at and as_utc(t.due_at) < now]
 
     def volumes(key) -> list[dict]:
         return [{"name": name or "（未填）", "count": n} for name, n in Counter(key(t) for t in tickets).most_common()]
 
     return {
-        "start": start.isoformat(), "end": end.isoformat(), "granularity": granularity,
+        "start": tenant_settings.isoformat(start, tz), "end": tenant_settings.isoformat(end, tz), "granularity": granularity,
         "total": len(tickets),
         "by_state": [{"name": STATE_LABELS[s], "count": n} for s, n in Counter(t.state for t in tickets).most_common()],
         "by_category": volumes(lambda t: t.category.split("/")[0]),
@@ -60,13 +64,13 @@ def build(session: Session, tenant_id: int, start: datetime, end: datetime, gran
         "by_district": volumes(lambda t: t.district),
         "by_department": volumes(lambda t: t.department),
         "by_request_type": volumes(lambda t: t.request_type),
-        "by_period": sorted(volumes(lambda t: _period(t.created_at, granularity)), key=lambda r: r["name"]),
+        "by_period": sorted(volumes(lambda t: _period(t.created_at, granularity, tz)), key=lambda r: r["name"]),
         "completed": len(completed), "completed_on_time": len(on_time),
         "on_time_rate": _ratio(len(on_time), len(completed)),
         "dispatched": len(dispatched), "returned": len(returned), "return_rate": _ratio(len(returned), len(dispatched)),
         "overdue_open": len(overdue_open),
         "satisfaction": {"rated": len(rated), "average": round(sum(rated) / len(rated), 2) if rated else None,
-                         "satisfied_rate": _ratio(sum(1 for s in rated if s >= 4), len(rated)),
+                         "satisfied_rate": _ratio(sum(1 for s in rated if s >= own.kpi.satisfied_min_rating), len(rated)),
                          "distribution": {str(k): rated.count(k) for k in range(1, 6)}},
     }
 

@@ -24,16 +24,15 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain import tenant_settings
 from domain.errors import AppError
 from domain.models import Call, Recording, Tenant, Ticket, TicketCounter, TicketEvent, TranscriptSegment, utcnow
 from domain.validation import SafeText, ShortText
-
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 STATE_LABELS: dict[str, str] = {
     "created": "已创建",
@@ -94,6 +93,12 @@ class SlaPolicy(BaseModel):
     working_days_only: bool = Field(False, description="Count SLA hours on working days only (local time).")
     holidays: list[date] = Field(default_factory=list, description="Public holidays (not working days).")
     workdays: list[date] = Field(default_factory=list, description="Weekend make-up working days (调休上班).")
+    # the tenant's zone, whose calendar days ``working_days_only`` counts (set by ``load_policy``)
+    _zone: ZoneInfo = PrivateAttr(default_factory=lambda: ZoneInfo(tenant_settings.DEFAULT_TIME_ZONE))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self._zone
 
     def hours_for(self, category: str) -> float:
         matches = [r for r in self.rules if category.startswith(r.category_prefix)]
@@ -106,9 +111,10 @@ class SlaPolicy(BaseModel):
 
     def _days(self, start: datetime):
         """(day start, next day start, working?) for each local day from ``start``'s day on (at most 10 years)."""
-        day = start.astimezone(LOCAL_TZ).date()
+        tz = self._zone
+        day = start.astimezone(tz).date()
         for _ in range(3660):
-            yield (datetime.combine(day, time(), LOCAL_TZ), datetime.combine(day + timedelta(days=1), time(), LOCAL_TZ),
+            yield (datetime.combine(day, time(), tz), datetime.combine(day + timedelta(days=1), time(), tz),
                    self._working(day))
             day += timedelta(days=1)
         raise ValueError("SLA calendar has no working days")
@@ -158,7 +164,7 @@ class TicketDraft(BaseModel):
 
 
 def number_prefix(tenant: Tenant) -> str:
-    """Two initials of the city (来宾 → LB), from the tenant name; falls back to the tenant code."""
+    """Two initials of the city (南宁 → NN), from the tenant name; falls back to the tenant code."""
     from pypinyin import Style, lazy_pinyin
 
     hanzi = [c for c in tenant.name if "\u4e00" <= c <= "\u9fff"][:2]
@@ -168,8 +174,8 @@ def number_prefix(tenant: Tenant) -> str:
 
 
 def next_number(session: Session, tenant: Tenant, now: datetime) -> str:
-    """The next readable number of the tenant for the local day, e.g. LB20261124-0001 (atomic per row lock)."""
-    day = now.astimezone(LOCAL_TZ).strftime("%Y%m%d")
+    """The next readable number of the tenant for its local day, e.g. LB20261124-0001 (atomic per row lock)."""
+    day = now.astimezone(tenant_settings.zone(session, tenant.id)).strftime("%Y%m%d")
     bump = (update(TicketCounter).where(TicketCounter.tenant_id == tenant.id, TicketCounter.day == day)
             .values(last=TicketCounter.last + 1).returning(TicketCounter.last))
     seq = session.execute(bump).scalar()
@@ -353,9 +359,16 @@ def supervise(session: Session, tenant_id: int, *, now: datetime | None = None, 
     return raised
 
 
-def load_policy(settings) -> SlaPolicy:
-    """The deployment's SLA policy (``HOTLINE_TICKET_SLA`` as JSON; empty = the defaults above)."""
-    return SlaPolicy.model_validate_json(settings.ticket_sla) if settings.ticket_sla else SlaPolicy()
+def load_policy(settings, session: Session, tenant_id: int) -> SlaPolicy:
+    """The tenant's SLA policy: the deployment's category rules and supervision thresholds (``HOTLINE_TICKET_SLA``
+    as JSON; empty = the defaults above) with the tenant's SLA days, working-days rule and time zone
+    (:mod:`domain.tenant_settings`)."""
+    policy = SlaPolicy.model_validate_json(settings.ticket_sla) if settings.ticket_sla else SlaPolicy()
+    own = tenant_settings.get(session, tenant_id)
+    policy = policy.model_copy(update={"default_hours": own.time.sla_days * 24,
+                                       "working_days_only": own.time.working_days_only})
+    policy._zone = own.zone
+    return policy
 
 
 def notify(session: Session, ticket: Ticket, event: TicketEvent, settings, skip: str = "") -> None:

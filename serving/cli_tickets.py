@@ -1,7 +1,7 @@
 """Ticket commands: the background worker, provincial reconciliation, reports, and the partner simulators."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -74,13 +74,14 @@ def register(app: typer.Typer) -> None:
         """工单报表：分类/区县/部门/时间分布、按时办结率、退单率、满意度。"""
         import json
 
-        from domain import ticket_reports
+        from domain import tenant_settings, ticket_reports
         from domain.db import session_scope
-        from domain.tickets import LOCAL_TZ
 
         with session_scope() as session:
-            data = ticket_reports.build(session, _tenant_id(session), datetime.combine(start.date(), time(), LOCAL_TZ),
-                                        datetime.combine(end.date() + timedelta(days=1), time(), LOCAL_TZ), granularity)
+            tenant_id = _tenant_id(session)
+            lo, hi = tenant_settings.day_bounds(start.date(), end.date() + timedelta(days=1),
+                                                tenant_settings.zone(session, tenant_id))
+            data = ticket_reports.build(session, tenant_id, lo, hi, granularity)
         if xlsx:
             xlsx.write_bytes(ticket_reports.to_xlsx(data))
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -152,7 +152,7 @@ def _find(session: Session, tenant_id: int, channel: str, oid: str) -> Ticket | 
 def _apply(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, ticket: Ticket | None, settings) -> Ticket:
     actor = {POLICE110: "110指挥中心", PROVINCIAL: "省12345平台"}[channel]
     now = utcnow()
-    policy = tickets.load_policy(settings)
+    policy = tickets.load_policy(settings, session, tenant_id)
     if ev.type == "dispatch" and ticket is None:
         draft = ev.ticket or tickets.TicketDraft(request_type="求助")
         ticket = tickets.create_ticket(session, tenant_id, draft, actor=actor, now=now, policy=policy, source=channel,

@@ -36,10 +36,10 @@ def run_once(sessions: sessionmaker, settings, now: datetime | None = None) -> d
                 report[channel] = deliver_due(sessions, channel, client, now=now)
             finally:
                 client.close()
-    policy = tickets.load_policy(settings)
     with sessions() as session, session.begin():
         raised = []
-        for tenant_id in session.scalars(select(Tenant.id)):
+        for tenant_id in session.scalars(select(Tenant.id)).all():
+            policy = tickets.load_policy(settings, session, tenant_id)
             raised += [t.number for t, _ in tickets.supervise(session, tenant_id, now=now, policy=policy)]
         report["supervision_raised"] = raised
     return report

@@ -1,14 +1,14 @@
 """Call-traffic reports by day, week and month over the CDRs (domain.models.Call), as JSON with a chart
 specification and as XLSX.
 
-Periods are calendar days/weeks/months in the centre's local time zone (Asia/Shanghai).
+Periods are calendar days/weeks/months in the tenant's time zone (``domain.tenant_settings``).
 """
 from __future__ import annotations
 
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
@@ -19,21 +19,19 @@ from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain import tenant_settings
 from domain.accounts import Principal
 from domain.errors import AppError
 from domain.models import Agent, Call, Recording, SkillGroup
 from domain.pii import mask_pii
 from domain.spreadsheet import safe_cell
-from qa.kpi import KpiSettings
 from serving.api.deps import get_session, require_roles
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 SERVICE_LEVEL_WAIT_MS = 20_000  # answered within 20 s of queueing counts towards the service level
-# IVR rating after the call, 1–5; "satisfied" uses the KPI's threshold so the report and 按键满意率 agree
+# IVR rating after the call, 1–5; "satisfied" uses the tenant's KPI threshold so the report and 按键满意率 agree
 SATISFACTION_LABELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
-SATISFIED_KEYS = {k for k in SATISFACTION_LABELS if k >= KpiSettings().satisfied_min_rating}
 LOST_RESULTS = {"lost", "abandoned"}  # reached the queue or an agent, then dropped: 漏话
 Period = Literal["day", "week", "month"]
 
@@ -46,8 +44,24 @@ class Report:
     chart: dict | None = None
 
 
-def _local(dt: datetime) -> datetime:
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(LOCAL_TZ)
+@dataclass(frozen=True)
+class Scope:
+    """The tenant a report is built for: its database session, time zone and "satisfied" rating."""
+
+    session: Session
+    tz: ZoneInfo
+    satisfied_min_rating: int
+
+    @classmethod
+    def of(cls, session: Session, tenant_id: int) -> Scope:
+        own = tenant_settings.get(session, tenant_id)
+        return cls(session, own.zone, own.kpi.satisfied_min_rating)
+
+    def local(self, dt: datetime) -> datetime:
+        return tenant_settings.local(dt, self.tz)
+
+    def satisfaction_rate(self, rated: list[int]) -> float | None:
+        return _pct(sum(r >= self.satisfied_min_rating for r in rated), len(rated))
 
 
 def period_bounds(period: Period, anchor: date) -> tuple[date, date]:
@@ -75,7 +89,7 @@ def _talk_ms(call: Call) -> int | None:
     return None
 
 
-def _summary(calls: list[Call]) -> dict:
+def _summary(calls: list[Call], scope: Scope) -> dict:
     answered = [c for c in calls if c.answered_at]
     rated = [c.satisfaction for c in calls if c.satisfaction is not None]
     return {
@@ -87,7 +101,7 @@ def _summary(calls: list[Call]) -> dict:
         "service_level": _pct(sum(c.queue_wait_ms <= SERVICE_LEVEL_WAIT_MS for c in answered), len(answered)),
         "avg_wait_s": _avg_s([c.queue_wait_ms for c in calls if c.result != "blocked"]),
         "avg_talk_s": _avg_s([t for c in answered if (t := _talk_ms(c)) is not None]),
-        "satisfaction_rate": _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated)),
+        "satisfaction_rate": scope.satisfaction_rate(rated),
     }
 
 
@@ -107,11 +121,11 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def daily_ops(calls, agents, start, end, _session) -> Report:
+def daily_ops(calls, agents, start, end, scope: Scope) -> Report:
     by_day: dict[date, list[Call]] = defaultdict(list)
     for c in calls:
-        by_day[_local(c.started_at).date()].append(c)
-    rows = [{"day": d.isoformat(), **_summary(by_day[d])} for d in _days(start, end)]
+        by_day[scope.local(c.started_at).date()].append(c)
+    rows = [{"day": d.isoformat(), **_summary(by_day[d], scope)} for d in _days(start, end)]
     chart = _bar_line([r["day"][5:] for r in rows], {"呼入量": [r["offered"] for r in rows],
                                                      "接通量": [r["answered"] for r in rows]},
                       ("接通率%", [r["answer_rate"] for r in rows]))
@@ -131,7 +145,7 @@ def _agent_label(agents_by_id: dict[int, Agent], agent_id: int) -> str:
     return f"{agent.work_no}号 {agent.name}" if agent else f"#{agent_id}"
 
 
-def agent_service(calls, agents, start, end, _session) -> Report:
+def agent_service(calls, agents, start, end, scope: Scope) -> Report:
     by_id = {a.id: a for a in agents}
     rows = []
     for agent_id, own in _per_agent(calls, agents).items():
@@ -143,7 +157,7 @@ def agent_service(calls, agents, start, end, _session) -> Report:
             "avg_talk_s": _avg_s([t for c in answered if (t := _talk_ms(c)) is not None]),
             "avg_hold_s": _avg_s([c.hold_ms for c in answered]),
             "transfers": sum(c.transfers for c in answered),
-            "satisfaction_rate": _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated)),
+            "satisfaction_rate": scope.satisfaction_rate(rated),
         })
     chart = _bar_line([r["agent"] for r in rows], {"接听量": [r["answered"] for r in rows]},
                       ("满意率%", [r["satisfaction_rate"] for r in rows]))
@@ -152,8 +166,8 @@ def agent_service(calls, agents, start, end, _session) -> Report:
                                 ("transfers", "转接次数"), ("satisfaction_rate", "满意率%")], rows, chart)
 
 
-def overall(calls, agents, start, end, _session) -> Report:
-    summary = _summary(calls)
+def overall(calls, agents, start, end, scope: Scope) -> Report:
+    summary = _summary(calls, scope)
     by_result: dict[str, int] = defaultdict(int)
     labels = {"answered": "接通", "abandoned": "排队放弃", "abandoned_short": "短时放弃", "lost": "振铃未接",
               "blocked": "黑名单拦截", "out_of_hours": "非工作时间", "": "未记录"}
@@ -164,29 +178,29 @@ def overall(calls, agents, start, end, _session) -> Report:
                   [{"period": f"{start.isoformat()} 至 {(end - timedelta(days=1)).isoformat()}", **summary}], chart)
 
 
-def hourly(calls, agents, start, end, _session) -> Report:
+def hourly(calls, agents, start, end, scope: Scope) -> Report:
     by_hour: dict[int, list[Call]] = defaultdict(list)
     for c in calls:
-        by_hour[_local(c.started_at).hour].append(c)
-    rows = [{"hour": f"{h:02d}:00", **_summary(by_hour[h])} for h in range(24)]
+        by_hour[scope.local(c.started_at).hour].append(c)
+    rows = [{"hour": f"{h:02d}:00", **_summary(by_hour[h], scope)} for h in range(24)]
     chart = _bar_line([r["hour"] for r in rows], {"呼入量": [r["offered"] for r in rows],
                                                  "接通量": [r["answered"] for r in rows]},
                       ("接通率%", [r["answer_rate"] for r in rows]))
     return Report("分时话务", [("hour", "时段"), *SUMMARY_COLUMNS], rows, chart)
 
 
-def skill_group(calls, agents, start, end, _session) -> Report:
+def skill_group(calls, agents, start, end, scope: Scope) -> Report:
     groups: dict[str, list[Call]] = defaultdict(list)
     for c in calls:
         groups[c.skill_group or "未分组"].append(c)
-    rows = [{"skill_group": name, **_summary(own)} for name, own in sorted(groups.items())]
+    rows = [{"skill_group": name, **_summary(own, scope)} for name, own in sorted(groups.items())]
     chart = _bar_line([r["skill_group"] for r in rows], {"呼入量": [r["offered"] for r in rows],
                                                         "接通量": [r["answered"] for r in rows]},
                       ("接通率%", [r["answer_rate"] for r in rows]))
     return Report("技能组话务", [("skill_group", "技能组"), *SUMMARY_COLUMNS], rows, chart)
 
 
-def agent_traffic(calls, agents, start, end, _session) -> Report:
+def agent_traffic(calls, agents, start, end, scope: Scope) -> Report:
     by_id = {a.id: a for a in agents}
     rows = []
     for agent_id, own in _per_agent(calls, agents).items():
@@ -202,18 +216,18 @@ def agent_traffic(calls, agents, start, end, _session) -> Report:
                             ("talk_min", "通话总时长(分)"), ("avg_talk_s", "平均通话(秒)")], rows, chart)
 
 
-def satisfaction(calls, agents, start, end, _session) -> Report:
+def satisfaction(calls, agents, start, end, scope: Scope) -> Report:
     by_day: dict[date, list[int]] = defaultdict(list)
     for c in calls:
         if c.satisfaction is not None:
-            by_day[_local(c.started_at).date()].append(c.satisfaction)
+            by_day[scope.local(c.started_at).date()].append(c.satisfaction)
     rows = []
     for d in _days(start, end):
         rated = by_day[d]
         row = {"day": d.isoformat(), "rated": len(rated)}
         for key, label in SATISFACTION_LABELS.items():
             row[label] = sum(r == key for r in rated)
-        row["satisfaction_rate"] = _pct(sum(r in SATISFIED_KEYS for r in rated), len(rated))
+        row["satisfaction_rate"] = scope.satisfaction_rate(rated)
         rows.append(row)
     chart = _bar_line([r["day"][5:] for r in rows], {label: [r[label] for r in rows]
                                                      for label in SATISFACTION_LABELS.values()},
@@ -229,39 +243,39 @@ _LIST_COLUMNS = [("time", "来电时间"), ("caller", "来电号码"), ("skill_g
                  ("result", "结果"), ("reason", "原因")]
 
 
-def _call_row(c: Call) -> dict:
-    return {"time": _local(c.started_at).strftime("%Y-%m-%d %H:%M:%S"), "caller": mask_pii(c.caller_number),
+def _call_row(c: Call, scope: Scope) -> dict:
+    return {"time": scope.local(c.started_at).strftime("%Y-%m-%d %H:%M:%S"), "caller": mask_pii(c.caller_number),
             "skill_group": c.skill_group, "wait_s": round(c.queue_wait_ms / 1000, 1),
             "result": _RESULT_ZH.get(c.result, c.result), "reason": c.lost_reason}
 
 
-def _hourly_counts(calls: list[Call]) -> dict:
+def _hourly_counts(calls: list[Call], scope: Scope) -> dict:
     counts = [0] * 24
     for c in calls:
-        counts[_local(c.started_at).hour] += 1
+        counts[scope.local(c.started_at).hour] += 1
     return _bar_line([f"{h:02d}" for h in range(24)], {"数量": counts})
 
 
-def lost(calls, agents, start, end, _session) -> Report:
+def lost(calls, agents, start, end, scope: Scope) -> Report:
     rows_calls = [c for c in calls if c.result in LOST_RESULTS]
-    return Report("漏话", _LIST_COLUMNS, [_call_row(c) for c in rows_calls], _hourly_counts(rows_calls))
+    return Report("漏话", _LIST_COLUMNS, [_call_row(c, scope) for c in rows_calls], _hourly_counts(rows_calls, scope))
 
 
-def unanswered(calls, agents, start, end, _session) -> Report:
+def unanswered(calls, agents, start, end, scope: Scope) -> Report:
     rows_calls = [c for c in calls if c.answered_at is None and c.direction == "in" and c.result != "blocked"]
-    return Report("未接来电", _LIST_COLUMNS, [_call_row(c) for c in rows_calls], _hourly_counts(rows_calls))
+    return Report("未接来电", _LIST_COLUMNS, [_call_row(c, scope) for c in rows_calls], _hourly_counts(rows_calls, scope))
 
 
-def voicemail(calls, agents, start, end, session: Session) -> Report:
+def voicemail(calls, agents, start, end, scope: Scope) -> Report:
     """Messages left by callers nobody answered: an unanswered call that has a recording."""
     ids = [c.id for c in calls if c.answered_at is None]
-    recordings = {r.call_id: r for r in session.scalars(select(Recording).where(Recording.call_id.in_(ids)))} \
+    recordings = {r.call_id: r for r in scope.session.scalars(select(Recording).where(Recording.call_id.in_(ids)))} \
         if ids else {}
-    rows = [{**_call_row(c), "duration_s": round(recordings[c.id].duration_ms / 1000, 1),
+    rows = [{**_call_row(c, scope), "duration_s": round(recordings[c.id].duration_ms / 1000, 1),
              "recording_id": recordings[c.id].id} for c in calls if c.id in recordings]
     return Report("客户留言", [*_LIST_COLUMNS[:3], ("result", "结果"), ("duration_s", "留言时长(秒)"),
                             ("recording_id", "录音编号")], rows,
-                  _hourly_counts([c for c in calls if c.id in recordings]))
+                  _hourly_counts([c for c in calls if c.id in recordings], scope))
 
 
 REPORTS: dict[str, Callable[..., Report]] = {
@@ -279,16 +293,17 @@ def _group_names(session: Session, tenant_id: int) -> dict[str, str]:
     return dict(session.execute(select(SkillGroup.code, SkillGroup.name).where(SkillGroup.tenant_id == tenant_id)).all())
 
 
-def build_report(session: Session, tenant_id: int, name: str, period: Period, anchor: date) -> dict:
+def build_report(session: Session, tenant_id: int, name: str, period: Period, anchor: date | None = None) -> dict:
+    """The report of the period containing ``anchor`` (default: today in the tenant's zone)."""
     if name not in REPORTS:
         raise AppError("unknown_report", f"没有名为 {name} 的报表", 404)
-    start, end = period_bounds(period, anchor)
-    lo = datetime.combine(start, time(), LOCAL_TZ).astimezone(timezone.utc)
-    hi = datetime.combine(end, time(), LOCAL_TZ).astimezone(timezone.utc)
+    scope = Scope.of(session, tenant_id)
+    start, end = period_bounds(period, anchor or tenant_settings.local_now(scope.tz).date())
+    lo, hi = tenant_settings.day_bounds(start, end, scope.tz)
     calls = list(session.scalars(select(Call).where(Call.tenant_id == tenant_id, Call.started_at >= lo,
                                                     Call.started_at < hi).order_by(Call.started_at)))
     agents = list(session.scalars(select(Agent).where(Agent.tenant_id == tenant_id).order_by(Agent.work_no)))
-    report = REPORTS[name](calls, agents, start, end, session)
+    report = REPORTS[name](calls, agents, start, end, scope)
     names = _group_names(session, tenant_id)
     for row in report.rows:
         if "skill_group" in row:
@@ -328,21 +343,20 @@ def list_reports(_principal: Principal = Depends(require_roles("supervisor", "ad
 def get_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                principal: Principal = Depends(require_roles("supervisor", "admin")),
                session: Session = Depends(get_session, scope="function")) -> dict:
-    return build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
+    return build_report(session, principal.tenant_id, name, period, day)
 
 
 @router.get("/calls/{name}/xlsx")
 def export_report(name: str, period: Period = "day", day: date | None = Query(None, alias="date"),
                   principal: Principal = Depends(require_roles("supervisor", "admin")),
                   session: Session = Depends(get_session, scope="function")) -> StreamingResponse:
-    report = build_report(session, principal.tenant_id, name, period, day or datetime.now(LOCAL_TZ).date())
+    report = build_report(session, principal.tenant_id, name, period, day)
     filename = f"{name}-{report['period']}-{report['start']}.xlsx"
     return StreamingResponse(io.BytesIO(to_xlsx(report)),
                              media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-DISTRICTS = ["兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县"]
 HOT_WORD_DAYS = 7
 HOT_WORDS = 30
 HOT_WORD_STOPWORDS = frozenset({"咨询", "办理", "反映", "要求", "问题", "市民", "希望", "情况", "相关", "部门", "处理",
@@ -364,21 +378,22 @@ def hot_words(texts: list[str], top: int = HOT_WORDS) -> list[dict]:
 def dashboard(session: Session, tenant_id: int) -> dict:
     from domain.models import KpiMonth, Ticket, TranscriptSegment
 
-    now = datetime.now(LOCAL_TZ)
+    scope = Scope.of(session, tenant_id)
+    now = tenant_settings.local_now(scope.tz)
     today = now.date()
-    day_lo = datetime.combine(today, time(), LOCAL_TZ).astimezone(timezone.utc)
+    day_lo, _ = tenant_settings.day_bounds(today, today, scope.tz)
     week_lo = day_lo - timedelta(days=HOT_WORD_DAYS - 1)
-    month_lo = datetime.combine(today.replace(day=1), time(), LOCAL_TZ).astimezone(timezone.utc)
+    month_lo, _ = tenant_settings.day_bounds(today.replace(day=1), today, scope.tz)
     calls = list(session.scalars(select(Call).where(Call.tenant_id == tenant_id, Call.started_at >= month_lo)))
-    today_calls = [c for c in calls if _local(c.started_at).date() == today]
+    today_calls = [c for c in calls if scope.local(c.started_at).date() == today]
     agents = list(session.scalars(select(Agent).where(Agent.tenant_id == tenant_id)))
     states: dict[str, int] = defaultdict(int)
     for a in agents:
         states[a.state] += 1
     by_hour = [0] * 24
     for c in today_calls:
-        by_hour[_local(c.started_at).hour] += 1
-    district_counts = {d: 0 for d in DISTRICTS}
+        by_hour[scope.local(c.started_at).hour] += 1
+    district_counts = {d: 0 for d in tenant_settings.get(session, tenant_id).places.districts}
     for c in calls:
         if c.district:
             district_counts[c.district] = district_counts.get(c.district, 0) + 1
@@ -387,7 +402,7 @@ def dashboard(session: Session, tenant_id: int) -> dict:
     trend: dict[str, list[int]] = defaultdict(lambda: [0] * HOT_WORD_DAYS)
     for t in tickets:
         top_category = (t.category or "未分类").replace(">", "/").split("/")[0].strip() or "未分类"
-        index = (_local(t.created_at).date() - days[0]).days
+        index = (scope.local(t.created_at).date() - days[0]).days
         if 0 <= index < HOT_WORD_DAYS:
             trend[top_category][index] += 1
     top_categories = sorted(trend, key=lambda k: -sum(trend[k]))[:6]
@@ -399,15 +414,15 @@ def dashboard(session: Session, tenant_id: int) -> dict:
     kpi = session.scalar(select(KpiMonth).where(KpiMonth.tenant_id == tenant_id).order_by(KpiMonth.month.desc()))
     return {
         "generated_at": now.isoformat(timespec="seconds"),
-        "today": _summary(today_calls),
-        "month": _summary(calls),
+        "today": _summary(today_calls, scope),
+        "month": _summary(calls, scope),
         "live": {"in_progress": sum(c.ended_at is None for c in calls),
                  "queued": sum(c.ended_at is None and c.answered_at is None for c in calls),
                  "agents": dict(states), "agents_total": len(agents),
                  "agent_list": [{"id": a.id, "work_no": a.work_no, "name": a.name, "state": a.state,
-                                 "state_since": _local(a.state_since).isoformat()} for a in agents],
+                                 "state_since": tenant_settings.isoformat(a.state_since, scope.tz)} for a in agents],
                  "queues": [{**q, "skill_group": names.get(q["skill_group"], q["skill_group"])}
-                            for q in _queues(calls, now)]},
+                            for q in _queues(calls, now, scope)]},
         "hourly": {"x": [f"{h:02d}" for h in range(24)], "offered": by_hour},
         "districts": [{"name": k, "value": v} for k, v in district_counts.items()],
         "hot_words": hot_words(texts),
@@ -418,11 +433,11 @@ def dashboard(session: Session, tenant_id: int) -> dict:
     }
 
 
-def _queues(calls: list[Call], now: datetime) -> list[dict]:
+def _queues(calls: list[Call], now: datetime, scope: Scope) -> list[dict]:
     waiting: dict[str, list[float]] = defaultdict(list)
     for c in calls:
         if c.ended_at is None and c.answered_at is None:
-            waiting[c.skill_group or "未分组"].append((now - _local(c.started_at)).total_seconds())
+            waiting[c.skill_group or "未分组"].append((now - scope.local(c.started_at)).total_seconds())
     return [{"skill_group": k, "waiting": len(v), "longest_wait_s": round(max(v))} for k, v in sorted(waiting.items())]
 
 

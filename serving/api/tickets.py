@@ -1,7 +1,7 @@
 """Work orders: creation at hang-up from the confirmed draft, the lifecycle actions, SLA supervision and reports."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from domain import sms, ticket_reports, tickets
+from domain import sms, tenant_settings, ticket_reports, tickets
 from domain.accounts import Principal
 from domain.errors import AppError, not_found
 from domain.models import Call, OutboxMessage, ParkedEvent, SmsMessage, Ticket, TranscriptSegment, utcnow
@@ -75,7 +75,7 @@ def create_from_call(body: FromCallIn, request: Request, principal: Principal = 
     if call is None:
         raise not_found("通话")
     auto_groups = {g.strip() for g in settings.ticket_auto_create_groups.split(",") if g.strip()}
-    policy = tickets.load_policy(settings)
+    policy = tickets.load_policy(settings, session, principal.tenant_id)
     ticket = tickets.create_from_hangup(session, call, body.draft, confirmed=body.confirmed,
                                         auto_create=call.skill_group in auto_groups, actor=principal.user.username,
                                         policy=policy, created_by=principal.user.id)
@@ -89,7 +89,7 @@ def create(body: CreateIn, request: Request, principal: Principal = Depends(requ
            session: Session = Depends(get_session, scope="function")) -> dict:
     """Manual intake (手工受理) without a call, e.g. a letter or a walk-in."""
     settings = request.app.state.settings
-    policy = tickets.load_policy(settings)
+    policy = tickets.load_policy(settings, session, principal.tenant_id)
     ticket = tickets.create_ticket(session, principal.tenant_id, body.draft, actor=principal.user.username,
                                    policy=policy, created_by=principal.user.id, note=body.note)
     tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings)
@@ -110,7 +110,7 @@ def list_tickets(request: Request, principal: Principal = Depends(require_roles(
     if q:
         like = f"%{q}%"
         query = query.where(or_(Ticket.number.like(like), Ticket.summary.like(like), Ticket.category.like(like)))
-    policy = tickets.load_policy(request.app.state.settings)
+    policy = tickets.load_policy(request.app.state.settings, session, principal.tenant_id)
     now = utcnow()
     rows = session.scalars(query.order_by(Ticket.id.desc()).limit(limit).offset(offset))
     return [_out(t, now, policy) for t in rows]
@@ -121,36 +121,38 @@ def report(principal: Principal = Depends(require_roles(*REPORTERS)), session: S
            start: date | None = None, end: date | None = None,
            granularity: Literal["day", "week", "month"] = "day") -> dict:
     """Volumes by category, district, department and time; on-time completion, return rate, satisfaction."""
-    return ticket_reports.build(session, principal.tenant_id, *_range(start, end), granularity)
+    return ticket_reports.build(session, principal.tenant_id, *_range(session, principal.tenant_id, start, end),
+                                granularity)
 
 
 @router.get("/reports.xlsx")
 def report_xlsx(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session, scope="function"),
                 start: date | None = None, end: date | None = None,
                 granularity: Literal["day", "week", "month"] = "day") -> Response:
-    start_at, end_at = _range(start, end)
+    start_at, end_at = _range(session, principal.tenant_id, start, end)
     data = ticket_reports.build(session, principal.tenant_id, start_at, end_at, granularity)
-    name = f"tickets-{start_at.astimezone(tickets.LOCAL_TZ):%Y%m%d}-{end_at.astimezone(tickets.LOCAL_TZ):%Y%m%d}.xlsx"
+    tz = tenant_settings.zone(session, principal.tenant_id)
+    name = f"tickets-{start_at.astimezone(tz):%Y%m%d}-{(end_at.astimezone(tz) - timedelta(days=1)):%Y%m%d}.xlsx"
     return Response(ticket_reports.to_xlsx(data), headers={"Content-Disposition": f'attachment; filename="{name}"'},
                     media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
-def _range(start: date | None, end: date | None) -> tuple[datetime, datetime]:
-    """Local calendar days [start, end] as UTC instants; defaults to the last 30 days."""
-    today = utcnow().astimezone(tickets.LOCAL_TZ).date()
+def _range(session: Session, tenant_id: int, start: date | None, end: date | None) -> tuple[datetime, datetime]:
+    """The tenant's calendar days [start, end] as UTC instants; defaults to the last 30 days."""
+    tz = tenant_settings.zone(session, tenant_id)
+    today = tenant_settings.local_now(tz).date()
     end = end or today
     start = start or end - timedelta(days=29)
     if start > end:
         raise AppError("bad_range", "开始日期不能晚于结束日期", 422)
-    return (datetime.combine(start, time(), tickets.LOCAL_TZ),
-            datetime.combine(end + timedelta(days=1), time(), tickets.LOCAL_TZ))
+    return tenant_settings.day_bounds(start, end + timedelta(days=1), tz)
 
 
 @router.post("/supervise")
 def supervise(request: Request, principal: Principal = Depends(require_roles("supervisor", "admin")),
               session: Session = Depends(get_session, scope="function")) -> list[dict]:
     """Run the 督办 check now (the worker also runs it every minute); returns the tickets whose level rose."""
-    policy = tickets.load_policy(request.app.state.settings)
+    policy = tickets.load_policy(request.app.state.settings, session, principal.tenant_id)
     raised = tickets.supervise(session, principal.tenant_id, policy=policy, actor=principal.user.username)
     session.commit()
     return [{"id": t.id, "number": t.number, "level": level, "message": tickets.SUPERVISION_LEVELS[level][1]}
@@ -161,7 +163,7 @@ def supervise(request: Request, principal: Principal = Depends(require_roles("su
 def sms_delivery(principal: Principal = Depends(require_roles(*REPORTERS)), session: Session = Depends(get_session, scope="function"),
                  start: date | None = None, end: date | None = None) -> dict:
     """短信有效到达率 with its working: sent, delivered, excluded (空号/停机/终端异常) and counts by status."""
-    return sms.delivery_rate(session, principal.tenant_id, *_range(start, end))
+    return sms.delivery_rate(session, principal.tenant_id, *_range(session, principal.tenant_id, start, end))
 
 
 @router.get("/integrations")
@@ -206,7 +208,7 @@ def get_ticket(ticket_id: int, request: Request, principal: Principal = Depends(
                session: Session = Depends(get_session, scope="function")) -> dict:
     """A ticket with its history, SLA timer and the attached transcript."""
     ticket = _get(session, principal, ticket_id)
-    out = _out(ticket, utcnow(), tickets.load_policy(request.app.state.settings))
+    out = _out(ticket, utcnow(), tickets.load_policy(request.app.state.settings, session, principal.tenant_id))
     out["history"] = [{"action": e.action, "from": e.from_state, "to": e.to_state, "actor": e.actor, "note": e.note,
                        "at": e.at.isoformat()} for e in tickets.history(session, ticket)]
     segment_ids = ticket.attachments.get("transcript_segment_ids", [])
@@ -224,7 +226,7 @@ def act(ticket_id: int, body: ActionIn, request: Request, principal: Principal =
     if body.action == "reopen" and principal.role != "supervisor":
         raise AppError("forbidden", "只有班长/主管可以重新打开工单", 403)
     settings = request.app.state.settings
-    policy = tickets.load_policy(settings)
+    policy = tickets.load_policy(settings, session, principal.tenant_id)
     ticket = _get(session, principal, ticket_id)
     event = tickets.transition(session, ticket, body.action, actor=principal.user.username, department=body.department,
                                reason=body.reason, result=body.result, satisfaction=body.satisfaction,

@@ -205,8 +205,9 @@ def test_numbering_is_unique_under_concurrent_creation(shared_engine, tenant_id,
 
 def test_sla_on_working_days_with_holidays_and_make_up_days(session, tenant_id, clock):
     from datetime import date, datetime, timezone
+    from zoneinfo import ZoneInfo
 
-    from domain.tickets import LOCAL_TZ
+    LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # the default tenant zone SlaPolicy counts days in
 
     friday_4pm = datetime(2026, 11, 27, 16, 0, tzinfo=LOCAL_TZ)
     policy = SlaPolicy(default_hours=24, rules=[], working_days_only=True)

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 from sqlalchemy import select
 
 from domain.db import session_scope
 from domain.models import Agent, Call, Tenant, Ticket
-from serving.api.call_reports import LOCAL_TZ, period_bounds
+from domain.tenant_settings import DEFAULT_TIME_ZONE
+from serving.api.call_reports import period_bounds
 from tests.conftest import login
 
 
 def _calls(engine):
     """Six calls today (local time): 4 answered (rated 5, 4, 2 and unrated), one lost, one abandoned."""
-    now = datetime.now(LOCAL_TZ).replace(hour=10, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+    now = datetime.now(ZoneInfo(DEFAULT_TIME_ZONE)).replace(hour=10, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
     with session_scope(engine) as s:
         tenant = s.scalar(select(Tenant).where(Tenant.code == "laibin"))
         agent = s.scalar(select(Agent).where(Agent.work_no == "8"))
