@@ -18,7 +18,10 @@ from domain.db import make_engine, session_factory, upgrade
 from domain.errors import AppError
 from domain.pii import mask_pii
 from domain.settings import Settings, get_settings
+from serving.health import READY_NAMES, OperationsCollector, readiness
 from serving.event_bus import LocalBus, RedisBus, authkey_for, socket_path
+from serving.input_errors import field_errors, summary
+from serving.desk import LiveDesks
 from serving.runtime import Runtime
 from serving.ui import mount_ui
 
@@ -74,9 +77,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         if isinstance(bus, LocalBus):
             bus.serve_socket(socket_path(settings.data_dir), authkey_for(settings.data_dir))
         runtime = Runtime(app).start() if live else None
+        desks = app.state.desks.start()
         yield
         if runtime is not None:
             runtime.stop()
+        desks.stop()
         bus.close()
         engine.dispose()
 
@@ -85,6 +90,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.bus = bus
+    app.state.desks = LiveDesks(bus)  # each agent's call in hand, restored on reload
 
     registry = CollectorRegistry()
     requests_total = Counter("hotline_http_requests_total", "HTTP requests", ["method", "status"], registry=registry)
@@ -117,13 +123,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError):
-        fields = []
-        for err in exc.errors():
-            message = str(err.get("msg", "")).removeprefix("Value error, ")
-            fields.append({"field": ".".join(str(p) for p in err.get("loc", [])), "message": message})
         if any(err.get("type") == "json_invalid" for err in exc.errors()):
             return _error("malformed_json", "JSON 格式错误", 400)
-        return _error("validation_error", "输入内容不符合要求", 422, {"fields": fields})
+        fields = field_errors(exc.errors())
+        return _error("validation_error", summary(fields), 422, {"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):

@@ -3,21 +3,27 @@ evidence, the review queue (confirm/overturn per item), agent acknowledge/appeal
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from domain import audit
 from domain.accounts import Principal
 from domain.errors import AppError, not_found
-from domain.models import Agent, QAResult, Scorecard
+from domain.models import (Agent, Call, KnowledgeEntry, KnowledgeVersion, QAItemResult, QAResult, QAReview, Recording,
+                           Scorecard, Ticket, TranscriptSegment)
+from domain import tenant_settings
 from domain.validation import ShortText
 from qa import review, scorecard as sc
 from qa.service import active_scorecard, score_and_store, score_stored_call
 from serving.api.deps import get_session, knowledge_indexes, require_roles
+from serving.api.recordings import AUDIO_TYPES
 from serving.offload import run_heavy
 
 router = APIRouter(prefix="/api/qa", tags=["qa"])
@@ -72,12 +78,21 @@ def _card_out(row: Scorecard) -> dict:
             "created_at": row.created_at.isoformat(), "definition": row.definition}
 
 
-def _result_out(r: QAResult) -> dict:
+def _result_out(r: QAResult, verdicts: dict[int, str] | None = None) -> dict:
+    """A result in a list; its failed items are those still failed after review (an overturned item is not)."""
+    verdicts = review.latest_verdicts(Session.object_session(r), [i.id for i in r.items]) if verdicts is None \
+        else verdicts
     return {"id": r.id, "call_id": r.call_id, "agent_id": r.agent_id, "score": r.score, "sampled": r.sampled,
             "review_state": r.review_state, "agent_state": r.agent_state,
             "serious_service_violation": r.serious_service_violation,
             "serious_answer_error": r.serious_answer_error, "created_at": r.created_at.isoformat(),
-            "version": r.version, "failed_items": [i.item_name for i in r.items if not i.passed]}
+            "version": r.version,
+            "failed_items": [i.item_name for i in r.items if not review.effective_pass(i, verdicts.get(i.id))]}
+
+
+def _results_out(session: Session, rows: list[QAResult]) -> list[dict]:
+    verdicts = review.latest_verdicts(session, [i.id for r in rows for i in r.items])
+    return [_result_out(r, verdicts) for r in rows]
 
 
 def _own_agent_id(session: Session, p: Principal) -> int | None:
@@ -107,6 +122,51 @@ def _for_evaluator(detail: dict) -> dict:
     return {**detail, "transcript": [], "items": items}
 
 
+def _needs_review(item: dict) -> bool:
+    return any(isinstance(e, dict) and e.get("needs_review") for e in item["evidence"])
+
+
+def _kb_entries(session: Session, tenant_id: int, ids: set[str]) -> dict[str, dict]:
+    """The entries that answer-accuracy evidence cites (by external id, or the entry id where it has none, as
+    ``qa.service.published_kb`` names them): title and the answer a reviewer compares against (the published
+    version, else the latest)."""
+    numeric = {int(i) for i in ids if i.isdigit()}
+    entries = session.scalars(select(KnowledgeEntry).where(
+        KnowledgeEntry.tenant_id == tenant_id,
+        or_(KnowledgeEntry.external_id.in_(ids), KnowledgeEntry.id.in_(numeric)))).all() if ids else []
+    out = {}
+    for entry in entries:
+        version = session.scalar(select(KnowledgeVersion).where(
+            KnowledgeVersion.entry_id == entry.id,
+            KnowledgeVersion.version == (entry.published_version or entry.current_version)))
+        key = entry.external_id if entry.external_id in ids else str(entry.id)
+        if version is not None and key in ids:
+            out[key] = {"id": entry.id, "title": version.title, "body": version.body, "version": version.version,
+                        "status": entry.status}
+    return out
+
+
+def _detail(session: Session, tenant_id: int, result_id: int) -> dict:
+    """A result for reading: items still failed and items a person must decide (需人工复核) first; each item's
+    evidence once; the knowledge entries that answer errors contradict under ``kb_entries``."""
+    detail = review.result_detail(session, tenant_id, result_id)
+    items = []
+    for item in detail["items"]:
+        seen, evidence = set(), []
+        for ev in item["evidence"]:
+            key = json.dumps(ev, sort_keys=True, ensure_ascii=False) if not isinstance(ev, dict) else \
+                (ev.get("start_ms"), ev.get("text") or ev.get("note"), ev.get("kb_entry_id"))
+            if key not in seen:
+                seen.add(key)
+                evidence.append(ev)
+        items.append({**item, "evidence": evidence, "needs_review": False})
+        items[-1]["needs_review"] = _needs_review(items[-1])
+    items.sort(key=lambda i: (i["effective_passed"] and not i["needs_review"], i["effective_passed"]))
+    cited = {str(ev["kb_entry_id"]) for i in items for ev in i["evidence"]
+             if isinstance(ev, dict) and ev.get("kb_entry_id") not in (None, "")}
+    return {**detail, "items": items, "kb_entries": _kb_entries(session, tenant_id, cited)}
+
+
 # ------------------------------------------------------------------ scorecards
 @router.get("/scorecards")
 def list_scorecards(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
@@ -123,8 +183,6 @@ def create_scorecard(body: ScorecardIn, p: Principal = Depends(require_roles(*ED
         card = sc.parse(body.definition)
     except sc.ScorecardError as exc:
         raise AppError("invalid_scorecard", str(exc), 422) from exc
-    from domain import audit
-
     row = sc.save(session, p.tenant_id, card)
     audit.record(session, "qa.scorecard_saved", tenant_id=p.tenant_id, actor_id=p.user.id,
                  actor_name=p.user.username, entity="scorecard", entity_id=row.id,
@@ -140,8 +198,6 @@ def activate_scorecard(scorecard_id: int, p: Principal = Depends(require_roles(*
         raise not_found("评分表")
     for other in session.scalars(select(Scorecard).where(Scorecard.tenant_id == p.tenant_id)):
         other.active = other.id == row.id
-    from domain import audit
-
     audit.record(session, "qa.scorecard_activated", tenant_id=p.tenant_id, actor_id=p.user.id,
                  actor_name=p.user.username, entity="scorecard", entity_id=row.id)
     return _card_out(row)
@@ -193,7 +249,7 @@ def _score_upload(app, session: Session, tenant_id: int, data: bytes, suffix: st
                               index=indexes.get(session, tenant_id))
     except ValueError as exc:
         raise AppError("bad_transcript", f"转写内容无效：{exc}", 422) from exc
-    return review.result_detail(session, tenant_id, row.id)
+    return _detail(session, tenant_id, row.id)
 
 
 @router.post("/calls/{call_id}/score", status_code=201)
@@ -202,7 +258,7 @@ def score_call_endpoint(request: Request, call_id: int, p: Principal = Depends(r
     indexes = knowledge_indexes(request.app)
     row = score_stored_call(session, p.tenant_id, call_id, embed=indexes.embedder.queries,
                             index=indexes.get(session, p.tenant_id))
-    return review.result_detail(session, p.tenant_id, row.id)
+    return _detail(session, p.tenant_id, row.id)
 
 
 # ------------------------------------------------------------------ results and review
@@ -219,21 +275,21 @@ def list_results(state: str | None = Query(None, pattern="^(auto|queued|reviewed
         q = q.where(QAResult.agent_id == agent_id)
     if state:
         q = q.where(QAResult.review_state == state)
-    return [_result_out(r) for r in session.scalars(q.order_by(QAResult.id.desc()).limit(limit))]
+    return _results_out(session, list(session.scalars(q.order_by(QAResult.id.desc()).limit(limit))))
 
 
 @router.get("/results/{result_id}")
 def get_result(result_id: int, p: Principal = Depends(require_roles(*READERS, "agent")),
                session: Session = Depends(get_session, scope="function")):
     _visible(session, p, result_id)
-    detail = review.result_detail(session, p.tenant_id, result_id)
+    detail = _detail(session, p.tenant_id, result_id)
     return _for_evaluator(detail) if p.role == "evaluator" else detail
 
 
 @router.get("/queue")
 def queue(limit: int = Query(50, ge=1, le=500), p: Principal = Depends(require_roles(*REVIEWERS)),
           session: Session = Depends(get_session, scope="function")):
-    return [_result_out(r) for r in review.review_queue(session, p.tenant_id, limit)]
+    return _results_out(session, review.review_queue(session, p.tenant_id, limit))
 
 
 @router.post("/items/{item_id}/review")
@@ -246,7 +302,7 @@ def review_item(item_id: int, body: ReviewIn, p: Principal = Depends(require_rol
 @router.post("/results/{result_id}/finish")
 def finish(result_id: int, p: Principal = Depends(require_roles(*REVIEWERS)), session: Session = Depends(get_session, scope="function")):
     review.finish_review(session, p.tenant_id, result_id, p.user.id)
-    return review.result_detail(session, p.tenant_id, result_id)
+    return _detail(session, p.tenant_id, result_id)
 
 
 @router.post("/results/{result_id}/agent")
@@ -266,3 +322,125 @@ def resolve_appeal(result_id: int, body: AppealIn, p: Principal = Depends(requir
 @router.get("/overturn-rates")
 def overturn_rates(p: Principal = Depends(require_roles(*READERS)), session: Session = Depends(get_session, scope="function")):
     return review.overturn_rates(session, p.tenant_id)
+
+
+# ------------------------------------------------------------------ every call, scored or not
+def _day_start_utc(day: date, tz) -> datetime:
+    """Midnight of one of the tenant's calendar days, as the naive UTC the database stores."""
+    return datetime.combine(day, time(), tz).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _latest_verdict():
+    return (select(QAReview.verdict).where(QAReview.item_result_id == QAItemResult.id)
+            .order_by(QAReview.id.desc()).limit(1).correlate(QAItemResult).scalar_subquery())
+
+
+def _effectively_failed():
+    """An item still failed after review: failed and not overturned, or passed and overturned."""
+    verdict = _latest_verdict()
+    return or_(and_(QAItemResult.passed.is_(False), func.coalesce(verdict, "") != "overturn"),
+               and_(QAItemResult.passed.is_(True), verdict == "overturn"))
+
+
+@router.get("/calls")
+def list_calls(date_from: date | None = None, date_to: date | None = None, agent_id: int | None = None,
+               category: str = Query("", max_length=200), score_min: float | None = Query(None, ge=0, le=100),
+               score_max: float | None = Query(None, ge=0, le=100), item: str = Query("", max_length=100),
+               q: str = Query("", max_length=100), scored: Literal["all", "scored", "unscored"] = "all",
+               review_state: Literal["auto", "queued", "reviewed"] | None = None,
+               offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200),
+               p: Principal = Depends(require_roles(*REVIEWERS)),
+               session: Session = Depends(get_session, scope="function")) -> dict:
+    """Every answered call of the tenant (not only the sampled ones), one row per call with its current QA result
+    and the versions before it. Filters: local calendar days, agent, ticket category (a prefix), score range, an
+    item still failed after review (code or name), words of the transcript, scored or not, review state."""
+    if date_from and date_to and date_from > date_to:
+        raise AppError("bad_range", "开始日期不能晚于结束日期", 422)
+    if score_min is not None and score_max is not None and score_min > score_max:
+        raise AppError("bad_range", "最低分不能高于最高分", 422)
+    current = and_(QAResult.call_id == Call.id, QAResult.superseded_at.is_(None))
+    stmt = (select(Call, QAResult).outerjoin(QAResult, current)
+            .where(Call.tenant_id == p.tenant_id, or_(Call.answered_at.is_not(None), QAResult.id.is_not(None))))
+    tz = tenant_settings.zone(session, p.tenant_id)
+    if date_from:
+        stmt = stmt.where(Call.started_at >= _day_start_utc(date_from, tz))
+    if date_to:
+        stmt = stmt.where(Call.started_at < _day_start_utc(date_to + timedelta(days=1), tz))
+    if agent_id is not None:
+        stmt = stmt.where(Call.agent_id == agent_id)
+    if category.strip():
+        stmt = stmt.where(exists().where(Ticket.call_id == Call.id, Ticket.tenant_id == p.tenant_id,
+                                         Ticket.category.startswith(category.strip(), autoescape=True)))
+    if score_min is not None:
+        stmt = stmt.where(QAResult.score >= score_min)
+    if score_max is not None:
+        stmt = stmt.where(QAResult.score <= score_max)
+    if item.strip():
+        stmt = stmt.where(exists().where(QAItemResult.result_id == QAResult.id,
+                                         or_(QAItemResult.item_code == item.strip(),
+                                             QAItemResult.item_name == item.strip()),
+                                         _effectively_failed()))
+    if q.strip():
+        stmt = stmt.where(or_(Call.call_uuid == q.strip(), exists().where(
+            TranscriptSegment.call_id == Call.id, TranscriptSegment.tenant_id == p.tenant_id,
+            TranscriptSegment.text.contains(q.strip(), autoescape=True))))
+    if scored == "scored":
+        stmt = stmt.where(QAResult.id.is_not(None))
+    elif scored == "unscored":
+        stmt = stmt.where(QAResult.id.is_(None))
+    if review_state:
+        stmt = stmt.where(QAResult.review_state == review_state)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.execute(stmt.order_by(Call.started_at.desc(), Call.id.desc()).offset(offset).limit(limit)).all()
+    return {"total": total, "items": _calls_out(session, p.tenant_id, rows)}
+
+
+def _calls_out(session: Session, tenant_id: int, rows: list) -> list[dict]:
+    call_ids = [call.id for call, _ in rows]
+    results = [r for _, r in rows if r is not None]
+    verdicts = review.latest_verdicts(session, [i.id for r in results for i in r.items])
+    versions: dict[int, list[dict]] = {}
+    for v in session.scalars(select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.call_id.in_(call_ids))
+                             .order_by(QAResult.version)):
+        versions.setdefault(v.call_id, []).append({"id": v.id, "version": v.version, "score": v.score,
+                                                   "created_at": v.created_at.isoformat(),
+                                                   "current": v.superseded_at is None})
+    categories = dict(session.execute(select(Ticket.call_id, Ticket.category).where(
+        Ticket.tenant_id == tenant_id, Ticket.call_id.in_(call_ids)).order_by(Ticket.id)).all())
+    recordings = dict(session.execute(select(Recording.call_id, func.min(Recording.id)).where(
+        Recording.tenant_id == tenant_id, Recording.call_id.in_(call_ids)).group_by(Recording.call_id)).all())
+    out = []
+    for call, result in rows:
+        row = {"call_id": call.id, "call_uuid": call.call_uuid, "started_at": call.started_at.isoformat(),
+               "duration_s": round((call.ended_at - (call.answered_at or call.started_at)).total_seconds())
+               if call.ended_at else None,
+               "agent_id": call.agent_id, "category": categories.get(call.id, ""),
+               "recording_id": recordings.get(call.id), "versions": versions.get(call.id, []), "result": None}
+        if result is not None:
+            failed = [i for i in result.items if not review.effective_pass(i, verdicts.get(i.id))]
+            row["result"] = {**_result_out(result, verdicts),
+                             "needs_review": [i.item_name for i in result.items
+                                              if any(isinstance(e, dict) and e.get("needs_review")
+                                                     for e in i.evidence) and verdicts.get(i.id) is None],
+                             "failed_codes": [i.item_code for i in failed]}
+        out.append(row)
+    return out
+
+
+@router.get("/results/{result_id}/audio")
+def result_audio(result_id: int, p: Principal = Depends(require_roles(*REVIEWERS, "agent")),
+                 session: Session = Depends(get_session, scope="function")) -> FileResponse:
+    """The recording of a scored call, for its reviewers and for the agent it scored (to listen before an appeal);
+    every playback is audited."""
+    _visible(session, p, result_id)
+    result = session.get(QAResult, result_id)
+    if result is None or result.tenant_id != p.tenant_id:
+        raise not_found("质检结果")
+    rec = session.scalar(select(Recording).where(Recording.tenant_id == p.tenant_id, or_(
+        Recording.id == result.recording_id, Recording.call_id == result.call_id) if result.call_id else
+        Recording.id == result.recording_id).order_by(Recording.id))
+    if rec is None or not Path(rec.path).is_file():
+        raise not_found("录音文件")
+    audit.record(session, "recording.play", tenant_id=p.tenant_id, actor_id=p.user.id, actor_name=p.user.username,
+                 entity="recording", entity_id=rec.id, ip=session.info.get("ip", ""))
+    return FileResponse(rec.path, media_type=AUDIO_TYPES.get(Path(rec.path).suffix.lower(), "application/octet-stream"))
