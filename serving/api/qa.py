@@ -3,7 +3,7 @@ evidence, the review queue (confirm/overturn per item), agent acknowledge/appeal
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -325,11 +325,6 @@ def overturn_rates(p: Principal = Depends(require_roles(*READERS)), session: Ses
 
 
 # ------------------------------------------------------------------ every call, scored or not
-def _day_start_utc(day: date, tz) -> datetime:
-    """Midnight of one of the tenant's calendar days, as the naive UTC the database stores."""
-    return datetime.combine(day, time(), tz).astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def _latest_verdict():
     return (select(QAReview.verdict).where(QAReview.item_result_id == QAItemResult.id)
             .order_by(QAReview.id.desc()).limit(1).correlate(QAItemResult).scalar_subquery())
@@ -363,9 +358,9 @@ def list_calls(date_from: date | None = None, date_to: date | None = None, agent
             .where(Call.tenant_id == p.tenant_id, or_(Call.answered_at.is_not(None), QAResult.id.is_not(None))))
     tz = tenant_settings.zone(session, p.tenant_id)
     if date_from:
-        stmt = stmt.where(Call.started_at >= _day_start_utc(date_from, tz))
+        stmt = stmt.where(Call.started_at >= tenant_settings.day_bounds(date_from, date_from, tz)[0])
     if date_to:
-        stmt = stmt.where(Call.started_at < _day_start_utc(date_to + timedelta(days=1), tz))
+        stmt = stmt.where(Call.started_at < tenant_settings.day_bounds(date_to, date_to + timedelta(days=1), tz)[1])
     if agent_id is not None:
         stmt = stmt.where(Call.agent_id == agent_id)
     if category.strip():
@@ -392,10 +387,10 @@ def list_calls(date_from: date | None = None, date_to: date | None = None, agent
         stmt = stmt.where(QAResult.review_state == review_state)
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.execute(stmt.order_by(Call.started_at.desc(), Call.id.desc()).offset(offset).limit(limit)).all()
-    return {"total": total, "items": _calls_out(session, p.tenant_id, rows)}
+    return {"total": total, "items": _calls_out(session, p.tenant_id, rows, tz)}
 
 
-def _calls_out(session: Session, tenant_id: int, rows: list) -> list[dict]:
+def _calls_out(session: Session, tenant_id: int, rows: list, tz) -> list[dict]:
     call_ids = [call.id for call, _ in rows]
     results = [r for _, r in rows if r is not None]
     verdicts = review.latest_verdicts(session, [i.id for r in results for i in r.items])
@@ -403,7 +398,7 @@ def _calls_out(session: Session, tenant_id: int, rows: list) -> list[dict]:
     for v in session.scalars(select(QAResult).where(QAResult.tenant_id == tenant_id, QAResult.call_id.in_(call_ids))
                              .order_by(QAResult.version)):
         versions.setdefault(v.call_id, []).append({"id": v.id, "version": v.version, "score": v.score,
-                                                   "created_at": v.created_at.isoformat(),
+                                                   "created_at": tenant_settings.isoformat(v.created_at, tz),
                                                    "current": v.superseded_at is None})
     categories = dict(session.execute(select(Ticket.call_id, Ticket.category).where(
         Ticket.tenant_id == tenant_id, Ticket.call_id.in_(call_ids)).order_by(Ticket.id)).all())
@@ -411,7 +406,8 @@ def _calls_out(session: Session, tenant_id: int, rows: list) -> list[dict]:
         Recording.tenant_id == tenant_id, Recording.call_id.in_(call_ids)).group_by(Recording.call_id)).all())
     out = []
     for call, result in rows:
-        row = {"call_id": call.id, "call_uuid": call.call_uuid, "started_at": call.started_at.isoformat(),
+        row = {"call_id": call.id, "call_uuid": call.call_uuid,
+               "started_at": tenant_settings.isoformat(call.started_at, tz),
                "duration_s": round((call.ended_at - (call.answered_at or call.started_at)).total_seconds())
                if call.ended_at else None,
                "agent_id": call.agent_id, "category": categories.get(call.id, ""),
