@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(python3-venv sox libsox-fmt-all espeak-ng sip-tester kamailio kamailio-extra-modules baresip chromium fonts-noto-cjk libsndfile1)
+APT_PACKAGES=(python3-venv sox libsox-fmt-all espeak-ng sip-tester kamailio kamailio-extra-modules baresip chromium fonts-noto-cjk libsndfile1 prometheus)
 VENV=.venv
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
