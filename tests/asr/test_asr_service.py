@@ -101,7 +101,9 @@ def test_real_engine_behind_ray(ray_session, asr_settings, mandarin_samples):
 
 def test_replicas_reserve_a_gpu_share_only_for_a_cuda_engine(tmp_path):
     from domain.settings import Settings
-    from serving.asr_service import replica_resources
+    from serving.asr_service import ServiceParams, replica_resources
 
     assert replica_resources(Settings(data_dir=tmp_path)) == {"num_cpus": 1.0, "num_gpus": 0}
     assert replica_resources(Settings(data_dir=tmp_path, asr_device="cuda")) == {"num_cpus": 1.0, "num_gpus": 0.5}
+    held = replica_resources(Settings(data_dir=tmp_path), ServiceParams(node_resources=(("asr", 1),)))
+    assert held == {"num_cpus": 1.0, "num_gpus": 0, "resources": {"asr": 1}}  # only on nodes started for speech
