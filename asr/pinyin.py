@@ -1,6 +1,7 @@
 """Toneless pinyin and how alike two syllables sound, for repairing what ASR heard."""
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
@@ -33,3 +34,28 @@ def syllable_similarity(a: str, b: str) -> float:
     if ia == ib or fa == fb:
         return 0.5
     return 0.0
+
+
+_PRIVATE_USE = 0xE000  # one code point per toneless syllable, so a text keeps its length and regexes still apply
+_SOUND_IDS: dict[str, int] = {}
+_SOUND_IDS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=8192)
+def _sound_char(ch: str) -> str:
+    syl = lazy_pinyin(ch, style=Style.NORMAL, errors="default")[0]
+    if syl == ch:  # not a Han character
+        return ch
+    sound = syl
+    with _SOUND_IDS_LOCK:
+        index = _SOUND_IDS.setdefault(sound, len(_SOUND_IDS))
+    return chr(_PRIVATE_USE + index)
+
+
+def sound_view(text: str) -> str:
+    """``text`` with each Han character replaced by one character per toneless syllable (其他字符不变).
+
+    Same length as ``text``, so a regex written in Chinese and passed through ``sound_view`` matches
+    homophones (跳楼 ~ 条楼, 好多血 ~ 好多学) at the same positions as the original.  Exact syllables, not the
+    fuzzy classes of ``syllable_similarity``: by those 钱包 would sound like 抢包."""
+    return "".join(_sound_char(ch) for ch in text)

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from asr.pinyin import sound_view
+
 if TYPE_CHECKING:
     from copilot.category import CategoryPrediction
 
@@ -69,6 +71,10 @@ class PoliceParams:
     category_cue: str = r"正在|还在|刚刚|刚才|快来|快点|赶紧|救命|一直在|又在|这会儿|躲在|还没跑|追|" + _HURT
     category_exclude: str = r"去年|上个?月|上周|前几天|前两天|以前|之前|报过警|报了警|派出所|立了?案"
     category_reason: str = "疑似紧急警情（来电内容与警情相近，请核实）"
+    # also match the rules that need a cue on the window's sound (homophones the ASR wrote); a rule whose event
+    # alone suffices is too loose by sound (拿到 sounds like 拿刀, 搬家 like 绑架)
+    sound_alike: bool = True
+    sound_alike_note: str = "（按读音近似匹配，请核实）"
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,11 @@ class AlertDetector:
         self.police_params = police or PoliceParams()
         self._police = [(r.reason, re.compile(r.event), re.compile(r.cue) if r.cue else None)
                         for r in self.police_params.rules]
+        self._police_sound = [(r.reason + self.police_params.sound_alike_note, re.compile(sound_view(r.event)),
+                               re.compile(sound_view(r.cue)) if r.cue else None)
+                              for r in self.police_params.rules if r.cue] if self.police_params.sound_alike else []
         self._category_cue = re.compile(self.police_params.category_cue)
+        self._category_cue_sound = re.compile(sound_view(self.police_params.category_cue))
         self._category_exclude = re.compile(self.police_params.category_exclude)
         self._sensitive = {k: re.compile(v) for k, v in (sensitive or SensitiveParams()).patterns.items()}
 
@@ -101,13 +111,14 @@ class AlertDetector:
         """The first rule that matches the recent caller turns; else the classifier's view of the call so far."""
         p = self.police_params
         window = "。".join(turns[-p.window_turns:])
-        for reason, event, cue in self._police:
-            m = event.search(window)
-            if m and (cue is None or cue.search(window)):
-                return Detection(reason, _sentence_around(window, m.start()))
+        for rules, view in ((self._police, window), (self._police_sound, sound_view(window))):
+            for reason, event, cue in rules:
+                m = event.search(view)
+                if m and (cue is None or cue.search(view)):
+                    return Detection(reason, _sentence_around(window, m.start()))
         if (category is not None and category.path.split("/")[-1] == p.category_leaf
                 and category.confidence >= p.category_min_confidence):
-            m = self._category_cue.search(window)
+            m = self._category_cue.search(window) or self._category_cue_sound.search(sound_view(window))
             if m and not self._category_exclude.search(window):
                 return Detection(p.category_reason, _sentence_around(window, m.start()))
         return None
