@@ -4,7 +4,8 @@ KPI 短信有效到达率.
 A message is written (status ``queued``) in the same transaction as the ticket change that causes it, so a crash
 loses nothing. :func:`send_due` claims due messages under a lease, submits them with their idempotency key as
 the gateway's client message id (the gateway drops a repeated id, so a crash between submit and commit never
-reaches the handset twice), and retries failures with exponential backoff. Receipts (:func:`apply_receipt`)
+reaches the handset twice), and retries failures with exponential backoff (the outbox loop of
+:func:`domain.integrations.outbox.drain`). Receipts (:func:`apply_receipt`)
 classify the outcome; empty numbers, switched-off or suspended numbers and abnormal handsets are excluded from
 the KPI as the contract says.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.integrations.outbox import RetryPolicy, SignedClient
+from domain.integrations.outbox import DeliveryError, RetryPolicy, SignedClient, drain, retryable_status
 from domain.integrations.signing import KeyRing
 from domain.models import SmsMessage, Ticket, utcnow
 
@@ -37,12 +38,6 @@ EXCLUDED = frozenset({"empty_number", "suspended", "abnormal_handset"})
 FINAL = EXCLUDED | {"delivered", "failed"}
 
 
-class GatewayError(Exception):
-    def __init__(self, message: str, retryable: bool):
-        super().__init__(message)
-        self.retryable = retryable
-
-
 @dataclass(frozen=True)
 class GatewayCapabilities:
     delivery_receipts: bool  # pushes receipts to our /api/hooks/sms/receipts
@@ -51,7 +46,7 @@ class GatewayCapabilities:
 
 
 class SmsGateway(ABC):
-    """One SMS carrier or aggregator. ``submit`` returns the gateway's message id or raises GatewayError."""
+    """One SMS carrier or aggregator. ``submit`` returns the gateway's message id or raises DeliveryError."""
 
     capabilities: GatewayCapabilities
 
@@ -71,10 +66,10 @@ class HttpSmsGateway(SmsGateway):
         try:
             r = self.client.request("POST", "/sms/send", {"client_msg_id": client_msg_id, "phone": phone, "text": body})
         except httpx.HTTPError as exc:
-            raise GatewayError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
         if r.is_success:
             return r.json()["msg_id"]
-        raise GatewayError(f"HTTP {r.status_code}: {r.text[:200]}", retryable=r.status_code >= 500 or r.status_code == 429)
+        raise DeliveryError(f"HTTP {r.status_code}: {r.text[:200]}", retryable=retryable_status(r.status_code))
 
 
 def enqueue(session: Session, tenant_id: int, phone: str, body: str, key: str, *, ticket_id: int | None = None,
@@ -103,35 +98,17 @@ def send_due(sessions: sessionmaker, gateway: SmsGateway, *, now: datetime | Non
              policy: RetryPolicy = RetryPolicy(base_s=30, max_attempts=8), batch: int = 200) -> dict:
     """Submit due queued messages once; returns counts of sent, retried and failed messages."""
     now = now or utcnow()
-    with sessions() as session, session.begin():
-        rows = session.scalars(select(SmsMessage).where(SmsMessage.status == "queued", SmsMessage.next_attempt_at <= now)
-                               .order_by(SmsMessage.id).limit(batch).with_for_update(skip_locked=True)).all()
-        for row in rows:
-            row.attempts += 1
-            row.next_attempt_at = now + timedelta(seconds=policy.lease_s)
-        claimed = [(row.id, row.attempts, row.idempotency_key, row.phone, row.body) for row in rows]
-    outcomes = []
-    for row_id, attempts, key, phone, body in claimed:
-        try:
-            outcomes.append((row_id, attempts, gateway.submit(key, phone, body), None))
-        except GatewayError as exc:
-            outcomes.append((row_id, attempts, "", exc))
-    counts = {"sent": 0, "retried": 0, "failed": 0}
-    with sessions() as session, session.begin():  # one commit per batch; a crash before it only means resubmits
-        for row_id, attempts, gateway_id, error in outcomes:  # that the gateway drops by client message id
-            row = session.get(SmsMessage, row_id)
-            if gateway_id:
-                row.gateway_id = gateway_id
-                if row.status == "queued":  # a receipt may already have arrived
-                    row.status = "sent"
-                counts["sent"] += 1
-            elif error.retryable and attempts < policy.max_attempts:
-                row.next_attempt_at = now + policy.delay(attempts)
-                counts["retried"] += 1
-            else:
-                row.status = "failed"
-                counts["failed"] += 1
-    return counts
+
+    def record(row: SmsMessage, gateway_id: str, error: DeliveryError | None) -> None:
+        if error is None:
+            row.gateway_id = gateway_id
+            if row.status == "queued":  # a receipt may already have arrived
+                row.status = "sent"
+
+    due = (select(SmsMessage).where(SmsMessage.status == "queued", SmsMessage.next_attempt_at <= now)
+           .order_by(SmsMessage.id).limit(batch))
+    return drain(sessions, due, lambda row: gateway.submit(row.idempotency_key, row.phone, row.body), record,
+                 give_up="failed", now=now, policy=policy)
 
 
 def apply_receipt(session: Session, client_msg_id: str, gateway_id: str, code: str) -> SmsMessage | None:
