@@ -19,6 +19,8 @@ from domain.db import make_engine, session_scope
 from domain.errors import AppError
 from domain.models import Call, QAResult, Recording, Scorecard, Ticket, TranscriptSegment
 from ops.backup import backup, restore, verify
+from telephony import sipauth
+from telephony.control import control_token
 from tests.conftest import PG_URL
 from tests.telephony.conftest import lab, peers  # noqa: F401 - fixtures
 from tests.telephony.test_bridge import wait_cdr
@@ -84,6 +86,7 @@ def test_backup_mid_call_restores_everything_onto_a_fresh_data_directory(peers, 
     before = _snapshot(lab.engine, done_id)
 
     # a second call is in progress while the backup runs
+    lab.set_states("signed_out")  # the first agent is done for the day
     _agent_id, agent = lab.agent("7002")
     caller = lab.peer("13900000002")
     caller.call("b", lab.worker.uri, wav=str(lab.caller_wav), dtmf="1", dtmf_after=0.5, **{"from": "13900000002"})
@@ -94,6 +97,7 @@ def test_backup_mid_call_restores_everything_onto_a_fresh_data_directory(peers, 
         live = s.query(Call).filter_by(caller_number="13900000002").one()
         live_id, live_uuid = live.id, live.call_uuid
         assert live.ended_at is None
+    token, sip_password = control_token(lab.root), sipauth.agent_password(lab.root, "7002")  # the installation's secrets
     dest = tmp_path / "backup"
     manifest = backup(dest, db_url=lab.url, data_dir=lab.root)
     assert not caller.find(ev="ended", id="b")  # the call ran on through the backup
@@ -110,7 +114,7 @@ def test_backup_mid_call_restores_everything_onto_a_fresh_data_directory(peers, 
     # restore onto a new data directory, through the command an operator runs
     fresh = tmp_path / "new-host" / "var"
     env = {**os.environ, "HOTLINE_DATA_DIR": str(fresh), "HOTLINE_DATABASE_URL": ""}
-    run = subprocess.run([sys.executable, "-m", "serving.cli", "restore", str(dest)], env=env, capture_output=True,
+    run = subprocess.run([str(Path(sys.executable).parent / "hotline"), "restore", str(dest)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout)
@@ -124,7 +128,8 @@ def test_backup_mid_call_restores_everything_onto_a_fresh_data_directory(peers, 
             assert s.get(Call, live_id).call_uuid == live_uuid  # the call in progress is there too
         for rel in spooled:
             assert (fresh / rel).read_bytes() == (dest / "files" / rel).read_bytes()
-        assert (fresh / "telephony" / "sip-secret").read_text() == (lab.root / "telephony" / "sip-secret").read_text()
+        # the agents' SIP passwords and the control channel survive the move to the new host
+        assert sipauth.agent_password(fresh, "7002") == sip_password and control_token(fresh) == token
         assert (fresh / "telephony" / "sip-secret").stat().st_mode & 0o077 == 0
     finally:
         restored.dispose()
@@ -144,7 +149,7 @@ def test_restore_refuses_a_damaged_backup_and_a_used_data_directory(peers, tmp_p
     (dest / "files" / some).write_bytes(b"damaged")
     with pytest.raises(AppError) as bad:
         restore(dest, db_url=f"sqlite:///{tmp_path / 'new' / 'hotline.db'}", data_dir=tmp_path / "new")
-    assert bad.value.code == "backup_corrupt" and some in bad.value.detail["files"]
+    assert bad.value.code == "backup_corrupt" and f"files/{some}" in bad.value.detail["files"]
     assert not (tmp_path / "new").exists()  # nothing written before the checks pass
     (dest / "manifest.json").unlink()
     with pytest.raises(AppError) as partial:
