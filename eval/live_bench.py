@@ -184,9 +184,9 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     live = None
     if asr:  # the ASR followers decode on the Ray deployment, as under `hotline serve`
         from domain.settings import get_settings
-        from serving.pipeline import live_wiring, start_asr
+        from serving.pipeline import start_live
 
-        live = live_wiring(start_asr(get_settings()).address)
+        live = start_live(get_settings())
     sup = Supervisor(n_workers, db_url=url, data_dir=root, sip_port=base, rtp_port=42000,
                      control_port=base + 1000, flow=flow.model_dump_json(),
                      live=live,

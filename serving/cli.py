@@ -11,6 +11,7 @@ import importlib
 import typer
 
 from eval.cli import eval_app
+from telephony import cli as telephony_cli
 
 app = typer.Typer(help="12345 政务服务便民热线 语音智能平台", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(eval_app, name="eval")
@@ -21,12 +22,20 @@ COMMAND_MODULES: list[str] = [
     "copilot.cli",
     "serving.cli_tickets",
     "qa.cli",
-    "telephony.cli",
     "ops.cli",
 ]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+
+
+def _start_live(settings):
+    from serving.pipeline import start_live
+
+    return start_live(settings)
+
+
+telephony_cli.register(app, live=_start_live)  # the telephony commands get the live path's wiring from here
 
 
 def main() -> None:

@@ -7,19 +7,18 @@ import typer
 def _start_telephony(settings):
     """The live ASR deployed on Ray (a local Ray, or the cluster of ``HOTLINE_RAY_ADDRESS``), then bridge workers,
     the live ASR followers (and Kamailio in front when installed) under a supervisor thread that restarts dead ones.
-    The live path's wiring is injected here (``serving.pipeline.live_wiring``).  The children die with that thread (``telephony.peer.die_with_parent``),
-    which lives until ``supervisor.stop()`` has stopped them."""
+    The live path's wiring is injected here (``serving.pipeline.start_live``).  The children die with that thread
+    (``telephony.peer.die_with_parent``), which lives until ``supervisor.stop()`` has stopped them."""
     import shutil
     import threading
 
-    from serving.pipeline import live_wiring, start_asr
+    from serving.pipeline import start_live
     from telephony.supervisor import Supervisor
 
-    asr = start_asr(settings)
     proxy_port = int(settings.sip_proxy.rsplit(":", 1)[1]) if shutil.which("kamailio") else 0
     supervisor = Supervisor(settings.bridge_workers, db_url=settings.sqlalchemy_url, data_dir=settings.data_dir,
                             sip_port=settings.sip_port, rtp_port=settings.rtp_port, flow=settings.telephony_flow,
-                            live=live_wiring(asr.address), proxy_port=proxy_port,
+                            live=start_live(settings), proxy_port=proxy_port,
                             asr_followers=settings.live_asr_followers)
 
     def run() -> None:

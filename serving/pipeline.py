@@ -3,8 +3,8 @@ followers (``asr.follower``) that decode on the Ray Serve ASR deployment (``serv
 publish transcripts on the bus.
 
 This is the entry point's wiring, so that telephony and speech name nothing of serving: ``hotline serve``
-deploys the ASR on Ray (:func:`start_asr`, joining ``HOTLINE_RAY_ADDRESS`` or starting a local Ray) and hands
-the supervisor :func:`live_wiring`, the command lines of its children, which run :func:`main` here.
+deploys the ASR on Ray and hands the supervisor the command lines of its children (:func:`start_live`), which
+run :func:`main` here.
 
 Children: ``python -m serving.pipeline worker …`` (``telephony.worker`` with :class:`EventSink`) and
 ``python -m serving.pipeline follower --index N`` (a follower on the running ASR deployment).
@@ -67,21 +67,17 @@ def follower_status_path(data_dir: Path, index: int) -> Path:
     return Path(data_dir) / "telephony" / f"asr-follower-{index}.json"
 
 
-def start_asr(settings: Settings):
-    """Deploy the live ASR on Ray (``hotline serve``): joins ``HOTLINE_RAY_ADDRESS`` or starts a local Ray.
-    Returns the service; its cluster address is what the followers join."""
+def start_live(settings: Settings) -> LiveWiring:
+    """Deploy the live ASR on Ray (joining ``HOTLINE_RAY_ADDRESS``, or starting a local Ray) and return what the
+    supervisor runs for it (``hotline serve``, ``hotline telephony up``): the worker's command line (keeps spools,
+    publishes call events), each follower's, and the environment that has the followers join that cluster."""
     from serving.asr_service import AsrService
 
-    return AsrService.start(settings)
-
-
-def live_wiring(ray_address: str) -> LiveWiring:
-    """What the supervisor runs for live ASR: the worker's command line (keeps spools, publishes call events),
-    each follower's, and the environment that has the followers join the cluster the ASR is deployed on."""
+    address = AsrService.start(settings).address
     return LiveWiring(worker_command=[sys.executable, "-m", __name__, "worker"],
                       follower_command=lambda index: [sys.executable, "-m", __name__, "follower", "--index",
                                                       str(index)],
-                      follower_env={"HOTLINE_RAY_ADDRESS": ray_address})
+                      follower_env={"HOTLINE_RAY_ADDRESS": address})
 
 
 def _follower(argv: list[str]) -> None:

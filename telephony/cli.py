@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import typer
+
+if TYPE_CHECKING:
+    from domain.settings import Settings
+    from telephony.peer import LiveWiring
 
 
 def _demo_agent_phone(work_no: str, wav: Path, port: int, tmp: Path):
@@ -32,7 +37,9 @@ def _demo_agent_phone(work_no: str, wav: Path, port: int, tmp: Path):
     return phone
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, live: Callable[[Settings], LiveWiring] | None = None) -> None:
+    """``live``: deploys the live ASR and returns its wiring (the ``hotline`` entry point's); without it
+    ``telephony up`` only records."""
     tel = typer.Typer(help="话务桥接：启动工作进程与 Kamailio、查看状态", no_args_is_help=True)
     app.add_typer(tel, name="telephony")
 
@@ -103,7 +110,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(None, help="工作进程数（默认 HOTLINE_BRIDGE_WORKERS）；每个进程承载 2 路对话"),
         kamailio: bool = typer.Option(True, help="同时启动 Kamailio（调度 + 健康探测 + 坐席注册）"),
     ) -> None:
-        """启动话务桥接（前台运行，Ctrl-C 停止）：N 个工作进程，进程退出自动重启。"""
+        """启动话务桥接（前台运行，Ctrl-C 停止）：N 个工作进程与实时识别进程，进程退出自动重启。"""
         import signal
 
         from domain.db import upgrade
@@ -115,7 +122,7 @@ def register(app: typer.Typer) -> None:
         proxy = int(st.sip_proxy.rsplit(":", 1)[1]) if kamailio else 0
         sup = Supervisor(workers or st.bridge_workers, db_url=st.sqlalchemy_url, data_dir=st.data_dir,
                          sip_port=st.sip_port, rtp_port=st.rtp_port, flow=st.telephony_flow,
-                         proxy_port=proxy)  # records calls; live ASR is wired by `hotline serve`
+                         live=live(st) if live else None, proxy_port=proxy, asr_followers=st.live_asr_followers)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it in order, as Ctrl-C does
         try:
             sup.start()

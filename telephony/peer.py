@@ -158,7 +158,7 @@ class ServiceProc(Proc):
 
 @dataclass(frozen=True)
 class LiveWiring:
-    """The live path's children as the entry point wires them (``serving.pipeline.live_wiring``): the command of a
+    """The live path's children as the entry point wires them (``serving.pipeline.start_live``): the command of a
     bridge worker that keeps its spools for the live ASR and publishes call events, the command of ASR follower
     ``index``, and the environment the followers need (the Ray cluster to join)."""
 

@@ -20,7 +20,7 @@ from domain.models import Agent
 from domain.settings import Settings
 from knowledge.transfer import seed_demo_kb
 from tests.telephony.conftest import TEST_FLOW, free_port, rtp_base
-from serving.pipeline import live_wiring, start_asr
+from serving.pipeline import start_live
 from telephony.peer import AsrFollowerProc, Peer, WorkerProc
 
 CALL_ID = "d001"  # a 咨询 call about 社保卡 with a standard greeting and closing
@@ -37,7 +37,7 @@ class System:
         with session_scope(self.engine) as s:
             seed_demo_kb(s, seed_demo(s, "laibin").id)
         self.procs: list = []
-        self.asr = None
+        self.ray = False
         audio, sr = sf.read(shared_data / "synthetic_calls" / "audio" / f"{CALL_ID}.flac", dtype="int16")
         assert sr == 8000
         audio = audio[: CALL_SECONDS * sr]
@@ -50,8 +50,8 @@ class System:
         return {"HOTLINE_DATA_DIR": str(self.root), "HOTLINE_DATABASE_URL": self.url}
 
     def start_worker(self) -> WorkerProc:
-        self.asr = start_asr(self.settings)
-        live = live_wiring(self.asr.address)
+        live = start_live(self.settings)
+        self.ray = True
         worker = WorkerProc("e2e", free_port(), rtp_base(), db_url=self.url, data_dir=self.root,
                             flow=TEST_FLOW.model_copy(update={"max_queue_wait_s": 30.0}).model_dump_json(),
                             command=live.worker_command, log_path=self.root / "worker.log",
@@ -80,10 +80,11 @@ class System:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.close()
-        if self.asr is not None:
+        if self.ray:
             import ray
+            from ray import serve
 
-            self.asr.stop()
+            serve.shutdown()
             ray.shutdown()
         self.engine.dispose()
 
