@@ -187,7 +187,8 @@ def test_security_headers_and_ops_endpoints(client):
     r = client.get("/healthz")
     assert r.json() == {"status": "ok"}
     assert r.headers["X-Frame-Options"] == "DENY" and "default-src 'self'" in r.headers["Content-Security-Policy"]
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"]["database"] == {"ok": True}
     assert "hotline_http_requests_total" in client.get("/metrics").text
     assert client.get("/openapi.json").json()["info"]["title"]
     missing = client.get("/api/nope")
