@@ -1,9 +1,9 @@
 """The live ASR follower: bridge spools in, transcript events out.
 
 Bridge workers spool each leg's 8 kHz PCM to ``<data_dir>/recordings/spool/<call>/<leg>.pcm`` as it
-arrives (``domain.spool``, written by ``telephony.media``).  An ASR follower process reads those files as they grow, runs each leg
-through an :class:`asr.streaming.LegStream` (VAD endpointing, partials, finals) and publishes what it
-hears.  The spool is the ASR queue: when decoding falls behind (35 calls on two cores), the audio waits
+arrives (``domain.spool``, written by ``telephony.media``).  An ASR follower process reads those files as they
+grow, runs each leg through an :class:`asr.streaming.LegStream` (VAD endpointing, partials, finals) and
+publishes what it hears.  The spool is the ASR queue: when decoding falls behind (35 calls on two cores), the audio waits
 on disk and the follower catches up after the peak; a leg that is behind gets finals only.  When a call
 has ended and every leg is read to the end, the follower publishes ``transcript.complete`` (post-call QA
 scores on it) and removes the spool.
