@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import AppError
 from domain.models import KnowledgeEntry
-from domain.spreadsheet import read_cell, safe_cell
+from domain.spreadsheet import Sheet, read_cell, safe_cell, to_xlsx
 from knowledge import service
 from knowledge.taxonomy import Taxonomy
 
@@ -202,17 +202,7 @@ def export_entries(session: Session, tenant_id: int, fmt: Format, *, status: str
         writer.writerows(flat)
         return buf.getvalue().encode("utf-8-sig")
     if fmt == "xlsx":
-        from openpyxl import Workbook
-
-        wb = Workbook()
-        ws = wb.active
-        ws.title = "知识库"
-        ws.append(COLUMNS)
-        for r in flat:
-            ws.append([r[c] for c in COLUMNS])
-        buf = io.BytesIO()
-        wb.save(buf)
-        return buf.getvalue()
+        return to_xlsx([Sheet("知识库", COLUMNS, [[r[c] for c in COLUMNS] for r in flat])])
     raise AppError("bad_format", "只支持 jsonl、csv、xlsx 格式")
 
 

@@ -1,10 +1,12 @@
 """KPI exports: 服务考核表 (one month, indicator by indicator) and 结算报表 (months, coefficient, fee,
-quarterly sums), as XLSX (openpyxl) and PDF (reportlab, built-in CID font STSong-Light)."""
+quarterly sums), as XLSX (the one writer of domain.spreadsheet) and PDF (reportlab, built-in CID font
+STSong-Light)."""
 from __future__ import annotations
 
 from io import BytesIO
 from xml.sax.saxutils import escape
 
+from domain import spreadsheet
 from qa.kpi import KpiReport, quarter_of
 
 ASSESS_HEADER = ["序号", "指标", "标准", "权重", "实际值", "扣分", "得分", "计算过程"]
@@ -37,35 +39,14 @@ def _settlement_rows(reports: list[KpiReport]) -> list[list]:
 
 
 def to_xlsx(reports: list[KpiReport], tenant_name: str = "") -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-
     if not reports:
         raise ValueError("没有可导出的考核结果")
-    wb = Workbook()
-    wb.remove(wb.active)
-    for r in sorted(reports, key=lambda r: r.month):
-        ws = wb.create_sheet(f"服务考核表{r.month}")
-        ws.append([f"{tenant_name} 12345热线服务考核表（{r.month}）"])
-        ws["A1"].font = Font(bold=True, size=14)
-        ws.append(ASSESS_HEADER)
-        for row in _assessment_rows(r):
-            ws.append(row)
-        for col, width in zip("ABCDEFGH", (6, 20, 10, 8, 12, 8, 8, 90)):
-            ws.column_dimensions[col].width = width
-        for cell in ws["H"]:
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-    ws = wb.create_sheet("结算报表")
-    ws.append([f"{tenant_name} 12345热线服务费结算报表"])
-    ws["A1"].font = Font(bold=True, size=14)
-    ws.append(SETTLE_HEADER)
-    for row in _settlement_rows(reports):
-        ws.append(row)
-    for col, width in zip("ABCD", (24, 12, 12, 18)):
-        ws.column_dimensions[col].width = width
-    out = BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    sheets = [spreadsheet.Sheet(f"服务考核表{r.month}", ASSESS_HEADER, _assessment_rows(r),
+                                f"{tenant_name} 12345热线服务考核表（{r.month}）", widths=[6, 20, 10, 8, 12, 8, 8, 90],
+                                wrap=(7,)) for r in sorted(reports, key=lambda r: r.month)]
+    sheets.append(spreadsheet.Sheet("结算报表", SETTLE_HEADER, _settlement_rows(reports),
+                                    f"{tenant_name} 12345热线服务费结算报表", widths=[24, 12, 12, 18]))
+    return spreadsheet.to_xlsx(sheets)
 
 
 def to_pdf(reports: list[KpiReport], tenant_name: str = "") -> bytes:
