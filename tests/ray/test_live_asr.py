@@ -64,6 +64,8 @@ def cluster(tmp_path_factory):
 
     from domain.ray_cluster import connect
 
+    if ray.is_initialized():  # a local Ray an earlier test of this session left: connect() would keep it
+        ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     settings = Settings(data_dir=tmp_path_factory.mktemp("ray"), ray_address=cluster.address)
     connect(settings, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
