@@ -1,7 +1,8 @@
 """Domain hot words: bias the decoder towards them and repair near-homophones afterwards.
 
-A ``Lexicon`` holds local terms (Laibin place names, departments, policy
-words).  ``prompt_terms()`` feeds Whisper's hot-word prompt; ``correct()``
+A ``Lexicon`` holds a tenant's local terms (place names, departments, policy
+words: its base terms from ``domain.tenant_settings`` plus terms mined from its
+knowledge base).  ``prompt_terms()`` feeds Whisper's hot-word prompt; ``correct()``
 replaces spans of a transcript whose pinyin is close to a term's pinyin
 (z/zh, n/l, an/ang … confusions typical of telephone audio and southern
 accents) but whose characters differ.
@@ -10,26 +11,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asr.phrase_repair import PhraseRepair, PhraseRepairParams
 from asr.pinyin import syllable_similarity, syllables
-
-LAIBIN_TERMS: tuple[str, ...] = (
-    # places
-    "来宾市", "兴宾区", "合山市", "象州县", "武宣县", "忻城县", "金秀瑶族自治县", "金秀县", "来宾",
-    # hotline and departments
-    "12345政务服务便民热线", "政务服务便民热线", "话务员", "工单", "人力资源和社会保障局", "人社局",
-    "社会保险服务中心", "医疗保障局", "医保局", "住房公积金管理中心", "市场监督管理局", "市场监管局",
-    "住房和城乡建设局", "住建局", "生态环境局", "交通运输局", "卫生健康委员会", "卫健委", "教育局", "民政局",
-    "公安局", "派出所", "自然资源局", "城市管理综合执法局", "城管局", "政务服务中心", "不动产登记中心",
-    "供电局", "自来水公司", "消防救援支队", "信访局",
-    # policy terms
-    "社保卡", "医保卡", "公积金", "养老保险", "失业保险", "工伤保险", "生育保险", "城乡居民医保", "低保",
-    "最低生活保障", "特困供养", "居住证", "户口迁移", "营业执照", "不动产登记", "挂失", "补办", "工本费",
-    "异地就医", "备案", "提取", "缴费基数", "欠薪", "劳动仲裁", "劳动合同", "噪音扰民", "占道经营",
-    "物业", "业主委员会", "燃气", "停水", "停电", "网格员", "身份证", "户口本",
-)
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -77,7 +63,7 @@ class Lexicon:
 
     @classmethod
     def from_texts(
-        cls, texts: list[str], *, base: tuple[str, ...] = LAIBIN_TERMS, params: LexiconParams = LexiconParams(),
+        cls, texts: list[str], *, base: Sequence[str] = (), params: LexiconParams = LexiconParams(),
         phrase_params: PhraseRepairParams | None = PhraseRepairParams(),
     ) -> Lexicon:
         """Domain terms mined from knowledge-base texts (frequent nouns, places, organisations) plus ``base``,
@@ -96,11 +82,11 @@ class Lexicon:
         return cls(list(base) + mined, params, phrases)
 
     @classmethod
-    def from_kb(cls, entries, *, params: LexiconParams = LexiconParams(),
+    def from_kb(cls, entries, *, base: Sequence[str] = (), params: LexiconParams = LexiconParams(),
                 phrase_params: PhraseRepairParams | None = PhraseRepairParams()) -> Lexicon:
-        """The hot words of a knowledge base from its ``(title, body)`` pairs: how the live ASR followers build
-        them from the published entries, and so how every benchmark must."""
-        return cls.from_texts([f"{title}\n{body}" for title, body in entries], params=params,
+        """The hot words of a knowledge base from its ``(title, body)`` pairs plus the tenant's ``base`` terms: how
+        the live ASR followers build them from the published entries, and so how every benchmark must."""
+        return cls.from_texts([f"{title}\n{body}" for title, body in entries], base=base, params=params,
                               phrase_params=phrase_params)
 
     def prompt_terms(self) -> list[str]:
@@ -141,7 +127,7 @@ class Lexicon:
                     score = sum(sims) / length
                     if length >= p.min_fuzzy_chars:
                         ok = score >= p.min_similarity
-                    else:  # "来兵" → "来宾", but a real word ("政府") is never turned into a short term
+                    else:  # "社宝" → "社保", but a real word ("政府") is never turned into a short term
                         ok = score == 1.0 or (min(sims) >= 0.9 and not _is_word(span))
                     if ok:
                         candidates.append((score, length, i, term))

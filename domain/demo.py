@@ -26,13 +26,18 @@ DEMO_AGENTS = [("8", "李敏", "agent"), ("15", "王芳", "agent2")]
 DEMO_SETTINGS = Path(__file__).with_name("demo_tenant_settings.json")
 
 
+def demo_settings() -> tenant_settings.TenantSettings:
+    """The demo tenant's settings (Laibin's lexicon, districts and gazetteer, contract numbers): what it is
+    seeded with, and the lexicon base the benchmarks on its recordings use."""
+    return tenant_settings.TenantSettings.model_validate(json.loads(DEMO_SETTINGS.read_text(encoding="utf-8")))
+
+
 def seed_demo(session: Session, tenant_code: str = "laibin") -> Tenant:
     """Create the demo tenant, users, skill groups and agents; safe to run again."""
     accounts.ensure_roles(session)
     tenant = accounts.ensure_tenant(session, tenant_code, "来宾市12345政务服务便民热线")
     if session.get(TenantSettingsRow, tenant.id) is None:  # an admin's later edits are kept
-        tenant_settings.save(session, tenant.id, tenant_settings.TenantSettings.model_validate(
-            json.loads(DEMO_SETTINGS.read_text(encoding="utf-8"))))
+        tenant_settings.save(session, tenant.id, demo_settings())
     users = {}
     for username, role, display in DEMO_USERS:
         user = session.scalar(select(User).where(User.tenant_id == tenant.id, User.username == username))

@@ -80,9 +80,6 @@ class Settings(BaseSettings):
     category_model_path: Path | None = Field(None, description="Category model trained by `hotline category train`; empty means one built once from the shipped training text (cached in <data_dir>/models).")
     # evaluation
     eval_data_root: Path | None = Field(None, description="Folder whose data benchmarks started from the web may read: their path arguments are names inside it; empty means <data_dir>/eval-data.")
-    # KPI
-    contract_total_cny: float = Field(6_855_800.0, description="Contract total; monthly fee = total / 36 × coefficient.")
-    complaint_threshold_permille: float = Field(2.0, description="服务投诉量 threshold in ‰ of calls.")
 
     @field_validator("data_dir")
     @classmethod

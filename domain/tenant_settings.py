@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import threading
 import time as _time
+import weakref
 from datetime import date, datetime, time, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from domain.models import TenantSettingsRow, utcnow
+from domain.validation import ShortText
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 CACHE_SECONDS = 30.0
@@ -34,7 +37,7 @@ class _Group(BaseModel):
 
 
 class LexiconSettings(_Group):
-    base_terms: list[str] = Field(default_factory=list, max_length=5000,
+    base_terms: list[ShortText] = Field(default_factory=list, max_length=5000,
                                   description="识别热词基础词表：地名、部门名、政策用语，每个 2–20 个字")
 
     @field_validator("base_terms")
@@ -52,8 +55,8 @@ class LexiconSettings(_Group):
 
 
 class PlaceSettings(_Group):
-    districts: list[str] = Field(default_factory=list, max_length=200, description="辖区（县、市、区）")
-    gazetteer: dict[str, list[str]] = Field(default_factory=dict,
+    districts: list[ShortText] = Field(default_factory=list, max_length=200, description="辖区（县、市、区）")
+    gazetteer: dict[ShortText, list[ShortText]] = Field(default_factory=dict,
                                             description="地名库：每个辖区下的乡镇、街道")
 
     @field_validator("districts")
@@ -92,7 +95,7 @@ class KpiSettings(_Group):
 
 
 class TimeSettings(_Group):
-    time_zone: str = Field(DEFAULT_TIME_ZONE, description="时区（IANA 名称，如 Asia/Shanghai）")
+    time_zone: ShortText = Field(DEFAULT_TIME_ZONE, description="时区（IANA 名称，如 Asia/Shanghai）")
     work_start: time = Field(time(8, 0), description="工作时间开始")
     work_end: time = Field(time(18, 0), description="工作时间结束")
     sla_days: float = Field(5.0, gt=0, le=365, description="未单独规定时限的工单，办理时限（天）")
@@ -130,21 +133,26 @@ class TenantSettings(_Group):
 
 GROUPS: dict[str, type[_Group]] = {name: f.annotation for name, f in TenantSettings.model_fields.items()}
 
-_cache: dict[int, tuple[float, TenantSettings]] = {}
+# per database engine (tests and tools open several), per tenant: (expiry on the monotonic clock, settings)
+_cache: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, TenantSettings]]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+
+
+def _tenants(session: Session) -> dict[int, tuple[float, TenantSettings]]:
+    engine = session.get_bind()
+    with _lock:
+        return _cache.setdefault(engine, {})
 
 
 def get(session: Session, tenant_id: int) -> TenantSettings:
     """The tenant's settings (defaults where it has no row)."""
-    now = _time.monotonic()
-    with _lock:
-        hit = _cache.get(tenant_id)
+    cached, now = _tenants(session), _time.monotonic()
+    hit = cached.get(tenant_id)
     if hit and hit[0] > now:
         return hit[1]
     row = session.get(TenantSettingsRow, tenant_id)
     settings = TenantSettings.model_validate(row.data) if row else TenantSettings()
-    with _lock:
-        _cache[tenant_id] = (now + CACHE_SECONDS, settings)
+    cached[tenant_id] = (now + CACHE_SECONDS, settings)
     return settings
 
 
@@ -157,17 +165,8 @@ def save(session: Session, tenant_id: int, settings: TenantSettings) -> TenantSe
     else:
         row.data, row.updated_at = data, utcnow()
     session.flush()
-    forget(tenant_id)
+    _tenants(session).pop(tenant_id, None)
     return settings
-
-
-def forget(tenant_id: int | None = None) -> None:
-    """Drop the cached settings of one tenant (all when ``None``)."""
-    with _lock:
-        if tenant_id is None:
-            _cache.clear()
-        else:
-            _cache.pop(tenant_id, None)
 
 
 def zone(session: Session, tenant_id: int) -> ZoneInfo:

@@ -94,9 +94,10 @@ def run_asr_bench(
     """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
     ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
     from asr.engines import create_engine
-    from asr.hotwords import LAIBIN_TERMS, Lexicon
+    from asr.hotwords import Lexicon
     from asr.phrase_repair import PhraseRepairParams
     from asr.text import edit_distance, normalise_for_cer
+    from domain.demo import demo_settings
     from domain.settings import get_settings
 
     settings = get_settings()
@@ -109,11 +110,12 @@ def run_asr_bench(
         import dataclasses
 
         engine.params = dataclasses.replace(engine.params, timestamps=False)
-    lexicon = Lexicon(LAIBIN_TERMS) if hotwords else None
+    base = demo_settings().lexicon.base_terms  # the recordings are the demo tenant's calls
+    lexicon = Lexicon(base) if hotwords else None
     if hotwords and kb:
         from knowledge.kbfile import load_kb_docs
 
-        lexicon = Lexicon.from_kb(((d.title, d.body) for d in load_kb_docs(kb)),
+        lexicon = Lexicon.from_kb(((d.title, d.body) for d in load_kb_docs(kb)), base=base,
                                   phrase_params=PhraseRepairParams() if kb_phrases else None)
     items, kind = load_items(data, rate, limit, phone)
 

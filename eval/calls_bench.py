@@ -306,11 +306,13 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     from asr.hotwords import Lexicon
     from asr.text import edit_distance, normalise_for_cer
     from eval.diarization_bench import diarization_error
+    from domain.demo import demo_settings
     from domain.settings import get_settings
     from qa import batch
 
     settings = get_settings()
-    lexicon = Lexicon.from_kb((e["question"], e["answer"]) for e in kb)
+    lexicon = Lexicon.from_kb(((e["question"], e["answer"]) for e in kb),
+                              base=demo_settings().lexicon.base_terms)  # the demo tenant's calls
     by_id = {d["id"]: d for d in calls}
     errors = chars = 0
     asr_cpu = audio_s = der_cpu = task_wall = 0.0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from domain import tenant_settings
 from domain.settings import Settings
 from knowledge import service
 from knowledge.retrieval import HybridIndex, KBDoc, RetrievalParams
@@ -47,18 +48,20 @@ class TenantIndexes:
 
 class TenantLexicons:
     """Each tenant's hot words and KB phrases for ASR (``asr.hotwords.Lexicon.from_kb`` over its published
-    entries: terms, and the KB phrases that ASR hears as homophones).  The first use builds one;
-    after that each use checks the published state (one small query) and, when an entry was published or
-    archived since, rebuilds it on a background thread: a large KB takes seconds, and the calls being
-    transcribed keep the previous lexicon until the new one is ready."""
+    entries, with the tenant's own base terms from ``domain.tenant_settings``: terms, and the KB phrases that
+    ASR hears as homophones).  The first use builds one; after that each use checks the published state (one
+    small query) and, when an entry was published or archived since or the tenant's base terms changed,
+    rebuilds it on a background thread: a large KB takes seconds, and the calls being transcribed keep the
+    previous lexicon until the new one is ready."""
 
     def __init__(self):
-        self._lexicons: dict[int, tuple[int, Lexicon]] = {}  # tenant → (published state, lexicon)
+        self._lexicons: dict[int, tuple[tuple, Lexicon]] = {}  # tenant → ((published state, base terms), lexicon)
         self._rebuilding: set[int] = set()  # tenants whose lexicon a background thread is rebuilding
         self._lock = threading.Lock()
 
     def get(self, session: Session, tenant_id: int) -> Lexicon:
-        state = service.published_state(session, tenant_id)
+        base = tuple(tenant_settings.get(session, tenant_id).lexicon.base_terms)
+        state = (service.published_state(session, tenant_id), base)
         with self._lock:
             built = self._lexicons.get(tenant_id)
             if built is not None and (built[0] == state or tenant_id in self._rebuilding):
@@ -73,11 +76,11 @@ class TenantLexicons:
                          name=f"lexicon-{tenant_id}").start()
         return built[1]
 
-    def _build(self, tenant_id: int, state: int, texts: list[tuple[str, str]]) -> None:
+    def _build(self, tenant_id: int, state: tuple, texts: list[tuple[str, str]]) -> None:
         from asr.hotwords import Lexicon
 
         try:
-            lexicon = Lexicon.from_kb(texts)
+            lexicon = Lexicon.from_kb(texts, base=state[1])
             with self._lock:
                 self._lexicons[tenant_id] = (state, lexicon)
         finally:

@@ -18,10 +18,12 @@ def telephone_transcriber(docs: list[KBDoc], settings=None) -> Callable[[Path], 
     from asr.audio import load_audio, resample, telephone_band
     from asr.engines import create_engine
     from asr.hotwords import Lexicon
+    from domain.demo import demo_settings
     from domain.settings import get_settings
 
     engine = create_engine(settings or get_settings())
-    lexicon = Lexicon.from_kb((d.title, d.body) for d in docs)
+    # the spoken query sets are the demo tenant's callers: its base terms, as its live ASR followers use them
+    lexicon = Lexicon.from_kb(((d.title, d.body) for d in docs), base=demo_settings().lexicon.base_terms)
 
     def transcribe(path: Path) -> str:
         audio = load_audio(path)

@@ -1,6 +1,7 @@
 """Monthly KPI exactly as the contract's 业务考核办法 (11 indicators), with the working shown.
 
-``assess(inputs, settings)`` is pure arithmetic on counts; ``gather(session, tenant_id, month)``
+``assess(inputs, settings)`` is pure arithmetic on counts, with the tenant's contract numbers
+(:class:`domain.tenant_settings.KpiSettings`, set by its admins); ``gather(session, tenant_id, month)``
 collects those counts from the database (calls, outages, SMS receipts, ratings, reviewed QA
 samples) plus the month's manual entries; ``compute_month`` stores the result in ``KpiMonth``.
 
@@ -17,30 +18,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
-from typing import Literal
 from zoneinfo import ZoneInfo
 
-Rounding = Literal["ceil", "floor", "proportional"]
-
-
-@dataclass(frozen=True)
-class KpiSettings:
-    contract_total_cny: float = 6_855_800.0
-    contract_months: int = 36
-    complaint_threshold_permille: float = 2.0  # the contract writes "≤ 2%" but deducts per 1‰; a setting
-    contract_headcount: int = 27  # 人员流失率 denominator
-    satisfied_min_rating: int = 4  # a rating ≥ this is "satisfied or better"
-    abandon_short_s: int = 20  # callers hanging up within this many seconds are excluded from 人工接通率
-    step_rounding: Rounding = "ceil"
-    bonus_cap: float = 5.0
-    fee_decimals: int = 2
-
-    @classmethod
-    def from_app_settings(cls) -> "KpiSettings":
-        from domain.settings import get_settings
-
-        s = get_settings()
-        return cls(contract_total_cny=s.contract_total_cny, complaint_threshold_permille=s.complaint_threshold_permille)
+from domain import tenant_settings
+from domain.tenant_settings import KpiSettings, Rounding
 
 
 @dataclass
@@ -194,7 +175,7 @@ def assess(inp: KpiInputs, s: KpiSettings = KpiSettings()) -> KpiReport:
     total = max(Fraction(0), base + bonus)
     coef = coefficient_for(float(total))
     fee = round(s.contract_total_cny / s.contract_months * coef, s.fee_decimals)
-    return KpiReport(inp.month, inds, _num(base), _num(bonus), _num(total), coef, fee, asdict(s))
+    return KpiReport(inp.month, inds, _num(base), _num(bonus), _num(total), coef, fee, s.model_dump())
 
 
 def quarter_fee(reports: list[KpiReport]) -> float:
@@ -205,13 +186,11 @@ def quarter_fee(reports: list[KpiReport]) -> float:
 
 
 # ------------------------------------------------------------------ from the database
-HOTLINE_TZ = ZoneInfo("Asia/Shanghai")
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """The month's first and next month's first instant, in the hotline's local time (China Standard Time)."""
+def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The month's first and next month's first instant, in the tenant's zone ``tz``."""
     try:
         year, mon = (int(x) for x in month.split("-"))
-        start = datetime(year, mon, 1, tzinfo=HOTLINE_TZ)
+        start = datetime(year, mon, 1, tzinfo=tz)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"月份格式应为 YYYY-MM：{month!r}") from exc
     return start, start + timedelta(days=calendar.monthrange(year, mon)[1])
@@ -231,7 +210,7 @@ def _ensure_month(session, tenant_id: int, month: str):
 
     from domain.models import KpiMonth
 
-    month_bounds(month)
+    month_bounds(month, timezone.utc)  # a valid month
     row = session.scalars(select(KpiMonth).where(KpiMonth.tenant_id == tenant_id, KpiMonth.month == month)).first()
     if row is None:
         row = KpiMonth(tenant_id=tenant_id, month=month, manual={"entries": []}, computed={})
@@ -296,7 +275,7 @@ def gather(session, tenant_id: int, month: str, s: KpiSettings = KpiSettings()) 
 
     from domain.models import Call, QAResult, ServiceOutage, SmsMessage
 
-    lo, hi = (bound.astimezone(timezone.utc) for bound in month_bounds(month))
+    lo, hi = (bound.astimezone(timezone.utc) for bound in month_bounds(month, tenant_settings.zone(session, tenant_id)))
     inp = KpiInputs(month=month, service_minutes=(hi - lo).total_seconds() / 60)
     for o in session.scalars(select(ServiceOutage).where(ServiceOutage.tenant_id == tenant_id,
                                                          ServiceOutage.started_at < hi, ServiceOutage.ended_at > lo)):
@@ -352,7 +331,8 @@ def gather(session, tenant_id: int, month: str, s: KpiSettings = KpiSettings()) 
 
 
 def compute_month(session, tenant_id: int, month: str, s: KpiSettings | None = None) -> KpiReport:
-    s = s or KpiSettings.from_app_settings()
+    """The month's report with the tenant's contract numbers (or ``s``), stored in ``KpiMonth``."""
+    s = s or tenant_settings.get(session, tenant_id).kpi
     inputs = gather(session, tenant_id, month, s)
     report = assess(inputs, s)
     row = _ensure_month(session, tenant_id, month)
@@ -381,6 +361,6 @@ def trend(session, tenant_id: int, months: list[str] | None = None) -> list[dict
 
 
 def quarter_of(month: str) -> list[str]:
-    start, _ = month_bounds(month)
+    start, _ = month_bounds(month, timezone.utc)
     first = (start.month - 1) // 3 * 3 + 1
     return [f"{start.year}-{m:02d}" for m in range(first, first + 3)]

@@ -71,8 +71,10 @@ def _stop_children_first(app, supervisor) -> None:
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="数据库管理", no_args_is_help=True)
     users_app = typer.Typer(help="用户管理", no_args_is_help=True)
+    tenant_app = typer.Typer(help="租户管理", no_args_is_help=True)
     app.add_typer(db_app, name="db")
     app.add_typer(users_app, name="users")
+    app.add_typer(tenant_app, name="tenant")
 
     @app.command()
     def serve(
@@ -145,6 +147,22 @@ def register(app: typer.Typer) -> None:
         if not lines or not lines[0]:
             raise typer.BadParameter("密码文件为空", param_hint="--password-file")
         return lines[0]
+
+    @tenant_app.command("add")
+    def tenant_add(code: str, name: str) -> None:
+        """新增租户（另一个热线中心）：设置为默认值，不带任何城市的词表、辖区或合同数据，由其管理员在页面上填写。"""
+        from sqlalchemy import select
+
+        from domain.accounts import ensure_tenant
+        from domain.db import session_scope, upgrade
+        from domain.models import Tenant
+
+        upgrade()
+        with session_scope() as session:
+            if session.scalar(select(Tenant).where(Tenant.code == code)) is not None:
+                raise typer.BadParameter(f"租户代码 {code} 已存在", param_hint="CODE")
+            ensure_tenant(session, code, name)
+        typer.echo(f"已创建租户 {code}（{name}）；用 hotline users add --tenant {code} 为它新增管理员")
 
     @users_app.command("add")
     def users_add(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from domain import accounts
+from domain import accounts, tenant_settings
 from domain.accounts import ROLES, Principal
 from domain.validation import ShortText
 from serving.api.deps import CSRF_COOKIE, SESSION_COOKIE, current_principal, get_session
@@ -61,8 +61,10 @@ def logout(response: Response, principal: Principal = Depends(current_principal)
 
 
 @router.get("/me")
-def me(principal: Principal = Depends(current_principal)) -> dict:
-    return {**_me(principal), "csrf_token": principal.session.csrf_token if principal.session else None}
+def me(principal: Principal = Depends(current_principal), session: Session = Depends(get_session, scope="function")) -> dict:
+    """The signed-in user, and the tenant's time zone the pages show every time in."""
+    return {**_me(principal), "csrf_token": principal.session.csrf_token if principal.session else None,
+            "time_zone": tenant_settings.get(session, principal.tenant_id).time.time_zone}
 
 
 @router.post("/password")

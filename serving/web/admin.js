@@ -50,4 +50,61 @@ async function loadAudit() {
 }
 $("#audit-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(loadAudit); });
 
-tabs(document, (name) => guarded(name === "users" ? loadUsers : loadAudit));
+// ---------------------------------------------------------------- tenant settings: one form per group
+// Lists are edited one item per line; the gazetteer one district per line as "辖区：乡镇、街道、…".
+const splitLines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+const splitPlaces = (text) => text.split(/[、，,]/).map((p) => p.trim()).filter(Boolean);
+
+function fieldInput(group, key, spec, value) {
+  const id = `st-${group}-${key}`;
+  const label = (spec.description || key).split("；")[0];
+  let input;
+  if (spec.type === "boolean") input = h("input", { id, type: "checkbox", checked: Boolean(value) });
+  else if (spec.enum) input = h("select", { id }, spec.enum.map((v) => h("option", { value: v, selected: v === value }, v)));
+  else if (spec.type === "array") input = h("textarea", { id, rows: 6, value: (value || []).join("\n") });
+  else if (spec.type === "object") {
+    input = h("textarea", { id, rows: 6, value: Object.entries(value || {}).map(([d, ps]) => `${d}：${ps.join("、")}`).join("\n") });
+  } else if (spec.type === "integer" || spec.type === "number") {
+    input = h("input", { id, type: "number", step: spec.type === "integer" ? "1" : "any", value: value ?? "",
+      min: spec.minimum ?? spec.exclusiveMinimum, max: spec.maximum });
+  } else if (spec.format === "time") input = h("input", { id, type: "time", value: (value || "").slice(0, 5) });
+  else input = h("input", { id, value: value ?? "" });
+  return { key, spec, input, node: h("div", {}, h("label", { for: id, title: spec.description || "" }, label), input) };
+}
+
+function readField({ spec, input }) {
+  if (spec.type === "boolean") return input.checked;
+  if (spec.type === "array") return splitLines(input.value);
+  if (spec.type === "object") {
+    return Object.fromEntries(splitLines(input.value).map((line) => {
+      const [district, places = ""] = line.split(/[：:]/, 2);
+      return [district.trim(), splitPlaces(places)];
+    }));
+  }
+  if (spec.type === "integer" || spec.type === "number") return input.value === "" ? null : Number(input.value);
+  return input.value.trim();
+}
+
+function settingsForm(group) {
+  const fields = Object.entries(group.schema.properties).map(([key, spec]) => fieldInput(group.name, key, spec, group.values[key]));
+  const error = h("p", { class: "field-error", role: "alert" });
+  const form = h("form", { class: "card", novalidate: true, "data-testid": `settings-${group.name}` },
+    h("h2", {}, group.title), h("div", { class: "form-grid" }, fields.map((f) => f.node)), error,
+    h("button", { class: "primary", type: "submit" }, "保存"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    try {
+      await api(`/api/admin/settings/${group.name}`, { method: "PUT", body: Object.fromEntries(fields.map((f) => [f.key, readField(f)])) });
+      toast(`${group.title}已保存`, "ok");
+    } catch (err) { error.textContent = err.message; }
+  });
+  return form;
+}
+
+async function loadSettings() {
+  const { groups } = await api("/api/admin/settings");
+  clear($("#settings"), groups.map(settingsForm));
+}
+
+tabs(document, (name) => guarded({ users: loadUsers, settings: loadSettings, audit: loadAudit }[name]));

@@ -117,12 +117,33 @@ export async function guarded(fn) {
   }
 }
 
-export function fmtTime(value) {
-  if (!value) return "";
-  const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+// Every time the API sends carries its offset (stored UTC); pages show it in the tenant's zone (/api/auth/me).
+let timeZone = "Asia/Shanghai";
+const parts = (d, withSeconds) => Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+  timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  ...(withSeconds ? { second: "2-digit" } : {}),
+}).formatToParts(d).map((p) => [p.type, p.value]));
+
+const toDate = (value) => (value instanceof Date ? value : typeof value === "number" ? new Date(value * 1000) : new Date(value));
+
+/** "YYYY-MM-DD HH:MM" (or with seconds) in the tenant's zone. */
+export function fmtTime(value, { seconds = false } = {}) {
+  if (value === null || value === undefined || value === "") return "";
+  const d = toDate(value);
   if (Number.isNaN(d.getTime())) return String(value);
-  const p = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  const p = parts(d, seconds);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${seconds ? ":" + p.second : ""}`;
+}
+
+/** "HH:MM:SS" in the tenant's zone. */
+export function fmtClock(value = new Date()) {
+  return fmtTime(value, { seconds: true }).slice(11);
+}
+
+/** The tenant's calendar day "YYYY-MM-DD" of a moment (default now), e.g. for date inputs. */
+export function localDay(value = new Date()) {
+  const p = parts(toDate(value), false);
+  return `${p.year}-${p.month}-${p.day}`;
 }
 
 export function fmtMs(ms) {
@@ -220,6 +241,7 @@ export let me = null;
  */
 export async function boot(pageId, roles, { header = true } = {}) {
   me = await api("/api/auth/me");
+  if (me.time_zone) timeZone = me.time_zone;
   if (header) document.body.prepend(renderHeader(me, pageId));
   if (roles && !roles.includes(me.role)) {
     clear($("main"), h("section", { class: "card" }, h("h1", {}, "无权访问"),

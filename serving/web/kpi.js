@@ -1,4 +1,4 @@
-import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, table, toast } from "./app.js";
+import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, localDay, table, toast } from "./app.js";
 
 await boot("kpi", ["supervisor", "admin"]);
 
@@ -15,8 +15,7 @@ const MANUAL_KINDS = { commendation: "表扬（加分）", incident: "事故/处
 const money = (v) => (v === null || v === undefined ? "—" : `¥${Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
 
 clear($("#mn-kind"), Object.entries(MANUAL_KINDS).map(([k, v]) => h("option", { value: k }, v)));
-const now = new Date();
-$("#kpi-month").value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
+$("#kpi-month").value = localDay().slice(0, 7);
 
 function render(data) {
   const r = data;
@@ -26,7 +25,7 @@ function render(data) {
     stat("考核月份", r.month, "kpi-month"), stat("基础得分", fmtNum(r.base_score, 2)), stat("加分", fmtNum(r.bonus, 2)),
     stat("总得分", fmtNum(r.total_score, 2), "kpi-total"), stat("等级系数", fmtNum(r.coefficient, 2), "kpi-coefficient"),
     stat("当月服务费", money(r.fee_cny), "kpi-fee"),
-    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ 36 × 等级系数；核算于 ${fmtTime(new Date().toISOString())}`),
+    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ 36 × 等级系数；核算于 ${fmtTime(new Date())}`),
   ] : h("p", { class: "muted" }, "本月尚未核算，请点击“重新核算”。"));
   clear($("#kpi-indicators"), table([
     { key: "no", label: "序号" }, { key: "name", label: "指标" }, { key: "standard", label: "考核标准" },

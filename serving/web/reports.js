@@ -1,9 +1,8 @@
-import { $, api, boot, chart, clear, guarded, h, table } from "./app.js";
+import { $, api, boot, chart, clear, guarded, h, localDay, table } from "./app.js";
 
 await boot("reports", ["supervisor", "admin"]);
 
-const today = new Date();
-$("#report-date").value = new Date(today.getTime() - today.getTimezoneOffset() * 60000).toISOString().slice(0, 10);
+$("#report-date").value = localDay();
 const list = await api("/api/reports/calls");
 clear($("#report-name"), list.map((r) => h("option", { value: r.name }, r.title)));
 const wanted = new URLSearchParams(location.search);

@@ -1,4 +1,4 @@
-import { $, api, boot, chart, clear, connectLive, guarded, h } from "./app.js";
+import { $, api, boot, chart, clear, connectLive, fmtTime, guarded, h } from "./app.js";
 
 await boot("screen", ["supervisor", "admin"], { header: false });
 
@@ -67,7 +67,7 @@ function draw(d) {
 const refresh = () => guarded(async () => draw(await api("/api/reports/dashboard")));
 await refresh();
 setInterval(refresh, 15000);
-setInterval(() => { $("#bs-clock").textContent = new Date().toLocaleString("zh-CN", { hour12: false }); }, 1000);
+setInterval(() => { $("#bs-clock").textContent = fmtTime(new Date(), { seconds: true }); }, 1000);
 let pending = null;
 connectLive("/ws/supervisor", (event) => {
   if (event.kind === "call.state" && !pending) pending = setTimeout(() => { pending = null; refresh(); }, 2000);

@@ -1,4 +1,4 @@
-import { $, api, boot, chart, clear, fmtTime, guarded, h, table, tabs, toast } from "./app.js";
+import { $, api, boot, chart, clear, fmtTime, guarded, h, localDay, table, tabs, toast } from "./app.js";
 
 await boot("tickets", ["supervisor"]);
 
@@ -83,9 +83,8 @@ $("#btn-supervise").addEventListener("click", () => guarded(async () => {
   await load();
 }));
 // ---------------------------------------------------------------- ticket statistics (themed reports)
-const iso = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 10);
-$("#ts-end").value = iso(new Date());
-$("#ts-start").value = iso(new Date(Date.now() - 29 * 86400000));
+$("#ts-end").value = localDay();
+$("#ts-start").value = localDay(new Date(Date.now() - 29 * 86400000));
 const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`);
 const bars = (rows) => ({ tooltip: { trigger: "axis" }, grid: { left: 50, right: 20, top: 20, bottom: 70 },
   xAxis: { type: "category", data: rows.map((r) => r.name), axisLabel: { rotate: rows.length > 6 ? 35 : 0 } },

@@ -1,4 +1,4 @@
-import { $, api, boot, clear, connectLive, fmtMs, guarded, h, toast } from "./app.js";
+import { $, api, boot, clear, connectLive, fmtClock, fmtMs, guarded, h, toast } from "./app.js";
 
 await boot("wall", ["supervisor"]);
 
@@ -53,7 +53,7 @@ async function load() {
 function alert(text, kind) {
   const box = $("#alerts");
   if (box.querySelector(".muted")) clear(box);
-  box.prepend(h("div", { class: "qa-warn", "data-testid": "wall-alert", "data-kind": kind }, `${new Date().toLocaleTimeString("zh-CN", { hour12: false })} ${text}`));
+  box.prepend(h("div", { class: "qa-warn", "data-testid": "wall-alert", "data-kind": kind }, `${fmtClock()} ${text}`));
   while (box.children.length > 30) box.lastChild.remove();
 }
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from qa.kpi import KpiInputs, KpiSettings, assess, coefficient_for, quarter_fee
+from domain.tenant_settings import KpiSettings
+from qa.kpi import KpiInputs, assess, coefficient_for, quarter_fee
 
 MONTH_MIN = 30 * 24 * 60  # a 30-day month: 43 200 service minutes
+CONTRACT = KpiSettings(contract_total_cny=6_855_800)  # the demo tenant's contract total
 
 
 def perfect(**kw) -> KpiInputs:
@@ -25,7 +28,7 @@ def scores(report) -> dict[str, float]:
 
 def test_full_marks_with_bonus_goes_above_100_and_bonus_is_capped():
     # worked by hand: every indicator meets its standard → 100; commendations 7 − incidents 0 → capped +5
-    r = assess(perfect(reward_points=7))
+    r = assess(perfect(reward_points=7), CONTRACT)
     assert r.base_score == 100 and r.bonus == 5 and r.total_score == 105
     assert r.coefficient == 1.0
     assert r.fee_cny == 190438.89  # 6 855 800 / 36 = 190 438.888… → 0.01 CNY
@@ -74,7 +77,7 @@ def test_deductions_per_indicator_and_floor_at_zero():
         qa_samples_service_ok=19,  # 95 % → 10
         leavers=2,  # 2/27 = 7.41 % → 3.41 % above, −1 per 3 % (ceil → 2) → 8
         penalty_points=3,
-    ))
+    ), CONTRACT)
     s = scores(r)
     assert s["sms_arrival"] == 3 and s["call_loss"] == 0 and s["manual_answer_rate"] == 6
     assert s["answer_accuracy"] == 5 and s["service_compliance"] == 10 and s["staff_turnover"] == 8
@@ -121,8 +124,8 @@ def test_compute_month_from_database_with_manual_entries(engine):
     from domain.models import AuditLog, Call, KpiMonth, ServiceOutage, SmsMessage, Tenant
     from qa import kpi
 
-    def local(*parts):  # hotline local time, stored as UTC like every timestamp
-        return datetime(*parts, tzinfo=kpi.HOTLINE_TZ).astimezone(timezone.utc)
+    def local(*parts):  # the tenant's time (the default zone), stored as UTC like every timestamp
+        return datetime(*parts, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
 
     day = local(2026, 6, 10, 9)
     with session_scope(engine) as s:
@@ -154,6 +157,7 @@ def test_compute_month_from_database_with_manual_entries(engine):
         assert inp.ratings_total == 82 and inp.ratings_satisfied == 82 - 8  # i = 20, 30, … 90 rated 2
         assert inp.reward_points == 2 and inp.penalty_points == 0 and inp.leavers == 1
         report = kpi.compute_month(s, t.id, "2026-06", KpiSettings())
+        assert report.fee_cny == 0  # a tenant without a contract total yet
         tid = t.id
     # 呼损 6 % → 1 % above → −10 → 0; 人工接通 82/90 = 91.1 % ok; SMS 94.7 % → −1 → 4;
     # 满意 74/82 = 90.24 % ok; 流失 1/27 = 3.7 % ok; no QA samples → full; commendation +2
@@ -207,3 +211,31 @@ def test_exports_xlsx_and_pdf_with_working_and_quarter_total():
     assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
     with pytest.raises(ValueError):
         to_xlsx([])
+
+
+def test_compute_month_uses_the_tenants_contract_numbers_and_zone(engine):
+    """compute_month without explicit numbers takes the tenant's (domain.tenant_settings); the month's first
+    instant is midnight in the tenant's zone."""
+    from domain import tenant_settings
+    from domain.db import session_scope
+    from domain.models import Call, Tenant
+    from qa import kpi
+
+    with session_scope(engine) as s:
+        t = Tenant(code="kpi3", name="KPI")
+        s.add(t)
+        s.flush()
+        own = tenant_settings.TenantSettings().model_copy(update={
+            "kpi": KpiSettings(contract_total_cny=3_600_000, complaint_threshold_permille=20),
+            "time": tenant_settings.TimeSettings(time_zone="America/New_York")})
+        tenant_settings.save(s, t.id, own)
+        # 2026-06-01 02:00 UTC is still May 31 in New York: not a June call there
+        s.add(Call(tenant_id=t.id, call_uuid="edge", caller_number="1", result="answered",
+                   started_at=datetime(2026, 6, 1, 2, tzinfo=timezone.utc)))
+        s.add(Call(tenant_id=t.id, call_uuid="june", caller_number="1", result="answered",
+                   started_at=datetime(2026, 6, 1, 5, tzinfo=timezone.utc)))
+        s.flush()
+        assert kpi.gather(s, t.id, "2026-06").calls_incoming == 1
+        report = kpi.compute_month(s, t.id, "2026-06")
+    assert report.settings["contract_total_cny"] == 3_600_000 and report.settings["complaint_threshold_permille"] == 20
+    assert report.fee_cny == round(3_600_000 / 36 * report.coefficient, 2)
