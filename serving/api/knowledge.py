@@ -6,9 +6,12 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain import tenant_settings
 from domain.accounts import Principal
+from domain.models import KnowledgeEntry, KnowledgeVersion
 from domain.validation import SafeText
 from domain.errors import AppError, not_found
 from knowledge import service, transfer
@@ -32,6 +35,20 @@ class ActionIn(BaseModel):
 class SearchIn(BaseModel):
     query: SafeText = Field(min_length=1, max_length=500)
     k: int = Field(3, ge=1, le=20)
+
+
+def _own_change(session: Session, principal: Principal, entry_id: int) -> bool:
+    """Whether the version awaiting approval was written by this user (four-eyes: someone else approves it)."""
+    author = session.scalar(select(KnowledgeVersion.author_id).join(
+        KnowledgeEntry, (KnowledgeEntry.id == KnowledgeVersion.entry_id)
+        & (KnowledgeEntry.current_version == KnowledgeVersion.version))
+        .where(KnowledgeEntry.id == entry_id, KnowledgeEntry.tenant_id == principal.tenant_id))
+    return author == principal.user.id
+
+
+def _may_publish(session: Session, principal: Principal, entry_id: int) -> bool:
+    return not (tenant_settings.get(session, principal.tenant_id).knowledge.kb_four_eyes
+                and _own_change(session, principal, entry_id))
 
 
 def _check_category(data: service.EntryIn, taxonomy: Taxonomy) -> None:
@@ -72,7 +89,8 @@ def get_entry(entry_id: int, version: int | None = Query(None, ge=1),
         if version not in (None, entry["version"]):
             raise not_found("该版本")
         return entry
-    return service.get_entry(session, principal.tenant_id, entry_id, version)
+    return {**service.get_entry(session, principal.tenant_id, entry_id, version),
+            "may_publish": _may_publish(session, principal, entry_id)}
 
 
 @router.put("/entries/{entry_id}")
@@ -93,6 +111,8 @@ def entry_versions(entry_id: int, principal: Principal = Depends(require_roles(*
 @router.post("/entries/{entry_id}/action")
 def entry_action(entry_id: int, body: ActionIn, request: Request, principal: Principal = Depends(require_roles(*MANAGERS)),
                  session: Session = Depends(get_session, scope="function")) -> dict:
+    if body.action == "publish" and not _may_publish(session, principal, entry_id):
+        raise AppError("four_eyes", "本单位要求双人审核：您不能发布自己编写的内容，请由另一名知识库管理员审核发布", 403)
     indexes = knowledge_indexes(request.app)
     indexes.get(session, principal.tenant_id)  # make sure the live index exists before it is updated
     entry = service.transition(session, principal.tenant_id, entry_id, body.action, principal.user.id,

@@ -60,6 +60,9 @@ function fill(version) {
 const ACTIONS = { submit: ["draft"], publish: ["review"], reject: ["review"], archive: ["draft", "published"], restore: ["archived"] };
 function renderButtons() {
   for (const [action, from] of Object.entries(ACTIONS)) $(`#ke-${action}`).disabled = !entry || !from.includes(entry.status);
+  const ownChange = entry && entry.status === "review" && entry.may_publish === false;
+  if (ownChange) $("#ke-publish").disabled = true;
+  $("#ke-four-eyes").hidden = !ownChange;
 }
 
 async function openEntry(id) {
@@ -79,6 +82,9 @@ async function openEntry(id) {
       onclick: () => guarded(async () => showDiff(await ops.get(id, v.version - 1), await ops.get(id, v.version))) }, `与 v${v.version - 1} 对比`) : "") }],
   versions, { testid: "kb-versions" }));
 }
+
+$("#kb-filter").addEventListener("submit", (e) => { e.preventDefault(); guarded(loadList); });
+$("#kb-status").addEventListener("change", () => guarded(loadList));
 
 $("#kb-new").addEventListener("click", () => {
   entry = null;
@@ -102,7 +108,7 @@ $("#kb-editor").addEventListener("submit", async (e) => {
     await openEntry(saved.id);
     await loadList();
   } catch (err) {
-    $("#ke-error").textContent = err.detail && err.detail.fields ? err.detail.fields.map((f) => `${f.field.split(".").pop()}：${f.message}`).join("；") : err.message;
+    $("#ke-error").textContent = err.message; // the server names each field in Chinese
   }
 });
 
