@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 
 from domain.settings import Settings
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".amr")  # what a recording may be stored as
 _ENGINES: dict[str, tuple[Any, float]] = {}  # per worker process: settings JSON -> (engine, CPU-s to load it)
 _EMBEDDERS: dict[str, Any] = {}
 
@@ -127,7 +128,8 @@ def _process(job: Job, settings: Settings, engine, lexicon, scoring: Scoring | N
     c0 = time.process_time()
     audio = _load(job, settings)
     tr = transcribe_recording(audio, engine, lexicon=lexicon)
-    out = Outcome(job.key, tr.segments, {"duration_ms": round(audio.duration_s * 1000), "source_mode": tr.mode},
+    out = Outcome(job.key, tr.segments, {"duration_ms": round(audio.duration_s * 1000), "source_mode": tr.mode,
+                                    "channels": audio.channels, "sample_rate": audio.sample_rate},
                   audio_s=audio.duration_s, asr_cpu_s=time.process_time() - c0)
     if mono_diarization:
         c0 = time.process_time()
@@ -152,31 +154,44 @@ def failure_message(exc: BaseException) -> str:
     return f"处理失败（{type(exc).__name__}）：{exc}"
 
 
-def run(jobs: Iterable[Job], settings: Settings, *, lexicon=None, scoring: Scoring | None = None,
-        mono_diarization: bool = False, num_cpus: int | None = None) -> Iterator[Outcome]:
-    """One Ray task per job over the cluster (``num_cpus`` limits a local Ray), outcomes in completion order.
+def submit(jobs: Iterable[Job], settings: Settings, *, lexicon=None, scoring: Scoring | None = None,
+           mono_diarization: bool = False, num_cpus: int | None = None) -> dict:
+    """One Ray task per job over the cluster (``num_cpus`` limits a local Ray): ``{object ref: job}``.
 
     Each task asks for ``asr_threads`` CPUs, so as many calls run at once as the cluster has cores for; a task
     lost with its node is retried by Ray on another node."""
     import ray
-    from ray.exceptions import RayError
 
     from domain.ray_cluster import connect
 
     jobs = list(jobs)
     if not jobs:
-        return
+        return {}
     connect(settings, num_cpus=num_cpus)
     task = ray.remote(process_call).options(num_cpus=settings.asr_threads, max_retries=2, retry_exceptions=False)
     shared = [ray.put(settings), ray.put(lexicon), ray.put(scoring)]
-    pending = {task.remote(job, *shared, mono_diarization): job for job in jobs}
+    return {task.remote(job, *shared, mono_diarization): job for job in jobs}
+
+
+def outcome_of(ref, job: Job) -> Outcome:
+    """A finished task's outcome; a task lost past its retries is that call's failure."""
+    import ray
+    from ray.exceptions import RayError
+
+    try:
+        return ray.get(ref)
+    except RayError as exc:  # the worker or its node died past the retries
+        return Outcome(job.key, error=f"计算节点失败，本通未完成：{type(exc).__name__}")
+
+
+def run(jobs: Iterable[Job], settings: Settings, **kw) -> Iterator[Outcome]:
+    """:func:`submit` the jobs and yield their outcomes in completion order."""
+    import ray
+
+    pending = submit(jobs, settings, **kw)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(done[0])
-        try:
-            yield ray.get(done[0])
-        except RayError as exc:  # the worker or its node died past the retries
-            yield Outcome(job.key, error=f"计算节点失败，本通未完成：{type(exc).__name__}")
+        yield outcome_of(done[0], pending.pop(done[0]))
 
 
 def track(outcomes: Iterable[Outcome], total: int, description: str) -> Iterator[Outcome]:

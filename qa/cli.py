@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".amr"}
+from qa.batch import AUDIO_SUFFIXES
 
 
 def _tenant_id(session, code: str | None) -> int:
