@@ -96,8 +96,8 @@ class KpiSettings(_Group):
 
 class TimeSettings(_Group):
     time_zone: ShortText = Field(DEFAULT_TIME_ZONE, description="时区（IANA 名称，如 Asia/Shanghai）")
-    work_start: time = Field(time(8, 0), description="工作时间开始")
-    work_end: time = Field(time(18, 0), description="工作时间结束")
+    working_hours: list[ShortText] = Field(["00:00-24:00"], max_length=24,
+                                           description="人工服务时间（每行一段，如 08:00-12:00）；其余时间来电播放下班提示")
     sla_days: float = Field(5.0, gt=0, le=365, description="未单独规定时限的工单，办理时限（天）")
     working_days_only: bool = Field(False, description="办理时限只计工作日")
 
@@ -108,11 +108,30 @@ class TimeSettings(_Group):
             raise ValueError(f"未知时区“{name}”，请填写 IANA 时区名称，如 Asia/Shanghai")
         return name
 
-    @model_validator(mode="after")
-    def _hours(self) -> TimeSettings:
-        if self.work_end <= self.work_start:
-            raise ValueError("工作时间结束必须晚于开始")
-        return self
+    @field_validator("working_hours")
+    @classmethod
+    def _ranges(cls, ranges: list[str]) -> list[str]:
+        out = []
+        for text in ranges:
+            text = text.strip().replace("－", "-").replace("—", "-")
+            try:
+                start, end = (_clock(part) for part in text.split("-"))
+            except ValueError:
+                raise ValueError(f"人工服务时间“{text}”应写成 时:分-时:分，如 08:00-12:00") from None
+            if end <= start:
+                raise ValueError(f"人工服务时间“{text}”的结束必须晚于开始")
+            out.append(f"{start:%H:%M}-{'24:00' if end == time.max else f'{end:%H:%M}'}")
+        return out
+
+    def is_working(self, at: datetime) -> bool:
+        """``at`` (any zone) falls in the working hours, read on the tenant's clock."""
+        t = at.astimezone(ZoneInfo(self.time_zone)).time()
+        return any(_clock(start) <= t < _clock(end) for start, end in (r.split("-") for r in self.working_hours))
+
+
+def _clock(text: str) -> time:
+    """HH:MM, where 24:00 is the end of the day."""
+    return time.max if text.strip() == "24:00" else time.fromisoformat(text.strip())
 
 
 class KnowledgeSettings(_Group):

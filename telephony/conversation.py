@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
+from domain import tenant_settings
 from domain.call_events import CallState
 from domain.models import Agent, utcnow
 from telephony import store
-from telephony.flow import classify_end, in_working_hours
+from telephony.flow import classify_end
 from telephony.prompts import MUSIC, wav_duration
 
 if TYPE_CHECKING:
@@ -171,7 +172,8 @@ class Conversation:
         with worker.db() as s:
             self.call_id = store.create_call(s, worker.tenant, self.uuid, caller, dialled, direction)
             self.blocked = direction == "in" and store.is_blocked(s, worker.tenant, caller)
-        self.closed = direction == "in" and not in_working_hours(self.p, datetime.now())
+            # outside the tenant's working hours (its own clock) the closed prompt plays
+            self.closed = direction == "in" and not tenant_settings.get(s, worker.tenant).time.is_working(utcnow())
 
     # ------------------------------------------------------------ helpers
     def publish(self, state: str, **detail) -> None:

@@ -1,7 +1,6 @@
 """Call-flow parameters and the pure rules of the CDR (no SIP, no database)."""
 from __future__ import annotations
 
-from datetime import datetime, time
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -12,9 +11,6 @@ Result = Literal["answered", "abandoned", "abandoned_short", "lost", "blocked", 
 class CallFlowParams(BaseModel):
     """Tunable thresholds of the bridge's call flow (set via HOTLINE_TELEPHONY_FLOW as JSON)."""
 
-    working_hours: list[tuple[str, str]] = Field(
-        default=[("00:00", "24:00")], description="Local HH:MM ranges when agents answer; outside them the closed prompt plays."
-    )
     ivr_timeout_s: float = Field(8.0, description="Seconds to wait for a menu key after the menu prompt ends.")
     ivr_retries: int = Field(2, description="Menu repetitions before routing to default_skill.")
     default_skill: str = Field("general", description="Skill group used when the caller presses nothing.")
@@ -28,15 +24,6 @@ class CallFlowParams(BaseModel):
     db_retry_max_s: float = Field(30.0, description="Longest wait between those tries (the wait doubles from 1 s).")
     conversations_per_worker: int = Field(2, description="Conversations a worker accepts (2 SIP calls each; pjsua2 wheel allows 4 calls per process).")
 
-
-def in_working_hours(params: CallFlowParams, now: datetime) -> bool:
-    t = now.time()
-    for start, end in params.working_hours:
-        lo = time.fromisoformat(start)
-        hi = time.max if end == "24:00" else time.fromisoformat(end)
-        if lo <= t < hi:
-            return True
-    return False
 
 
 def classify_end(*, answered: bool, outbound: bool = False, blocked: bool, closed: bool, lost_reason: str, hangup_side: str,

@@ -68,7 +68,8 @@ def test_settings_round_trip_with_role_tenant_checks_audit_and_chinese_errors(cl
 
     bad = [
         ("time", {"time_zone": "Mars/Olympus"}, "未知时区“Mars/Olympus”，请填写 IANA 时区名称，如 Asia/Shanghai"),
-        ("time", {"work_start": "18:00", "work_end": "08:00"}, "工作时间结束必须晚于开始"),
+        ("time", {"working_hours": ["18:00-08:00"]}, "人工服务时间“18:00-08:00”的结束必须晚于开始"),
+        ("time", {"working_hours": ["早八点"]}, "人工服务时间“早八点”应写成 时:分-时:分，如 08:00-12:00"),
         ("kpi", {"contract_months": 0}, "「合同月数」不能小于 1"),
         ("kpi", {"satisfied_min_rating": "五"}, "「评分不低于此值计为满意」应为整数"),
         ("places", {"districts": ["甲区"], "gazetteer": {"乙区": ["丙镇"]}}, "地名库中的“乙区”不在辖区列表中"),
@@ -125,3 +126,14 @@ def test_today_is_the_tenants_day_and_api_times_carry_their_offset(client, engin
     assert client.get("/api/auth/me", headers=sup).json()["time_zone"] == "America/New_York"
     audit = client.get("/api/admin/audit", headers=login(client, "admin")).json()
     assert audit and all(row["at"].endswith("+00:00") for row in audit)  # UTC with its offset; pages convert
+
+
+def test_working_hours_are_read_on_the_tenants_clock():
+    hours = tenant_settings.TimeSettings(working_hours=["08:00-12:00", " 14:00－18:00 "])
+    assert hours.working_hours == ["08:00-12:00", "14:00-18:00"]
+    assert hours.is_working(datetime(2026, 12, 7, 1, 30, tzinfo=timezone.utc))  # 09:30 in Asia/Shanghai
+    assert not hours.is_working(datetime(2026, 12, 7, 4, 30, tzinfo=timezone.utc))  # 12:30 there
+    assert hours.is_working(datetime(2026, 12, 7, 9, 30, tzinfo=timezone.utc))  # 17:30 there
+    assert not hours.is_working(datetime(2026, 12, 7, 17, 30, tzinfo=timezone.utc))  # 01:30 there, not 17:30
+    assert tenant_settings.TimeSettings().is_working(datetime(2026, 12, 7, 15, 59, tzinfo=timezone.utc))  # 7×24
+    assert not tenant_settings.TimeSettings(working_hours=[]).is_working(datetime.now(timezone.utc))

@@ -138,13 +138,24 @@ def test_blocked_number_hears_prompt_and_is_rejected(peers):
 
 
 def test_out_of_hours_plays_closed_message(peers):
-    night = TEST_FLOW.model_copy(update={"working_hours": []})
-    worker = peers.start_worker("w9", night)
-    caller = peers.peer("13900000009")
-    caller.call("c1", worker.uri, **{"from": "13900000009"})
-    caller.ended("c1", timeout=10)
-    [call] = wait_cdr(peers, "13900000009")
-    assert (call.result, call.hangup_side) == ("out_of_hours", "system")
+    """Working hours are the tenant's (domain.tenant_settings): none at all here, read by a worker started after."""
+    from domain import tenant_settings
+
+    with session_scope(peers.engine) as s:
+        tenant = s.query(Tenant).filter_by(code="laibin").one()
+        before = tenant_settings.get(s, tenant.id)
+        tenant_settings.save(s, tenant.id, before.model_copy(
+            update={"time": before.time.model_copy(update={"working_hours": []})}))
+    try:
+        worker = peers.start_worker("w9", TEST_FLOW)
+        caller = peers.peer("13900000009")
+        caller.call("c1", worker.uri, **{"from": "13900000009"})
+        caller.ended("c1", timeout=10)
+        [call] = wait_cdr(peers, "13900000009")
+        assert (call.result, call.hangup_side) == ("out_of_hours", "system")
+    finally:
+        with session_scope(peers.engine) as s:
+            tenant_settings.save(s, s.query(Tenant).filter_by(code="laibin").one().id, before)
 
 
 def test_worker_survives_malformed_sip(peers):

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from domain.call_events import CallState
 from domain.spool import FRAME_BYTES
-from telephony.flow import CallFlowParams, classify_end, in_working_hours, sip_user
+from telephony.flow import CallFlowParams, classify_end, sip_user
 from telephony.media import FrameHub, byte_vector_reader
 from telephony.prompts import Prompts, wav_duration
 
@@ -70,11 +70,6 @@ def test_fast_byte_vector_copy_matches_swig():
 
 def test_flow_rules():
     p = CallFlowParams()
-    from datetime import datetime
-
-    assert in_working_hours(CallFlowParams(working_hours=[("08:00", "18:00")]), datetime(2026, 1, 5, 9, 0))
-    assert not in_working_hours(CallFlowParams(working_hours=[("08:00", "18:00")]), datetime(2026, 1, 5, 19, 0))
-    assert in_working_hours(p, datetime(2026, 1, 5, 23, 59))
     kw = dict(blocked=False, closed=False, lost_reason="", hangup_side="caller", params=p)
     assert classify_end(answered=False, seconds_before_answer=19.9, **kw) == "abandoned_short"
     assert classify_end(answered=False, seconds_before_answer=20.1, **kw) == "abandoned"
