@@ -13,6 +13,7 @@ import threading
 import httpx
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
 from domain.errors import AppError
 from domain.integrations.signing import KeyRing, sign, verify
@@ -71,13 +72,13 @@ class SmsGatewaySim:
     def _push_receipt(self, receipt: dict) -> None:
         body = json.dumps({"receipts": [receipt]}).encode()
         path = httpx.URL(self.receipt_url).path
+
+        def post() -> httpx.Response:  # signed afresh for each attempt
+            headers = {"Content-Type": "application/json", **sign(self.receipt_ring, "POST", path, body)}
+            return httpx.post(self.receipt_url, content=body, headers=headers, timeout=5)
+
+        attempts = Retrying(stop=stop_after_attempt(3), retry_error_callback=lambda _state: None,
+                            retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(lambda r: not r.is_success))
         for _ in range(2 if self.duplicate_receipts else 1):
-            for _attempt in range(3):
-                try:
-                    headers = {"Content-Type": "application/json", **sign(self.receipt_ring, "POST", path, body)}
-                    if httpx.post(self.receipt_url, content=body, headers=headers, timeout=5).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-            else:
+            if attempts(post) is None:
                 self.receipt_failures.append(receipt)
