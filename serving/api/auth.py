@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from domain import accounts, tenant_settings
 from domain.accounts import ROLES, Principal
+from domain.models import Tenant
 from domain.validation import ShortText
 from serving.api.deps import CSRF_COOKIE, SESSION_COOKIE, current_principal, get_session
 
@@ -62,8 +63,9 @@ def logout(response: Response, principal: Principal = Depends(current_principal)
 
 @router.get("/me")
 def me(principal: Principal = Depends(current_principal), session: Session = Depends(get_session, scope="function")) -> dict:
-    """The signed-in user, and the tenant's time zone the pages show every time in."""
+    """The signed-in user, the tenant's name and the time zone the pages show every time in."""
     return {**_me(principal), "csrf_token": principal.session.csrf_token if principal.session else None,
+            "tenant_name": session.get(Tenant, principal.tenant_id).name,
             "time_zone": tenant_settings.get(session, principal.tenant_id).time.time_zone}
 
 

@@ -61,9 +61,9 @@ function fieldInput(group, key, spec, value) {
   let input;
   if (spec.type === "boolean") input = h("input", { id, type: "checkbox", checked: Boolean(value) });
   else if (spec.enum) input = h("select", { id }, spec.enum.map((v) => h("option", { value: v, selected: v === value }, v)));
-  else if (spec.type === "array") input = h("textarea", { id, rows: 6, value: (value || []).join("\n") });
+  else if (spec.type === "array") input = h("textarea", { id, rows: 6 }, (value || []).join("\n"));
   else if (spec.type === "object") {
-    input = h("textarea", { id, rows: 6, value: Object.entries(value || {}).map(([d, ps]) => `${d}：${ps.join("、")}`).join("\n") });
+    input = h("textarea", { id, rows: 6 }, Object.entries(value || {}).map(([d, ps]) => `${d}：${ps.join("、")}`).join("\n"));
   } else if (spec.type === "integer" || spec.type === "number") {
     input = h("input", { id, type: "number", step: spec.type === "integer" ? "1" : "any", value: value ?? "",
       min: spec.minimum ?? spec.exclusiveMinimum, max: spec.maximum });

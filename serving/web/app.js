@@ -223,7 +223,7 @@ function renderHeader(me, activeId) {
     location.replace("/ui/index.html");
   });
   return h("header", { class: "topbar" },
-    h("a", { class: "brand", href: homeFor(me.role) }, "来宾 12345 热线智能平台"),
+    h("a", { class: "brand", href: homeFor(me.role) }, `${me.tenant_name} · 智能平台`),
     h("nav", { id: "nav", "aria-label": "主导航" }, links),
     h("div", { class: "who" },
       h("span", { id: "whoami", "data-role": me.role }, `${me.display_name || me.username}（${me.role_label || ROLE_LABELS[me.role]}）`),
