@@ -1,14 +1,48 @@
 """Local simulators of the systems the hotline talks to (SMS gateway, 110 centre, provincial 12345 platform).
 
-They are small real HTTP servers, used by the tests and the demo; :class:`LocalServer` runs one on a loopback
-ephemeral port in a background thread.
+They are small real HTTP servers, used by the tests and the demo; :class:`SignedPeer` is what they share (signed
+requests, injected faults) and :class:`LocalServer` runs one on a loopback ephemeral port in a background thread.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from domain.errors import AppError
+from domain.integrations.signing import KeyRing, verify
+
+
+class SignedPeer:
+    """A simulated system that takes signed requests: the key ring that verifies them, fault injection
+    (``fail_next`` requests answered 503, ``delay_s`` late answers for timeouts) and its FastAPI ``app``, which
+    answers a bad signature as the hotline does."""
+
+    def __init__(self, ring: KeyRing, title: str):
+        self.ring = ring
+        self.fail_next = 0
+        self.delay_s = 0.0
+        self._lock = threading.Lock()
+        self.app = FastAPI(title=title)
+
+        @self.app.exception_handler(AppError)
+        async def app_error(_request: Request, exc: AppError):
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    async def admit(self, request: Request, busy: str) -> tuple[bytes, JSONResponse | None]:
+        """The verified body of a signed POST, and the 503 answer (message ``busy``) when a failure is injected."""
+        body = await request.body()
+        verify(self.ring, "POST", request.url.path, body, request.headers)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return body, JSONResponse({"error": {"code": "unavailable", "message": busy}}, status_code=503)
+        return body, None
 
 
 class LocalServer:

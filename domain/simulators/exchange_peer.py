@@ -10,54 +10,41 @@ city's agent capacity. Fault injection: ``fail_next`` (503s), ``delay_s`` (slow 
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections import defaultdict
 from datetime import datetime, timezone
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from domain.errors import AppError
 from domain.integrations.signing import KeyRing, sign, verify
+from domain.simulators import SignedPeer
 
 
-class ExchangePeerSim:
+class ExchangePeerSim(SignedPeer):
     def __init__(self, name: str, ring: KeyRing, city_url: str = ""):
+        super().__init__(ring, f"{name} simulator")  # shared keys: verify what the hotline sends, sign what we send
         self.name = name
-        self.ring = ring  # shared keys: verifies what the hotline sends, signs what the peer sends
         self.city_url = city_url
-        self.fail_next = 0
         self.lose_ack_next = 0
         self.forget_next = 0
-        self.delay_s = 0.0
         self.events: list[dict] = []  # unique events received, in arrival order
         self.duplicates = 0
         self.orders: dict[str, dict] = {}  # order_id → {"state", "seq", "ticket", "types"}
         self._seen: set[str] = set()
         self._out_seq: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-        self.app = self._build()
+        self._routes()
 
     # ------------------------------------------------------------ hotline → peer
-    def _build(self) -> FastAPI:
-        app = FastAPI(title=f"{self.name} simulator")
-
-        @app.exception_handler(AppError)
-        async def app_error(_request: Request, exc: AppError):
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
+    def _routes(self) -> None:
+        app = self.app
 
         @app.post("/api/v1/events")
         async def receive(request: Request):
-            body = await request.body()
-            verify(self.ring, "POST", "/api/v1/events", body, request.headers)
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                return JSONResponse({"error": {"code": "unavailable", "message": "系统繁忙"}}, status_code=503)
+            body, refused = await self.admit(request, "系统繁忙")
+            if refused:
+                return refused
             event = json.loads(body)
             with self._lock:
                 if event["event_id"] in self._seen:
@@ -84,8 +71,6 @@ class ExchangePeerSim:
         async def orders(request: Request, since: str = ""):
             verify(self.ring, "GET", "/api/v1/orders", await request.body(), request.headers)
             return {"orders": [{"order_id": oid, "state": o["state"], "seq": o["seq"]} for oid, o in self.orders.items()]}
-
-        return app
 
     # ------------------------------------------------------------ peer → hotline
     def send(self, order_id: str, kind: str, seq: int | None = None, ring: KeyRing | None = None,

@@ -8,52 +8,37 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 
 import httpx
-from fastapi import BackgroundTasks, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import BackgroundTasks, Request
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from domain.errors import AppError
-from domain.integrations.signing import KeyRing, sign, verify
+from domain.integrations.signing import KeyRing, sign
+from domain.simulators import SignedPeer
 
 
-class SmsGatewaySim:
+class SmsGatewaySim(SignedPeer):
     def __init__(self, ring: KeyRing, receipt_url: str = "", receipt_ring: KeyRing | None = None,
                  outcomes: dict[str, str] | None = None):
-        self.ring = ring
+        super().__init__(ring, "SMS gateway simulator")
         self.receipt_url = receipt_url  # full URL of the hotline's /api/hooks/sms/receipts
         self.receipt_ring = receipt_ring or ring
         self.outcomes = outcomes or {}
-        self.fail_next = 0
-        self.delay_s = 0.0
         self.duplicate_receipts = False
         self.messages: dict[str, dict] = {}  # client_msg_id → accepted message
         self.handset_deliveries: list[str] = []  # client_msg_ids that reached a handset (once each)
         self.receipt_failures: list[dict] = []
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.app = self._build()
+        self._routes()
 
-    def _build(self) -> FastAPI:
-        app = FastAPI(title="SMS gateway simulator")
-
-        @app.exception_handler(AppError)
-        async def app_error(_request: Request, exc: AppError):
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
+    def _routes(self) -> None:
+        app = self.app
 
         @app.post("/sms/send")
         async def send(request: Request, background: BackgroundTasks):
-            body = await request.body()
-            verify(self.ring, "POST", "/sms/send", body, request.headers)
-            if self.delay_s:
-                import asyncio
-
-                await asyncio.sleep(self.delay_s)
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                return JSONResponse({"error": {"code": "busy", "message": "网关繁忙"}}, status_code=503)
+            body, refused = await self.admit(request, "网关繁忙")
+            if refused:
+                return refused
             data = json.loads(body)
             with self._lock:
                 existing = self.messages.get(data["client_msg_id"])
@@ -66,8 +51,6 @@ class SmsGatewaySim:
                         receipt = {"client_msg_id": data["client_msg_id"], "msg_id": existing["msg_id"], "status": code}
                         background.add_task(self._push_receipt, receipt)
             return {"msg_id": existing["msg_id"]}
-
-        return app
 
     def _push_receipt(self, receipt: dict) -> None:
         body = json.dumps({"receipts": [receipt]}).encode()
