@@ -25,7 +25,7 @@ function render(data) {
     stat("考核月份", r.month, "kpi-month"), stat("基础得分", fmtNum(r.base_score, 2)), stat("加分", fmtNum(r.bonus, 2)),
     stat("总得分", fmtNum(r.total_score, 2), "kpi-total"), stat("等级系数", fmtNum(r.coefficient, 2), "kpi-coefficient"),
     stat("当月服务费", money(r.fee_cny), "kpi-fee"),
-    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ 36 × 等级系数；核算于 ${fmtTime(new Date())}`),
+    h("p", { class: "muted" }, `服务费 = 合同总额 ÷ ${r.settings.contract_months} × 等级系数；核算于 ${fmtTime(new Date())}`),
   ] : h("p", { class: "muted" }, "本月尚未核算，请点击“重新核算”。"));
   clear($("#kpi-indicators"), table([
     { key: "no", label: "序号" }, { key: "name", label: "指标" }, { key: "standard", label: "考核标准" },
