@@ -55,3 +55,43 @@ def test_kpi_commands(cli_env):
     r = CliRunner().invoke(app, ["kpi", "export", "2026-06", "--xlsx", str(xlsx), "--pdf", str(pdf)])
     assert r.exit_code == 0, r.output
     assert xlsx.read_bytes()[:2] == b"PK" and pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_qa_score_folder_stored_per_call_on_ray(cli_env, shared_data, models_dir, monkeypatch):
+    """``hotline qa score DIR --store``: each recording a Ray task (a local Ray of one CPU), each result stored
+    as it arrives, a broken file reported in Chinese while the others are stored."""
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # a Ray of its own, not another one running on this machine
+    import ray
+    import soundfile as sf
+    from sqlalchemy import func, select
+
+    from domain.db import get_engine, session_scope
+    from domain.models import QAResult
+    from serving.cli import app
+
+    (cli_env / "var").mkdir(exist_ok=True)
+    (cli_env / "var" / "models").symlink_to(models_dir)
+    audio, sr = sf.read(shared_data / "synthetic_calls" / "audio" / "d001.flac", dtype="int16")
+    folder = cli_env / "calls"
+    folder.mkdir()
+    for i in range(2):
+        sf.write(folder / f"call{i}.wav", audio[i * 9 * sr:(i + 1) * 9 * sr], sr)
+    (folder / "broken.wav").write_bytes(b"RIFF")
+    try:
+        out = CliRunner().invoke(app, ["qa", "score", str(folder), "--store", "--cpus", "1"])
+    finally:
+        ray.shutdown()
+    assert out.exit_code == 1, out.output
+    rows = {r["file"]: r for r in map(json.loads, (line for line in out.stdout.splitlines() if line.startswith("{")))}
+    assert set(rows) == {"call0.wav", "call1.wav", "broken.wav"}
+    assert rows["broken.wav"]["error"].startswith("无法解码音频") and "result_id" not in rows["broken.wav"]
+    assert "成功 2 通，失败 1 通" in out.stderr
+    with session_scope(get_engine()) as s:
+        stored = set(s.scalars(select(QAResult.id)))
+        assert s.scalar(select(func.count(QAResult.id))) == 2
+    assert {rows["call0.wav"]["result_id"], rows["call1.wav"]["result_id"]} == stored
+    assert rows["call0.wav"]["metadata"]["source_mode"] == "stereo"
+    empty = cli_env / "empty"
+    empty.mkdir()
+    out = CliRunner().invoke(app, ["qa", "score", str(empty)])
+    assert out.exit_code != 0 and "目录中没有录音文件" in out.output
