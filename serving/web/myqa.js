@@ -1,4 +1,5 @@
-import { $, api, boot, clear, fmtNum, fmtTime, guarded, h, table, toast } from "./app.js";
+import { $, api, boot, clear, fmtMs, fmtNum, fmtTime, guarded, h, table, toast } from "./app.js";
+import { kbReference } from "./qa_evidence.js";
 
 await boot("myqa", ["agent"]);
 
@@ -16,13 +17,44 @@ async function load() {
   rows, { testid: "my-results", empty: "暂无质检结果", onRow: (r) => guarded(() => open(r.id)) }));
 }
 
+const audio = $("#my-audio");
+let audioFor = null; // the result whose recording is loaded
+async function seek(ms) {
+  if (audioFor !== current.id) {
+    const res = await api(`/api/qa/results/${current.id}/audio`, { raw: true });
+    audio.src = URL.createObjectURL(await res.blob());
+    audioFor = current.id;
+    await new Promise((ok) => audio.addEventListener("loadedmetadata", ok, { once: true }));
+  }
+  audio.currentTime = ms / 1000;
+  audio.play().catch(() => {});
+}
+
+function itemView(item) {
+  const overturned = item.verdict === "overturn";
+  return h("div", { class: "qa-item card", "data-testid": "my-item", dataset: { code: item.code } },
+    h("div", { class: "row" }, h("strong", { class: item.effective_passed ? "item-pass" : "item-fail" },
+      `${item.effective_passed ? "✔" : "✘"} ${item.name}`),
+    overturned ? h("span", { class: "badge ok", "data-testid": "overturned" }, item.passed ? "复核改判为未通过" : "复核已推翻，不扣分") : null,
+    item.needs_review && !item.verdict ? h("span", { class: "badge warn" }, "需人工复核") : null),
+    (item.evidence || []).filter((ev) => ev.text || ev.kb_entry_id !== undefined).map((ev) => h("div", { class: "evidence" },
+      ev.start_ms !== undefined ? h("button", { type: "button", class: "link", "data-testid": "my-evidence",
+        onclick: () => guarded(() => seek(ev.start_ms)) }, `▶ ${fmtMs(ev.start_ms)}`) : null,
+      ev.text ? h("span", { class: "muted" }, ` “${ev.text}”`) : null, kbReference(ev, current.kb_entries || {}))));
+}
+
 async function open(id) {
   current = await api(`/api/qa/results/${id}`);
   $("#my-detail").hidden = false;
+  audio.removeAttribute("src");
+  audioFor = null;
   $("#md-h").textContent = `质检结果 · 得分 ${fmtNum(current.score, 1)} · ${STATE_ZH[current.agent_state] || current.agent_state}`;
-  clear($("#my-items"), current.items.map((i) => h("div", { class: "qa-item card" },
-    h("strong", { class: i.effective_passed ? "item-pass" : "item-fail" }, `${i.effective_passed ? "✔" : "✘"} ${i.name}`),
-    (i.evidence || []).filter((e) => e.text).slice(0, 3).map((e) => h("p", { class: "muted" }, `“${e.text}”`)))));
+  const failed = current.items.filter((i) => !i.effective_passed || (i.needs_review && !i.verdict));
+  const overturned = current.items.filter((i) => !failed.includes(i) && i.verdict === "overturn");
+  const passed = current.items.filter((i) => !failed.includes(i) && !overturned.includes(i));
+  clear($("#my-items"), ...(failed.length ? [h("h3", {}, "扣分项"), ...failed.map(itemView)] : [h("p", { class: "item-pass" }, "没有扣分项")]),
+    ...(overturned.length ? [h("h3", {}, "复核改判"), ...overturned.map(itemView)] : []),
+    passed.length ? h("details", {}, h("summary", {}, `已通过 ${passed.length} 项`), passed.map(itemView)) : null);
   $("#my-ack").disabled = Boolean(current.agent_state);
   $("#my-appeal").disabled = ["appealed", "appeal_upheld", "appeal_rejected"].includes(current.agent_state);
 }

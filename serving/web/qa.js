@@ -1,14 +1,18 @@
 import { $, api, boot, chart, clear, fmtMs, fmtNum, fmtTime, guarded, h, table, tabs, toast } from "./app.js";
+import { kbReference } from "./qa_evidence.js";
 
 await boot("qa", ["qa_reviewer"]);
 
 // QA endpoints (serving/api/qa.py) and the call's recording and transcript (serving/api/recordings.py)
 const ops = {
+  calls: (params) => api(`/api/qa/calls?${params}`),
+  scoreCall: (callId) => api(`/api/qa/calls/${callId}/score`, { method: "POST" }),
   queue: () => api("/api/qa/queue"),
   results: () => api("/api/qa/results?limit=500"),
   result: (id) => api(`/api/qa/results/${id}`),
   transcript: (callId) => api(`/api/calls/${callId}/transcript`),
-  audioUrl: (recordingId) => `/api/recordings/${recordingId}/audio`,
+  audioUrl: (resultId) => `/api/qa/results/${resultId}/audio`,
+  callAudioUrl: (recordingId) => `/api/recordings/${recordingId}/audio`,
   review: (itemId, verdict, comment) => api(`/api/qa/items/${itemId}/review`, { method: "POST", body: { verdict, comment } }),
   finish: (id) => api(`/api/qa/results/${id}/finish`, { method: "POST" }),
   resolve: (id, upheld, comment) => api(`/api/qa/results/${id}/appeal`, { method: "POST", body: { upheld, comment } }),
@@ -105,17 +109,16 @@ function renderItems(detail) {
     const comment = h("input", { id: `cm-${item.id}`, placeholder: "复核意见（推翻时必填）" });
     const verdictBadge = item.verdict ? h("span", { class: `badge ${item.verdict === "overturn" ? "warn" : "ok"}`, "data-testid": "verdict" },
       item.verdict === "overturn" ? "已推翻" : "已确认") : null;
-    const seen = new Set();
-    const evidence = (item.evidence || []).filter((ev) => { const k = `${ev.start_ms}|${ev.text || ev.note}`; if (seen.has(k)) return false; seen.add(k); return true; });
+    const evidence = item.evidence || []; // the server lists each piece once
     return h("div", { class: "card qa-item", "data-testid": "qa-item", dataset: { item: item.id, code: item.code } },
       h("div", { class: "row" }, h("strong", { class: item.effective_passed ? "item-pass" : "item-fail" },
         `${item.effective_passed ? "✔" : "✘"} ${item.name}`),
       h("span", { class: `badge ${item.severity === "serious" ? "bad" : ""}` }, item.severity === "serious" ? "严重" : "一般"),
       h("span", { class: "muted" }, `分值 ${item.weight}`), verdictBadge,
-      evidence.some((ev) => ev.needs_review) ? h("span", { class: "badge warn", "data-testid": "needs-review" }, "需人工复核") : null),
+      item.needs_review ? h("span", { class: "badge warn", "data-testid": "needs-review" }, "需人工复核") : null),
       evidence.length ? h("ul", {}, evidence.map((ev) => h("li", {},
         ev.start_ms !== undefined ? h("button", { type: "button", class: "link", "data-testid": "evidence", onclick: () => seek(ev.start_ms) }, `▶ ${fmtMs(ev.start_ms)}`) : null,
-        " ", ev.text || ev.note || ""))) : h("p", { class: "muted" }, "无证据片段"),
+        " ", ev.text || ev.note || "", kbReference(ev, detail.kb_entries || {})))) : h("p", { class: "muted" }, "无证据片段"),
       h("div", { class: "row" }, h("label", { for: `cm-${item.id}`, class: "inline" }, "意见"), comment,
         h("button", { type: "button", "data-verdict": "confirm", onclick: () => review(item, "confirm", comment.value) }, "确认"),
         h("button", { type: "button", class: "danger", "data-verdict": "overturn", onclick: () => review(item, "overturn", comment.value) }, "推翻")),
@@ -135,22 +138,85 @@ async function openResult(id, reloadAudio = true) {
   current = detail;
   $("#qa-call").hidden = false;
   $("#qa-items-card").hidden = false;
+  $("#qa-finish").disabled = Boolean(detail.superseded_at);
   $("#qc-h").textContent = `通话 #${detail.call_id ?? "—"} · ${agentLabel(detail)} · ${fmtTime(detail.created_at)}`;
+  showVersions(detail.versions || [], detail.id);
   renderItems(detail);
   if (!reloadAudio) return;
-  const call = detail.call_id ? await ops.transcript(detail.call_id) : { segments: [], recording_id: null };
-  segments = call.segments;
+  showTranscript(detail.call_id ? (await ops.transcript(detail.call_id)).segments : []);
+  await loadAudio(detail.recording_id || detail.call_id ? ops.audioUrl(detail.id) : null).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
+}
+
+function showVersions(versions, currentId) {
+  clear($("#qa-versions"), ...(versions.length > 1 ? ["评分版本：", ...versions.map((v) => h("button", {
+    type: "button", class: v.id === currentId ? "primary" : "", "aria-pressed": String(v.id === currentId),
+    onclick: () => guarded(() => openResult(v.id, false)) },
+  `v${v.version} ${fmtNum(v.score, 1)} 分${v.superseded_at ? "（已被重评）" : "（当前）"}`))] : []));
+}
+
+function showTranscript(segs) {
+  segments = segs;
   clear($("#qa-transcript"), segments.length ? segments.map((s) => h("div", { class: "seg", dataset: { start: s.start_ms, end: s.end_ms },
     onclick: () => seek(s.start_ms) }, h("span", { class: "muted" }, `${fmtMs(s.start_ms)} ${SPEAKER[s.role || s.speaker_role] || ""}：`), s.text)) : h("p", { class: "muted" }, "无转写"));
-  const recordingId = detail.recording_id || call.recording_id;
-  await loadAudio(recordingId ? ops.audioUrl(recordingId) : null).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
+}
+
+/** A call without a score yet: its transcript and recording, and a button to score it now. */
+async function openUnscored(row) {
+  current = null;
+  $("#qa-call").hidden = false;
+  $("#qa-items-card").hidden = true;
+  $("#qc-h").textContent = `通话 #${row.call_id} · ${agentLabel(row)} · ${fmtTime(row.started_at)}（未评分）`;
+  clear($("#qa-versions"), h("button", { type: "button", class: "primary", "data-testid": "score-now", onclick: () => guarded(async () => {
+    toast("正在评分，请稍候…");
+    const detail = await ops.scoreCall(row.call_id);
+    toast(`已评分：${fmtNum(detail.score, 1)} 分`, "ok");
+    await loadCalls();
+    await openResult(detail.id);
+  }) }, "立即评分"));
+  const call = await ops.transcript(row.call_id);
+  showTranscript(call.segments);
+  await loadAudio(call.recording_id ? ops.callAudioUrl(call.recording_id) : null).catch((e) => toast(`录音加载失败：${e.message}`, "error"));
 }
 
 $("#qa-finish").addEventListener("click", () => guarded(async () => {
   await ops.finish(current.id);
   toast("复核完成", "ok");
-  await loadQueue();
+  await (location.hash === "#calls" ? loadCalls() : loadQueue());
 }));
+
+// ---------------------------------------------------------------- every call: search and filters
+const PAGE = 50;
+let offset = 0;
+function callParams() {
+  const v = (sel) => $(sel).value.trim();
+  const params = { date_from: v("#qf-from"), date_to: v("#qf-to"), agent_id: v("#qf-agent"), category: v("#qf-category"),
+    score_min: v("#qf-min"), score_max: v("#qf-max"), item: v("#qf-item"), q: v("#qf-q"), scored: v("#qf-scored"), offset, limit: PAGE };
+  return new URLSearchParams(Object.entries(params).filter(([, x]) => x !== "" && x !== null));
+}
+const stateBadge = (r) => (r.result ? h("span", { class: `badge ${r.result.review_state === "queued" ? "warn" : r.result.review_state === "reviewed" ? "ok" : ""}` },
+  { auto: "自动质检", queued: "待复核", reviewed: "已复核" }[r.result.review_state]) : h("span", { class: "badge" }, "未评分"));
+
+async function loadCalls() {
+  const page = await ops.calls(callParams());
+  $("#qc-total").textContent = `共 ${page.total} 通，显示第 ${page.total ? offset + 1 : 0}–${offset + page.items.length} 通`;
+  $("#qc-prev").disabled = offset === 0;
+  $("#qc-next").disabled = offset + page.items.length >= page.total;
+  clear($("#qa-calls"), table([{ key: "started_at", label: "时间", render: (r) => fmtTime(r.started_at) },
+    { key: "call_id", label: "通话" }, { key: "agent_id", label: "坐席", render: agentLabel },
+    { key: "category", label: "分类", render: (r) => r.category || "—" },
+    { key: "score", label: "得分", render: (r) => (r.result ? fmtNum(r.result.score, 1) : "—") },
+    { key: "versions", label: "版本", render: (r) => (r.versions.length ? `v${r.versions[r.versions.length - 1].version}${r.versions.length > 1 ? `（共 ${r.versions.length} 版）` : ""}` : "—") },
+    { key: "failed", label: "未通过项", render: (r) => (r.result ? [
+      (r.result.needs_review || []).length ? h("span", { class: "badge warn" }, "需人工复核") : null, " ",
+      (r.result.failed_items || []).join("、")] : "") },
+    { key: "state", label: "状态", render: stateBadge }],
+  page.items, { testid: "qa-calls", empty: "没有符合条件的通话", onRow: (r) => guarded(() => (r.result ? openResult(r.result.id) : openUnscored(r))) }));
+}
+$("#qc-filter").addEventListener("submit", (e) => { e.preventDefault(); offset = 0; guarded(loadCalls); });
+$("#qc-filter").addEventListener("reset", () => setTimeout(() => { offset = 0; guarded(loadCalls); }));
+$("#qc-prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); guarded(loadCalls); });
+$("#qc-next").addEventListener("click", () => { offset += PAGE; guarded(loadCalls); });
+for (const [id, name] of agentNames) $("#qf-agent").append(h("option", { value: id }, name));
 
 async function loadQueue() {
   const rows = await ops.queue();
@@ -240,6 +306,6 @@ $("#sc-save").addEventListener("click", async () => {
   } catch (err) { $("#sc-error").textContent = err.detail && err.detail.fields ? err.detail.fields.map((f) => `${f.field}：${f.message}`).join("；") : err.message; }
 });
 
-const loaders = { queue: loadQueue, appeals: loadAppeals, stats: loadStats, scorecards: loadScorecards };
+const loaders = { calls: loadCalls, queue: loadQueue, appeals: loadAppeals, stats: loadStats, scorecards: loadScorecards };
 tabs(document, (name) => guarded(loaders[name]));
 if (location.hash !== "#appeals") guarded(loadAppeals); // the badge count
