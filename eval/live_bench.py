@@ -7,7 +7,9 @@ received per leg, frames forked, recordings, transcript segments (with the
 live ASR followers on, the default), ASR latency and backlog, CPU per leg, and
 the workers used.  After hang-up it waits (``--drain-timeout``) until the ASR
 followers have caught up: on two cores they lag real time at 35 calls.  ``--kill-worker`` kills one worker half-way and
-checks that no call on the others drops and new calls still connect.
+checks that no call on the others drops and new calls still connect.  ``--rolling-restart`` starts a rolling restart
+(``Supervisor.rolling_restart``: each worker drained, restarted, re-enabled; then each ASR follower restarted) once
+every call is answered, and checks that no call drops and no final is lost.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,11 +41,12 @@ def register(eval_app: typer.Typer) -> None:
         followers: int = typer.Option(0, help="ASR 跟读进程数（默认每核一个）"),
         workdir: Path = typer.Option(None, help="工作目录（默认临时目录，结束后删除）"),
         drain_timeout: float = typer.Option(1800.0, min=0, help="挂机后等待 ASR 积压处理完的最长秒数"),
+        rolling_restart: bool = typer.Option(False, help="全部接通后滚动重启所有工作进程与 ASR 跟读进程，验证不掉线、不丢转写"),
     ) -> None:
         """实时压测：N 路并发真实 SIP 对话。"""
         emit(run_live(calls=calls, duration=duration, data=data, workers=workers, kamailio=kamailio,
                       kill_worker=kill_worker, asr=asr, followers=followers, workdir=workdir,
-                      drain_timeout=drain_timeout), json_out)
+                      drain_timeout=drain_timeout, rolling_restart=rolling_restart), json_out)
 
 
 def _dialogue_dir(data: Path | None) -> Path:
@@ -151,7 +155,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0, kamailio: bool = True,
              kill_worker: bool = False, asr: bool = True, followers: int = 0, workdir: Path | None = None,
-             drain_timeout: float = 1800.0) -> dict:
+             drain_timeout: float = 1800.0, rolling_restart: bool = False) -> dict:
     from sqlalchemy import select
 
     from domain.db import make_engine, session_scope, upgrade
@@ -174,7 +178,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         tenant = store.tenant_id(s, "laibin")
         s.add(SkillGroup(tenant_id=tenant, code="general", name="综合咨询", dtmf="1"))
     use_kamailio = kamailio and shutil.which("kamailio") is not None
-    n_workers = workers or max(1, math.ceil(calls / 2)) + (1 if kill_worker else 0)
+    n_workers = workers or max(1, math.ceil(calls / 2)) + (1 if kill_worker or rolling_restart else 0)
     flow = CallFlowParams(ivr_timeout_s=3, ivr_retries=0, max_queue_wait_s=120, agent_ring_timeout_s=10)
     base = 26000
     # Workers publish call events and the ASR followers transcripts on the event bus of the data dir;
@@ -194,6 +198,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                      trunks="127.0.0.1",  # the caller UAs play the carrier trunk: no per-source call limit
                      env={"HOTLINE_DATA_DIR": str(root), "HOTLINE_DATABASE_URL": url, "HOTLINE_EVENT_BUS": "memory"})
     uas: list[Peer] = []
+    restarted: dict = {}
+    benchmark_over = threading.Event()
     result: dict = {"calls": calls, "duration_s": duration, "workers": n_workers, "asr_followers": n_followers,
                     "kamailio": use_kamailio}
     try:
@@ -232,10 +238,16 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                                     dtmf_after=0.5, **{"from": plan["number"]})
             time.sleep(0.2)
 
+        def call_len(i: int) -> float:
+            """Under a rolling restart the calls end one after another (the last after ``duration``), so each
+            worker in turn is drained while calls still run on it and on the others."""
+            return duration * (i + 1) / calls if rolling_restart else duration
+
         answered: dict[int, float] = {}
         hung: set[int] = set()
         max_backlog = 0
         killed = None
+        restart = None
         deadline = time.monotonic() + duration + 90
         last_sample = 0.0
         while len(hung) < calls and time.monotonic() < deadline:
@@ -247,7 +259,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                         if inc and aua.find(ev="state", id=inc[-1]["id"], state="CONFIRMED"):
                             answered[i] = now
                             break
-                elif i not in hung and now - answered[i] >= duration:
+                elif i not in hung and now - answered[i] >= call_len(i):
                     caller_uas[i // 4].send(op="hangup", id=f"c{i}")
                     hung.add(i)
                 if i not in hung and caller_uas[i // 4].find(ev="ended", id=f"c{i}"):
@@ -260,6 +272,16 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                     first = s.scalar(select(Call.call_uuid).where(Call.caller_number == plans[0]["number"]))
                 killed = first.split("-")[0]
                 sup.kill(killed)
+            if rolling_restart and restart is None and len(answered) == calls:
+                def run_restart() -> None:
+                    try:
+                        restarted.update(sup.rolling_restart(duration + 120))
+                    except Exception as exc:  # noqa: BLE001 - reported in the result
+                        restarted["error"] = repr(exc)
+                    benchmark_over.wait()  # the processes it started die with this thread (die_with_parent)
+
+                restart = threading.Thread(target=run_restart, name="rolling-restart", daemon=True)
+                restart.start()
             time.sleep(0.2)
         for i in range(calls):
             if i not in hung:
@@ -282,6 +304,9 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
 
         # queued audio is never dropped: wait (bounded) until the followers have transcribed every spool
         t_drain = time.monotonic()
+        if restart is not None:  # the followers restart after the workers: ASR meanwhile is part of this wait
+            while not restarted and restart.is_alive() and time.monotonic() - t_drain < drain_timeout:
+                time.sleep(1)
         spool = root / "recordings" / "spool"
         while asr and time.monotonic() - t_drain < drain_timeout and spool.exists() and any(spool.iterdir()):
             max_backlog = max(max_backlog, _asr_backlog_s(root, n_followers))
@@ -323,7 +348,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             completed, dropped, dropped_detail = 0, 0, []
             for i, plan in enumerate(plans):
                 call = rows.get(plan["number"])
-                early = caller_end[i] and i in answered and caller_end[i].get("duration_s", 0) < duration - 5
+                early = caller_end[i] and i in answered and caller_end[i].get("duration_s", 0) < call_len(i) - 5
                 on_killed = call is not None and killed and call.call_uuid.startswith(f"{killed}-")
                 if call is not None and call.result == "answered" and call.hangup_side == "caller" and not early:
                     completed += 1
@@ -353,6 +378,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             "dropped": dropped,
             "dropped_detail": dropped_detail[:20],
             "killed_worker": killed,
+            "rolling_restart": restarted or None,
             "new_call_after_kill_connected": survivors_ok,
             "frames": {
                 "caller": {"sent_by_ua": sum(e.get("tx_pkt", 0) for e in caller_end.values()),
@@ -396,6 +422,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         for ua in uas:
             ua.close()
         sup.stop()
+        benchmark_over.set()
         if bus is not None:
             bus.close()
         engine.dispose()
