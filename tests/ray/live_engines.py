@@ -8,10 +8,14 @@ from tests.asr.fakes import FakeEngine
 
 
 class SlowFakeEngine(FakeEngine):
-    """``FakeEngine``'s answers, 0.2 s per batch."""
+    """``FakeEngine``'s answers, ``delay_s`` per batch."""
+
+    def __init__(self, delay_s: float):
+        super().__init__()
+        self.delay_s = delay_s
 
     def transcribe_many(self, utterances, *, hotwords=None, prompts=None):
-        time.sleep(0.2)
+        time.sleep(self.delay_s)
         return super().transcribe_many(utterances, hotwords=hotwords, prompts=prompts)
 
 
@@ -20,4 +24,8 @@ def fake_engine(settings) -> FakeEngine:
 
 
 def slow_fake_engine(settings) -> SlowFakeEngine:
-    return SlowFakeEngine()
+    return SlowFakeEngine(0.2)
+
+
+def slower_fake_engine(settings) -> SlowFakeEngine:
+    return SlowFakeEngine(0.6)

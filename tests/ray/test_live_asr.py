@@ -6,6 +6,8 @@ resource.  Every test compares the transcript events with those of the same foll
 partials and finals, in the same order, none lost and none repeated."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -158,23 +160,33 @@ def test_a_speech_node_killed_mid_call_loses_no_final(cluster, call_audio, tmp_p
 
     cluster, settings = cluster
     doomed = cluster.add_node(num_cpus=1, resources={"asr-b": 1})
-    service = start_service(settings, "asr-b", engine="slow_fake_engine", min_replicas=1, max_replicas=1)
+    service = start_service(settings, "asr-b", engine="slower_fake_engine", min_replicas=1, max_replicas=1)
     spare = cluster.add_node(num_cpus=1, resources={"asr-b": 1})  # free until the first node dies
+    killed = threading.Event()
+
+    def crash():
+        """The machine goes down: its replica process and its Ray node (raylet, object store) with it."""
+        os.kill(replica["pid"], signal.SIGKILL)
+        cluster.remove_node(doomed, allow_graceful=False)
+        killed.set()
+
+    class KilledMidDecode(RemoteEngine):
+        """Halfway through the calls, the node goes down while this decode is on it (the replica takes 0.6 s)."""
+
+        decodes = 0
+
+        def transcribe_many(self, utterances, **kw):
+            self.decodes += 1
+            if self.decodes == 12:
+                threading.Timer(0.1, crash).start()
+            return super().transcribe_many(utterances, **kw)
+
     try:
-        assert replica_nodes(service, tries=5) == {doomed.node_id}
+        replica = service._handle.where.remote().result(timeout_s=60)
+        assert replica["node_id"] == doomed.node_id
         out = Collect()
-        engine = RemoteEngine(service)
-        killed = threading.Event()
-
-        def kill_once(step):  # halfway through the calls, while the follower's decodes are in flight
-            if step == 60 and not killed.is_set():
-                killer = threading.Timer(0.1, lambda: (cluster.remove_node(doomed, allow_graceful=False),
-                                                       killed.set()))
-                killer.start()
-
         calls = ["w1-b", "w2-b"]
-        replay(tmp_path / "spool", calls, call_audio, follower(tmp_path / "spool", out, engine), out,
-               between_steps=kill_once)
+        replay(tmp_path / "spool", calls, call_audio, follower(tmp_path / "spool", out, KilledMidDecode(service)), out)
         assert killed.wait(60)
         assert service.resubmissions >= 1, "utterances in flight on the dead node were sent again"
         expected = reference(tmp_path, calls, call_audio)
