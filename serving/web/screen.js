@@ -33,14 +33,21 @@ function words(d) {
   }, w.name)) : h("span", { class: "muted" }, "暂无数据"));
 }
 
+/** A gauge, or "暂无数据" where there is no value yet (no rated call today, no KPI computed): never a false 0. */
 function gauge(el, name, value, max, suffix) {
+  if (value === null || value === undefined) {
+    const inst = window.echarts && window.echarts.getInstanceByDom(el);
+    if (inst) inst.dispose();
+    clear(el, h("div", { class: "bs-empty", "data-testid": "gauge-empty" }, h("b", {}, "暂无数据"), h("span", {}, name)));
+    return;
+  }
   chart(el, {
     series: [{ type: "gauge", min: 0, max, radius: "92%", progress: { show: true, width: px(0.6) },
       axisLine: { lineStyle: { width: px(0.6) } }, axisLabel: { color: "#9fb7d9", fontSize: px(0.55), distance: px(0.9) },
       splitLine: { length: px(0.4) }, axisTick: { show: false }, pointer: { width: px(0.3) },
       title: { color: "#9fb7d9", fontSize: px(0.75), offsetCenter: [0, "75%"] },
       detail: { color: "#4fe3c1", fontSize: px(1.3), offsetCenter: [0, "40%"], formatter: (v) => `${v}${suffix}` },
-      data: [{ value: value ?? 0, name }] }],
+      data: [{ value, name }] }],
   });
 }
 
@@ -61,7 +68,7 @@ function draw(d) {
     series: d.category_trend.series.map((s) => ({ ...s, type: "line", smooth: true })),
   });
   gauge($("#bs-sat"), "今日满意率", d.today.satisfaction_rate, 100, "%");
-  gauge($("#bs-kpi"), d.kpi ? `${d.kpi.month} 考核得分` : "考核得分（未核算）", d.kpi ? d.kpi.total_score : 0, 100, "");
+  gauge($("#bs-kpi"), d.kpi ? `${d.kpi.month} 考核得分` : "考核得分（本月未核算）", d.kpi ? d.kpi.total_score : null, 100, "");
 }
 
 const refresh = () => guarded(async () => draw(await api("/api/reports/dashboard")));

@@ -44,16 +44,22 @@ async function load() {
   }
   queues = d.live.queues;
   const t = d.today;
-  clear($("#wall-counters"), [["今日呼入", t.offered], ["接通", t.answered], ["接通率", t.answer_rate === null ? "—" : `${t.answer_rate}%`],
-    ["漏话", t.lost], ["平均等待", t.avg_wait_s === null ? "—" : `${t.avg_wait_s} 秒`], ["满意率", t.satisfaction_rate === null ? "—" : `${t.satisfaction_rate}%`]]
+  clear($("#wall-counters"), [["今日呼入", t.offered], ["接通", t.answered], ["接通率", t.answer_rate === null ? "暂无数据" : `${t.answer_rate}%`],
+    ["漏话", t.lost], ["平均等待", t.avg_wait_s === null ? "暂无数据" : `${t.avg_wait_s} 秒`], ["满意率", t.satisfaction_rate === null ? "暂无数据" : `${t.satisfaction_rate}%`]]
     .map(([k, v]) => h("div", { class: "card", style: { margin: 0 } }, h("div", { class: "muted" }, k), h("strong", { style: { fontSize: "1.4rem" } }, String(v)))));
   render();
 }
 
-function alert(text, kind) {
+// severity by kind: a 110 alert is critical (red), a sensitive call high (orange), a QA reminder a warning (amber)
+const SEVERITY = { police: ["critical", "紧急"], sensitive: ["high", "重要"], qa: ["warning", "提醒"] };
+const FLAG_ZH = { self_harm: "自伤自杀风险", media_threat: "扬言向媒体曝光", group_petition: "群体上访" };
+function alert(text, kind, key) {
   const box = $("#alerts");
   if (box.querySelector(".muted")) clear(box);
-  box.prepend(h("div", { class: "qa-warn", "data-testid": "wall-alert", "data-kind": kind }, `${fmtClock()} ${text}`));
+  const [severity, label] = SEVERITY[kind] || ["warning", "提醒"];
+  box.prepend(h("div", { class: `wall-alert ${severity}`, role: severity === "critical" ? "alert" : null,
+    "data-testid": "wall-alert", "data-kind": kind, "data-severity": severity, "data-key": key },
+  h("span", { class: "sev" }, label), ` ${fmtClock()} ${text}`));
   while (box.children.length > 30) box.lastChild.remove();
 }
 
@@ -72,10 +78,16 @@ connectLive("/ws/supervisor", (e) => {
   } else if (e.kind === "copilot.police_alert") {
     alert(`疑似 110 警情：${e.reason}`, "police");
   } else if (e.kind === "copilot.sensitive") {
-    alert(`敏感来电（${e.flag}）：${e.evidence}`, "sensitive");
+    alert(`敏感来电（${FLAG_ZH[e.flag] || "需关注"}）：${e.evidence}`, "sensitive");
   } else if (e.kind === "qa.warning") {
+    const key = `${e.call_id}|${e.item}`;
+    if (e.resolved) { // the agent met the item after all: the reminder is withdrawn
+      for (const el of document.querySelectorAll("#alerts [data-kind=qa]")) if (el.dataset.key === key) el.remove();
+      if (!$("#alerts").children.length) clear($("#alerts"), h("p", { class: "muted" }, "暂无告警"));
+      return;
+    }
     const a = agents.get(callAgent.get(e.call_id));
-    alert(`${a ? `${a.work_no}号 ` : ""}质检提醒：${e.message}`, "qa");
+    alert(`${a ? `${a.work_no}号 ` : ""}质检提醒：${e.message}`, "qa", key);
   }
 }, (status) => {
   $("#live-status").textContent = status === "open" ? "实时已连接" : "实时已断开，重连中";

@@ -5,6 +5,9 @@ import io
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import select
+
+from domain.models import KpiMonth
 
 from tests.ui.conftest import shot
 
@@ -16,7 +19,7 @@ NO_OVERFLOW = """() => ({sw: document.documentElement.scrollWidth, sh: document.
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["1366x768", "3840x2160"])
-def test_big_screen_fits(open_as, size):
+def test_big_screen_fits(open_as, live_app, size):
     page = open_as("supervisor", "/ui/screen.html", viewport=size)
     page.wait_for_selector(".bs-counter")
     page.wait_for_selector("#bs-hourly canvas")
@@ -27,6 +30,11 @@ def test_big_screen_fits(open_as, size):
     assert not m["clipped"], m
     assert page.locator(".bs-district").count() == 6
     assert int(page.inner_text("[data-testid='counter-今日呼入'] .v")) > 0
+    with live_app.state.sessions() as session:  # no KPI month computed yet: "暂无数据", not a 0 gauge
+        computed = session.scalar(select(KpiMonth.id).limit(1)) is not None
+    assert page.locator("#bs-kpi [data-testid=gauge-empty]").count() == (0 if computed else 1)
+    if not computed:
+        assert "暂无数据" in page.inner_text("#bs-kpi")
     assert not page.errors, page.errors
 
 
@@ -52,7 +60,7 @@ def test_reports_chart_and_xlsx(open_as, live_app):
 def test_live_wall_follows_calls(open_as, live_app):
     from sqlalchemy import select
 
-    from domain.call_events import CallState, PoliceAlert, TranscriptFinal
+    from domain.call_events import CallState, PoliceAlert, QAWarning, SensitiveFlag, TranscriptFinal
     from domain.models import Agent
 
     page = open_as("supervisor", "/ui/wall.html")
@@ -68,9 +76,19 @@ def test_live_wall_follows_calls(open_as, live_app):
     page.wait_for_selector("[data-testid=agent-tile]:has-text('我要反映噪音问题')")
     assert "138****5678" in tile.inner_text()
     assert tile.query_selector("button[data-mode=whisper]") is not None
+    live_app.state.bus.publish(QAWarning(**common, item="restate", message="尚未复述来电人诉求"))
+    live_app.state.bus.publish(SensitiveFlag(**common, flag="media_threat", evidence="我要找电视台曝光"))
     live_app.state.bus.publish(PoliceAlert(**common, reason="人身安全威胁", evidence="有人拿刀"))
-    page.wait_for_selector("[data-testid=wall-alert][data-kind=police]")
+    police = page.wait_for_selector("[data-testid=wall-alert][data-kind=police][data-severity=critical]")
+    qa = page.wait_for_selector("[data-testid=wall-alert][data-kind=qa][data-severity=warning]")
+    sensitive = page.wait_for_selector("[data-testid=wall-alert][data-kind=sensitive]")
+    assert "扬言向媒体曝光" in sensitive.inner_text() and "media_threat" not in sensitive.inner_text()
+    colour = "el => getComputedStyle(el).backgroundColor"
+    assert police.evaluate(colour) == "rgb(255, 227, 227)" and qa.evaluate(colour) == "rgb(255, 248, 219)"  # red, amber
+    assert page.locator("[data-testid=wall-alert]").first.get_attribute("data-kind") == "police"  # newest on top
     shot(page, "wall")
+    live_app.state.bus.publish(QAWarning(**common, item="restate", message="尚未复述来电人诉求", resolved=True))
+    page.wait_for_selector("[data-testid=wall-alert][data-kind=qa]", state="detached")
     assert not page.errors, page.errors
 
 
