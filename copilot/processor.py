@@ -126,8 +126,9 @@ class CallCopilot:
                     merged[hit.id] = hit
         hits: list[SearchHit] = sorted(merged.values(), key=lambda h: -h.score)[: p.top_k]
         no_match = not hits or hits[0].score < self.engine.index.params.no_match_threshold
-        if not no_match:
-            self._stack(hits, text, source.start_ms)
+        if not no_match:  # a hit below the no-match threshold never becomes a card
+            self._stack([h for h in hits if h.score >= self.engine.index.params.no_match_threshold], text,
+                        source.start_ms)
         show_path = category.confidence >= self.engine.category.params.min_confidence
         draft = self.draft.model_dump() | {
             "category": category.path if show_path else category.level1,
