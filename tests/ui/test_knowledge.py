@@ -65,3 +65,24 @@ def test_import_shows_validation_report(open_as, tmp_path):
     assert page.locator("#ki-report tbody tr").count() >= 2
     shot(page, "knowledge-import")
     assert not page.errors, page.errors
+
+
+def test_filter_narrows_the_list_and_keeps_the_keyword(open_as):
+    page = open_as("knowledge_manager", "/ui/knowledge.html#entries", viewport=(1366, 768))
+    page.wait_for_selector("[data-testid=kb-list] tr.clickable")
+    before = page.locator("[data-testid=kb-list] tr.clickable").count()
+    title = page.inner_text("[data-testid=kb-list] tr.clickable >> nth=0 >> td >> nth=1")
+    keyword = title[:4]
+    page.evaluate("window.__sameDocument = true")  # gone if the form reloaded the page
+    page.fill("#kb-q", keyword)
+    page.click("#kb-filter button[type=submit]")
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=kb-list] tr.clickable').length < {before}")
+    assert page.evaluate("window.__sameDocument === true")
+    assert page.input_value("#kb-q") == keyword
+    rows = page.locator("[data-testid=kb-list] tr.clickable")
+    assert rows.count() >= 1
+    page.select_option("#kb-status", "archived")
+    page.wait_for_selector("[data-testid=kb-list] :text('暂无数据')")
+    assert page.input_value("#kb-q") == keyword
+    shot(page, "knowledge-filter")
+    assert not page.errors, page.errors
