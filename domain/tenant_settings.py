@@ -38,7 +38,7 @@ class _Group(BaseModel):
 
 class LexiconSettings(_Group):
     base_terms: list[ShortText] = Field(default_factory=list, max_length=5000,
-                                  description="识别热词基础词表：地名、部门名、政策用语，每个 2–20 个字")
+                                        description="识别热词基础词表：地名、部门名、政策用语，每个 2–20 个字")
 
     @field_validator("base_terms")
     @classmethod
@@ -57,7 +57,7 @@ class LexiconSettings(_Group):
 class PlaceSettings(_Group):
     districts: list[ShortText] = Field(default_factory=list, max_length=200, description="辖区（县、市、区）")
     gazetteer: dict[ShortText, list[ShortText]] = Field(default_factory=dict,
-                                            description="地名库：每个辖区下的乡镇、街道")
+                                                        description="地名库：每个辖区下的乡镇、街道")
 
     @field_validator("districts")
     @classmethod

@@ -338,7 +338,7 @@ def compute_month(session, tenant_id: int, month: str, s: KpiSettings | None = N
     row = _ensure_month(session, tenant_id, month)
     row.computed = {"inputs": asdict(inputs), "report": report.to_dict()}
     row.total_score, row.coefficient, row.fee_cny = report.total_score, report.coefficient, report.fee_cny
-    row.computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    row.computed_at = datetime.now(timezone.utc)
     return report
 
 
