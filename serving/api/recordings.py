@@ -4,6 +4,7 @@ Recordings uploaded for scoring (``POST /api/recordings``) are acknowledged once
 cluster (``qa.service.RecordingScoring``); ``GET /api/recordings/{id}/scoring`` is the progress a page polls."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
@@ -21,6 +22,7 @@ from serving.api.deps import get_session, require_roles
 router = APIRouter(tags=["recordings"])
 LISTENERS = ("qa_reviewer", "supervisor", "admin")
 SCORERS = ("qa_reviewer", "supervisor", "admin")
+_STARTING = threading.Lock()  # one RecordingScoring per app, whichever request comes first
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
                ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
@@ -58,8 +60,10 @@ def recording_scoring(app):
     from qa.service import RecordingScoring
     from serving.api.deps import knowledge_indexes
 
-    if getattr(app.state, "recording_scoring", None) is None:
-        app.state.recording_scoring = RecordingScoring(app.state.settings, app.state.engine, knowledge_indexes(app))
+    with _STARTING:
+        if getattr(app.state, "recording_scoring", None) is None:
+            app.state.recording_scoring = RecordingScoring(app.state.settings, app.state.engine,
+                                                           knowledge_indexes(app))
     return app.state.recording_scoring
 
 
