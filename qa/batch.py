@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 from domain.settings import Settings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".amr")  # what a recording may be stored as
-_ENGINES: dict[str, tuple[Any, float]] = {}  # per worker process: settings JSON -> (engine, CPU-s to load it)
+_ENGINES: dict[str, Any] = {}  # per worker process: settings JSON -> engine
 _EMBEDDERS: dict[str, Any] = {}
 
 
@@ -53,9 +53,9 @@ class Outcome:
     node_id: str = ""
     engine: str = ""  # the ASR engine that transcribed it
     audio_s: float = 0.0
-    cpu_s: float = 0.0  # CPU seconds of the task (all threads of its worker), model loading excluded
-    asr_cpu_s: float = 0.0  # of which ASR and diarization of the recording
-    mono_cpu_s: float = 0.0  # of which diarization of the mono mix
+    # CPU seconds (all threads of the task's worker process; loading the models is not counted)
+    asr_cpu_s: float = 0.0  # decoding, ASR and diarization or channel split of the recording
+    mono_cpu_s: float = 0.0  # diarization of the mono mix
     wall_s: float = 0.0
 
     @property
@@ -63,17 +63,13 @@ class Outcome:
         return self.error is None
 
 
-def worker_engine(settings: Settings) -> tuple[Any, float]:
-    """This worker's offline ASR engine (as QA scoring transcribes recordings) and the CPU seconds loading it
-    took (0.0 after the first call)."""
+def worker_engine(settings: Settings):
+    """This worker's offline ASR engine (as QA scoring transcribes recordings), loaded on its first call."""
     key = settings.model_dump_json()
-    if key in _ENGINES:
-        return _ENGINES[key][0], 0.0
-    from asr.engines import create_engine
+    if key not in _ENGINES:
+        from asr.engines import create_engine
 
-    c0 = time.process_time()
-    engine = create_engine(settings, offline=True)
-    _ENGINES[key] = (engine, time.process_time() - c0)
+        _ENGINES[key] = create_engine(settings, offline=True)
     return _ENGINES[key]
 
 
@@ -97,7 +93,7 @@ def _load(job: Job, settings: Settings):
 
 def process_call(job: Job, settings: Settings, lexicon=None, scoring: Scoring | None = None,
                  mono_diarization: bool = False) -> Outcome:
-    """What one Ray task does for one call (also callable in-process)."""
+    """What one Ray task does for one call."""
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
@@ -106,13 +102,11 @@ def process_call(job: Job, settings: Settings, lexicon=None, scoring: Scoring | 
         import torch
 
         torch.set_num_threads(settings.asr_threads)  # diarization gets the task's cores, as the ASR does
-        engine, load_cpu = worker_engine(settings)
+        engine = worker_engine(settings)
         embed = worker_embedder(settings) if scoring else None
-        c0 = time.process_time()
         out = _process(job, settings, engine, lexicon, scoring, embed, mono_diarization)
     except Exception as exc:  # noqa: BLE001 - reported per call; the other calls go on
         return Outcome(job.key, error=failure_message(exc), node_id=node, wall_s=time.perf_counter() - t0)
-    out.cpu_s = time.process_time() - c0
     out.node_id, out.engine, out.wall_s = node, engine.name, time.perf_counter() - t0
     return out
 
