@@ -20,7 +20,7 @@ from copilot.category import CategoryModel, CategoryPrediction
 from copilot.ticket import TicketDrafter
 from domain.call_events import (Event, KnowledgeHit, PoliceAlert, SensitiveFlag, Suggestion,
                            TranscriptFinal, TranscriptPartial)
-from domain.tickets import TicketDraft
+from tickets.lifecycle import TicketDraft
 from knowledge.facts import key_facts
 from knowledge.retrieval import HybridIndex, SearchHit
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from asr.numbers import spoken_digits
-from domain.tickets import TicketDraft
+from tickets.lifecycle import TicketDraft
 
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
 _NAME = re.compile(r"我(?:叫|的名字(?:是|叫))([\u4e00-\u9fff]{2,3}?)(?=[，,。！？\s]|电话|手机|$)")

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     sip_proxy: str = Field("127.0.0.1:5060", description="Kamailio address carriers and softphones use.")
     sip_trunks: str = Field("", description="Comma-separated carrier trunk addresses (IP or CIDR) that Kamailio exempts from its per-source rate and call limits; empty = none.")
     # tickets and integrations
-    ticket_sla: str = Field("", description="SLA policy (domain.tickets.SlaPolicy) as JSON; empty = defaults.")
+    ticket_sla: str = Field("", description="SLA policy (tickets.lifecycle.SlaPolicy) as JSON; empty = defaults.")
     ticket_auto_create_groups: str = Field("", description="Comma-separated skill groups whose calls create tickets without agent confirmation.")
     sms_gateway_url: str = Field("", description="SMS gateway base URL (the bundled simulator speaks its protocol); empty = SMS queued only.")
     sms_signature: str = Field("【来宾12345】", description="Signature prefixed to every SMS.")

@@ -18,10 +18,10 @@ def register(eval_app: typer.Typer) -> None:
 
         from domain.db import make_engine, session_factory, session_scope, upgrade
         from domain.demo import seed_demo
-        from domain.integrations.signing import KeyRing
-        from domain.simulators import LocalServer
-        from domain.simulators.sms_gateway import SmsGatewaySim
-        from domain.sms import HttpSmsGateway, enqueue, send_due
+        from tickets.integrations.signing import KeyRing
+        from tickets.simulators import LocalServer
+        from tickets.simulators.sms_gateway import SmsGatewaySim
+        from tickets.sms import HttpSmsGateway, enqueue, send_due
         from domain.json_output import emit
 
         url = db_url or f"sqlite:///{tempfile.mkdtemp()}/sms-bench.db"

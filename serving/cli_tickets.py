@@ -35,8 +35,8 @@ def register(app: typer.Typer) -> None:
         import time as clock
 
         from domain.db import get_engine, session_factory
-        from domain.integrations.worker import run_once
         from domain.settings import get_settings
+        from tickets.integrations.worker import run_once
 
         sessions = session_factory(get_engine())
         while True:
@@ -52,11 +52,11 @@ def register(app: typer.Typer) -> None:
 
         from domain.db import session_scope
         from domain.errors import AppError
-        from domain.integrations import exchange
-        from domain.integrations.outbox import SignedClient
-        from domain.integrations.signing import keyring
         from domain.models import utcnow
         from domain.settings import get_settings
+        from tickets.integrations import exchange
+        from tickets.integrations.outbox import SignedClient
+        from tickets.integrations.signing import keyring
 
         settings = get_settings()
         if not settings.provincial_url:
@@ -74,8 +74,10 @@ def register(app: typer.Typer) -> None:
         """工单报表：分类/区县/部门/时间分布、按时办结率、退单率、满意度。"""
         import json
 
-        from domain import tenant_settings, ticket_reports
+        from domain import tenant_settings
+
         from domain.db import session_scope
+        from tickets import reports as ticket_reports
 
         with session_scope() as session:
             tenant_id = _tenant_id(session)
@@ -93,17 +95,17 @@ def register(app: typer.Typer) -> None:
         """在前台运行一个模拟器，密钥取自 HOTLINE_INTEGRATION_KEYS。"""
         import time as clock
 
-        from domain.integrations.signing import keyring
         from domain.settings import get_settings
-        from domain.simulators import LocalServer
+        from tickets.integrations.signing import keyring
+        from tickets.simulators import LocalServer
 
         settings = get_settings()
         if kind == "sms":
-            from domain.simulators.sms_gateway import SmsGatewaySim
+            from tickets.simulators.sms_gateway import SmsGatewaySim
 
             sim = SmsGatewaySim(keyring(settings, "sms"), receipt_url=f"{city_url}/api/hooks/sms/receipts")
         elif kind in ("police110", "provincial"):
-            from domain.simulators.exchange_peer import ExchangePeerSim
+            from tickets.simulators.exchange_peer import ExchangePeerSim
 
             sim = ExchangePeerSim(kind, keyring(settings, kind), city_url)
         else:

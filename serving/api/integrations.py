@@ -1,8 +1,8 @@
 """Inbound webhooks of the 110 centre, the provincial 12345 platform and the SMS gateway.
 
-They authenticate by HMAC signature (``domain.integrations.signing``), not by user roles: a missing or wrong
+They authenticate by HMAC signature (``tickets.integrations.signing``), not by user roles: a missing or wrong
 signature gets 401 ``bad_signature`` before the body is read as JSON. Events are idempotent and applied in order
-(``domain.integrations.exchange.receive``). Requests act for the deployment's default tenant.
+(``tickets.integrations.inbound.receive``). Requests act for the deployment's default tenant.
 Reading and verifying the body happens on the event loop; the database work runs in the thread pool.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import sms
 from domain.errors import AppError
-from domain.integrations import exchange
-from domain.integrations.signing import keyring, verify
 from domain.models import Tenant
 from serving.api.deps import get_session
+from tickets import sms
+from tickets.integrations import exchange, inbound
+from tickets.integrations.signing import keyring, verify
 
 router = APIRouter(prefix="/api/hooks", tags=["integrations"])
 
@@ -84,7 +84,7 @@ async def sms_receipts(request: Request, session: Session = Depends(get_session,
 
 
 def _receive(request: Request, session: Session, channel: str, event: exchange.ExchangeEvent) -> dict:
-    outcome = exchange.receive(session, _tenant_id(request, session, channel), channel, event,
+    outcome = inbound.receive(session, _tenant_id(request, session, channel), channel, event,
                                request.app.state.settings)
     session.commit()  # durable before we acknowledge (get_session's own commit runs after the response)
     return outcome

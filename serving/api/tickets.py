@@ -10,12 +10,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from domain import sms, tenant_settings, ticket_reports, tickets
+from domain import tenant_settings
 from domain.accounts import Principal
 from domain.errors import AppError, not_found
 from domain.models import Call, OutboxMessage, ParkedEvent, SmsMessage, Ticket, TranscriptSegment, utcnow
+from domain.spreadsheet import XLSX_MEDIA_TYPE
 from domain.validation import SafeText, ShortText
 from serving.api.deps import get_session, require_roles
+from tickets import lifecycle, reports, sms
+from tickets.notify import notify
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
 
@@ -26,12 +29,12 @@ REPORTERS = ("supervisor", "evaluator", "admin")
 
 class FromCallIn(BaseModel):
     call_id: int
-    draft: tickets.TicketDraft
+    draft: lifecycle.TicketDraft
     confirmed: bool = Field(description="The agent confirmed (or edited) the draft in the desk.")
 
 
 class CreateIn(BaseModel):
-    draft: tickets.TicketDraft
+    draft: lifecycle.TicketDraft
     note: ShortText = ""
 
 
@@ -44,18 +47,18 @@ class ActionIn(BaseModel):
     note: ShortText = ""
 
 
-def _out(ticket: Ticket, now: datetime, policy: tickets.SlaPolicy) -> dict:
+def _out(ticket: Ticket, now: datetime, policy: lifecycle.SlaPolicy) -> dict:
     return {
         "id": ticket.id, "number": ticket.number, "state": ticket.state,
-        "state_label": tickets.STATE_LABELS[ticket.state], "category": ticket.category,
+        "state_label": lifecycle.STATE_LABELS[ticket.state], "category": ticket.category,
         "request_type": ticket.request_type, "caller_name": ticket.caller_name, "phone": ticket.phone,
         "address": ticket.address, "incident_address": ticket.incident_address, "summary": ticket.summary,
         "respondent": ticket.respondent, "department": ticket.department, "district": ticket.district,
         "kb_entry_ids": ticket.kb_entry_ids, "result": ticket.result, "satisfaction": ticket.satisfaction,
         "supervised": ticket.supervised, "escalation_level": ticket.escalation_level, "source": ticket.source,
         "external_ref": ticket.external_ref, "call_id": ticket.call_id, "reopen_count": ticket.reopen_count,
-        "created_at": ticket.created_at.isoformat(), "sla": tickets.sla_status(ticket, now, policy),
-        "allowed_actions": tickets.allowed_actions(ticket.state),
+        "created_at": ticket.created_at.isoformat(), "sla": lifecycle.sla_status(ticket, now, policy),
+        "allowed_actions": lifecycle.allowed_actions(ticket.state),
     }
 
 
@@ -75,11 +78,11 @@ def create_from_call(body: FromCallIn, request: Request, principal: Principal = 
     if call is None:
         raise not_found("通话")
     auto_groups = {g.strip() for g in settings.ticket_auto_create_groups.split(",") if g.strip()}
-    policy = tickets.load_policy(settings, session, principal.tenant_id)
-    ticket = tickets.create_from_hangup(session, call, body.draft, confirmed=body.confirmed,
-                                        auto_create=call.skill_group in auto_groups, actor=principal.user.username,
-                                        policy=policy, created_by=principal.user.id)
-    tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings)
+    policy = lifecycle.load_policy(settings, session, principal.tenant_id)
+    ticket = lifecycle.create_from_hangup(session, call, body.draft, confirmed=body.confirmed,
+                                          auto_create=call.skill_group in auto_groups, actor=principal.user.username,
+                                          policy=policy, created_by=principal.user.id)
+    notify(session, ticket, lifecycle.history(session, ticket)[-1], settings)
     session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)
 
@@ -89,10 +92,10 @@ def create(body: CreateIn, request: Request, principal: Principal = Depends(requ
            session: Session = Depends(get_session, scope="function")) -> dict:
     """Manual intake (手工受理) without a call, e.g. a letter or a walk-in."""
     settings = request.app.state.settings
-    policy = tickets.load_policy(settings, session, principal.tenant_id)
-    ticket = tickets.create_ticket(session, principal.tenant_id, body.draft, actor=principal.user.username,
-                                   policy=policy, created_by=principal.user.id, note=body.note)
-    tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings)
+    policy = lifecycle.load_policy(settings, session, principal.tenant_id)
+    ticket = lifecycle.create_ticket(session, principal.tenant_id, body.draft, actor=principal.user.username,
+                                     policy=policy, created_by=principal.user.id, note=body.note)
+    notify(session, ticket, lifecycle.history(session, ticket)[-1], settings)
     session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)
 
@@ -110,7 +113,7 @@ def list_tickets(request: Request, principal: Principal = Depends(require_roles(
     if q:
         like = f"%{q}%"
         query = query.where(or_(Ticket.number.like(like), Ticket.summary.like(like), Ticket.category.like(like)))
-    policy = tickets.load_policy(request.app.state.settings, session, principal.tenant_id)
+    policy = lifecycle.load_policy(request.app.state.settings, session, principal.tenant_id)
     now = utcnow()
     rows = session.scalars(query.order_by(Ticket.id.desc()).limit(limit).offset(offset))
     return [_out(t, now, policy) for t in rows]
@@ -121,7 +124,7 @@ def report(principal: Principal = Depends(require_roles(*REPORTERS)), session: S
            start: date | None = None, end: date | None = None,
            granularity: Literal["day", "week", "month"] = "day") -> dict:
     """Volumes by category, district, department and time; on-time completion, return rate, satisfaction."""
-    return ticket_reports.build(session, principal.tenant_id, *_range(session, principal.tenant_id, start, end),
+    return reports.build(session, principal.tenant_id, *_range(session, principal.tenant_id, start, end),
                                 granularity)
 
 
@@ -130,11 +133,11 @@ def report_xlsx(principal: Principal = Depends(require_roles(*REPORTERS)), sessi
                 start: date | None = None, end: date | None = None,
                 granularity: Literal["day", "week", "month"] = "day") -> Response:
     start_at, end_at = _range(session, principal.tenant_id, start, end)
-    data = ticket_reports.build(session, principal.tenant_id, start_at, end_at, granularity)
+    data = reports.build(session, principal.tenant_id, start_at, end_at, granularity)
     tz = tenant_settings.zone(session, principal.tenant_id)
     name = f"tickets-{start_at.astimezone(tz):%Y%m%d}-{(end_at.astimezone(tz) - timedelta(days=1)):%Y%m%d}.xlsx"
-    return Response(ticket_reports.to_xlsx(data), headers={"Content-Disposition": f'attachment; filename="{name}"'},
-                    media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return Response(reports.to_xlsx(data), headers={"Content-Disposition": f'attachment; filename="{name}"'},
+                    media_type=XLSX_MEDIA_TYPE)
 
 
 def _range(session: Session, tenant_id: int, start: date | None, end: date | None) -> tuple[datetime, datetime]:
@@ -152,10 +155,10 @@ def _range(session: Session, tenant_id: int, start: date | None, end: date | Non
 def supervise(request: Request, principal: Principal = Depends(require_roles("supervisor", "admin")),
               session: Session = Depends(get_session, scope="function")) -> list[dict]:
     """Run the 督办 check now (the worker also runs it every minute); returns the tickets whose level rose."""
-    policy = tickets.load_policy(request.app.state.settings, session, principal.tenant_id)
-    raised = tickets.supervise(session, principal.tenant_id, policy=policy, actor=principal.user.username)
+    policy = lifecycle.load_policy(request.app.state.settings, session, principal.tenant_id)
+    raised = lifecycle.supervise(session, principal.tenant_id, policy=policy, actor=principal.user.username)
     session.commit()
-    return [{"id": t.id, "number": t.number, "level": level, "message": tickets.SUPERVISION_LEVELS[level][1]}
+    return [{"id": t.id, "number": t.number, "level": level, "message": lifecycle.SUPERVISION_LEVELS[level][1]}
             for t, level in raised]
 
 
@@ -208,9 +211,9 @@ def get_ticket(ticket_id: int, request: Request, principal: Principal = Depends(
                session: Session = Depends(get_session, scope="function")) -> dict:
     """A ticket with its history, SLA timer and the attached transcript."""
     ticket = _get(session, principal, ticket_id)
-    out = _out(ticket, utcnow(), tickets.load_policy(request.app.state.settings, session, principal.tenant_id))
+    out = _out(ticket, utcnow(), lifecycle.load_policy(request.app.state.settings, session, principal.tenant_id))
     out["history"] = [{"action": e.action, "from": e.from_state, "to": e.to_state, "actor": e.actor, "note": e.note,
-                       "at": e.at.isoformat()} for e in tickets.history(session, ticket)]
+                       "at": e.at.isoformat()} for e in lifecycle.history(session, ticket)]
     segment_ids = ticket.attachments.get("transcript_segment_ids", [])
     segments = session.scalars(select(TranscriptSegment).where(TranscriptSegment.id.in_(segment_ids))
                                .order_by(TranscriptSegment.start_ms)) if segment_ids else []
@@ -226,11 +229,11 @@ def act(ticket_id: int, body: ActionIn, request: Request, principal: Principal =
     if body.action == "reopen" and principal.role != "supervisor":
         raise AppError("forbidden", "只有班长/主管可以重新打开工单", 403)
     settings = request.app.state.settings
-    policy = tickets.load_policy(settings, session, principal.tenant_id)
+    policy = lifecycle.load_policy(settings, session, principal.tenant_id)
     ticket = _get(session, principal, ticket_id)
-    event = tickets.transition(session, ticket, body.action, actor=principal.user.username, department=body.department,
-                               reason=body.reason, result=body.result, satisfaction=body.satisfaction,
-                               note=body.note, policy=policy)
-    tickets.notify(session, ticket, event, settings)
+    event = lifecycle.transition(session, ticket, body.action, actor=principal.user.username, department=body.department,
+                                 reason=body.reason, result=body.result, satisfaction=body.satisfaction,
+                                 note=body.note, policy=policy)
+    notify(session, ticket, event, settings)
     session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return _out(ticket, utcnow(), policy)

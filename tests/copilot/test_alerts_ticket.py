@@ -7,7 +7,7 @@ import pytest
 
 from copilot.alerts import AlertDetector
 from copilot.ticket import TicketDrafter
-from domain.tickets import TicketDraft
+from tickets.lifecycle import TicketDraft
 
 POLICE = [
     ["喂，我们小区门口有两伙人在打架，有人拿刀了，快来人啊"],

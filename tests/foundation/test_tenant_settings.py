@@ -14,7 +14,7 @@ from domain import accounts, tenant_settings
 from domain.db import session_scope
 from domain.demo import DEMO_PASSWORD
 from domain.models import AuditLog, Call, Tenant
-from serving.api.call_reports import build_report
+from tickets.call_reports import build_report
 from tests.conftest import login
 
 

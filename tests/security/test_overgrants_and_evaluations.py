@@ -124,13 +124,13 @@ def test_agents_read_only_the_published_version_of_knowledge(two_tenants, engine
 
 
 def test_parked_integration_events_are_listed_for_their_tenant_only(two_tenants, engine, settings):
-    from domain.integrations import exchange
+    from tickets.integrations import exchange, inbound
 
     client = two_tenants
     with session_scope(engine) as s:
         hechi = s.scalar(select(Tenant.id).where(Tenant.code == "hechi"))
         event = exchange.ExchangeEvent(event_id="police110-HC1-2", type="complete", order_id="HC1", seq=2)
-        assert exchange.receive(s, hechi, exchange.POLICE110, event, settings)["status"] == "parked"
+        assert inbound.receive(s, hechi, exchange.POLICE110, event, settings)["status"] == "parked"
     theirs = client.get("/api/tickets/integrations", headers=login(client, "supervisor", tenant="hechi")).json()
     assert [p["event_id"] for p in theirs["parked"]] == ["police110-HC1-2"]
     ours = client.get("/api/tickets/integrations", headers=login(client, "supervisor")).json()

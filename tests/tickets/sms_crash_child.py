@@ -9,10 +9,11 @@ import signal
 import sys
 
 from domain.db import make_engine, session_factory, session_scope
-from domain.integrations.signing import KeyRing
 from domain.settings import Settings
-from domain.sms import HttpSmsGateway, send_due
-from domain.tickets import TicketDraft, create_ticket, notify, transition
+from tickets.integrations.signing import KeyRing
+from tickets.lifecycle import TicketDraft, create_ticket, transition
+from tickets.notify import notify
+from tickets.sms import HttpSmsGateway, send_due
 
 RING = KeyRing("k1", {"k1": "sms-secret"})
 

@@ -11,15 +11,16 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_factory, session_scope
-from domain.integrations import exchange
-from domain.integrations.outbox import RetryPolicy, SignedClient, deliver_due
-from domain.integrations.signing import KeyRing, keyring
 from domain.models import (Agent, Call, OutboxMessage, ParkedEvent, Recording, SmsMessage, Ticket, TranscriptSegment,
                            utcnow)
-from domain.simulators import LocalServer
-from domain.simulators.exchange_peer import ExchangePeerSim
-from domain.tickets import TicketDraft, create_ticket, history, notify, transition
 from tests.tickets.conftest import seed_tenant
+from tickets.integrations import exchange
+from tickets.integrations.outbox import RetryPolicy, SignedClient, deliver_due
+from tickets.integrations.signing import KeyRing, keyring
+from tickets.lifecycle import TicketDraft, create_ticket, history, transition
+from tickets.notify import notify
+from tickets.simulators import LocalServer
+from tickets.simulators.exchange_peer import ExchangePeerSim
 
 KEYS = {"k1": "old-shared-secret", "k2": "new-shared-secret"}
 DRAFT = TicketDraft(category="公安政法/治安管理/噪音扰民", request_type="举报", caller_name="李女士",
@@ -260,7 +261,7 @@ def test_provincial_sync_dispatch_supervision_capacity_and_reconciliation(env):
 
 
 def test_worker_pass_delivers_outboxes_and_supervises(env):
-    from domain.integrations.worker import run_once
+    from tickets.integrations.worker import run_once
 
     number = _city_ticket(env)
     env.act(number, "dispatch", department=exchange.POLICE_DEPARTMENT)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from domain.errors import AppError
 from domain.models import Call, Recording, Ticket, TranscriptSegment
-from domain.tickets import (OPEN_STATES, STATE_LABELS, TRANSITIONS, SlaPolicy, SlaRule, TicketDraft,
+from tickets.lifecycle import (OPEN_STATES, STATE_LABELS, TRANSITIONS, SlaPolicy, SlaRule, TicketDraft,
                             create_from_hangup, create_ticket, history, sla_status, supervise, transition)
 
 ARGS = {"dispatch": {"department": "市住建局"}, "redispatch": {"department": "兴宾区政府"},

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from openpyxl import load_workbook
 
-from domain import ticket_reports
-from domain.tickets import SlaPolicy, TicketDraft, create_ticket, transition
+from tickets import reports as ticket_reports
+from tickets.lifecycle import SlaPolicy, TicketDraft, create_ticket, transition
 
 
 def test_report_figures_by_hand(session, tenant_id, clock):

@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from domain.db import session_factory, session_scope
-from domain.integrations.outbox import RetryPolicy
-from domain.integrations.signing import KeyRing
 from domain.models import SmsMessage, utcnow
-from domain.simulators import LocalServer
-from domain.simulators.sms_gateway import SmsGatewaySim
-from domain.sms import HttpSmsGateway, apply_receipt, delivery_rate, enqueue, send_due
 from tests.conftest import REPO
 from tests.tickets.conftest import seed_tenant
+from tickets.integrations.outbox import RetryPolicy
+from tickets.integrations.signing import KeyRing
+from tickets.simulators import LocalServer
+from tickets.simulators.sms_gateway import SmsGatewaySim
+from tickets.sms import HttpSmsGateway, apply_receipt, delivery_rate, enqueue, send_due
 
 RING = KeyRing("k1", {"k1": "sms-secret"})
 OUTCOMES = {"13800000001": "EMPTY", "13800000002": "SUSPEND", "13800000003": "ABNORMAL", "13800000004": "UNDELIV",

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from domain.db import session_scope
 from domain.models import Agent, Call, Tenant, Ticket
 from domain.tenant_settings import DEFAULT_TIME_ZONE
-from serving.api.call_reports import period_bounds
+from tickets.call_reports import period_bounds
 from tests.conftest import login
 
 

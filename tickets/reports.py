@@ -2,20 +2,16 @@
 return rate and satisfaction; exported to XLSX."""
 from __future__ import annotations
 
-import io
 from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import tenant_settings
+from domain import spreadsheet, tenant_settings
 from domain.models import Ticket, TicketEvent
-from domain.spreadsheet import safe_cell
-from domain.tickets import OPEN_STATES, STATE_LABELS, as_utc
+from tickets.lifecycle import OPEN_STATES, STATE_LABELS, as_utc
 
 
 def _period(at: datetime, granularity: str, tz: ZoneInfo) -> str:
@@ -76,33 +72,19 @@ def build(session: Session, tenant_id: int, start: datetime, end: datetime, gran
 
 
 def to_xlsx(report: dict) -> bytes:
-    wb = Workbook()
-    summary = wb.active
-    summary.title = "概览"
-    rows = [("统计区间", f"{report['start'][:10]} 至 {report['end'][:10]}（不含）"), ("工单总量", report["total"]),
-            ("已办结", report["completed"]), ("按时办结", report["completed_on_time"]),
-            ("按时办结率", report["on_time_rate"]), ("已派单", report["dispatched"]), ("被退单", report["returned"]),
-            ("退单率", report["return_rate"]), ("超期未办结", report["overdue_open"]),
-            ("回访数", report["satisfaction"]["rated"]), ("平均满意度（1–5）", report["satisfaction"]["average"]),
-            ("满意率（4–5 分）", report["satisfaction"]["satisfied_rate"])]
-    for row in rows:
-        summary.append(row)
-    summary.column_dimensions["A"].width = 22
-    summary.column_dimensions["B"].width = 40
+    overview = [["统计区间", f"{report['start'][:10]} 至 {report['end'][:10]}（不含）"], ["工单总量", report["total"]],
+                ["已办结", report["completed"]], ["按时办结", report["completed_on_time"]],
+                ["按时办结率", report["on_time_rate"]], ["已派单", report["dispatched"]], ["被退单", report["returned"]],
+                ["退单率", report["return_rate"]], ["超期未办结", report["overdue_open"]],
+                ["回访数", report["satisfaction"]["rated"]], ["平均满意度（1–5）", report["satisfaction"]["average"]],
+                ["满意率（4–5 分）", report["satisfaction"]["satisfied_rate"]]]
+    sheets = [spreadsheet.Sheet("概览", [], overview, widths=[22, 40])]
     for title, key, label in (("按分类", "by_category", "一级分类"), ("按分类明细", "by_category_path", "分类"),
                               ("按区县", "by_district", "区县"), ("按部门", "by_department", "承办部门"),
                               ("按诉求类型", "by_request_type", "诉求类型"), ("按时间", "by_period", "时段"),
                               ("按状态", "by_state", "状态")):
-        sheet = wb.create_sheet(title)
-        sheet.append((label, "工单量"))
-        for item in report[key]:
-            sheet.append((safe_cell(item["name"]), item["count"]))
-        sheet.column_dimensions["A"].width = 36
-        sheet["A1"].font = sheet["B1"].font = Font(bold=True)
-    sat = wb.create_sheet("满意度")
-    sat.append(("满意度", "回访数"))
-    for score, n in report["satisfaction"]["distribution"].items():
-        sat.append((int(score), n))
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+        sheets.append(spreadsheet.Sheet(title, [label, "工单量"], [[i["name"], i["count"]] for i in report[key]],
+                                        widths=[36, 10]))
+    sheets.append(spreadsheet.Sheet("满意度", ["满意度", "回访数"],
+                                    [[int(k), n] for k, n in report["satisfaction"]["distribution"].items()]))
+    return spreadsheet.to_xlsx(sheets)

@@ -5,7 +5,7 @@ A message is written (status ``queued``) in the same transaction as the ticket c
 loses nothing. :func:`send_due` claims due messages under a lease, submits them with their idempotency key as
 the gateway's client message id (the gateway drops a repeated id, so a crash between submit and commit never
 reaches the handset twice), and retries failures with exponential backoff (the outbox loop of
-:func:`domain.integrations.outbox.drain`). Receipts (:func:`apply_receipt`)
+:func:`tickets.integrations.outbox.drain`). Receipts (:func:`apply_receipt`)
 classify the outcome; empty numbers, switched-off or suspended numbers and abnormal handsets are excluded from
 the KPI as the contract says.
 """
@@ -19,9 +19,9 @@ import httpx
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain.integrations.outbox import DeliveryError, RetryPolicy, SignedClient, drain, retryable_status
-from domain.integrations.signing import KeyRing
 from domain.models import SmsMessage, Ticket, utcnow
+from tickets.integrations.outbox import DeliveryError, RetryPolicy, SignedClient, drain, retryable_status
+from tickets.integrations.signing import KeyRing
 
 # Gateway receipt codes (CMPP/SGIP style) → our status.
 RECEIPT_STATUS = {

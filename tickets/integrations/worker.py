@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from domain import sms, tickets
-from domain.integrations import exchange
-from domain.integrations.outbox import SignedClient, deliver_due
-from domain.integrations.signing import keyring
 from domain.models import Tenant, utcnow
+from tickets import lifecycle, sms
+from tickets.integrations import exchange
+from tickets.integrations.outbox import SignedClient, deliver_due
+from tickets.integrations.signing import keyring
 
 
 def run_once(sessions: sessionmaker, settings, now: datetime | None = None) -> dict:
@@ -39,7 +39,7 @@ def run_once(sessions: sessionmaker, settings, now: datetime | None = None) -> d
     with sessions() as session, session.begin():
         raised = []
         for tenant_id in session.scalars(select(Tenant.id)).all():
-            policy = tickets.load_policy(settings, session, tenant_id)
-            raised += [t.number for t, _ in tickets.supervise(session, tenant_id, now=now, policy=policy)]
+            policy = lifecycle.load_policy(settings, session, tenant_id)
+            raised += [t.number for t, _ in lifecycle.supervise(session, tenant_id, now=now, policy=policy)]
         report["supervision_raised"] = raised
     return report

@@ -15,7 +15,8 @@ Lifecycle (``TRANSITIONS`` is the single source of truth)::
 
 Every change is a :class:`~domain.models.TicketEvent`; illegal actions raise :class:`AppError` with a
 Chinese message naming the current state and the allowed actions. Time is always passed in (``now``), so
-SLA timers are driven by a controllable clock in tests and by the wall clock in production.
+SLA timers are driven by a controllable clock in tests and by the wall clock in production. What an event
+sets off (the SMS, the partners' events) is :func:`tickets.notify.notify`.
 """
 from __future__ import annotations
 
@@ -370,14 +371,3 @@ def load_policy(settings, session: Session, tenant_id: int) -> SlaPolicy:
     policy._zone = own.zone
     return policy
 
-
-def notify(session: Session, ticket: Ticket, event: TicketEvent, settings, skip: str = "") -> None:
-    """Side effects of a lifecycle event, written in the same transaction (outboxes): the 办结 SMS to the caller,
-    and the event for the 110 centre and the provincial platform where those links are on (except ``skip``,
-    the channel the event came from)."""
-    from domain import sms
-    from domain.integrations import exchange
-
-    if event.action == "complete":
-        sms.result_notice(session, ticket, settings.sms_signature)
-    exchange.publish(session, ticket, event, settings, skip=skip)

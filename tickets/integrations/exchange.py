@@ -7,9 +7,8 @@ Both directions carry the same signed JSON event (see ``docs/integrations.md``):
 
 ``order_id`` is the work order's id on the side that created it (our ticket number, or the peer's id, kept in
 ``Ticket.external_ref``); ``seq`` counts the sender's events per order from 1. Outbound events go through the
-outbox (:mod:`domain.integrations.outbox`): at least once, retried with backoff. Inbound events are
-idempotent (``inbox_receipts``), applied in ``seq`` order, and parked (``parked_events``) when they arrive
-ahead of a missing predecessor.
+outbox (:mod:`tickets.integrations.outbox`): at least once, retried with backoff. Inbound events are applied by
+:mod:`tickets.integrations.inbound`.
 """
 from __future__ import annotations
 
@@ -17,16 +16,13 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, literal, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from domain import tickets
-from domain.errors import AppError
-from domain.integrations import outbox
-from domain.models import (Agent, Call, InboxReceipt, OutboxMessage, ParkedEvent, Recording, Ticket, TicketEvent,
-                           TranscriptSegment, utcnow)
+from domain.models import Agent, Call, OutboxMessage, Recording, Ticket, TicketEvent, TranscriptSegment, utcnow
 from domain.validation import SafeText, ShortText
+from tickets.integrations import outbox
+from tickets.lifecycle import TicketDraft
 
 POLICE110 = "police110"
 PROVINCIAL = "provincial"
@@ -35,7 +31,6 @@ EVENTS_PATH = "/api/v1/events"  # the peer's inbound path
 
 EventType = Literal["create", "dispatch", "sign", "return", "redispatch", "start", "complete", "callback", "close", "reopen",
                     "supervise", "sync", "call"]
-_APPLIED = {"sign", "return", "start", "complete"}  # peer actions that move our ticket
 
 
 class ExchangeEvent(BaseModel):
@@ -44,7 +39,7 @@ class ExchangeEvent(BaseModel):
     order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
     seq: int = Field(ge=1)
     occurred_at: datetime | None = None
-    ticket: tickets.TicketDraft | None = None  # what the partner dispatches to us
+    ticket: TicketDraft | None = None  # what the partner dispatches to us
     department: ShortText = ""
     reason: ShortText = ""
     result: SafeText = Field("", max_length=4000)
@@ -69,19 +64,19 @@ def snapshot(ticket: Ticket) -> dict:
             "due_at": ticket.due_at.isoformat() if ticket.due_at else None, "call_id": ticket.call_id}
 
 
-def _sync(ticket: Ticket, channel: str) -> dict:
+def sync_state(ticket: Ticket, channel: str) -> dict:
     return dict((ticket.sync or {}).get(channel, {}))
 
 
-def _set_sync(ticket: Ticket, channel: str, **values) -> None:
+def set_sync(ticket: Ticket, channel: str, **values) -> None:
     sync = dict(ticket.sync or {})
     sync[channel] = {**sync.get(channel, {}), **values}
     ticket.sync = sync  # reassign so the JSON column is flushed
 
 
 def _enqueue_event(session: Session, ticket: Ticket, channel: str, kind: str, event: TicketEvent | None = None) -> None:
-    seq = _sync(ticket, channel).get("out_seq", 0) + 1
-    _set_sync(ticket, channel, out_seq=seq)
+    seq = sync_state(ticket, channel).get("out_seq", 0) + 1
+    set_sync(ticket, channel, out_seq=seq)
     oid = order_id(ticket, channel)
     body = {"event_id": f"{channel}:{oid}:{seq}", "type": kind, "order_id": oid, "seq": seq,
             "occurred_at": (event.at if event else utcnow()).isoformat(), "ticket": snapshot(ticket),
@@ -141,87 +136,6 @@ def publish_ended_calls(session: Session, settings, since: datetime, now: dateti
     for call in calls:
         publish_call(session, call, settings, now=now)
     return len(calls)
-
-
-# ---------------------------------------------------------------- inbound
-def _find(session: Session, tenant_id: int, channel: str, oid: str) -> Ticket | None:
-    return session.scalar(select(Ticket).where(Ticket.tenant_id == tenant_id, or_(
-        Ticket.number == oid, (Ticket.source == channel) & (Ticket.external_ref == oid))))
-
-
-def _apply(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, ticket: Ticket | None, settings) -> Ticket:
-    actor = {POLICE110: "110指挥中心", PROVINCIAL: "省12345平台"}[channel]
-    now = utcnow()
-    policy = tickets.load_policy(settings, session, tenant_id)
-    if ev.type == "dispatch" and ticket is None:
-        draft = ev.ticket or tickets.TicketDraft(request_type="求助")
-        ticket = tickets.create_ticket(session, tenant_id, draft, actor=actor, now=now, policy=policy, source=channel,
-                                       external_ref=ev.order_id, note=f"{actor}派单 {ev.order_id}")
-        tickets.notify(session, ticket, tickets.history(session, ticket)[-1], settings, skip=channel)
-    elif ev.type == "supervise":
-        ticket.supervised = True
-        session.add(TicketEvent(tenant_id=tenant_id, ticket_id=ticket.id, from_state=ticket.state,
-                                to_state=ticket.state, action="supervise", actor=actor,
-                                note=ev.reason or f"{actor}督办", at=now))
-    elif ev.type in _APPLIED:
-        event = tickets.transition(session, ticket, ev.type, actor=actor, now=now, reason=ev.reason,
-                                   result=ev.result, note=f"{actor}回传", policy=policy)
-        tickets.notify(session, ticket, event, settings, skip=channel)  # no echo to the sender
-    else:
-        raise AppError("unsupported_event", f"不支持的外部事件类型：{ev.type}", 422)
-    _set_sync(ticket, channel, in_seq=ev.seq)
-    return ticket
-
-
-def receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, settings) -> dict:
-    """Apply one inbound event exactly once and in order; returns {"status": applied|duplicate|parked, ...}."""
-    try:
-        outcome = _receive(session, tenant_id, channel, ev, settings)
-        session.flush()
-    except IntegrityError as exc:  # a concurrent delivery of the same event won the race; the sender retries
-        raise AppError("conflict", "事件正在处理，请稍后重试", 409) from exc
-    return outcome
-
-
-def _receive(session: Session, tenant_id: int, channel: str, ev: ExchangeEvent, settings) -> dict:
-    if session.scalar(select(InboxReceipt.id).where(InboxReceipt.channel == channel,
-                                                    InboxReceipt.event_id == ev.event_id)) is not None:
-        return {"status": "duplicate"}
-    ticket = _find(session, tenant_id, channel, ev.order_id)
-    last = _sync(ticket, channel).get("in_seq", 0) if ticket else 0
-    if ev.seq <= last:
-        session.add(InboxReceipt(channel=channel, event_id=ev.event_id))
-        return {"status": "duplicate", "number": ticket.number}
-    if (ticket is None and ev.type != "dispatch") or ev.seq > last + 1:
-        if session.scalar(select(ParkedEvent.id).where(ParkedEvent.channel == channel,
-                                                       ParkedEvent.event_id == ev.event_id)) is None:
-            session.add(ParkedEvent(tenant_id=tenant_id, channel=channel, event_id=ev.event_id, ref=ev.order_id,
-                                    seq=ev.seq, payload=ev.model_dump(mode="json")))
-        return {"status": "parked", "waiting_for_seq": last + 1}
-    applied = [ev]
-    ticket = _apply(session, tenant_id, channel, ev, ticket, settings)
-    session.add(InboxReceipt(channel=channel, event_id=ev.event_id))
-    while True:  # drain parked successors
-        parked = session.scalar(select(ParkedEvent).where(ParkedEvent.tenant_id == tenant_id,
-                                                          ParkedEvent.channel == channel,
-                                                          ParkedEvent.ref == ev.order_id,
-                                                          ParkedEvent.seq == _sync(ticket, channel)["in_seq"] + 1))
-        if parked is None:
-            break
-        nxt = ExchangeEvent.model_validate(parked.payload)
-        try:
-            with session.begin_nested():
-                _apply(session, tenant_id, channel, nxt, ticket, settings)
-            applied.append(nxt)
-        except AppError as exc:  # its sender was already answered "parked": record the rejection, keep going
-            _set_sync(ticket, channel, in_seq=nxt.seq)
-            session.add(TicketEvent(tenant_id=tenant_id, ticket_id=ticket.id, from_state=ticket.state,
-                                    to_state=ticket.state, action="rejected", actor=channel,
-                                    note=f"外部事件 {nxt.event_id}（{nxt.type}）无法执行：{exc.message}", at=utcnow()))
-        session.add(InboxReceipt(channel=channel, event_id=nxt.event_id))
-        session.delete(parked)
-    return {"status": "applied", "number": ticket.number, "applied": [e.event_id for e in applied],
-            "state": ticket.state}
 
 
 # ---------------------------------------------------------------- provincial: capacity and reconciliation

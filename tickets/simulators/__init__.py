@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from domain.errors import AppError
-from domain.integrations.signing import KeyRing, verify
+from tickets.integrations.signing import KeyRing, verify
 
 
 class SignedPeer:

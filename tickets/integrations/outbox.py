@@ -2,7 +2,7 @@
 report, then delivered at least once by :func:`deliver_due`, with exponential backoff and a lease so a crashed
 worker's messages are picked up again. Receivers deduplicate by the message's ``event_id``.
 
-:func:`drain` is the one delivery loop of every outbox (these messages and the SMS of :mod:`domain.sms`); the
+:func:`drain` is the one delivery loop of every outbox (these messages and the SMS of :mod:`tickets.sms`); the
 backoff and the attempt limit are tenacity's strategies, applied to the attempt count stored with each message.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Future, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from domain.integrations.signing import KeyRing, sign
 from domain.models import OutboxMessage, utcnow
+from tickets.integrations.signing import KeyRing, sign
 
 
 class DeliveryError(Exception):

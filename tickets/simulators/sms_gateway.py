@@ -13,8 +13,8 @@ import httpx
 from fastapi import BackgroundTasks, Request
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from domain.integrations.signing import KeyRing, sign
-from domain.simulators import SignedPeer
+from tickets.integrations.signing import KeyRing, sign
+from tickets.simulators import SignedPeer
 
 
 class SmsGatewaySim(SignedPeer):

@@ -1,5 +1,5 @@
 """Simulator of an exchange peer: the city's 110 centre (``name="police110"``) or the provincial 12345 platform
-(``name="provincial"``). Both speak the protocol of :mod:`domain.integrations.exchange`.
+(``name="provincial"``). Both speak the protocol of :mod:`tickets.integrations.exchange`.
 
 Inbound (hotline → peer): ``POST /api/v1/events`` (signed; deduplicated by ``event_id``) and, for
 reconciliation, ``GET /api/v1/orders?since=`` (the peer's view of each order). Outbound (peer → hotline):
@@ -18,8 +18,8 @@ import httpx
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from domain.integrations.signing import KeyRing, sign, verify
-from domain.simulators import SignedPeer
+from tickets.integrations.signing import KeyRing, sign, verify
+from tickets.simulators import SignedPeer
 
 
 class ExchangePeerSim(SignedPeer):

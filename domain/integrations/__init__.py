@@ -1,1 +1,0 @@
-"""Links to other systems: HMAC signing, the transactional outbox, and the 110 / provincial exchange."""
