@@ -8,6 +8,7 @@ delivery = delivered / sent, without the numbers the carrier reports as empty, s
 """
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import time
@@ -55,19 +56,20 @@ def _kamailio(settings: Settings) -> bool | None:
     """Whether the proxy answers on its SIP port (an OPTIONS ping over UDP); None when none is run here."""
     if not registry_path(settings.data_dir).exists():
         return None
-    import json
-
     port = json.loads(registry_path(settings.data_dir).read_text()).get("proxy_port") or 0
     if not port:
         return None
-    ping = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{time.time_ns()}\r\n"
-            f"Max-Forwards: 2\r\nFrom: <sip:readyz@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\n"
-            f"Call-ID: readyz-{time.time_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
         s.settimeout(1.0)
+        here = s.getsockname()[1]
+        ping = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{here};rport;branch=z9hG4bK{time.time_ns()}\r\n"
+                f"Max-Forwards: 2\r\nFrom: <sip:readyz@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+                f"Call-ID: readyz-{time.time_ns()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
         try:
             s.sendto(ping, ("127.0.0.1", port))
-            return s.recv(2048).startswith(b"SIP/2.0 ")
+            return s.recv(2048).startswith(b"SIP/2.0 200")
         except OSError:
             return False
 

@@ -164,9 +164,9 @@ def register(app: typer.Typer, live: Callable[[Settings], LiveWiring] | None = N
         out = []
         for w in read_registry(data_dir):
             try:
-                out.append(worker_status(w.control_port, control_token(data_dir))["result"])
+                out.append({**worker_status(w.control_port, control_token(data_dir))["result"], "state": w.state})
             except httpx.HTTPError:
-                out.append({"name": w.name, "down": True})
+                out.append({"name": w.name, "down": True, "state": w.state})
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
     def _ask(op: str, wait_s: float, **args) -> None:

@@ -83,8 +83,11 @@ def ctl_socket(data_dir: Path) -> Path:
     return Path(data_dir) / "telephony" / "kamailio-run" / "ctl.sock"
 
 
-def request(data_dir: Path, op: str, timeout: float, **args) -> dict:
-    """Ask the running supervisor of ``data_dir`` to run ``op`` (drain, resume, restart); its answer."""
+def request(data_dir: Path, op: str, wait_s: float, **args) -> dict:
+    """Ask the running supervisor of ``data_dir`` to run ``op`` (drain, resume, restart) with ``args``; its answer
+    within ``wait_s`` seconds."""
+    if not registry_path(data_dir).exists():
+        raise TimeoutError("话务系统未运行（没有工作进程注册表）：请先启动 hotline serve 或 hotline telephony up")
     requests = Path(data_dir) / "telephony" / "requests"
     requests.mkdir(parents=True, exist_ok=True)
     rid = uuid.uuid4().hex
@@ -92,7 +95,7 @@ def request(data_dir: Path, op: str, timeout: float, **args) -> dict:
     tmp.write_text(json.dumps({"op": op, **args}))
     os.replace(tmp, requests / f"{rid}.json")
     answer = requests / f"{rid}.done"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     while not answer.exists():
         if time.monotonic() > deadline:
             (requests / f"{rid}.json").unlink(missing_ok=True)

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from domain.db import session_scope
+from domain.settings import Settings
 from domain.models import Call, Recording
+from serving.health import readiness
 from telephony.supervisor import Supervisor, read_registry, request
 from tests.telephony.conftest import TEST_FLOW, free_port, lab, peers, rtp_base  # noqa: F401 - fixtures
 from tests.telephony.test_topology import live_worker, registered_agent
@@ -90,6 +92,31 @@ def test_rolling_restart_during_live_calls_drops_none(peers, cluster):  # noqa: 
     for ua in agents:
         assert len([e for e in ua.events if e.get("ev") == "ended"]) <= 1
 
-    # the restarted workers take calls
+    # the restarted workers take calls, and readiness sees Kamailio and every worker up
     place(lab, caller, cluster, "c10", f"{run}010", hangups)
+    checks = readiness(Settings(data_dir=cluster.data_dir), lab.engine)
+    assert checks["kamailio"] == {"ok": True} and checks["bridge_workers"] == {"ok": True, "down": []}
     hangups[-1].join()
+
+
+def test_drain_stops_new_calls_to_a_worker_and_resume_brings_it_back(peers, cluster):  # noqa: F811
+    lab = peers
+    registered_agent(lab, cluster, "6201")
+    registered_agent(lab, cluster, "6202")
+    caller = lab.peer("13500000000")
+    run = f"135{int(time.time()) % 100000:05d}"
+    hangups: list[threading.Timer] = []
+    assert request(cluster.data_dir, "drain", 60, worker="r2", timeout=30)["ok"]
+    assert [w.state for w in read_registry(cluster.data_dir)] == ["active", "drained", "active"]
+    checks = readiness(Settings(data_dir=cluster.data_dir), lab.engine)
+    assert checks["bridge_workers"]["ok"] and checks["bridge_workers"]["down"] == []  # drained is not down
+    time.sleep(3)  # the supervisor does not bring a drained worker back
+    assert cluster.procs["r2"].proc.poll() is not None
+    for i in range(3):  # round robin over the two others only
+        place(lab, caller, cluster, f"d{i}", f"{run}00{i}", hangups)
+        assert live_worker(lab, f"{run}00{i}") in ("r1", "r3")
+        hangups[-1].join()
+    assert request(cluster.data_dir, "resume", 120, worker="r2")["ok"]
+    assert [w.state for w in read_registry(cluster.data_dir)] == ["active"] * 3
+    bad = request(cluster.data_dir, "drain", 30, worker="r9")
+    assert bad == {"ok": False, "error": "工作进程 r9 不存在"}
