@@ -61,7 +61,9 @@ class LiveDesks:
         elif isinstance(event, SensitiveFlag):
             desk["flags"].append({"flag": event.flag, "evidence": event.evidence})
         elif isinstance(event, QAWarning):
-            desk["warnings"].append({"item": event.item, "message": event.message})
+            desk["warnings"] = [w for w in desk["warnings"] if w["item"] != event.item]  # a resolved one is withdrawn
+            if not event.resolved:
+                desk["warnings"].append({"item": event.item, "message": event.message})
         elif isinstance(event, TranscriptComplete):
             desk["transcript_complete"] = True
 

@@ -13,6 +13,9 @@ const ops = {
     ? api("/api/tickets/from-call", { method: "POST", body: { call_id: callDbId, draft, confirmed: true } })
     : api("/api/tickets", { method: "POST", body: { draft, note: callUuid ? `来电 ${callUuid}` : "" } })),
   completeTicket: (id, result) => api(`/api/tickets/${id}/actions`, { method: "POST", body: { action: "complete", result } }),
+  desk: () => api("/api/copilot/desk"),
+  markCard: (callId, entryId, action) => api("/api/copilot/desk/cards", { method: "POST", body: { call_id: callId, entry_id: entryId, action } }),
+  saveDraft: (callId, fields) => api("/api/copilot/desk/draft", { method: "PUT", body: { call_id: callId, fields } }),
   feedback: (entryId, kind) => api("/api/copilot/feedback", { method: "POST", body: { kind, entry_id: Number(entryId), call_id: call ? call.dbId : null } }),
 };
 
@@ -24,6 +27,8 @@ const DRAFT_FIELDS = ["request_type", "category", "caller_name", "phone", "addre
 let call = null; // {id, caller, state, since, held}
 const edited = new Set(); // draft fields the agent typed into: live updates never overwrite them
 let kbEntryIds = [];
+let cards = []; // the call's suggestion cards (KnowledgeHit dicts), newest first
+let marks = { pinned: [], dismissed: [] }; // entry ids (strings) the agent pinned or dismissed
 
 function showState(state) {
   const pill = $("#agent-state");
@@ -75,6 +80,8 @@ function newCall(event) {
   clear($("#transcript"));
   clear($("#qa-warnings"));
   clear($("#sensitive-flags"));
+  cards = [];
+  marks = { pinned: [], dismissed: [] };
   clear($("#suggestions"), h("p", { class: "muted" }, "正在理解市民诉求…"));
   $("#police-alert").hidden = true;
   resetDraft();
@@ -122,9 +129,11 @@ function onTranscript(event, final) {
   if (!call) newCall({ call_id: event.call_id, state: "talking", caller: "" });
   const box = $("#transcript");
   const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 30;
+  const same = final && box.querySelector(`.utt:not(.partial)[data-leg="${event.leg}"][data-start="${event.start_ms}"]`);
   const partial = box.querySelector(`.utt.partial[data-leg="${event.leg}"]`);
   const el = utterance(event, final);
-  if (partial) partial.replaceWith(el);
+  if (same) same.replaceWith(el);
+  else if (partial) partial.replaceWith(el);
   else box.append(el);
   if (final) { // keep finals in time order
     const later = [...box.querySelectorAll(".utt:not(.partial)")].find((u) => u !== el && Number(u.dataset.start) > event.start_ms);
@@ -153,7 +162,7 @@ function copyToTicket(hit) {
   const field = $("#tk-result");
   const text = hit.key_facts && hit.key_facts.length ? hit.key_facts.join("；") : hit.answer;
   field.value = field.value ? `${field.value}\n${text}` : text;
-  edited.add("result");
+  markEdited("result");
   const id = Number(hit.entry_id);
   if (Number.isInteger(id) && !kbEntryIds.includes(id)) kbEntryIds.push(id);
   field.classList.add("flash");
@@ -162,25 +171,70 @@ function copyToTicket(hit) {
   if (Number.isInteger(id)) ops.feedback(id, "used").catch(() => {});
 }
 
+// The card stack: the server keeps every card the call brought up (newest first, with the phrase that brought it);
+// the agent pins or dismisses cards (kept with the call, a dismissal also stored as feedback on the entry).
+
+async function markCard(hit, action) {
+  if (!call) return;
+  const res = await guarded(() => ops.markCard(call.id, String(hit.entry_id), action));
+  if (!res) return;
+  marks = res;
+  renderCards();
+  if (action === "dismiss") toast("已移除该推荐，并记录为“不相关”反馈", "ok");
+}
+
+function cardView(hit, first) {
+  const pinned = marks.pinned.includes(String(hit.entry_id));
+  return h("article", { class: `suggestion${pinned ? " pinned" : ""}`, "data-testid": "suggestion", dataset: { entry: hit.entry_id } },
+    h("span", { class: "score", title: "匹配度" }, `匹配 ${(hit.score * 100).toFixed(0)}%`),
+    h("h3", {}, pinned ? h("span", { class: "pin-tag" }, "已置顶") : null, hit.title),
+    hit.trigger ? h("p", { class: "trigger muted", "data-testid": "card-trigger" },
+      `${hit.first_ms != null ? fmtMs(hit.first_ms) + " " : ""}因市民说“${hit.trigger}”`) : null,
+    hit.key_facts && hit.key_facts.length ? h("ul", { class: "facts" }, hit.key_facts.map((f) => h("li", {}, h("mark", {}, f)))) : null,
+    h("p", { class: "answer" }, highlight(hit.answer, hit.matched_spans)),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", "data-testid": "copy-to-ticket", onclick: () => copyToTicket(hit) },
+        "复制到工单", first ? h("kbd", {}, "Alt+C") : null),
+      h("button", { type: "button", "data-testid": "pin-card", onclick: () => markCard(hit, pinned ? "unpin" : "pin") },
+        pinned ? "取消置顶" : "置顶"),
+      h("button", { type: "button", "data-testid": "dismiss-card", title: "移除并反馈为不相关", onclick: () => markCard(hit, "dismiss") }, "移除")));
+}
+
+function renderCards() {
+  const shown = cards.filter((c) => !marks.dismissed.includes(String(c.entry_id)));
+  const rank = (c) => { const i = marks.pinned.indexOf(String(c.entry_id)); return i < 0 ? marks.pinned.length : i; };
+  shown.sort((a, b) => rank(a) - rank(b)); // pinned on top (stable: newest first below them)
+  clear($("#suggestions"), shown.length
+    ? shown.map((hit, i) => cardView(hit, i === 0))
+    : h("p", { class: "muted", "data-testid": "no-match" }, call ? "暂未找到足够匹配的知识，请按流程记录诉求。" : "通话中将根据市民诉求自动推荐知识。"));
+}
+
 function onSuggestion(event) {
   $("#sg-category").textContent = event.category ? `${event.category} ${Math.round((event.category_confidence || 0) * 100)}%` : "";
-  const hits = event.hits || [];
-  clear($("#suggestions"), event.no_good_match || !hits.length
-    ? h("p", { class: "muted", "data-testid": "no-match" }, "知识库中没有足够匹配的条目，请按流程记录诉求。")
-    : hits.map((hit, i) => h("article", { class: "suggestion", "data-testid": "suggestion", dataset: { entry: hit.entry_id } },
-      h("span", { class: "score", title: "匹配度" }, `匹配 ${(hit.score * 100).toFixed(0)}%`),
-      h("h3", {}, hit.title),
-      hit.key_facts && hit.key_facts.length ? h("ul", { class: "facts" }, hit.key_facts.map((f) => h("li", {}, h("mark", {}, f)))) : null,
-      h("p", {}, highlight(hit.answer, hit.matched_spans)),
-      h("div", { class: "row" },
-        h("button", { type: "button", class: "primary", "data-testid": "copy-to-ticket", onclick: () => copyToTicket(hit) },
-          "复制到工单", i === 0 ? h("kbd", {}, "Alt+C") : null),
-        h("button", { type: "button", onclick: (e) => { ops.feedback(hit.entry_id, "unhelpful").catch(() => {}); e.target.disabled = true; e.target.textContent = "已反馈"; } }, "不相关")))));
+  // a turn that matched nothing (garbled, off-topic) adds no card and removes none
+  if ((event.hits || []).length) {
+    const kept = cards.filter((c) => marks.pinned.includes(String(c.entry_id)) && !event.hits.some((n) => n.entry_id === c.entry_id));
+    cards = [...event.hits, ...kept]; // a pinned card stays even if the stack let it go
+  }
+  renderCards();
   if (event.category && !event.ticket_draft?.category) fillDraft({ category: event.category });
   fillDraft(event.ticket_draft || {});
 }
 
+const UNSURE = 0.6; // a copilot field below this confidence is marked 待确认 until the agent confirms or edits it
+
+function markUnsure(key, unsure) {
+  const el = $(`#tk-${key}`);
+  if (!el) return;
+  el.classList.toggle("unconfirmed", unsure);
+  const label = document.querySelector(`label[for="tk-${key}"]`);
+  let tag = label && label.querySelector(".unsure");
+  if (unsure && label && !tag) label.append(h("span", { class: "unsure", "data-testid": "unconfirmed", title: "识别把握不大，请与市民核实" }, "待确认"));
+  if (!unsure && tag) tag.remove();
+}
+
 function fillDraft(draft) {
+  const confidence = draft.confidence || {};
   for (const [key, value] of Object.entries(draft)) {
     const el = $(`#tk-${key}`);
     if (!el || edited.has(key) || value === undefined || value === null || value === "") continue;
@@ -189,19 +243,39 @@ function fillDraft(draft) {
       el.classList.add("flash");
       setTimeout(() => el.classList.remove("flash"), 1200);
     }
+    if (key in confidence) {
+      markUnsure(key, confidence[key] < UNSURE);
+      el.title = `识别置信度 ${Math.round(confidence[key] * 100)}%`;
+    }
   }
   if (Array.isArray(draft.kb_entry_ids)) for (const id of draft.kb_entry_ids) if (!kbEntryIds.includes(id)) kbEntryIds.push(id);
+}
+
+// what the agent typed is kept with the call on the server (a reload restores it)
+let draftTimer = null;
+function markEdited(key) {
+  edited.add(key);
+  markUnsure(key, false);
+  if (!call) return;
+  clearTimeout(draftTimer);
+  const callId = call.id;
+  draftTimer = setTimeout(() => {
+    const fields = Object.fromEntries([...edited].map((k) => [k, $(`#tk-${k}`).value]));
+    ops.saveDraft(callId, fields).catch(() => {});
+  }, 400);
 }
 
 function resetDraft() {
   $("#ticket-form").reset();
   edited.clear();
+  for (const tag of document.querySelectorAll("#ticket-form .unsure")) tag.remove();
+  for (const el of document.querySelectorAll("#ticket-form .unconfirmed")) el.classList.remove("unconfirmed");
   kbEntryIds = [];
   $("#tk-error").textContent = "";
   $("#tk-saved").textContent = "";
 }
 
-$("#ticket-form").addEventListener("input", (e) => { if (e.target.name) edited.add(e.target.name); });
+$("#ticket-form").addEventListener("input", (e) => { if (e.target.name) markEdited(e.target.name); });
 $("#btn-reset-ticket").addEventListener("click", resetDraft);
 $("#ticket-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -236,7 +310,9 @@ function onSensitive(event) {
 }
 function onQaWarning(event) {
   const box = $("#qa-warnings");
-  if ([...box.children].some((c) => c.dataset.item === event.item)) return;
+  const shown = [...box.children].find((c) => c.dataset.item === event.item);
+  if (event.resolved) { shown?.remove(); return; } // met after all (e.g. the agent read back)
+  if (shown) return;
   box.append(h("div", { class: "qa-warn", "data-testid": "qa-warning", dataset: { item: event.item } }, `质检提醒：${event.message}`));
 }
 
@@ -249,10 +325,44 @@ const handlers = {
   "copilot.sensitive": onSensitive,
   "qa.warning": onQaWarning,
 };
-connectLive("/ws/agent", (event) => {
+function dispatch(event) {
   if (call && event.call_id && event.call_id !== call.id && event.kind !== "call.state") return;
   const handler = handlers[event.kind];
   if (handler) handler(event);
+}
+
+// After a reload the server's copy of the call in hand (call link, transcript, cards, draft, alerts) comes back;
+// live events that arrive meanwhile are applied after it.
+let pending = [];
+async function restoreDesk() {
+  const desk = await ops.desk().catch(() => null);
+  if (!desk || !desk.call) return;
+  const c = desk.call;
+  newCall({ call_id: c.id, caller: c.caller, state: c.state, detail: { ...c.detail, call_db_id: c.db_id } });
+  call.since = c.since * 1000;
+  onCallState({ call_id: c.id, state: c.state });
+  for (const seg of desk.transcript) onTranscript({ ...seg, call_id: c.id }, true);
+  marks = { pinned: desk.pinned, dismissed: desk.dismissed };
+  if (desk.suggestion) onSuggestion(desk.suggestion);
+  else renderCards();
+  if (desk.police) onPolice(desk.police);
+  for (const flag of desk.flags) onSensitive(flag);
+  for (const warning of desk.warnings) onQaWarning(warning);
+  for (const [key, value] of Object.entries(desk.draft_edits)) {
+    const el = $(`#tk-${key}`);
+    if (el) { el.value = value; edited.add(key); markUnsure(key, false); }
+  }
+  $("#desk-restored").hidden = false;
+}
+restoreDesk().finally(() => {
+  const queued = pending;
+  pending = null;
+  queued.forEach(dispatch);
+});
+
+connectLive("/ws/agent", (event) => {
+  if (pending) pending.push(event);
+  else dispatch(event);
 }, (status) => {
   const badge = $("#live-status");
   badge.textContent = status === "open" ? "实时已连接" : "实时已断开，重连中";

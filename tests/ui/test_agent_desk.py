@@ -100,3 +100,102 @@ def test_agents_message_each_other(open_as):
     receiver = open_as("agent2", "/ui/agent.html")
     receiver.wait_for_selector("[data-testid=message]:has-text('社保窗口的电话')")
     assert "8号" in receiver.inner_text("[data-testid=message]")
+
+
+def _hit(entry_id, title, score, trigger, first_ms, answer="办理指南见知识条目。"):
+    return KnowledgeHit(entry_id=entry_id, title=title, answer=answer, score=score, trigger=trigger, first_ms=first_ms)
+
+
+def _no_scroll(page) -> None:
+    overflow = page.evaluate("[document.documentElement.scrollHeight - innerHeight, document.documentElement.scrollWidth - innerWidth]")
+    assert overflow[0] <= 0 and overflow[1] <= 0, f"the desk scrolls at 1366×768 by {overflow}"
+
+
+def test_card_stack_survives_a_garbled_turn_and_the_desk_survives_reload(open_as, live_app):
+    """Cards stay (newest on top, with the phrase and score), pin and dismiss (stored as feedback), QA warnings are
+    withdrawn once met, and a reload mid-call restores call link, transcript, cards, marks and typed draft; the
+    ticket saved after the reload is linked to the call.  The desk fits 1366×768 without scrolling."""
+    from domain.models import Call, KnowledgeEntry, KnowledgeFeedback
+
+    agent_id, tenant_id = _agent_id(live_app, "agent")
+    with live_app.state.sessions() as session:
+        entries = session.scalars(select(KnowledgeEntry.id).where(KnowledgeEntry.tenant_id == tenant_id)
+                                  .order_by(KnowledgeEntry.id).limit(2)).all()
+        row = Call(tenant_id=tenant_id, call_uuid="ui-desk-reload", caller_number="13977205678", agent_id=agent_id)
+        session.add(row)
+        session.commit()
+        call_pk = row.id
+    page = open_as("agent", "/ui/agent.html", viewport=(1366, 768))
+    page.wait_for_selector("#live-status[data-status=open]")
+    bus = live_app.state.bus
+    common = {"tenant_id": tenant_id, "call_id": "ui-desk-reload"}
+    bus.publish(CallState(**common, state="talking", caller="13977205678", agent_id=agent_id,
+                          detail={"call_db_id": call_pk}))
+    page.wait_for_selector("#caller-number:has-text('13977205678')")
+    bus.publish(TranscriptFinal(**common, leg="caller", role="caller", start_ms=9700, end_ms=15000,
+                                text="我的社保卡不见了，要怎么补办啊"))
+    right = _hit(entries[0], "社保卡遗失补办", 0.96, "我的社保卡不见了，要怎么补办啊", 9700,
+                 "社保卡遗失后先挂失，再到社保服务窗口补办，工本费20元。")
+    # every suggestion carries the whole card stack and draft, as the copilot sends them
+    topic = {"category": "劳动和社会保障/社会保险/社保卡", "category_confidence": 0.9,
+             "ticket_draft": {"summary": "市民咨询社保卡遗失补办", "incident_address": "兴宾区江南路",
+                              "confidence": {"summary": 0.9, "incident_address": 0.4}}}
+    bus.publish(Suggestion(**common, hits=[right], **topic))
+    card = page.locator("[data-testid=suggestion]").first
+    expect(card).to_contain_text("社保卡遗失补办")
+    expect(card).to_contain_text("匹配 96%")
+    expect(card.locator("[data-testid=card-trigger]")).to_contain_text("我的社保卡不见了")
+    # a low-confidence field is marked for the agent to confirm; typing into it confirms it
+    expect(page.locator("label[for=tk-incident_address] [data-testid=unconfirmed]")).to_have_text("待确认")
+    assert page.locator("label[for=tk-summary] [data-testid=unconfirmed]").count() == 0
+
+    # a garbled turn: the copilot finds nothing new, the right card stays
+    bus.publish(TranscriptFinal(**common, leg="caller", role="caller", start_ms=43000, end_ms=46000,
+                                text="那个鸟鸟前猫秘股就是那个嗯"))
+    bus.publish(Suggestion(**common, hits=[right], no_good_match=True, **topic))
+    page.wait_for_selector(".utt:has-text('鸟鸟前猫')")
+    expect(page.locator("[data-testid=suggestion]")).to_have_count(1)
+    assert page.locator("[data-testid=no-match]").count() == 0
+    # a new card comes on top of the old one; pin the old one back to the top, dismiss the new one
+    other = _hit(entries[1], "社保卡异地使用", 0.41, "在外地能不能用", 50000)
+    bus.publish(Suggestion(**common, hits=[other, right], **topic))
+    expect(page.locator("[data-testid=suggestion]").first).to_contain_text("社保卡异地使用")
+    page.locator(f"[data-testid=suggestion][data-entry='{entries[0]}'] [data-testid=pin-card]").click()
+    expect(page.locator("[data-testid=suggestion]").first).to_contain_text("社保卡遗失补办")
+    page.locator(f"[data-testid=suggestion][data-entry='{entries[1]}'] [data-testid=dismiss-card]").click()
+    expect(page.locator("[data-testid=suggestion]")).to_have_count(1)
+    with live_app.state.sessions() as session:
+        fb = session.scalar(select(KnowledgeFeedback).where(KnowledgeFeedback.entry_id == entries[1],
+                                                            KnowledgeFeedback.kind == "unhelpful"))
+        assert fb is not None and fb.call_id == call_pk
+
+    # live QA: a warning, then withdrawn once the agent reads back
+    bus.publish(QAWarning(**common, item="read_back", message="尚未复述来电人诉求，请在结束前复述确认"))
+    page.wait_for_selector("[data-testid=qa-warning][data-item=read_back]")
+    bus.publish(QAWarning(**common, item="read_back", message="已满足：结束前复述诉求", resolved=True))
+    expect(page.locator("[data-testid=qa-warning]")).to_have_count(0)
+
+    page.fill("#tk-incident_address", "兴宾区河西街道江南路")
+    assert page.locator("label[for=tk-incident_address] [data-testid=unconfirmed]").count() == 0
+    page.wait_for_timeout(800)  # the typed field reaches the server (debounced)
+    shot(page, "agent-desk-card-stack")
+    _no_scroll(page)
+
+    page.reload()
+    page.wait_for_selector("[data-testid=desk-restored]:visible")
+    expect(page.locator(".utt:not(.partial)")).to_have_count(2)
+    expect(page.locator("[data-testid=suggestion]")).to_have_count(1)
+    expect(page.locator("[data-testid=suggestion]").first).to_contain_text("社保卡遗失补办")
+    expect(page.locator("#tk-incident_address")).to_have_value("兴宾区河西街道江南路")
+    expect(page.locator("#tk-summary")).to_have_value("市民咨询社保卡遗失补办")
+    assert page.locator("#caller-number").inner_text() == "13977205678"
+    assert page.is_enabled("#btn-hold")
+    shot(page, "agent-desk-after-reload")
+    _no_scroll(page)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("[data-testid=ticket-saved]")
+    number = page.get_attribute("[data-testid=ticket-saved]", "data-number")
+    with live_app.state.sessions() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket.call_id == call_pk and ticket.incident_address == "兴宾区河西街道江南路"
+    assert not page.errors, page.errors
