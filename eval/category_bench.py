@@ -92,15 +92,17 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
     from domain.call_events import PoliceAlert, Suggestion, TranscriptFinal
 
     cpu: list[float] = []
-    lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls = [], 0, 0, 0, 0, 0, 0
+    lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls, kb_at_end = [], 0, 0, 0, 0, 0, 0, 0
+    first_right_s: list[float] = []  # call time when a right card first shows (end of the turn that brought it)
     tp = fp = fn = 0
     field_ok: dict[str, list[int]] = {k: [0, 0] for k in ("caller_name", "phone")}
     for d in dialogues:
         proc = engine.new_processor(TranscriptFinal(call_id=d["id"], leg="caller", role="caller", start_ms=0, end_ms=0, text=""))
-        alerted, last, seen, first_hits = False, None, set(), None
+        alerted, last, seen, first_hits, right_at = False, None, set(), None, None
         for t in d["turns"]:
             ev = TranscriptFinal(call_id=d["id"], leg="caller" if t["speaker"] == "caller" else "agent",
-                                 role=t["speaker"], start_ms=0, end_ms=0, text=t["text"])
+                                 role=t["speaker"], start_ms=t.get("start_ms", 0), end_ms=t.get("end_ms", 0),
+                                 text=t["text"])
             cpu0 = time.thread_time()
             produced = proc.process(ev)
             if any(isinstance(o, Suggestion) for o in produced):
@@ -114,6 +116,8 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
                     ids = {h.entry_id for h in out.hits}
                     seen |= ids
                     first_hits = ids if first_hits is None else first_hits
+                    if right_at is None and ids & set(d.get("kb_ids") or ()):
+                        right_at = ev.end_ms / 1000
         tp += alerted and d["police_110"]
         fp += alerted and not d["police_110"]
         fn += (not alerted) and d["police_110"]
@@ -129,6 +133,9 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
             kb_calls += 1
             kb_hit += bool(seen & set(d["kb_ids"]))
             kb_hit_first += bool((first_hits or set()) & set(d["kb_ids"]))
+            kb_at_end += bool(last is not None and {h.entry_id for h in last.hits} & set(d["kb_ids"]))
+            if right_at is not None:
+                first_right_s.append(right_at)
     n = len(dialogues)
     return {
         "category_level1_accuracy": round(l1_ok / n, 4), "category_level3_accuracy": round(l3_ok / n, 4),
@@ -137,6 +144,10 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
                        "precision": round(tp / max(tp + fp, 1), 4)},
         "kb_recall_any_suggestion": round(kb_hit / max(kb_calls, 1), 4),
         "kb_recall_first_suggestion": round(kb_hit_first / max(kb_calls, 1), 4),
+        # the card stack at hang-up holds a right entry; when one first showed (call time, needs turn times)
+        "kb_card_present_at_hang_up": round(kb_at_end / max(kb_calls, 1), 4),
+        "kb_first_right_card_s_p50": round(float(np.percentile(first_right_s, 50)), 1) if first_right_s else None,
+        "kb_first_right_card_s_p90": round(float(np.percentile(first_right_s, 90)), 1) if first_right_s else None,
         "ticket_field_exact": {k: round(v[0] / max(v[1], 1), 4) for k, v in field_ok.items()},
         "suggestion_latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "suggestion_latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
@@ -200,6 +211,17 @@ def copilot_rankers(engine, dialogues: list[dict], folds: int, seed: int) -> dic
             "no_match_threshold": "off", "calls_with_kb_entries": len(calls), "methods": methods}
 
 
+def with_turn_times(dialogue: dict, calls_dir: Path) -> dict:
+    """The call's turns with ``start_ms``/``end_ms`` from its reference timing (refs/<id>.json), when there is one."""
+    ref = calls_dir / "refs" / f"{dialogue['id']}.json"
+    if ref.exists():
+        times = {r["turn"]: r for r in json.loads(ref.read_text(encoding="utf-8"))}
+        for t in dialogue["turns"]:
+            if t.get("turn") in times:
+                t["start_ms"], t["end_ms"] = (round(times[t["turn"]][k] * 1000) for k in ("start", "end"))
+    return dialogue
+
+
 def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12345) -> dict:
     """The copilot on labelled calls with the shipped models; with ``folds``, what can be fitted on the calls
     (the speech ranker, or plain e5 in its place) in sample and out of fold."""
@@ -217,8 +239,8 @@ def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12
     files = sorted((calls_dir / "dialogues").glob("*.json"))
     if not files:
         raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")
-    dialogues = [json.loads(f.read_text(encoding="utf-8")) for f in files]
-    result = {"benchmark": "copilot", "calls": len(dialogues), "kb": str(kb), "speech_ranker": index.speech_ranker.trained_on,
+    dialogues = [with_turn_times(json.loads(f.read_text(encoding="utf-8")), calls_dir) for f in files]
+    result = {"benchmark": "copilot", "transcript": "reference text (turn times from refs/ where present)", "calls": len(dialogues), "kb": str(kb), "speech_ranker": index.speech_ranker.trained_on,
               **replay_copilot(engine, dialogues)}
     if folds:
         not_fitted = not_fitted_here()
@@ -253,5 +275,5 @@ def register(eval_app: typer.Typer) -> None:
         seed: int = typer.Option(12345, help="Seed of the fold split."),
         json_out: Path = typer.Option(None, "--json", help="Also write the JSON report here."),
     ) -> None:
-        """坐席助手评测：110 告警、分类、诉求类型、知识推荐命中率、推荐延迟；--folds 交叉验证。"""
+        """坐席助手评测：110 告警、分类、诉求类型、挂机时推荐卡片命中率与首次出现时间、推荐延迟；--folds 交叉验证。"""
         emit(run_copilot(calls, kb, folds, seed), json_out)
