@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     ticket_sla: str = Field("", description="SLA policy (tickets.lifecycle.SlaPolicy) as JSON; empty = defaults.")
     ticket_auto_create_groups: str = Field("", description="Comma-separated skill groups whose calls create tickets without agent confirmation.")
     sms_gateway_url: str = Field("", description="SMS gateway base URL (the bundled simulator speaks its protocol); empty = SMS queued only.")
-    sms_signature: str = Field("【来宾12345】", description="Signature prefixed to every SMS.")
+    sms_signature: str = Field("【12345热线】", description="Signature prefixed to every SMS.")
     police110_url: str = Field("", description="Base URL of the 110 centre's exchange API; empty = 110 exchange off.")
     provincial_url: str = Field("", description="Base URL of the provincial 12345 platform's API; empty = provincial sync off.")
     integration_keys: str = Field("", description='HMAC keys per channel as JSON: {"police110": {"active": "k2", "keys": {"k1": "…", "k2": "…"}}, "provincial": …, "sms": …}.')
