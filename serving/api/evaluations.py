@@ -78,7 +78,8 @@ def _describe(name: str, command) -> dict:
         params.append({"name": p.name, "kind": p.param_type_name, "flag": bool(getattr(p, "is_flag", False)),
                        "required": p.required,
                        "default": p.default if isinstance(p.default, (str, int, float, bool)) else None,
-                       "type": _type_name(p), "help": getattr(p, "help", None) or ""})
+                       "type": _type_name(p), "help": getattr(p, "help", None) or "", "path": _is_path(p),
+                       "names": sorted(NAMED_VALUES.get(p.name, ()))})
     return {"name": name, "help": (command.help or "").strip().split("\n")[0], "params": params}
 
 
@@ -103,7 +104,7 @@ def _argv(command, args: dict, data_root: Path) -> list[str]:
     for p in command.params:
         if p is _json_option(command) or p.name not in args:
             if p.required and p is not _json_option(command):
-                raise AppError("missing_parameter", f"缺少必填参数：{p.name}", 422)
+                raise AppError("missing_parameter", f"缺少必填参数：{getattr(p, 'help', None) or p.name}", 422)
             continue
         value = args[p.name]
         if _is_option(p) and getattr(p, "is_flag", False):
@@ -166,6 +167,22 @@ def _status(request: Request, run_id: str, with_result: bool, tenant_id: int) ->
     return out
 
 
+def _data_root(request: Request) -> Path:
+    settings = request.app.state.settings
+    return settings.eval_data_root or settings.data_dir / "eval-data"
+
+
+@router.get("/datasets")
+def datasets(request: Request, _principal: Principal = Depends(_evaluator)) -> list[dict]:
+    """The data sets the server offers: the entries of its evaluation data folder (hidden ones left out), which
+    path parameters choose from instead of typing server paths."""
+    root = _data_root(request)
+    if not root.is_dir():
+        return []
+    return [{"name": p.name, "kind": "folder" if p.is_dir() else "file"}
+            for p in sorted(root.iterdir()) if not p.name.startswith(".") and p.name.lower() != "readme.md"]
+
+
 @router.get("/benchmarks")
 def benchmarks(_principal: Principal = Depends(_evaluator)) -> list[dict]:
     return [_describe(name, cmd) for name, cmd in sorted(_commands().items())]
@@ -178,8 +195,7 @@ def start_run(body: RunIn, request: Request, principal: Principal = Depends(_eva
         raise AppError("unknown_benchmark", f"没有名为 {body.benchmark} 的评测基准", 404)
     if any(p.poll() is None for p in _processes(request).values()):
         raise AppError("eval_busy", "已有评测在运行，请等待其完成后再启动", 409)
-    settings = request.app.state.settings
-    argv = _argv(command, body.args, settings.eval_data_root or settings.data_dir / "eval-data")
+    argv = _argv(command, body.args, _data_root(request))
     folder = _runs_dir(request)
     run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{body.benchmark}-{uuid.uuid4().hex[:6]}"
     json_opt = _json_option(command)

@@ -3,6 +3,27 @@ import { $, api, boot, chart, clear, fmtNum, fmtTime, guarded, h, table, toast }
 await boot("eval", ["evaluator"]);
 
 const STATE_ZH = { running: "运行中", done: "已完成", failed: "失败" };
+// metric names as people read them: each part of a result's dotted key, in Chinese (the key stays in the tooltip)
+const METRIC_ZH = {
+  cer: "字错误率", wer: "词错误率", final_cer: "最终字错误率", der: "说话人分离错误率", rtf: "实时率", accuracy: "准确率",
+  precision: "精确率", recall: "召回率", macro_f1: "宏平均 F1", f1: "F1", items: "条数", calls: "通话数", legs: "通话腿数",
+  audio_seconds: "音频时长（秒）", wall_seconds: "耗时（秒）", reference_s: "参考时长（秒）", seconds: "秒数", cores: "CPU 核数",
+  machine_cores: "机器核数", cpu_seconds: "CPU 时间（秒）", cpu_ms_p50: "CPU 耗时 P50（毫秒）", cpu_ms_p95: "CPU 耗时 P95（毫秒）",
+  latency_ms_p50: "延迟 P50（毫秒）", latency_ms_p95: "延迟 P95（毫秒）", p50: "P50", p95: "P95", p99: "P99",
+  final_latency_p50_s: "终稿延迟 P50（秒）", final_latency_p95_s: "终稿延迟 P95（秒）", partial_interval_p95_s: "中间结果间隔 P95（秒）",
+  partials: "中间结果数", tp: "命中", fp: "误报", fn: "漏报", missed_s: "漏检时长（秒）", false_alarm_s: "误检时长（秒）",
+  confusion_s: "混淆时长（秒）", ref_chars: "参考字数", engine: "识别引擎", device: "设备", mode: "模式", folds: "折数",
+  n_test: "测试条数", out_of_fold: "折外", in_sample: "样本内", fitted: "已拟合", not_fitted_here: "未在此拟合", per_item: "逐条",
+  per_call: "逐通", police_110: "110 警情", answer_errors: "答复错误", kb: "知识库", kb_entries: "知识库条目", hotwords: "热词",
+  rated_legs: "评测通话腿", rated_legs_per_core: "每核通话腿", legs_per_core: "每核通话腿", failed: "失败数", data: "数据",
+  rtp_received_by_bridge: "网桥收到 RTP 包", rtp_lost_at_bridge: "网桥丢失 RTP 包", jitter_buffer_discards_at_bridge: "抖动缓冲丢弃",
+  sent_by_ua: "终端发送", forked_frames: "分流帧", followers: "跟随者", speech_ranker: "口语排序器", caller: "市民", agent: "话务员",
+  card_present_at_hangup: "挂机时正确卡片在场率", time_to_first_card_s: "首次出现正确卡片用时（秒）", top1: "首位命中率",
+  top3: "前三命中率", mrr: "平均倒数排名", ndcg: "NDCG", hit_rate: "命中率", throughput: "吞吐量", messages: "消息数",
+  per_second: "每秒", total: "合计", mean: "平均", median: "中位数", max: "最大", min: "最小", count: "数量", note: "说明",
+};
+const metricLabel = (key) => key.split(".").map((part) => METRIC_ZH[part] || METRIC_ZH[part.toLowerCase()] || part).join(" · ");
+let datasets = [];
 let benchmarks = [];
 let selected = [];
 let poller = null;
@@ -67,6 +88,19 @@ function histogram(values, bins = 20) {
   return { x: counts.map((_, i) => `${Math.round(lo + i * width)}`), counts };
 }
 
+const metricCell = (r) => h("span", { title: r.metric }, metricLabel(r.metric));
+
+/** Why a run produced no result, in words (the benchmark's own message where it printed one). */
+function failureText(run) {
+  if (run.state === "running") return "评测仍在运行";
+  const log = run.log_tail || "";
+  const said = log.split("\n").map((l) => l.replace(/[│╭╮╰╯─]/g, "").trim())
+    .filter((l) => /[\u4e00-\u9fff]/.test(l) && !/^(Traceback|File |Usage:)/.test(l));
+  const reason = said.length ? said[said.length - 1].replace(/^(Error|错误)[:：]\s*/, "") : "";
+  if (run.returncode === -15 || run.returncode === -9) return "评测已被取消";
+  return reason ? `评测未能完成：${reason}` : `评测未能完成（退出码 ${run.returncode ?? "未知"}），请查看技术日志或联系运维人员`;
+}
+
 function showReport(run) {
   $("#eval-report").hidden = false;
   $("#eval-report-title").textContent = `${run.benchmark} · ${fmtTime(run.started_at)} · ${STATE_ZH[run.state] || run.state}`;
@@ -86,12 +120,16 @@ function showReport(run) {
   } else if (latencyScalars(result).length) {
     const lat2 = latencyScalars(result);
     chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, grid: { left: 60, right: 20, top: 20, bottom: 90 },
-      xAxis: { type: "category", data: lat2.map((r) => r.metric), axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
+      xAxis: { type: "category", data: lat2.map((r) => metricLabel(r.metric)), axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
       series: [{ type: "bar", data: lat2.map((r) => r.value), barWidth: 28 }] });
   } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "该评测没有延迟数据"));
-  const metrics = run.result ? flatten(run.result) : [{ metric: "日志", value: run.log_tail || "无结果" }];
-  clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "value", label: "值", render: (r) => fmtNum(r.value, 4) }],
-    metrics, { testid: "eval-metrics" }));
+  if (!run.result) { // a failed run: what happened in words; the technical log only on request
+    clear($("#eval-metrics"), h("p", { class: "qa-warn", "data-testid": "eval-failure" }, failureText(run)),
+      run.log_tail ? h("details", {}, h("summary", {}, "技术日志（供运维排查）"), h("pre", { class: "scroll", style: { maxHeight: "30vh" } }, run.log_tail)) : null);
+    return;
+  }
+  clear($("#eval-metrics"), table([{ key: "metric", label: "指标", render: metricCell },
+    { key: "value", label: "值", render: (r) => fmtNum(r.value, 4) }], flatten(run.result), { testid: "eval-metrics" }));
 }
 
 async function compare() {
@@ -124,10 +162,10 @@ async function compare() {
     const names = [...new Set([...latencyScalars(a.result || {}), ...latencyScalars(b.result || {})].map((r) => r.metric))];
     const pick = (values) => names.map((n) => values[n] ?? null);
     chart($("#eval-latency-chart"), { tooltip: { trigger: "axis" }, legend: {}, grid: { left: 60, right: 20, top: 30, bottom: 90 },
-      xAxis: { type: "category", data: names, axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
+      xAxis: { type: "category", data: names.map(metricLabel), axisLabel: { rotate: 30 } }, yAxis: { type: "value" },
       series: [{ name: "A", type: "bar", data: pick(fa) }, { name: "B", type: "bar", data: pick(fb) }] });
   } else clear($("#eval-latency-chart"), h("p", { class: "muted" }, "两次评测都没有延迟数据"));
-  clear($("#eval-metrics"), table([{ key: "metric", label: "指标" }, { key: "a", label: "A", render: (r) => fmtNum(r.a, 4) },
+  clear($("#eval-metrics"), table([{ key: "metric", label: "指标", render: metricCell }, { key: "a", label: "A", render: (r) => fmtNum(r.a, 4) },
     { key: "b", label: "B", render: (r) => fmtNum(r.b, 4) },
     { key: "delta", label: "B − A", render: (r) => (r.delta === null ? "" : (r.delta > 0 ? "+" : "") + fmtNum(r.delta, 4)) }],
   rows, { testid: "eval-compare" }));
@@ -176,7 +214,7 @@ function watch(id) {
       $("#eval-start").disabled = false;
       $("#eval-cancel").hidden = true;
       $("#eval-progress > div").style.width = "100%";
-      toast(run.state === "done" ? "评测完成" : "评测失败，请查看日志", run.state === "done" ? "ok" : "error");
+      toast(run.state === "done" ? "评测完成" : "评测失败，原因见下方报告", run.state === "done" ? "ok" : "error");
       showReport(run);
       loadRuns();
     }
@@ -191,7 +229,12 @@ function renderParams() {
     const id = `param-${p.name}`;
     const input = p.flag
       ? h("input", { id, type: "checkbox", name: p.name, checked: p.default === true, style: { width: "auto" } })
-      : h("input", { id, name: p.name, value: p.default ?? "", required: p.required,
+      : p.path
+        ? h("select", { id, name: p.name, required: p.required, "data-testid": "dataset" },
+          h("option", { value: "" }, p.required ? "请选择数据集" : "（使用默认）"),
+          p.names.map((n) => h("option", { value: n }, n)),
+          datasets.map((d) => h("option", { value: d.name }, `${d.name}${d.kind === "folder" ? "（数据集目录）" : ""}`)))
+        : h("input", { id, name: p.name, value: p.default ?? "", required: p.required,
         type: ["integer", "float"].includes(p.type) ? "number" : "text", step: p.type === "float" ? "any" : null });
     return h("div", {}, h("label", { for: id }, `${p.help || p.name}${p.required ? "（必填）" : ""}`), input);
   }) : h("p", { class: "muted" }, "尚未注册评测基准"));
@@ -201,7 +244,7 @@ $("#eval-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("#eval-error").textContent = "";
   const args = {};
-  for (const input of $("#eval-params").querySelectorAll("input")) {
+  for (const input of $("#eval-params").querySelectorAll("input, select")) {
     if (input.type === "checkbox") { if (input.checked) args[input.name] = true; } else if (input.value !== "") args[input.name] = input.value;
   }
   $("#eval-start").disabled = true;
@@ -216,7 +259,7 @@ $("#eval-form").addEventListener("submit", async (e) => {
   }
 });
 
-benchmarks = await api("/api/evaluations/benchmarks");
+[benchmarks, datasets] = await Promise.all([api("/api/evaluations/benchmarks"), api("/api/evaluations/datasets")]);
 clear($("#eval-benchmark"), benchmarks.map((b) => h("option", { value: b.name }, b.help ? `${b.name} — ${b.help}` : b.name)));
 $("#eval-benchmark").addEventListener("change", renderParams);
 renderParams();
