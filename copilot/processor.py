@@ -59,6 +59,7 @@ class CallCopilot:
         self.caller_turns: list[str] = []
         self.last_agent_text = ""
         self.draft = TicketDraft()
+        self.draft_confidence: dict[str, float] = {}  # field -> 0..1, as the drafter filled it
         self.police_raised = False
         self.flags_raised: set[str] = set()
         self.cards: dict = {}  # entry id -> KnowledgeHit, in the order first shown
@@ -89,7 +90,7 @@ class CallCopilot:
             if det.kind not in self.flags_raised:
                 self.flags_raised.add(det.kind)
                 out.append(self._event(SensitiveFlag, flag=det.kind, evidence=det.evidence))
-        self.engine.drafter.update(self.draft, self.caller_turns, self.last_agent_text)
+        self.engine.drafter.update(self.draft, self.caller_turns, self.last_agent_text, self.draft_confidence)
         if self.police_raised:
             self.draft.request_type = self.engine.params.police_request_type
         if len(text) >= self.engine.params.min_caller_chars:
@@ -134,6 +135,7 @@ class CallCopilot:
             "category": category.path if show_path else category.level1,
             "police_110": self.police_raised,
             "sensitive": sorted(self.flags_raised),
+            "confidence": dict(self.draft_confidence),
         }
         return self._event(
             Suggestion,
@@ -182,6 +184,8 @@ def copilot_factory(settings, db_engine, indexes=None) -> Callable[[Event], Call
     knowledge API updates the index the copilot searches.  Suggestions bump the entries' usage counts.
     """
     from copilot.category import load_category_model
+    from copilot.places import Gazetteer
+    from domain import tenant_settings
     from domain.db import session_scope
     from knowledge import service
     from knowledge.live import TenantIndexes
@@ -199,7 +203,9 @@ def copilot_factory(settings, db_engine, indexes=None) -> Callable[[Event], Call
         if engine is None:
             with session_scope(db_engine) as session:
                 index = indexes.get(session, event.tenant_id)
-            engine = engines[event.tenant_id] = CopilotEngine(index=index, category=category, on_suggested=on_suggested)
+                drafter = TicketDrafter(gazetteer=Gazetteer(tenant_settings.gazetteer(session, event.tenant_id)))
+            engine = engines[event.tenant_id] = CopilotEngine(index=index, category=category, drafter=drafter,
+                                                              on_suggested=on_suggested)
         return engine.new_processor(event)
 
     return factory

@@ -3,6 +3,10 @@
 The agent's question tells what the caller's next answer is ("您的联系电话？"
 → a phone number, "事发地点在哪里？" → the incident address), so extraction
 looks at the previous agent turn as well as at the caller's own wording.
+
+The summary is written from slots (who, when, where, about whom, what happened, what they ask), not by
+pasting what the caller said; addresses are resolved against the tenant's gazetteer
+(:mod:`copilot.places`); each field gets a confidence, and the desk asks the agent to confirm a low one.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from asr.numbers import spoken_digits
+from copilot.places import Gazetteer
 from tickets.lifecycle import TicketDraft
 
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
@@ -32,6 +37,18 @@ _ASKS_PLACE = re.compile(r"地点|位置|哪个地方|在哪里|在哪儿|在什
 _LIVES = re.compile(r"(?:我|我家|我们)?(?:住在|家住|住|家在)")
 _LEAD = re.compile(r"^.*(?:住在|家住|住|就在|位于|在|到|从|去|是|叫|那个|这个|那家|这家|一家|一个|那边|这边|旁边|投诉|举报|反映)")
 _OWN = re.compile(r"^(?:我们|我家|我|咱们)?(?:小区|村|楼下|楼上|附近|旁边)?(?:的)?")
+_WHEN = re.compile(
+    r"(今天|昨天|前天|刚才|刚刚|上周|上个月|这几天|最近|好几天|一直|每天|天天|"
+    r"[0-9一二三四五六七八九十两半]+(?:个)?(?:天|周|星期|礼拜|个月|月|年)(?:了|前|多)?|"
+    r"[0-9一二三四五六七八九十]{1,2}月[0-9一二三四五六七八九十]{1,3}[日号]|"
+    r"(?:早上|上午|中午|下午|晚上|半夜|凌晨)(?:[0-9一二三四五六七八九十]{1,2}点)?)")
+_CLAUSE = re.compile(r"[，,。！？!?；;\s]+")
+_OPENING = re.compile(r"^(?:喂|你好|您好|哎|嗯|那个|就是|就是说|是这样的?|我想问一?下|我想咨询一?下|请问|"
+                      r"我要(?:投诉|举报|反映)(?:一下)?|我想(?:投诉|举报|反映)(?:一下)?|我跟你说)+")
+_PROBLEM = re.compile(r"不见了|丢了|坏了|不亮|没人管|不管|堆|吵|噪音|漏|堵|停水|停电|欠|拖欠|不退|不给|乱收|多收|"
+                      r"违法|偷排|占道|危险|臭|脏|打架|被困|着火|冒烟|没有|不能|不行|太差|绕路|拒载")
+_REQUEST = re.compile(r"怎么|如何|能不能|可不可以|能否|希望|要求|麻烦|请(?:你们)?|帮(?:我|忙)|派人|处理|"
+                      r"要多久|需要什么|去哪|哪里办|多少钱|要不要")
 _FILLER_END = re.compile(r"(?:那边|这边|那里|这里|那儿|这儿)$")
 
 
@@ -48,41 +65,87 @@ class RequestTypeParams:
     default: str = "咨询"
 
 
+@dataclass(frozen=True)
+class DraftConfidence:
+    """How sure the draft is of each way a field was filled (the desk marks below 0.6 as 待确认)."""
+
+    name_said: float = 0.9  # 我叫韦建华
+    name_full: float = 0.85  # 我姓韦，韦建华
+    surname: float = 0.7  # 我姓韦 → 韦先生/女士
+    name_bare: float = 0.5  # a bare answer to 怎么称呼
+    phone_asked: float = 0.95  # a mobile number right after the agent asked for it
+    phone: float = 0.8
+    respondent_plate: float = 0.8
+    respondent_named: float = 0.7  # four characters or more (安家物业服务公司)
+    respondent_generic: float = 0.5
+    request_type_rule: float = 0.8
+    request_type_default: float = 0.55
+    summary_full: float = 0.8  # what happened and what they ask both found
+    summary_partial: float = 0.5
+    place_no_gazetteer: float = 0.5
+
+
 class TicketDrafter:
-    def __init__(self, params: RequestTypeParams | None = None, summary_chars: int = 160):
+    def __init__(self, params: RequestTypeParams | None = None, summary_chars: int = 160,
+                 gazetteer: Gazetteer | None = None, confidence: DraftConfidence = DraftConfidence()):
         self.params = params or RequestTypeParams()
         self._types = [(name, re.compile(p)) for name, p in self.params.rules]
         self.summary_chars = summary_chars
+        self.gazetteer = gazetteer
+        self.conf = confidence
 
-    def update(self, draft: TicketDraft, caller_turns: list[str], last_agent_text: str = "") -> TicketDraft:
+    def update(self, draft: TicketDraft, caller_turns: list[str], last_agent_text: str = "",
+               confidence: dict[str, float] | None = None) -> TicketDraft:
         """Refine ``draft`` with the latest of the caller's turns (``caller_turns[-1]``); the request type and
-        summary are drawn from all of them."""
+        summary are drawn from all of them.  ``confidence`` (field → 0..1) is updated for the fields set."""
+        conf = self.conf
+        sure = confidence if confidence is not None else {}
         text = caller_turns[-1].strip() if caller_turns else ""
         if not text:
             return draft
         digits = spoken_digits(text)
         if m := _PHONE.search(digits):
             draft.phone = m.group(1)
-        if name := self._name(text, last_agent_text):
-            draft.caller_name = name
+            sure["phone"] = conf.phone_asked if _ASKS_PHONE.search(last_agent_text) and len(draft.phone) == 11 \
+                else conf.phone
+        if named := self._name(text, last_agent_text):
+            draft.caller_name, sure["caller_name"] = named
         place = self._place(text)
         if place:
-            if _ASKS_HOME.search(last_agent_text) or _LIVES.search(text[: text.find(place) + 1] if place in text else ""):
-                draft.address = place
-            elif _ASKS_PLACE.search(last_agent_text) or not draft.incident_address:
-                draft.incident_address = place
+            field = "address" if _ASKS_HOME.search(last_agent_text) or _LIVES.search(
+                text[: text.find(place) + 1] if place in text else "") else \
+                "incident_address" if _ASKS_PLACE.search(last_agent_text) or not draft.incident_address else None
+            if field:
+                self._set_place(draft, field, place, sure)
         if m := _PLATE.search(text):
             draft.respondent = f"{m.group(0)}车辆驾驶员"
+            sure["respondent"] = conf.respondent_plate
         else:
             named = [_OWN.sub("", _LEAD.sub("", m.group(1))) for m in _RESPONDENT.finditer(text)]
             best = max(named, key=len, default="")
             # a named party ("安家物业服务公司") replaces a generic one ("物业") said earlier
             if len(best) >= 2 and len(best) > len(draft.respondent):
                 draft.respondent = best
+                sure["respondent"] = conf.respondent_named if len(best) >= 4 else conf.respondent_generic
         turns = [t.strip() for t in caller_turns if t.strip()]
         draft.request_type = self.request_type(" ".join(turns))
-        draft.summary = self._summary(turns)
+        sure["request_type"] = conf.request_type_rule if any(p.search(" ".join(turns)) for _, p in self._types) \
+            else conf.request_type_default
+        draft.summary, full = self._summary(draft, turns)
+        sure["summary"] = conf.summary_full if full else conf.summary_partial
         return draft
+
+    def _set_place(self, draft: TicketDraft, field: str, place: str, sure: dict[str, float]) -> None:
+        if self.gazetteer is None:
+            setattr(draft, field, place)
+            sure[field] = self.conf.place_no_gazetteer
+            return
+        resolved = self.gazetteer.resolve(place)
+        setattr(draft, field, resolved.text)
+        sure[field] = resolved.confidence
+        if resolved.district and (field == "incident_address" or not draft.district):
+            draft.district = resolved.district
+            sure["district"] = resolved.confidence
 
     def request_type(self, text: str) -> str:
         for name, pattern in self._types:
@@ -90,18 +153,17 @@ class TicketDrafter:
                 return name
         return self.params.default
 
-    @staticmethod
-    def _name(text: str, last_agent_text: str) -> str | None:
+    def _name(self, text: str, last_agent_text: str) -> tuple[str, float] | None:
         if m := _NAME.search(text):
-            return m.group(1)
+            return m.group(1), self.conf.name_said
         if m := _SURNAME_FULL.search(text):
-            return m.group(2)
+            return m.group(2), self.conf.name_full
         if m := _SURNAME.search(text):
-            return f"{m.group(1)}先生/女士"
+            return f"{m.group(1)}先生/女士", self.conf.surname
         if _ASKS_NAME.search(last_agent_text):
             bare = re.fullmatch(r"[\u4e00-\u9fff]{2,3}", re.sub(r"[，,。！？\s]", "", text))
             if bare:
-                return bare.group(0)
+                return bare.group(0), self.conf.name_bare
         return None
 
     @staticmethod
@@ -113,8 +175,16 @@ class TicketDrafter:
                 best = span
         return best if len(best) >= 3 else None
 
-    def _summary(self, turns: list[str]) -> str:
-        # The substantive turns: drop short acknowledgements ("好的", "对，谢谢").
-        body = [t for t in turns if len(re.sub(r"[，,。！？!?\s]", "", t)) >= 8]
-        text = "；".join(body or turns)
-        return text[: self.summary_chars]
+    def _summary(self, draft: TicketDraft, turns: list[str]) -> tuple[str, bool]:
+        """``(summary, what and request both found)``: a sentence from the slots, e.g. 韦建华来电投诉。时间：好几天；
+        地点：兴宾区城南街道碧水湾花园3栋；对象：安家物业服务公司；问题：垃圾堆了好几天都没人管；诉求：请派人处理。"""
+        clauses = [c for t in turns for c in (_OPENING.sub("", c) for c in _CLAUSE.split(t)) if len(c) >= 3]
+        what = next((c for c in clauses if _PROBLEM.search(c)), "")
+        request = next((c for c in clauses if _REQUEST.search(c) and c != what), "")
+        when = next((m.group(1) for t in turns for m in [_WHEN.search(t)] if m), "")
+        slots = [("时间", when), ("地点", draft.incident_address or draft.address), ("对象", draft.respondent),
+                 ("问题", what), ("诉求", request)]
+        body = "；".join(f"{name}：{value}" for name, value in slots if value)
+        who = draft.caller_name or "市民"
+        return f"{who}来电{draft.request_type}。{body}。"[: self.summary_chars] if body else \
+            f"{who}来电{draft.request_type}。", bool(what and request)
