@@ -29,7 +29,12 @@ FIELD_LABELS: dict[str, str] = {
     "date": "日期", "day": "日期", "date_from": "开始日期", "date_to": "结束日期", "since": "开始时间",
     "until": "结束时间", "start": "开始时间", "end": "结束时间", "month": "月份", "period": "统计周期",
     "dataset": "数据集", "limit": "条数", "offset": "起始位置", "file": "文件",
-    "text": "文本", "file_id": "文件", "caller_number": "来电号码",
+    "text": "文本", "file_id": "文件", "caller_number": "来电号码", "call_uuid": "通话编号", "after_id": "起始编号",
+    "args": "评测参数", "benchmark": "评测基准", "run_id": "评测记录", "data": "数据", "field": "字段",
+    "fields": "字段", "granularity": "统计粒度", "group": "设置分组", "months": "月数", "op": "操作",
+    "message_id": "消息", "item_id": "质检项", "recording_id": "录音", "result_id": "质检结果",
+    "review_state": "复核状态", "scorecard_id": "评分表", "scored": "质检状态", "suggested_category": "推荐分类",
+    "supervised": "监督方式", "target_kind": "转接类型", "tenant": "单位", "user_id": "用户",
 }
 
 # what a pattern means, for the fields whose pattern a person may get wrong
