@@ -281,7 +281,7 @@ async function loadStats() {
 let cards = [];
 async function loadScorecards() {
   cards = await ops.scorecards();
-  clear($("#sc-select"), cards.map((c, i) => h("option", { value: i }, `${c.name} v${c.version}${c.active ? "（启用中）" : ""}`)));
+  clear($("#sc-select"), cards.map((c, i) => h("option", { value: i }, `${c.definition.title || c.name} 第 ${c.version} 版${c.active ? "（启用中）" : ""}`)));
   showCard();
 }
 $("#sc-activate").addEventListener("click", () => guarded(async () => {
@@ -290,21 +290,81 @@ $("#sc-activate").addEventListener("click", () => guarded(async () => {
   toast(`已启用 ${c.name} v${c.version}`, "ok");
   await loadScorecards();
 }));
+// the scorecard as a form: its title, each threshold within its range, and per item its name, points, severity,
+// description and live reminder; the rule conditions themselves are kept as they are (shown in words)
+const SEVERITY_ZH = { minor: "一般", serious: "严重" };
+let editing = null; // a deep copy of the definition being edited
 function showCard() {
   const c = cards[Number($("#sc-select").value)];
-  $("#sc-editor").value = c ? JSON.stringify(c.definition, null, 2) : "";
+  $("#sc-error").textContent = "";
+  editing = c ? JSON.parse(JSON.stringify(c.definition)) : null;
+  if (!editing) { clear($("#sc-params")); clear($("#sc-items")); return; }
+  $("#sc-title").value = editing.title || "";
+  clear($("#sc-params"), table([{ key: "description", label: "参数", render: ([, p]) => p.description || "（无说明）" },
+    { key: "value", label: "取值", render: ([name, p]) => h("input", { type: "number", "aria-label": p.description || name, value: p.value,
+      min: p.min ?? null, max: p.max ?? null, step: p.step ?? (p.type === "int" ? 1 : "any"), "data-param": name, style: { width: "8em" } }) },
+    { key: "range", label: "允许范围", render: ([, p]) => (p.min !== undefined && p.max !== undefined ? `${p.min} – ${p.max}` : "—") }],
+  Object.entries(editing.params || {}), { empty: "此评分表没有可调参数" }));
+  clear($("#sc-items"), ...editing.items.map((item, i) => h("fieldset", { class: "card qa-item", "data-testid": "sc-item", dataset: { index: i } },
+    h("legend", {}, `${i + 1}. ${item.name}`),
+    h("div", { class: "form-grid" },
+      h("div", {}, h("label", { for: `sci-name-${i}` }, "名称"), h("input", { id: `sci-name-${i}`, value: item.name, "data-field": "name" })),
+      h("div", {}, h("label", { for: `sci-weight-${i}` }, "分值"), h("input", { id: `sci-weight-${i}`, type: "number", min: 0, max: 100, step: "any", value: item.weight, "data-field": "weight" })),
+      h("div", {}, h("label", { for: `sci-sev-${i}` }, "严重程度"), h("select", { id: `sci-sev-${i}`, "data-field": "severity" },
+        Object.entries(SEVERITY_ZH).map(([v, l]) => h("option", { value: v, selected: item.severity === v }, l)))),
+      item.live ? h("div", {}, h("label", { for: `sci-live-${i}` }, "实时提醒内容"), h("input", { id: `sci-live-${i}`, value: item.live.message || "", "data-field": "live" })) : null,
+      h("div", { class: "wide" }, h("label", { for: `sci-desc-${i}` }, "评分标准说明"), h("textarea", { id: `sci-desc-${i}`, "data-field": "description", style: { minHeight: "3rem" } }, item.description || ""))),
+    h("p", { class: "muted" }, `判定方式：${item.require ? "须做到" : "不得出现"}（规则条件由系统维护，修改请联系管理员）`))));
+  totalWeight();
 }
-$("#sc-select").addEventListener("change", showCard);
+function totalWeight() {
+  const total = [...document.querySelectorAll("#sc-items [data-field=weight]")].reduce((a, el) => a + (Number(el.value) || 0), 0);
+  $("#sc-total").textContent = `总分 ${fmtNum(total, 1)}`;
+  $("#sc-total").className = `badge ${Math.abs(total - 100) < 1e-6 ? "ok" : "warn"}`;
+}
+$("#sc-items").addEventListener("input", totalWeight);
+
+/** The definition from the form, or a Chinese message for the first value a person must fix. */
+function formDefinition() {
+  const def = JSON.parse(JSON.stringify(editing));
+  def.title = $("#sc-title").value.trim();
+  for (const input of document.querySelectorAll("#sc-params [data-param]")) {
+    const p = def.params[input.dataset.param];
+    const v = Number(input.value);
+    const label = p.description || input.dataset.param;
+    if (input.value === "" || Number.isNaN(v)) return { error: `“${label}”请填写数值` };
+    if ((p.min !== undefined && v < p.min) || (p.max !== undefined && v > p.max)) return { error: `“${label}”须在 ${p.min} 到 ${p.max} 之间` };
+    if (p.type === "int" && !Number.isInteger(v)) return { error: `“${label}”须为整数` };
+    p.value = v;
+  }
+  for (const box of document.querySelectorAll("#sc-items [data-testid=sc-item]")) {
+    const item = def.items[Number(box.dataset.index)];
+    const get = (f) => box.querySelector(`[data-field=${f}]`);
+    item.name = get("name").value.trim();
+    if (!item.name) return { error: `第 ${Number(box.dataset.index) + 1} 项的名称不能为空` };
+    const w = Number(get("weight").value);
+    if (get("weight").value === "" || Number.isNaN(w) || w < 0) return { error: `“${item.name}”的分值须为不小于 0 的数` };
+    item.weight = w;
+    item.severity = get("severity").value;
+    item.description = get("description").value.trim();
+    if (item.live && get("live")) item.live.message = get("live").value.trim();
+  }
+  if (!def.items.some((i) => i.weight > 0)) return { error: "至少有一项须有分值" };
+  return { def };
+}
+
 $("#sc-save").addEventListener("click", async () => {
   $("#sc-error").textContent = "";
-  let definition;
-  try { definition = JSON.parse($("#sc-editor").value); } catch (e) { $("#sc-error").textContent = `JSON 格式错误：${e.message}`; return; }
+  if (!editing) return;
+  const { def, error } = formDefinition();
+  if (error) { $("#sc-error").textContent = error; return; }
   try {
-    const saved = await ops.saveScorecard(definition);
-    toast(`已保存 ${saved.name} v${saved.version}`, "ok");
+    const saved = await ops.saveScorecard(def);
+    toast(`已保存 ${saved.title || saved.name} 第 ${saved.version} 版（需启用后生效）`, "ok");
     await loadScorecards();
-  } catch (err) { $("#sc-error").textContent = err.detail && err.detail.fields ? err.detail.fields.map((f) => `${f.field}：${f.message}`).join("；") : err.message; }
+  } catch (err) { $("#sc-error").textContent = err.message; }
 });
+$("#sc-select").addEventListener("change", showCard);
 
 const loaders = { calls: loadCalls, queue: loadQueue, appeals: loadAppeals, stats: loadStats, scorecards: loadScorecards };
 tabs(document, (name) => guarded(loaders[name]));

@@ -120,3 +120,29 @@ def test_my_qa_applies_the_overturn_and_plays_the_evidence(open_as, live_app, fe
     assert abs(at - (int(mm) * 60 + int(ss))) < 1.5, (at, mm, ss)  # the recording, at the quoted moment
     shot(page, "agent-my-qa-evidence")
     assert not page.errors, page.errors
+
+
+def test_scorecard_is_edited_in_a_form(open_as):
+    page = open_as("qa_reviewer", "/ui/qa.html#scorecards", viewport=VIEWPORT)
+    page.wait_for_selector("[data-testid=sc-item]")
+    assert page.locator("textarea#sc-editor").count() == 0  # no raw JSON
+    assert page.inner_text("[data-testid=sc-total]") == "总分 100"
+    before = page.locator("#sc-select option").count()
+    silence = page.locator("#sc-params [data-param=long_silence_ms]")
+    silence.fill("50000")
+    page.click("#sc-save")
+    page.wait_for_selector("#sc-error:has-text('须在 5000 到 20000 之间')")
+    silence.fill("12000")
+    first = page.locator("[data-testid=sc-item] >> nth=0")
+    first.locator("[data-field=weight]").fill("10")
+    page.wait_for_selector("[data-testid=sc-total]:has-text('总分 102')")
+    first.locator("[data-field=weight]").fill("8")
+    first.locator("[data-field=name]").fill("标准开头语（含工号和热线名称）")
+    page.click("#sc-save")
+    page.wait_for_selector(".toast.ok:has-text('已保存')")
+    page.wait_for_function(f"() => document.querySelectorAll('#sc-select option').length === {before + 1}")
+    page.select_option("#sc-select", index=0)  # the newest version of the card comes first
+    page.wait_for_selector("[data-testid=sc-item] legend:has-text('标准开头语（含工号和热线名称）')")
+    assert page.input_value("#sc-params [data-param=long_silence_ms]") == "12000"
+    shot(page, "qa-scorecard-form")
+    assert not page.errors, page.errors
