@@ -97,7 +97,7 @@ def run_asr_bench(
     from asr.hotwords import Lexicon
     from asr.phrase_repair import PhraseRepairParams
     from asr.text import edit_distance, normalise_for_cer
-    from domain.demo import demo_settings
+    from demo import demo_settings
     from domain.settings import get_settings
 
     settings = get_settings()

@@ -306,7 +306,7 @@ def transcribe_calls(calls: list[dict], data: Path, kb: list[dict], *, mono_der:
     from asr.hotwords import Lexicon
     from asr.text import edit_distance, normalise_for_cer
     from eval.diarization_bench import diarization_error
-    from domain.demo import demo_settings
+    from demo import demo_settings
     from domain.settings import get_settings
     from qa import batch
 

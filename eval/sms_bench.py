@@ -17,7 +17,7 @@ def register(eval_app: typer.Typer) -> None:
         import time
 
         from domain.db import make_engine, session_factory, session_scope, upgrade
-        from domain.demo import seed_demo
+        from demo import seed_demo
         from tickets.integrations.signing import KeyRing
         from tickets.simulators import LocalServer
         from tickets.simulators.sms_gateway import SmsGatewaySim

@@ -44,7 +44,7 @@ def _make_stream_factory(engine, lexicon):
 
 def _lexicon(hotwords: bool):
     from asr.hotwords import Lexicon
-    from domain.demo import demo_settings
+    from demo import demo_settings
 
     return Lexicon(demo_settings().lexicon.base_terms) if hotwords else None  # the demo tenant's calls
 

@@ -18,7 +18,7 @@ def telephone_transcriber(docs: list[KBDoc], settings=None) -> Callable[[Path], 
     from asr.audio import load_audio, resample, telephone_band
     from asr.engines import create_engine
     from asr.hotwords import Lexicon
-    from domain.demo import demo_settings
+    from demo import demo_settings
     from domain.settings import get_settings
 
     engine = create_engine(settings or get_settings())

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from domain.db import get_engine, session_scope, upgrade
-        from domain.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+        from demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
         from domain.logs import configure_logging
         from domain.settings import get_settings
         from serving.app import create_app

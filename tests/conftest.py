@@ -83,7 +83,7 @@ def settings(tmp_path, models_dir) -> Settings:
 
 @pytest.fixture
 def app(engine, settings):
-    from domain.demo import seed_demo
+    from demo import seed_demo
     from serving.app import create_app
 
     with session_scope(engine) as session:

@@ -3,7 +3,7 @@ import json
 from asr.hotwords import Lexicon
 from asr.phrase_repair import PhraseRepair, PhraseRepairParams
 from asr.pinyin import syllable_similarity
-from domain.demo import demo_settings
+from demo import demo_settings
 
 DEMO_TERMS = demo_settings().lexicon.base_terms  # the demo tenant's base lexicon
 

@@ -6,7 +6,7 @@ from copilot.places import Gazetteer
 from copilot.ticket import TicketDrafter
 from domain import tenant_settings
 from domain.db import session_scope
-from domain.demo import seed_demo
+from demo import seed_demo
 from tickets.lifecycle import TicketDraft
 
 PLACES = {"兴宾区": ["城东街道", "城北街道", "河西街道", "凤凰镇"], "象州县": ["象州镇", "石龙镇"]}

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from domain.db import make_engine, session_scope, upgrade
-from domain.demo import seed_demo
+from demo import seed_demo
 from domain.models import Agent
 from domain.settings import Settings
 from knowledge.transfer import seed_demo_kb

@@ -94,7 +94,7 @@ def test_every_change_has_an_audit_row_with_actor(client, engine):
 
 
 def test_tenant_isolation(client, engine):
-    from domain.demo import seed_demo
+    from demo import seed_demo
 
     with session_scope(engine) as s:
         seed_demo(s, "hechi")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from domain.accounts import ROLES
 from domain.db import session_scope
-from domain.demo import DEMO_USERS
+from demo import DEMO_USERS
 from domain.models import AuditLog
 from tests.conftest import login
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from domain import accounts, tenant_settings
 from domain.db import session_scope
-from domain.demo import DEMO_PASSWORD
+from demo import DEMO_PASSWORD
 from domain.models import AuditLog, Call, Tenant
 from tickets.call_reports import build_report
 from tests.conftest import login

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from domain import accounts, tenant_settings
 from domain.db import session_scope
-from domain.demo import seed_demo
+from demo import seed_demo
 from domain.models import Tenant
 from tests.conftest import login
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.demo import seed_demo
+from demo import seed_demo
 from domain.models import Agent, Call, Recording, Tenant, Ticket, TranscriptSegment, utcnow
 from tests.conftest import login
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from domain.db import session_scope
-from domain.demo import seed_demo
+from demo import seed_demo
 from tests.conftest import login
 
 

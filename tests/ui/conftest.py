@@ -42,7 +42,7 @@ def live_app(tmp_path_factory, vendored_charts):
     """The real app served by uvicorn on 127.0.0.1 with a migrated temp SQLite and the demo data."""
     import uvicorn
 
-    from domain.demo import seed_demo
+    from demo import seed_demo
     from serving.app import create_app
     from tests.ui.seed import seed_knowledge, seed_operations
 

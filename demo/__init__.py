@@ -1,5 +1,5 @@
 """Demo tenant, one user per role, agents and skill groups, for the embedded quick start; its settings (Laibin's
-lexicon, districts and gazetteer, contract numbers) come from ``demo_tenant_settings.json``."""
+lexicon, districts and gazetteer, contract numbers) come from ``tenant_settings.json``."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ DEMO_USERS: list[tuple[str, str, str]] = [
 ]
 SKILL_GROUPS = [("general", "综合咨询", "1"), ("complaint", "投诉举报", "2"), ("social", "社保医保", "3")]
 DEMO_AGENTS = [("8", "李敏", "agent"), ("15", "王芳", "agent2")]
-DEMO_SETTINGS = Path(__file__).with_name("demo_tenant_settings.json")
+DEMO_SETTINGS = Path(__file__).with_name("tenant_settings.json")
 
 
 def demo_settings() -> tenant_settings.TenantSettings:
