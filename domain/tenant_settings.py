@@ -175,6 +175,14 @@ def get(session: Session, tenant_id: int) -> TenantSettings:
     return settings
 
 
+def update(session: Session, tenant_id: int, group: str, value: BaseModel) -> TenantSettings:
+    """Replace one group of the tenant's settings, read from its row under a lock (not from the cache, which another
+    process's save may have outdated), and store them."""
+    row = session.get(TenantSettingsRow, tenant_id, with_for_update=True, populate_existing=True)
+    current = TenantSettings.model_validate(row.data) if row else TenantSettings()
+    return save(session, tenant_id, current.model_copy(update={group: value}))
+
+
 def save(session: Session, tenant_id: int, settings: TenantSettings) -> TenantSettings:
     """Store the tenant's settings (in the caller's transaction) and forget the cached copy."""
     row = session.get(TenantSettingsRow, tenant_id)

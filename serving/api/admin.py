@@ -131,11 +131,6 @@ def put_settings(group: str, body: dict, principal: Principal = Depends(require_
         value = model.model_validate(body)
     except ValidationError as exc:
         raise AppError("invalid_settings", _message(model, exc), 422, {"group": group}) from exc
-    current = tenant_settings.get(session, principal.tenant_id)
-    try:
-        updated = tenant_settings.TenantSettings.model_validate({**current.model_dump(), group: value.model_dump()})
-    except ValidationError as exc:
-        raise AppError("invalid_settings", _message(model, exc), 422, {"group": group}) from exc
-    tenant_settings.save(session, principal.tenant_id, updated)
+    updated = tenant_settings.update(session, principal.tenant_id, group, value)
     session.commit()  # durable before the response (get_session's commit runs after it is sent)
     return {"name": group, "title": GROUP_TITLES[group], "values": updated.model_dump(mode="json")[group]}
