@@ -5,6 +5,7 @@ Periods are calendar days/weeks/months in the tenant's time zone (``domain.tenan
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -16,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from domain import spreadsheet, tenant_settings
 from domain.errors import AppError
-from domain.models import Agent, Call, KpiMonth, Recording, SkillGroup, Ticket, TranscriptSegment
+from domain.models import (Agent, Call, KnowledgeEntry, KnowledgeVersion, KpiMonth, Recording, SkillGroup, Ticket,
+                           TranscriptSegment)
 from domain.pii import mask_pii
 
 SERVICE_LEVEL_WAIT_MS = 20_000  # answered within 20 s of queueing counts towards the service level
@@ -319,16 +321,42 @@ HOT_WORD_STOPWORDS = frozenset({"咨询", "办理", "反映", "要求", "问题"
                                 "请求", "表示", "进行", "需要", "知道", "时间", "电话"})
 
 
-def hot_words(texts: list[str], top: int = HOT_WORDS) -> list[dict]:
-    """Keywords citizens raise most (TF-IDF keywords per text, counted across texts)."""
-    import jieba.analyse
+_HOT_TERM = re.compile(r"[\u4e00-\u9fff]{2,8}")  # a word of Chinese text: not "2个工作日", not a code
 
+
+def _category_words(category: str) -> list[str]:
+    """The names below a category's top level (城乡建设/市政设施/路灯 → 市政设施, 路灯): the top level is a series
+    of the trend chart, not a hot word."""
+    return [p.strip() for p in (category or "").replace(">", "/").split("/")[1:] if p.strip()]
+
+
+def hot_word_vocabulary(session: Session, tenant_id: int, categories: list[str]) -> set[str]:
+    """What may be a hot word: the published knowledge base's keywords and category names and the categories of
+    the tickets, the centre's own words (never fragments the recogniser misheard, such as 鸟鸟 or 秘股)."""
+    rows = session.execute(select(KnowledgeVersion.keywords, KnowledgeVersion.category).join(
+        KnowledgeEntry, (KnowledgeEntry.id == KnowledgeVersion.entry_id)
+        & (KnowledgeEntry.published_version == KnowledgeVersion.version))
+        .where(KnowledgeEntry.tenant_id == tenant_id, KnowledgeEntry.status != "archived"))
+    terms: set[str] = set()
+    for keywords, category in rows:
+        terms.update(k.strip() for k in keywords or [] if isinstance(k, str))
+        terms.update(_category_words(category))
+    for category in categories:
+        terms.update(_category_words(category))
+    return {t for t in terms if _HOT_TERM.fullmatch(t) and t not in HOT_WORD_STOPWORDS}
+
+
+def hot_words(texts: list[str], vocabulary: set[str], top: int = HOT_WORDS) -> list[dict]:
+    """The vocabulary's words citizens raise most: in how many texts each occurs (the longest word where words
+    overlap, 社保卡 rather than 社保)."""
+    if not vocabulary:
+        return []
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(vocabulary, key=len, reverse=True)))
     counts: dict[str, int] = defaultdict(int)
     for text in texts:
-        for word in jieba.analyse.extract_tags(text, topK=8, allowPOS=("n", "nr", "ns", "nt", "nz", "vn", "v", "an")):
-            if len(word) > 1 and word not in HOT_WORD_STOPWORDS:
-                counts[word] += 1
-    return [{"name": w, "value": n} for w, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
+        for word in set(pattern.findall(text or "")):
+            counts[word] += 1
+    return [{"name": w, "value": n} for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))[:top]]
 
 
 def dashboard(session: Session, tenant_id: int) -> dict:
@@ -379,7 +407,8 @@ def dashboard(session: Session, tenant_id: int) -> dict:
                             for q in _queues(calls, now, scope)]},
         "hourly": {"x": [f"{h:02d}" for h in range(24)], "offered": by_hour},
         "districts": [{"name": k, "value": v} for k, v in district_counts.items()],
-        "hot_words": hot_words(texts),
+        "hot_words": hot_words(texts + [t.category for t in tickets if t.category],
+                               hot_word_vocabulary(session, tenant_id, [t.category for t in tickets])),
         "category_trend": {"x": [d.strftime("%m-%d") for d in days],
                            "series": [{"name": k, "data": trend[k]} for k in top_categories]},
         "kpi": {"month": kpi.month, "total_score": kpi.total_score, "coefficient": kpi.coefficient,
