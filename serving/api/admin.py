@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import accounts, tenant_settings
+from domain import accounts, audit, tenant_settings
 from domain.accounts import ROLES, Principal
 from domain.errors import AppError, not_found
 from domain.models import AuditLog, Tenant, User
@@ -83,7 +83,8 @@ def audit_log(principal: Principal = Depends(require_roles("admin")), session: S
     if since:
         query = query.where(AuditLog.at >= since)
     rows = session.scalars(query.order_by(AuditLog.id.desc()).limit(limit))
-    return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor_name, "action": r.action, "entity": r.entity,
+    return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor_name, "action": r.action,
+             "action_label": audit.describe(r.action), "entity_label": audit.describe_entity(r.entity), "entity": r.entity,
              "entity_id": r.entity_id, "before": r.before, "after": r.after, "ip": r.ip} for r in rows]
 
 

@@ -45,7 +45,8 @@ async function loadAudit() {
   const action = $("#audit-action").value.trim();
   const rows = await api(`/api/admin/audit${action ? `?action=${encodeURIComponent(action)}` : ""}`);
   clear($("#audit"), table([{ key: "at", label: "时间", render: (r) => fmtTime(r.at) }, { key: "actor", label: "操作人" },
-    { key: "action", label: "操作" }, { key: "entity", label: "对象" }, { key: "entity_id", label: "编号" }, { key: "ip", label: "IP" }],
+    { key: "action", label: "操作", render: (r) => h("span", { title: r.action }, r.action_label) },
+    { key: "entity", label: "对象", render: (r) => r.entity_label }, { key: "entity_id", label: "编号" }, { key: "ip", label: "IP" }],
   rows, { testid: "audit" }));
 }
 $("#audit-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(loadAudit); });

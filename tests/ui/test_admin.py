@@ -18,5 +18,8 @@ def test_admin_adds_user_and_reads_audit(open_as):
     shot(page, "admin-users")
     page.click("[data-tab=audit]")
     page.wait_for_selector("[data-testid=audit] td:has-text('admin')")
+    audit = page.inner_text("[data-testid=audit]")
+    assert "登录" in audit and "新建用户" in audit  # entries in words
+    assert "auth.login" not in audit and "users.create" not in audit and "_" not in audit
     shot(page, "admin-audit")
     assert not page.errors, page.errors
