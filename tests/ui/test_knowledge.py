@@ -86,3 +86,17 @@ def test_filter_narrows_the_list_and_keeps_the_keyword(open_as):
     assert page.input_value("#kb-q") == keyword
     shot(page, "knowledge-filter")
     assert not page.errors, page.errors
+
+
+def test_a_refused_entry_is_explained_in_chinese(open_as):
+    page = open_as("knowledge_manager", "/ui/knowledge.html#entries", viewport=(1366, 768))
+    page.wait_for_selector("[data-testid=kb-list] tr.clickable")
+    page.click("#kb-new")
+    page.fill("#ke-title", "长" * 301)
+    page.fill("#ke-body", "答复内容")
+    page.fill("#ke-effective_from", "2026-12-31")
+    page.click("#ke-save")
+    error = page.wait_for_selector("#ke-error:has-text('标题')")
+    assert error.inner_text() == "标题：不能超过 300 个字符"  # the field's name and the rule, not pydantic's English
+    shot(page, "knowledge-validation")
+    assert not page.errors, page.errors
