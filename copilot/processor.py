@@ -34,6 +34,7 @@ class CopilotParams:
     min_caller_chars: int = 4  # shorter caller turns ("好的", "嗯") update nothing
     category_chars: int = 160  # the opening of what the caller said decides the category
     police_request_type: str = "求助"
+    police_query: str = "正在发生的紧急警情，话务员三方转接110"  # finds the KB's emergency procedure card
 
 
 @dataclass
@@ -75,7 +76,7 @@ class CallCopilot:
     def process(self, event: Event) -> list[Event]:
         if isinstance(event, TranscriptPartial):
             if self._is_caller(event) and event.text:
-                return self._police(self.caller_turns + [event.text])
+                return self._police(self.caller_turns + [event.text], start_ms=event.start_ms)
             return []
         if not isinstance(event, TranscriptFinal) or not event.text.strip():
             return []
@@ -85,7 +86,7 @@ class CallCopilot:
         text = event.text.strip()
         self.caller_turns.append(text)
         category = self._predict_category()
-        out: list[Event] = self._police(self.caller_turns, category)
+        out: list[Event] = self._police(self.caller_turns, category, event.start_ms)
         for det in self.engine.detector.sensitive(text):
             if det.kind not in self.flags_raised:
                 self.flags_raised.add(det.kind)
@@ -106,7 +107,7 @@ class CallCopilot:
             self._category_text, self._category = text, self.engine.category.predict(text)
         return self._category
 
-    def _police(self, turns: list[str], category: CategoryPrediction | None = None) -> list[Event]:
+    def _police(self, turns: list[str], category: CategoryPrediction | None = None, start_ms: int = 0) -> list[Event]:
         if self.police_raised:
             return []
         det = self.engine.detector.police(turns, category)
@@ -114,6 +115,10 @@ class CallCopilot:
             return []
         self.police_raised = True
         self.draft.request_type = self.engine.params.police_request_type
+        # the KB's own procedure for emergencies goes on the card stack, brought up by what the caller said
+        result = self.engine.index.search(f"{det.kind}，{self.engine.params.police_query}", k=1)
+        self._stack([h for h in result.hits if h.score >= self.engine.index.params.no_match_threshold],
+                    det.evidence, start_ms)
         return [self._event(PoliceAlert, reason=det.kind, evidence=det.evidence)]
 
     def _suggest(self, text: str, source: TranscriptFinal, category: CategoryPrediction) -> Suggestion:
