@@ -103,9 +103,8 @@ class LiveDesks:
             desk = self._calls.get(self._agent_call.get((tenant_id, agent_id), ""))
             if desk is None or desk["call"]["agent_id"] != agent_id:
                 return None
-            return {k: v for k, v in desk.items()} | {"call": dict(desk["call"]), "transcript": list(desk["transcript"]),
-                                                     "pinned": list(desk["pinned"]), "dismissed": list(desk["dismissed"]),
-                                                     "draft_edits": dict(desk["draft_edits"])}
+            copy = {k: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v for k, v in desk.items()}
+            return copy | {"call": dict(desk["call"])}
 
     def _own(self, tenant_id: int, agent_id: int, call_id: str) -> dict | None:
         desk = self._calls.get(call_id)
