@@ -1,0 +1,53 @@
+"""serving.desk.LiveDesks: the agent's call in hand, kept from the bus, as a reloaded desk restores it."""
+from __future__ import annotations
+
+import time
+
+from domain.call_events import CallState, KnowledgeHit, QAWarning, Suggestion, TranscriptFinal
+from serving.desk import LiveDesks
+from serving.event_bus import LocalBus
+
+
+def _wait(check, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError("the desk store did not catch up")
+
+
+def test_desk_keeps_the_agents_call_and_what_they_did():
+    bus = LocalBus()
+    desks = LiveDesks(bus).start()
+    try:
+        common = {"tenant_id": 1, "call_id": "u1"}
+        bus.publish(TranscriptFinal(**common, leg="caller", role="caller", start_ms=0, end_ms=900, text="IVR 里说的"))
+        bus.publish(CallState(**common, state="talking", caller="13877201234", agent_id=7, detail={"call_db_id": 42}))
+        bus.publish(TranscriptFinal(**common, leg="caller", role="caller", start_ms=9700, end_ms=15000, text="社保卡丢了"))
+        bus.publish(TranscriptFinal(**common, leg="agent", role="agent", start_ms=3000, end_ms=8000, text="您好"))
+        card = KnowledgeHit(entry_id=5, title="社保卡补办", answer="到窗口补办", score=0.9, trigger="社保卡丢了", first_ms=9700)
+        bus.publish(Suggestion(**common, hits=[card], ticket_draft={"summary": "市民来电咨询。"}))
+        bus.publish(QAWarning(**common, item="read_back", message="尚未复述"))
+        bus.publish(QAWarning(**common, item="read_back", message="已满足", resolved=True))
+        bus.publish(CallState(tenant_id=1, call_id="other", state="talking", agent_id=8))
+        _wait(lambda: (desks.current(1, 8) or {}).get("call") is not None)
+        desk = desks.current(1, 7)
+        assert desk["call"]["db_id"] == 42 and desk["call"]["caller"] == "13877201234"
+        assert [s["text"] for s in desk["transcript"]] == ["您好", "社保卡丢了"]  # in call time, IVR before it left out
+        assert desk["suggestion"]["hits"][0]["trigger"] == "社保卡丢了"
+        assert desk["warnings"] == []  # withdrawn once met
+        assert desks.current(2, 7) is None  # another tenant's agent 7 has no call here
+        assert desks.mark_card(1, 8, "u1", "5", "pin") is None  # not agent 8's call
+        assert desks.mark_card(1, 7, "u1", "5", "pin") == {"pinned": ["5"], "dismissed": []}
+        assert desks.mark_card(1, 7, "u1", "5", "dismiss") == {"pinned": [], "dismissed": ["5"]}
+        assert desks.edit_draft(1, 7, "u1", {"summary": "坐席改写"}) == {"summary": "坐席改写"}
+        bus.publish(CallState(**common, state="ended", agent_id=7))
+        _wait(lambda: desks.current(1, 7)["call"]["state"] == "ended")
+        assert desks.current(1, 7)["draft_edits"] == {"summary": "坐席改写"}  # kept for after-call work
+        bus.publish(CallState(tenant_id=1, call_id="u2", state="talking", agent_id=7))
+        _wait(lambda: desks.current(1, 7)["call"]["id"] == "u2")  # the next call replaces it
+        assert desks.current(1, 7)["transcript"] == []
+    finally:
+        desks.stop()
+        bus.close()
