@@ -100,3 +100,37 @@ def test_a_refused_entry_is_explained_in_chinese(open_as):
     assert error.inner_text() == "标题：不能超过 300 个字符"  # the field's name and the rule, not pydantic's English
     shot(page, "knowledge-validation")
     assert not page.errors, page.errors
+
+
+def test_four_eyes_keeps_the_author_from_publishing(open_as, live_app):
+    """With the tenant's four-eyes setting on, the editor tells the author that another manager must publish."""
+    from sqlalchemy import select
+
+    from domain import tenant_settings
+    from domain.models import Tenant
+
+    def four_eyes(on: bool) -> None:
+        with live_app.state.sessions() as session:
+            tenant = session.scalar(select(Tenant).where(Tenant.code == "laibin"))
+            current = tenant_settings.get(session, tenant.id)
+            tenant_settings.save(session, tenant.id, current.model_copy(update={
+                "knowledge": current.knowledge.model_copy(update={"kb_four_eyes": on})}))
+            session.commit()
+
+    four_eyes(True)
+    try:
+        page = open_as("knowledge_manager", "/ui/knowledge.html#entries", viewport=(1366, 768))
+        page.wait_for_selector("[data-testid=kb-list] tr.clickable")
+        page.click("#kb-new")
+        page.fill("#ke-title", "双人审核测试条目")
+        page.fill("#ke-body", "由另一名管理员审核发布。")
+        page.click("#ke-save")
+        page.wait_for_selector("#kb-meta:has-text('当前版本 v1')")
+        page.click("#ke-submit")
+        page.wait_for_selector("#kb-meta .badge:has-text('待审核')", timeout=90_000)
+        page.wait_for_selector("[data-testid=four-eyes]:visible")
+        assert page.is_disabled("#ke-publish")
+        shot(page, "knowledge-four-eyes")
+        assert not page.errors, page.errors
+    finally:
+        four_eyes(False)
