@@ -68,7 +68,7 @@ class PoliceParams:
     category_leaf: str = "紧急警情转接"
     category_min_confidence: float = 0.12
     # a weaker signal than a rule, so a stricter cue (现在 and 已经 also come in past stories) and no past matter
-    category_cue: str = r"正在|还在|刚刚|刚才|快来|快点|赶紧|救命|一直在|又在|这会儿|躲在|还没跑|追|" + _HURT
+    category_cue: str = r"正在|还在|刚刚|刚才|快来|快点|赶紧|救命|一直在|又在|这会儿|躲在|还没跑|追|好几分钟|几分钟了|" + _HURT
     category_exclude: str = r"去年|上个?月|上周|前几天|前两天|以前|之前|报过警|报了警|派出所|立了?案"
     category_reason: str = "疑似紧急警情（来电内容与警情相近，请核实）"
     # also match the rules that need a cue on the window's sound (homophones the ASR wrote); a rule whose event

@@ -46,7 +46,8 @@ class AnswerParams:
     serious_types: tuple[str, ...] = ("fee", "amount", "percent", "duration", "date", "time", "phone",
                                       "department", "process", "routing")  # "location" (floor/window) is minor
     # the hotline's own promise (工单…5个工作日内回复您) and the caller's story (上月15日, 今天早上7点) are not KB facts
-    commitment_after: str = r"^(?:内|之内|以内)?(?:给您|跟您|给你)?(?:答复|回复|联系|回电|反馈|办结|回访|处理完)"
+    # (办结 and 处理完毕 only with 给您: 平台应在5个自然日内处理完毕 is the entry's own deadline)
+    commitment_after: str = r"^(?:内|之内|以内)?(?:(?:给您|跟您|给你)(?:答复|回复|联系|回电|反馈|办结|回访|处理)|答复|回复|联系|回电|反馈|回访)"
     story_before: str = r"(?:上个?月|昨天|前天|今天|今早|刚才|去年|前年|那天|当天|上周|上星期)[^，。]{0,6}$"
     # a read-back restates the caller's request and what was already answered: its facts were checked where first
     # said, and the caller's own figures (停电三个多小时) are not the KB's
@@ -116,27 +117,43 @@ def _ids(hits: list) -> list[str]:
 # ------------------------------------------------------------------ fact extraction
 @dataclass(frozen=True)
 class Fact:
-    kind: str  # fee|amount|percent|duration|date|time|location|phone
+    kind: str  # fee|amount|percent|duration|date|period|time|location|phone
     unit: str
     value: float
     text: str
     clause: str
     window: str = ""  # the previous clause + this one
 
+    @property
+    def slot(self) -> tuple[str, str]:
+        """What this value may be compared with: a duration in any unit (15个工作日 and 15个自然日 differ, as do
+        24小时 and 5个工作日), every other kind in its own unit."""
+        return (self.kind, "" if self.kind == "duration" else self.unit)
+
+    @property
+    def reading(self) -> tuple[str, float]:
+        return (self.unit, self.value)
+
 
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*(万)?(?:元|块钱|块)")
 _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("date", re.compile(r"(\d{1,2})月(\d{1,2})(?:日|号)")),
+    ("month_end", re.compile(r"(\d{1,2})月(?:底|末|份?结束)")),  # 6月底: a date, the month's last day
+    ("year_part", re.compile(r"年底|年末|年终|上半年")),  # dates too: 12月31日, 6月30日
+    ("period", re.compile(r"(?<!\d)(?:每个?)?(月底|月末|季度末|季末|季度结束)")),  # the end of any month or quarter
     ("amount", _AMOUNT),
     ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
-    ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|日|天|月|年|周|小时|分钟)(?!\d)")),
+    ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|自然日|日|天|月|年|周|小时|分钟)(?!\d)")),
     ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:)(半|\d{2}分?)?")),
     ("location", re.compile(r"(\d{1,2})\s*(楼|层|号窗口)(?![\d栋])")),
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
 # durations compared in one unit where the conversion is exact (一个半小时 = 90分钟); 工作日, 月, 年 stay apart
-_DURATION_UNITS = {"日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60)}
+_DURATION_UNITS = {"日": ("天", 1), "自然日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60)}
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_YEAR_PART = {"年底": 1231, "年末": 1231, "年终": 1231, "上半年": 630}
+_PERIOD = {"月底": 1, "月末": 1, "季度末": 3, "季末": 3, "季度结束": 3}  # months in the period
 # the fee slot: free (0) or charged (1, an amount said with a fee word)
 _FREE = re.compile(r"不收费|免费|不收钱|不要钱|不用(交)?钱|不用(交|缴)费|不收取|免收|免交|无需(缴|交)费|不需要(交|缴)(费|钱)|分文不取|"
                    r"一分钱(都)?不用")
@@ -157,6 +174,15 @@ def extract_facts(text: str) -> list[Fact]:
                     continue
                 if kind == "date":
                     unit, value = "md", int(m.group(1)) * 100 + int(m.group(2))
+                elif kind == "month_end":
+                    month = int(m.group(1))
+                    if not 1 <= month <= 12:
+                        continue
+                    kind, unit, value = "date", "md", month * 100 + _MONTH_DAYS[month - 1]
+                elif kind == "year_part":
+                    kind, unit, value = "date", "md", _YEAR_PART[m.group()]
+                elif kind == "period":
+                    unit, value = "end", _PERIOD[m.group(1)]
                 elif kind == "amount":
                     unit, value = "元", float(m.group(1)) * (10000 if m.group(2) else 1)
                 elif kind == "percent":
@@ -200,9 +226,10 @@ def _context(clause: str) -> set[str]:
 _FEE_CONTEXT = re.compile(r"收取?|费用?|交|缴|钱|免|不|要")
 
 
-def _slot_context(fact: Fact) -> set[str]:
-    """What a fact is about: its clause without the value itself (不收费 and 收费 share no topic)."""
-    clause = fact.clause.replace(fact.text, "")
+def _slot_context(fact: Fact, wide: bool = False) -> set[str]:
+    """What a fact is about: its clause without the value itself (不收费 and 收费 share no topic); ``wide``: with
+    the clause before it (an entry's 需重新施划的纳入季度计划，季度末前完成 is one statement)."""
+    clause = (fact.window if wide and fact.window else fact.clause).replace(fact.text, "")
     return _context(_FEE_CONTEXT.sub("", clause) if fact.kind == "fee" else clause)
 
 
@@ -286,7 +313,7 @@ class AnswerChecker:
         self.params = params
         self._facts = {i: extract_facts(e.answer) for i, e in self.entries.items()}
         self._qctx = {i: _context(e.question) for i, e in self.entries.items()}
-        self._values = {i: {(f.kind, f.unit, f.value) for f in fs} for i, fs in self._facts.items()}
+        self._values = {i: {(f.slot, f.reading) for f in fs} for i, fs in self._facts.items()}
         self._negated = {i: [(m.group(0), _terms(m.group(1))) for m in _NEGATED.finditer(e.answer)]
                          for i, e in self.entries.items()}
 
@@ -337,8 +364,8 @@ class AnswerChecker:
             scored = []  # KB statements of the same kind: (relevance, clause overlap, rank, entry, fact)
             for rank, c in enumerate(cands):
                 for kf in self._facts[c]:
-                    if (kf.kind, kf.unit) == (fact.kind, fact.unit):
-                        overlap = len(ctx & _slot_context(kf))
+                    if kf.slot == fact.slot:
+                        overlap = len(ctx & _slot_context(kf, wide=kf.kind not in p.slot_kinds))
                         relevance = overlap + len(wctx & self._qctx[c])
                         scored.append((relevance, overlap, rank, c, kf))
             scored = [x for x in scored if x[1] >= p.min_context]
@@ -347,10 +374,10 @@ class AnswerChecker:
             # the reference is the most relevant statement (clause + entry question), ties by rank;
             # the value must appear in an entry ranked above it or in an equally relevant statement
             rel, top, rank, c, kf = max(scored, key=lambda x: (x[0], -x[2]))
-            if any(x[4].value == fact.value and x[0] >= rel for x in scored):
+            if any(x[4].reading == fact.reading and x[0] >= rel for x in scored):
                 continue
-            if fact.kind not in p.slot_kinds and any(fact.value == v or _derived(fact, [v]) for cc in cands[:rank + 1]
-                   for k, u, v in self._values[cc] if (k, u) == (fact.kind, fact.unit)):
+            if fact.kind not in p.slot_kinds and any(r == fact.reading or _derived(fact, [r[1]]) for cc in cands[:rank + 1]
+                   for slot, r in self._values[cc] if slot == fact.slot):
                 continue
             return AnswerError(seg, c, fact.kind, fact.text, kf.clause, self.severity(fact.kind),
                                {"kb_value": kf.text, "relevance": rel})

@@ -98,8 +98,9 @@ def _handling(item: Item, result: ItemResult, ctx: RuleContext) -> str:
 
 
 def _routing_errors(item: Item, ctx: RuleContext, checker: AnswerChecker) -> list[AnswerError]:
-    """One routing error per agent turn, after the onset, that sends the caller elsewhere (the item's
-    ``self_referral``, or 不归我们管 / 你去派出所); else one on the turn that says what was done instead."""
+    """One routing error: on the first agent turn, after the onset, that sends the caller elsewhere (the item's
+    ``self_referral``, or 不归我们管 / 你去派出所); else on the turn that says what was done instead.  Saying it
+    again (您直接打110就行, or in the read-back) is the same error, not another one."""
     kb_ids = checker.candidates(item.routing_kb_query or "", 1)
     onset = evaluate(item.applies_if, ctx).evidence if item.applies_if else []
     start = min((e["idx"] for e in onset if "idx" in e), default=-1)
@@ -109,8 +110,8 @@ def _routing_errors(item: Item, ctx: RuleContext, checker: AnswerChecker) -> lis
     referred = {e["idx"] for e in evaluate(item.self_referral, ctx).evidence} if item.self_referral else set()
     sent_away = [s for s in after if s.idx in referred or _SENT_AWAY.search(s.norm)]
     entry = checker.entries[kb_ids[0]]
-    return [AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker.severity("routing"))
-            for seg in sent_away or [next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])]]
+    seg = sent_away[0] if sent_away else next((s for s in after if _ROUTING_WORDS.search(s.norm)), after[0])
+    return [AnswerError(seg, entry.id, "routing", seg.text, entry.answer[:120], checker.severity("routing"))]
 
 
 def score_call(

@@ -138,3 +138,32 @@ def test_the_hotlines_promise_the_callers_story_and_the_read_back_are_not_kb_fac
          "text": "跟您复述一下：您反映村里上月15日和今天停电超过3小时，工单转供电局处理。"},
     ])
     assert checker.check(segs) == []
+
+
+DEADLINE_KB = [
+    {"id": "kb6", "question": "公积金转移要多久？", "answer": "转出地在15个工作日内办理转出手续并转移基金。"},
+    {"id": "kb7", "question": "道路标线模糊什么时候重新划？", "answer": "标线模糊需重新施划的纳入季度施划计划，季度末前完成。"},
+    {"id": "kb8", "question": "耕地地力保护补贴什么时候发？", "answer": "耕地地力保护补贴每年6月底前通过一卡通发放到户。"},
+    {"id": "kb9", "question": "网约车投诉多久处理？", "answer": "网约车平台应在24小时内响应、5个自然日内处理完毕。"},
+]
+
+
+def test_time_windows_and_day_kinds_are_facts():
+    facts = {(f.kind, f.unit, f.value) for f in extract_facts("15个自然日，6月底前，年底前，每季度末，月底前")}
+    assert facts == {("duration", "天", 15.0), ("date", "md", 630.0), ("date", "md", 1231.0), ("period", "end", 3.0),
+                     ("period", "end", 1.0)}
+
+
+def test_working_days_against_calendar_days_and_periods():
+    checker = AnswerChecker(DEADLINE_KB)
+    (err,) = checker.check(call("公积金转移要多久", "转出地要在15个自然日内办理转出手续。"))
+    assert (err.kb_id, err.error_type) == ("kb6", "duration")
+    (err,) = checker.check(call("标线模糊什么时候重新划", "月底前就能重新划好。"))
+    assert (err.kb_id, err.error_type) == ("kb7", "period")
+    (err,) = checker.check(call("地力补贴什么时候发", "每年年底前通过一卡通发放到户。"))
+    assert (err.kb_id, err.error_type) == ("kb8", "date")
+    # the entry's own deadline, misquoted, is checked (only 给您回复/答复 is the hotline's promise)
+    (err,) = checker.check(call("网约车投诉多久处理", "平台会在5个工作日内处理完毕。"))
+    assert (err.kb_id, err.error_type) == ("kb9", "duration")
+    assert checker.check(call("公积金转移要多久", "转出地在15个工作日内办理转出手续。")) == []
+    assert checker.check(call("网约车投诉多久处理", "我们5个工作日内给您回复。")) == []
