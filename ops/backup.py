@@ -6,8 +6,12 @@ A backup is a directory:
   ``database.pgdump`` (``pg_dump -Fc``: one repeatable-read snapshot of PostgreSQL);
 * ``files/``: the data directory's own files (recordings, the spools of calls in progress, models, prompts,
   the installation secrets the SIP passwords and the worker control channel derive from, the event bus key);
-* ``manifest.json``: what was taken, when, from where, the Alembic revision, and the SHA-256 and size of
-  every file above.  It is written last: a backup without it is incomplete and restore refuses it.
+* ``manifest.json``: what was taken, when, from where, the Alembic revision, and the SHA-256, size and
+  modification time of every file above.  It is written last: a backup without it is incomplete and restore
+  refuses it.
+
+With ``previous`` (the last backup), a file unchanged since then (same size and modification time) is hard-linked
+from it instead of copied: an hourly backup copies the hour's new recordings, not the whole archive.
 
 The database is copied first and the files after it, so every recording a database row points to was on disk
 before the copy started (a recording is written, then its row committed): files written later are extra, never
@@ -126,9 +130,10 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
-def backup(dest: Path, *, db_url: str, data_dir: Path) -> dict:
+def backup(dest: Path, *, db_url: str, data_dir: Path, previous: Path | None = None) -> dict:
     """Snapshot the installation into ``dest`` (a new or empty directory); returns the manifest."""
     dest, data_dir = Path(dest), Path(data_dir).resolve()
+    before = _manifest(previous)["files"] if previous else {}  # not re-hashed: that would read the whole archive
     if dest.exists() and any(dest.iterdir()):
         raise AppError("backup_exists", f"备份目录 {dest} 不为空，请指定新目录", 400)
     dest.mkdir(parents=True, exist_ok=True)
@@ -145,21 +150,28 @@ def backup(dest: Path, *, db_url: str, data_dir: Path) -> dict:
             raise AppError("not_found", f"数据库文件 {db_file} 不存在", 404)
         _copy_sqlite(db_file, dest / db_name)
     db_done = time.monotonic()
-    files = {}
+    files, linked = {}, 0
     for rel in _data_files(data_dir, db_file):
         target = dest / "files" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            st = (data_dir / rel).stat()
+            old = before.get(str(rel))
+            if old and (old["bytes"], old.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+                os.link(Path(previous) / "files" / rel, target)
+                files[str(rel)] = old
+                linked += 1
+                continue
             shutil.copy2(data_dir / rel, target)
         except FileNotFoundError:  # removed meanwhile (a spool finished after the database copy): not needed
             continue
-        files[str(rel)] = {"sha256": _sha256(target), "bytes": target.stat().st_size}
+        files[str(rel)] = {"sha256": _sha256(target), "bytes": target.stat().st_size, "mtime_ns": st.st_mtime_ns}
     manifest = {
         "format": FORMAT, "taken_at": taken_at.isoformat(), "host": socket.gethostname(),
         "data_dir": str(data_dir), "backend": "postgresql" if db_file is None else "sqlite",
         "alembic_revision": _revision(db_url),
         "database": {"file": db_name, "sha256": _sha256(dest / db_name), "bytes": (dest / db_name).stat().st_size},
-        "files": files,
+        "files": files, "linked_from_previous": linked, "previous": str(previous) if previous else None,
         "seconds": {"database": round(db_done - started, 3), "total": round(time.monotonic() - started, 3)},
     }
     tmp = dest / (MANIFEST + ".tmp")
@@ -170,14 +182,20 @@ def backup(dest: Path, *, db_url: str, data_dir: Path) -> dict:
     return manifest
 
 
-def verify(src: Path) -> dict:
-    """The backup's manifest, once every checksum in it matches; a clear error otherwise."""
+def _manifest(src: Path) -> dict:
     src = Path(src)
     if not (src / MANIFEST).is_file():
         raise AppError("backup_incomplete", f"{src} 不是完整的备份（缺少 {MANIFEST}）", 400)
     manifest = json.loads((src / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         raise AppError("backup_format", f"不支持的备份格式 {manifest.get('format')}", 400)
+    return manifest
+
+
+def verify(src: Path) -> dict:
+    """The backup's manifest, once every checksum in it matches; a clear error otherwise."""
+    src = Path(src)
+    manifest = _manifest(src)
     expected = [(src / manifest["database"]["file"], manifest["database"]["sha256"])]
     expected += [(src / "files" / rel, meta["sha256"]) for rel, meta in manifest["files"].items()]
     bad = [str(p.relative_to(src)) for p, digest in expected if not p.is_file() or _sha256(p) != digest]

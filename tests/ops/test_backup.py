@@ -217,3 +217,28 @@ def _copy_rows(source, target) -> None:
             if "id" in table.c and table.c.id.autoincrement:
                 dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                                  f"COALESCE((SELECT MAX(id) FROM {table.name}), 1))"))
+
+
+def test_an_hourly_backup_links_what_the_previous_one_holds_and_copies_the_rest(tmp_path):
+    from domain.db import upgrade
+
+    data = tmp_path / "var"
+    old = data / "recordings" / "2026" / "12" / "06" / "old.wav"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"RIFF" + os.urandom(64000))
+    url = f"sqlite:///{data / 'hotline.db'}"
+    upgrade(url)
+    first = backup(tmp_path / "b1", db_url=url, data_dir=data)
+    assert first["linked_from_previous"] == 0
+    new = data / "recordings" / "2026" / "12" / "07" / "new.wav"
+    new.parent.mkdir(parents=True)
+    new.write_bytes(b"RIFF" + os.urandom(64000))
+    second = backup(tmp_path / "b2", db_url=url, data_dir=data, previous=tmp_path / "b1")
+    rel_old, rel_new = str(old.relative_to(data)), str(new.relative_to(data))
+    assert second["linked_from_previous"] == 1 and set(second["files"]) == {rel_old, rel_new}
+    assert (tmp_path / "b2" / "files" / rel_old).stat().st_ino == (tmp_path / "b1" / "files" / rel_old).stat().st_ino
+    assert (tmp_path / "b2" / "files" / rel_new).stat().st_nlink == 1  # new since the last backup: copied
+    summary = restore(tmp_path / "b2", db_url=f"sqlite:///{tmp_path / 'host' / 'hotline.db'}", data_dir=tmp_path / "host")
+    assert summary["files"] == 2
+    assert (tmp_path / "host" / rel_old).read_bytes() == old.read_bytes()
+    assert (tmp_path / "host" / rel_new).read_bytes() == new.read_bytes()
