@@ -183,6 +183,6 @@ def stats(principal: Principal = Depends(require_roles(*MANAGERS)), session: Ses
 
 
 @router.get("/taxonomy")
-def taxonomy(principal: Principal = Depends(require_roles(*SEARCHERS)),
+def taxonomy(principal: Principal = Depends(require_roles(*SEARCHERS, "qa_reviewer")),
              tax: Taxonomy = Depends(get_taxonomy)) -> dict:
     return {"name": tax.name, "paths": list(tax.paths)}

@@ -217,6 +217,11 @@ $("#qc-filter").addEventListener("reset", () => setTimeout(() => { offset = 0; g
 $("#qc-prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); guarded(loadCalls); });
 $("#qc-next").addEventListener("click", () => { offset += PAGE; guarded(loadCalls); });
 for (const [id, name] of agentNames) $("#qf-agent").append(h("option", { value: id }, name));
+api("/api/knowledge/taxonomy").then((t) => { // the category filter offers the taxonomy's categories (any level)
+  const names = [...new Set(t.paths.flatMap((p) => p.split("/").map((_, i, parts) => parts.slice(0, i + 1).join("/"))))];
+  document.body.append(h("datalist", { id: "qf-categories" }, names.map((n) => h("option", { value: n }))));
+  $("#qf-category").setAttribute("list", "qf-categories");
+}).catch(() => {});
 
 async function loadQueue() {
   const rows = await ops.queue();

@@ -62,6 +62,7 @@ def test_every_call_is_found_and_failed_items_come_first_with_the_entry(open_as,
     page.wait_for_selector("[data-testid=qa-calls] tbody tr.clickable")
     total = int(page.inner_text("[data-testid=qc-total]").split("共 ")[1].split(" 通")[0])
     assert total > 100  # every answered call of the seeded week, scored or not
+    assert page.locator("#qf-categories option[value='城乡建设/市政设施']").count() == 1  # categories to pick from
     page.fill("#qf-q", "工本费30元")
     page.click("#qc-filter button[type=submit]")
     page.wait_for_selector("[data-testid=qc-total]:has-text('共 1 通')")
