@@ -157,8 +157,7 @@ def test_restore_refuses_a_damaged_backup_and_a_used_data_directory(peers, tmp_p
     assert partial.value.code == "backup_incomplete"
 
 
-@pytest.mark.skipif(not PG_URL, reason="HOTLINE_TEST_DATABASE_URL not set")
-def test_postgresql_backup_is_a_pg_dump_restored_into_an_empty_database(peers, tmp_path):  # noqa: F811
+def _postgresql_backup_is_a_pg_dump_restored_into_an_empty_database(peers, tmp_path):  # noqa: F811
     """Copy the lab's call into PostgreSQL databases of our own (others' tests use the shared one)."""
     from domain.db import upgrade
 
@@ -192,6 +191,11 @@ def test_postgresql_backup_is_a_pg_dump_restored_into_an_empty_database(peers, t
             for n in names:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'))
         admin.dispose()
+
+
+if PG_URL:  # as the db_url fixture does: the PostgreSQL variant exists where PostgreSQL is configured
+    test_postgresql_backup_is_a_pg_dump_restored_into_an_empty_database = \
+        _postgresql_backup_is_a_pg_dump_restored_into_an_empty_database
 
 
 def _has_call(lab, number: str) -> bool:
