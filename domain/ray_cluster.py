@@ -18,4 +18,6 @@ def connect(settings: Settings, *, runtime_env: dict | None = None, num_cpus: in
     if settings.ray_address:
         ray.init(address=settings.ray_address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False, num_cpus=num_cpus)
+        # "local": a Ray of our own, never a cluster someone else started on this machine with ``ray start``
+        ray.init(address="local", include_dashboard=False, runtime_env=runtime_env, log_to_driver=False,
+                 num_cpus=num_cpus)

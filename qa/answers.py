@@ -135,7 +135,7 @@ class Fact:
         return (self.unit, self.value)
 
 
-_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*(万)?(?:元|块钱|块)")
+_AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*(万)?(?:元|块钱|块)(?:(?<=[元块])(\d)(?![\d.%]))?")  # 1块2 is 1.2元
 _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("date", re.compile(r"(\d{1,2})月(\d{1,2})(?:日|号)")),
     ("month_end", re.compile(r"(\d{1,2})月(?:底|末|份?结束)")),  # 6月底: a date, the month's last day
@@ -168,6 +168,7 @@ def extract_facts(text: str) -> list[Fact]:
     for ci, clause in enumerate(clauses):
         window = "".join(clauses[max(0, ci - 1):ci + 1])
         taken: list[tuple[int, int]] = []
+        afternoon = False
         for kind, pat in _FACT_PATTERNS:
             for m in pat.finditer(clause):
                 if any(a < m.end() and m.start() < b for a, b in taken):
@@ -184,7 +185,7 @@ def extract_facts(text: str) -> list[Fact]:
                 elif kind == "period":
                     unit, value = "end", _PERIOD[m.group(1)]
                 elif kind == "amount":
-                    unit, value = "元", float(m.group(1)) * (10000 if m.group(2) else 1)
+                    unit, value = "元", float(m.group(1)) * (10000 if m.group(2) else 1) + int(m.group(3) or 0) / 10
                 elif kind == "percent":
                     unit, value = "%", float(m.group(1))
                 elif kind == "duration":
@@ -196,7 +197,9 @@ def extract_facts(text: str) -> list[Fact]:
                     hour = int(m.group(2))
                     if hour > 24:
                         continue
-                    if m.group(1) in ("下午", "傍晚", "晚上", "夜间", "夜里") and hour < 12:
+                    if m.group(1):  # 下午2点半到5点半: the second time is in the afternoon too
+                        afternoon = m.group(1) in ("下午", "傍晚", "晚上", "夜间", "夜里")
+                    if afternoon and hour < 12:
                         hour += 12
                     minutes = m.group(3) or ""
                     unit, value = "h", hour + (0.5 if minutes == "半" else int(minutes.rstrip("分") or 0) / 60)

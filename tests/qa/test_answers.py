@@ -167,3 +167,9 @@ def test_working_days_against_calendar_days_and_periods():
     assert (err.kb_id, err.error_type) == ("kb9", "duration")
     assert checker.check(call("公积金转移要多久", "转出地在15个工作日内办理转出手续。")) == []
     assert checker.check(call("网约车投诉多久处理", "我们5个工作日内给您回复。")) == []
+
+
+def test_spoken_prices_and_afternoon_ranges():
+    assert [(f.kind, f.value) for f in extract_facts("每立方米1块2")] == [("amount", 1.2)]
+    assert [f.value for f in extract_facts("下午2点半到5点半上班") if f.kind == "time"] == [14.5, 17.5]
+    assert [f.value for f in extract_facts("上午8点到12点") if f.kind == "time"] == [8.0, 12.0]
