@@ -107,8 +107,9 @@ def test_legs_fed_together_have_their_finals_and_partials_decoded_in_one_batch_e
     samples, _ = caller_channel
     span = samples[: int(16.5 * 8000)]
     engine = PartialModeEngine()
+    commits = StreamParams(partial_window_ms=3000, cut_pause_ms=100)  # some partials commit in this turn
     legs = [LegStream(engine, SileroVad(8000), call_id=f"c{i}", tenant_id=1, leg="caller", role="caller",
-                      sample_rate=8000) for i in range(3)]
+                      sample_rate=8000, params=commits) for i in range(3)]
     together: dict[str, list] = {leg.call_id: [] for leg in legs}
     for frame in frames(span, 8000):
         for leg in legs:
@@ -119,7 +120,7 @@ def test_legs_fed_together_have_their_finals_and_partials_decoded_in_one_batch_e
             together[request.stream.call_id] += events
     for leg in legs:
         together[leg.call_id] += leg.flush()
-    alone = _run(_leg(PartialModeEngine()), span, 8000)[0]
+    alone = _run(_leg(PartialModeEngine(), params=commits), span, 8000)[0]
     key = lambda events: [(type(e), e.start_ms, e.end_ms, e.text) for e in events]  # noqa: E731
     assert all(key(events) == key(alone) for events in together.values())
     # every decode held the three legs' utterances (partials that commit: two pieces of audio each)
