@@ -57,10 +57,9 @@ def test_kpi_commands(cli_env):
     assert xlsx.read_bytes()[:2] == b"PK" and pdf.read_bytes()[:4] == b"%PDF"
 
 
-def test_qa_score_folder_stored_per_call_on_ray(cli_env, shared_data, models_dir, monkeypatch):
+def test_qa_score_folder_stored_per_call_on_ray(cli_env, shared_data, models_dir):
     """``hotline qa score DIR --store``: each recording a Ray task (a local Ray of one CPU), each result stored
     as it arrives, a broken file reported in Chinese while the others are stored."""
-    monkeypatch.setenv("RAY_ADDRESS", "local")  # a Ray of its own, not another one running on this machine
     import ray
     import soundfile as sf
     from sqlalchemy import func, select

@@ -24,12 +24,6 @@ def clip(shared_data, tmp_path):
     return path.read_bytes()
 
 
-@pytest.fixture(autouse=True)
-def own_ray(monkeypatch):
-    """The app starts a Ray of its own, not joining another one running on this machine."""
-    monkeypatch.setenv("RAY_ADDRESS", "local")
-
-
 @pytest.fixture
 def api(client):
     yield client
