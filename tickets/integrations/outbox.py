@@ -65,8 +65,10 @@ def drain(sessions: sessionmaker, due: Select, send: Callable[[Any], str],
           policy: RetryPolicy) -> dict:
     """Deliver the rows ``due`` selects once: claim them under a lease (other workers skip them until it expires,
     so a crashed worker's rows are picked up again), ``send`` each one (its result, or a :class:`DeliveryError`)
-    and record the outcome in its own transaction: ``record`` writes what the attempt returned, then a failed row
-    waits for its backoff or takes the ``give_up`` status. Returns counts of sent, retried and given-up rows."""
+    and record the outcomes in one transaction: ``record`` writes what an attempt returned, then a failed row waits
+    for its backoff or takes the ``give_up`` status. A crash before that commit only means the batch is sent again,
+    which the receivers drop by the idempotency key each message carries. Returns counts of sent, retried and
+    given-up rows."""
     with sessions() as session, session.begin():
         claimed = session.scalars(due.with_for_update(skip_locked=True)).all()
         for row in claimed:
@@ -74,13 +76,15 @@ def drain(sessions: sessionmaker, due: Select, send: Callable[[Any], str],
             row.next_attempt_at = now + timedelta(seconds=policy.lease_s)
         session.flush()
         session.expunge_all()  # the claimed rows stay readable while they are sent
-    counts = {"sent": 0, "retried": 0, give_up: 0}
+    outcomes = []
     for claim in claimed:
         try:
-            result, error = send(claim), None
+            outcomes.append((claim, send(claim), None))
         except DeliveryError as exc:
-            result, error = "", exc
-        with sessions() as session, session.begin():
+            outcomes.append((claim, "", exc))
+    counts = {"sent": 0, "retried": 0, give_up: 0}
+    with sessions() as session, session.begin():
+        for claim, result, error in outcomes:
             row = session.get(type(claim), claim.id)
             record(row, result, error)
             delay = None if error is None else policy.backoff(claim.attempts, error)
