@@ -52,6 +52,7 @@ def _sound_char(ch: str) -> str:
     return chr(_PRIVATE_USE + index)
 
 
+@lru_cache(maxsize=8192)  # the live QA check compares every segment and pattern again at each new sentence
 def sound_view(text: str) -> str:
     """``text`` with each Han character replaced by one character per toneless syllable (其他字符不变).
 

@@ -243,7 +243,8 @@ _DEPT_ASSERT = [re.compile(p) for p in (
     r"由" + _DEPT + r"(?:负责|管理|受理|处理|查处)",
     r"是" + _DEPT + r"管",
 )]
-_ADMIN_PREFIX = re.compile(r"^(?:的问题是|的|是|来宾市|来宾|市|兴宾区|合山市|象州县|武宣县|忻城县|金秀瑶族自治县|金秀县|县|区|属地)+")
+# a leading place (XX市, XX区, XX县, XX自治县) or 市/县/区 alone: any tenant's, none named here
+_ADMIN_PREFIX = re.compile(r"^(?:的问题是|的|是|属地|[\u4e00-\u9fa5]{2,5}?(?:自治县|市|县|区)(?=[\u4e00-\u9fa5]{2})|市|县|区)+")
 _DEPT_SUFFIX = re.compile(r"(?:局|委员会|委|中心|部门|所)$")
 
 

@@ -33,8 +33,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from asr.pinyin import sound_view
 from qa import sentiment
-from qa.transcript import Segment, count_chars, sound_alike, strip_punct
+from qa.transcript import Segment, count_chars, strip_punct
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]
 
@@ -180,7 +181,7 @@ def _match_form(cond: dict) -> Callable[[str], str]:
     match = cond.get("match", "text")
     if match not in ("text", "pinyin"):
         raise RuleError(f"match must be text or pinyin, not {match!r}")
-    return sound_alike if match == "pinyin" else str
+    return sound_view if match == "pinyin" else str
 
 
 def _compile(patterns: Any, form: Callable[[str], str] = str) -> list[re.Pattern]:

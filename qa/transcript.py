@@ -7,9 +7,7 @@ turns any of them into ``Segment`` objects sorted by start time.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Iterable
 
 from asr.numbers import numeral_value, spoken_digits
@@ -36,27 +34,6 @@ def strip_punct(text: str) -> str:
 def count_chars(text: str) -> int:
     """Spoken characters (punctuation and spaces removed), the unit of speech rate."""
     return len(strip_punct(text))
-
-
-_SYLLABLES: dict[str, str] = {}
-_SYLLABLES_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=None)
-def _stand_in(char: str) -> str:
-    from asr.pinyin import syllables
-
-    syllable = syllables(char)[0]
-    with _SYLLABLES_LOCK:
-        return _SYLLABLES.setdefault(syllable, chr(0xF0000 + len(_SYLLABLES)))  # a private-use character
-
-
-@lru_cache(maxsize=8192)  # the live checker compares every segment and pattern again at each new sentence
-def sound_alike(text: str) -> str:
-    """``text`` with each Chinese character replaced by one stand-in per toneless syllable (the character read
-    alone), so words and patterns written in characters also find what the ASR wrote with homophones
-    (街道 ~ 接到, 管 ~ 馆).  Other characters stay, and so do positions: a match's span indexes ``text``."""
-    return "".join(_stand_in(c) if "\u4e00" <= c <= "\u9fff" else c for c in text)
 
 
 @dataclass(eq=False)

@@ -208,6 +208,8 @@ def test_any_lists_the_evidence_of_every_alternative():
 @pytest.mark.parametrize("reply, passed, handling", [
     ("我马上帮您三方转接110，请不要挂机。", True, "transferred"),
     ("现在为您转接幺幺零。", True, "transferred"),  # digits as read
+    ("感谢您的来电，正在为您转接腰腰铃。", True, "transferred"),  # as the ASR wrote 幺幺零
+    ("我马上帮您转进110，您不要挂电话。", True, "transferred"),
     ("这种情况您直接打110报警吧。", False, "self_referred"),
     ("您自己打一下110。", False, "self_referred"),
     ("我们这边没法给您转110。", False, "refused"),  # a negated transfer is none
@@ -250,3 +252,18 @@ def test_qa_recognises_an_emergency_as_the_live_copilot_does():
         return CategoryPrediction("公安政法/治安管理/紧急警情转接", 0.4, "公安政法", 0.6, [])
 
     assert item(garbled, police_category).applicable
+
+
+def test_an_emergency_the_agent_put_through_is_one_even_when_the_caller_was_not_understood():
+    """The agent heard the caller better than the ASR did: a transfer to 110 makes the item apply (and pass)."""
+    from qa.scorecard import default_scorecard
+    from qa.scoring import score_call
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    call = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，12345热线，8号话务员为您服务。"},
+            {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": "我还不不见了，双材还在走走走走。"},
+            {"role": "agent", "start_ms": 8500, "end_ms": 13000, "text": "您先别慌，我马上为您转接110，请不要挂机。"}]
+    item = score_call(call, {}, card, None).item("police_110")
+    assert (item.applicable, item.passed, item.handling) == (True, True, "transferred")
+    ordinary = call[:2] + [{"role": "agent", "start_ms": 8500, "end_ms": 13000, "text": "请您再说一遍好吗？"}]
+    assert not score_call(ordinary, {}, card, None).item("police_110").applicable
