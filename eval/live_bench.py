@@ -373,6 +373,8 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
         bridge_cpu = sum(st["bridge_cpu_seconds"] - cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed)
         sink_cpu = sum(st["cpu_seconds"] - proc_cpu0.get(n, 0.0) for n, st in statuses.items() if n != killed) - bridge_cpu
         leg_seconds = sum(st["leg_seconds_done"] for st in statuses.values())
+        asr_cpu = sum(_proc_cpu(p.proc.pid) for p in sup.followers.values())
+        asr_audio = sum(_follower_status(root, i).get("audio_s_done", 0.0) for i in range(n_followers))
         result.update({
             "completed": completed,
             "dropped": dropped,
@@ -397,6 +399,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
             "recording_coverage_min": round(min(coverage.values()), 4) if coverage else None,
             "transcript_segments": {"expected": sum(p["expected"]["caller"] + p["expected"]["agent"] for p in plans),
                                     "finals_published": len(finals), "stored": len(segments)},
+            # the live lag: end of each utterance (as endpointed) -> its final published (docs/deployment.md)
             "final_latency_s": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
             # hang-up -> transcript.complete (the whole transcript stored, post-call QA can start), per call
             "transcript_complete": {"calls": len(call_complete), "lag_s": {
@@ -408,9 +411,12 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
                 "bridge_leg_seconds": round(leg_seconds, 1),
                 "bridge_core_pct_per_leg": round(100 * bridge_cpu / leg_seconds, 3) if leg_seconds else None,
                 "sink_seconds": round(sink_cpu, 1),  # the worker's frame/event hand-off thread
-                "asr_seconds": round(sum(_proc_cpu(p.proc.pid) for p in sup.followers.values()), 1),
-                "asr_audio_seconds": round(sum(_follower_status(root, i).get("audio_s_done", 0.0)
-                                               for i in range(n_followers)), 1),
+                "asr_seconds": round(asr_cpu, 1),
+                "asr_audio_seconds": round(asr_audio, 1),
+                # the followers' CPU per second of leg audio (silence and hold included): reading, VAD and
+                # endpointing on the bridge host.  Decoding runs on the Ray ASR replicas and is not in it; its cost
+                # per leg is `hotline eval streaming`'s cpu_cost (docs/deployment.md)
+                "follower_cpu_per_leg_second": round(asr_cpu / asr_audio, 4) if asr_audio else None,
                 "test_uas_seconds": round(ua_cpu, 1),
                 "machine_cores": os.cpu_count(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),

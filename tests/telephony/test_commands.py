@@ -40,3 +40,6 @@ def test_eval_live_small_run(shared_data, tmp_path):
     transcripts = res["transcript_segments"]  # the ASR followers transcribed both calls from their spools
     assert transcripts["stored"] == transcripts["finals_published"] > 0
     assert res["transcript_complete"]["calls"] == 2 and res["spools_left"] == 0 and res["asr_followers"] >= 1
+    # the live lag (end of utterance -> final) and the followers' CPU per second of leg audio
+    assert 0 < res["final_latency_s"]["p50"] <= res["final_latency_s"]["p95"]
+    assert 0 < res["cpu"]["follower_cpu_per_leg_second"] < 1
