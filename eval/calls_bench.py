@@ -7,6 +7,7 @@ segments so QA quality can be told apart from ASR errors.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -263,6 +264,9 @@ def register(eval_app: typer.Typer) -> None:
         folds: int = typer.Option(0, "--folds", help="K 折：评分表参数在 K-1 折上拟合、在留出折上评测（K ≥ 2；0 = 不做）"),
         seed: int = typer.Option(12345, help="分折随机种子"),
         cpus: int = typer.Option(0, help="本地 Ray 使用的核数（0 = 全部；已设 HOTLINE_RAY_ADDRESS 时用整个集群）"),
+        transcripts: Path | None = typer.Option(
+            None, "--transcripts", file_okay=False,
+            help="ASR 转写目录：已有 <通话>.json 的通话直接读取（不再识别），其余识别后写入，供重复评测"),
     ) -> None:
         """整条离线流水线（ASR、分离、分类、知识匹配、质检、110）对照标注评测。"""
         import qa.scoring  # noqa: F401 - load the QA code now, not after minutes of ASR
@@ -282,7 +286,20 @@ def register(eval_app: typer.Typer) -> None:
             for d in calls:
                 d["segments"] = reference_segments(d)
         else:
-            result["speech"] = transcribe_calls(calls, data, kb, mono_der=not no_der, cpus=cpus)
+            todo = calls
+            if transcripts:
+                for d in calls:
+                    if (saved := transcripts / f"{d['id']}.json").exists():
+                        d["segments"] = json.loads(saved.read_text(encoding="utf-8"))
+                todo = [d for d in calls if "segments" not in d]
+                result["transcripts_reused"] = len(calls) - len(todo)
+            if todo:  # speech figures (CER, DER, cost) are those of the calls recognised in this run
+                result["speech"] = transcribe_calls(todo, data, kb, mono_der=not no_der, cpus=cpus)
+            if transcripts:
+                transcripts.mkdir(parents=True, exist_ok=True)
+                for d in todo:
+                    (transcripts / f"{d['id']}.json").write_text(json.dumps(d["segments"], ensure_ascii=False),
+                                                                 encoding="utf-8")
         classify = _ticket_classifier()
         result["police_detector"] = "copilot.alerts.AlertDetector (scorecard op emergency)" + (
             " with the ticket classifier" if classify else "")

@@ -66,3 +66,26 @@ def test_scorecard_fitted_from_the_table_is_what_tune_finds(shared_data, embedde
     assert direct["best"] < 13500  # d007's silence is caught
     _, loose = fit_scorecard(card, silence, [i for i, d in enumerate(calls) if d["id"] != "d007"])
     assert loose["long_silence_ms"] == card.params["long_silence_ms"].value  # nothing to catch: the default stays
+
+
+def test_eval_calls_reuses_saved_transcripts(shared_data, tmp_path):
+    """--transcripts: a call whose transcript is saved there is scored from it, without running ASR."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from qa.labelled_calls import load_calls, reference_segments
+    from serving.cli import app
+
+    data = shared_data / "synthetic_calls"
+    d = next(c for c in load_calls(data) if c["id"] == "d036")  # a fight in progress, put through to 110
+    saved = tmp_path / "asr"
+    saved.mkdir()
+    (saved / "d036.json").write_text(json.dumps(reference_segments(d), ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, ["eval", "calls", "--data", str(data), "--ids", "d036", "--transcripts", str(saved),
+                                      "--no-der", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert r["mode"] == "asr" and r["transcripts_reused"] == 1 and "speech" not in r
+    assert r["police_110"]["tp"] == 1 and r["calls"] == 1
