@@ -81,10 +81,10 @@ def test_police_alert_from_partial_once(engine):
 
 
 def test_police_alert_when_asr_garbles_the_word_a_rule_needs(engine):
-    """撬 heard as 跳 and 翘: no rule matches, the classifier still sees a theft in progress."""
+    """撬 heard as 跳 and 翘: the rules match it by sound (copilot.alerts), and the alert asks the agent to confirm."""
     proc = engine.new_processor(_final("", call="c4"))
     garbled = "喂，我跟你说，我们车库里有个人正在跳车锁，已经翘开两辆车的门了"
-    assert engine.detector.police([garbled]) is None
+    assert "读音" in engine.detector.police([garbled]).kind
     alerts = [e for e in proc.process(_final(garbled, call="c4")) if isinstance(e, PoliceAlert)]
     assert len(alerts) == 1 and "核实" in alerts[0].reason and "跳车锁" in alerts[0].evidence
     past = engine.new_processor(_final("", call="c5"))  # the same category, but a past matter
