@@ -29,7 +29,7 @@ _SPLIT_DIGITS = re.compile(
 _DIGIT_SEP = re.compile(r"(?<=\d)[-\s](?=\d)")
 
 # units a counted numeral stands before (个 may come between: 十五个工作日)
-UNITS = ("工作日", "自然日", "日", "天", "个月", "月", "年", "周岁", "周", "星期", "小时", "分钟", "元", "块", "万元",
+UNITS = ("工作日", "自然日", "日", "天", "个月", "月", "年", "周岁", "周", "星期", "小时", "钟头", "分钟", "元", "块", "万元",
          "点", "时", "号", "倍", "岁", "次", "档", "栋", "楼", "层", "号线", "路", "人", "份", "张", "项", "公里", "米")
 _UNIT_AFTER = r"(?=\s*(?:个)?(?:" + "|".join(UNITS) + "))"
 # A number is never said starting with 百, 千 or 万 (一百, 两千): a bare one is a misheard digit (付百元 for 四百元).

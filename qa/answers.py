@@ -143,14 +143,14 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("period", re.compile(r"(?<!\d)(?:每个?)?(月底|月末|季度末|季末|季度结束)")),  # the end of any month or quarter
     ("amount", _AMOUNT),
     ("percent", re.compile(r"(\d+(?:\.\d+)?)\s*%")),
-    ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|自然日|日|天|月|年|周|小时|分钟)(?!\d)")),
+    ("duration", re.compile(r"(\d+(?:\.\d+)?)\s*(?:个)?(工作日|自然日|日|天|月|年|周|小时|钟头|分钟)(?!\d)")),
     ("time", re.compile(r"(凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜间|夜里|次日|第二天早上|第二天)?\s*(\d{1,2})\s*(?:点|时|:)(半|\d{2}分?)?")),
     ("location", re.compile(r"(\d{1,2})\s*(楼|层|号窗口)(?![\d栋])")),
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
 # durations compared in one unit where the conversion is exact (一个半小时 = 90分钟); 工作日, 月, 年 stay apart
-_DURATION_UNITS = {"日": ("天", 1), "自然日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60)}
+_DURATION_UNITS = {"日": ("天", 1), "自然日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60), "钟头": ("分钟", 60)}
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _YEAR_PART = {"年底": 1231, "年末": 1231, "年终": 1231, "上半年": 630}
 _PERIOD = {"月底": 1, "月末": 1, "季度末": 3, "季末": 3, "季度结束": 3}  # months in the period
@@ -191,7 +191,7 @@ def extract_facts(text: str) -> list[Fact]:
                 elif kind == "duration":
                     unit, scale = _DURATION_UNITS.get(m.group(2), (m.group(2), 1))
                     value = float(m.group(1)) * scale
-                    if clause[m.end():m.end() + 1] in ("前",) and unit == "月":
+                    if clause[m.end():m.end() + 1] == "前":  # 半小时前, 三天前: when something happened
                         continue
                 elif kind == "time":
                     hour = int(m.group(2))

@@ -173,3 +173,9 @@ def test_spoken_prices_and_afternoon_ranges():
     assert [(f.kind, f.value) for f in extract_facts("每立方米1块2")] == [("amount", 1.2)]
     assert [f.value for f in extract_facts("下午2点半到5点半上班") if f.kind == "time"] == [14.5, 17.5]
     assert [f.value for f in extract_facts("上午8点到12点") if f.kind == "time"] == [8.0, 12.0]
+
+
+def test_time_ago_is_no_duration_and_hours_may_be_钟头():
+    assert extract_facts("刚刚半个钟头前在菜市场门口走散了") == []
+    assert extract_facts("三天前报的修") == []
+    assert [(f.unit, f.value) for f in extract_facts("两个钟头内到场")] == [("分钟", 120.0)]
