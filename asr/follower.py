@@ -325,29 +325,3 @@ def _stale_owner(owner: str) -> bool:
     """``owner`` ("<host> <pid> …") is a follower process that has died on this host."""
     host, pid, *_ = owner.split()
     return host == socket.gethostname() and not _alive(int(pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stale(claim: Path) -> bool:
-    """A claim left by a follower process that has died on this host."""
-    try:
-        return _stale_owner(claim.read_text())
-    except (OSError, ValueError):
-        return False
-
-
-def _stale_owner(owner: str) -> bool:
-    """``owner`` ("<host> <pid> …") is a follower process that has died on this host."""
-    host, pid, *_ = owner.split()
-    return host == socket.gethostname() and not _alive(int(pid))
-
-
