@@ -232,24 +232,26 @@ def assign_roles(
 
 
 def write_rttm(turns: list[Turn], file_id: str, out: IO[str] | Path) -> None:
-    lines = "".join(
-        f"SPEAKER {file_id} 1 {t.start_ms / 1000:.3f} {(t.end_ms - t.start_ms) / 1000:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
-        for t in turns
-    )
+    """Turns as RTTM (``pyannote.core``)."""
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri=file_id)
+    for i, t in enumerate(turns):
+        annotation[Segment(t.start_ms / 1000, t.end_ms / 1000), i] = t.speaker
     if isinstance(out, Path):
-        out.write_text(lines, encoding="utf-8")
+        with out.open("w", encoding="utf-8") as f:
+            annotation.write_rttm(f)
     else:
-        out.write(lines)
+        annotation.write_rttm(out)
 
 
 def read_rttm(path: Path) -> dict[str, list[Turn]]:
-    files: dict[str, list[Turn]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 8 and parts[0] == "SPEAKER":
-            start, dur = float(parts[3]), float(parts[4])
-            files.setdefault(parts[1], []).append(Turn(round(start * 1000), round((start + dur) * 1000), parts[7]))
-    return files
+    """Each file's turns in an RTTM file (``pyannote.database``), in time order."""
+    from pyannote.database.util import load_rttm
+
+    return {uri: [Turn(round(seg.start * 1000), round(seg.end * 1000), str(label))
+                  for seg, _, label in annotation.itertracks(yield_label=True)]
+            for uri, annotation in load_rttm(str(path)).items()}
 
 
 def _vad_input(x: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
