@@ -38,7 +38,7 @@ class CopilotParams:
 
 
 @dataclass
-class CopilotEngine:
+class CopilotModels:
     """Models shared by every call (read-only after construction)."""
 
     index: HybridIndex
@@ -53,7 +53,7 @@ class CopilotEngine:
 
 
 class CallCopilot:
-    def __init__(self, engine: CopilotEngine, call_id: str, tenant_id: int):
+    def __init__(self, engine: CopilotModels, call_id: str, tenant_id: int):
         self.engine = engine
         self.call_id = call_id
         self.tenant_id = tenant_id
@@ -197,7 +197,7 @@ def copilot_factory(settings, db_engine, indexes=None) -> Callable[[Event], Call
 
     indexes = indexes or TenantIndexes(settings)
     category = load_category_model(indexes.embedder, settings.category_model_path, settings.data_dir)
-    engines: dict[int, CopilotEngine] = {}
+    engines: dict[int, CopilotModels] = {}
 
     def on_suggested(tenant_id: int, entry_ids: list) -> None:
         with session_scope(db_engine) as session:
@@ -209,7 +209,7 @@ def copilot_factory(settings, db_engine, indexes=None) -> Callable[[Event], Call
             with session_scope(db_engine) as session:
                 index = indexes.get(session, event.tenant_id)
                 drafter = TicketDrafter(gazetteer=Gazetteer(tenant_settings.gazetteer(session, event.tenant_id)))
-            engine = engines[event.tenant_id] = CopilotEngine(index=index, category=category, drafter=drafter,
+            engine = engines[event.tenant_id] = CopilotModels(index=index, category=category, drafter=drafter,
                                                               on_suggested=on_suggested)
         return engine.new_processor(event)
 

@@ -27,13 +27,13 @@ def _int64_parameters(_conn, _cursor, _statement, parameters, _context, _execute
                 raise AppError("number_out_of_range", "数值超出允许范围（最大 9223372036854775807）", 400)
 
 
-def make_engine(url: str) -> Engine:
-    engine = _make_engine(url)
+def make_db_engine(url: str) -> Engine:
+    engine = _make_db_engine(url)
     event.listen(engine, "before_cursor_execute", _int64_parameters)
     return engine
 
 
-def _make_engine(url: str) -> Engine:
+def _make_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -53,12 +53,12 @@ def _make_engine(url: str) -> Engine:
 
 
 @lru_cache
-def get_engine(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().sqlalchemy_url)
+def get_db_engine(url: str | None = None) -> Engine:
+    return make_db_engine(url or get_settings().sqlalchemy_url)
 
 
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    return sessionmaker(bind=engine or get_db_engine(), expire_on_commit=False)
 
 
 @contextmanager

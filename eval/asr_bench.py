@@ -93,7 +93,7 @@ def run_asr_bench(
 ) -> dict:
     """CER of recordings as QA scoring transcribes them (the offline engine), or with ``live`` as the live
     ASR followers do (each utterance endpointed and decoded on its own, latency first)."""
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
     from asr.hotwords import Lexicon
     from asr.phrase_repair import PhraseRepairParams
     from asr.text import edit_distance, normalise_for_cer
@@ -105,7 +105,7 @@ def run_asr_bench(
         settings = settings.model_copy(update={"asr_engine": engine_name})
     if not previous_text:
         settings = settings.model_copy(update={"asr_previous_text_tokens": 0})
-    engine = create_engine(settings, offline=not live)
+    engine = create_asr_engine(settings, offline=not live)
     if not timestamps and hasattr(getattr(engine, "params", None), "timestamps"):  # ablation: text-only decoding
         import dataclasses
 

@@ -226,7 +226,7 @@ def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12
     """The copilot on labelled calls with the shipped models; with ``folds``, what can be fitted on the calls
     (the speech ranker, or plain e5 in its place) in sample and out of fold."""
     from copilot.category import load_category_model
-    from copilot.processor import CopilotEngine
+    from copilot.processor import CopilotModels
     from eval.calls_bench import not_fitted_here
     from knowledge.kbfile import load_kb_docs
     from knowledge.retrieval import HybridIndex
@@ -235,7 +235,7 @@ def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12
     kb = kb or calls_dir / "kb.jsonl"
     index = HybridIndex(emb)
     index.add(load_kb_docs(kb))
-    engine = CopilotEngine(index=index, category=load_category_model(emb, settings.category_model_path, settings.data_dir))
+    engine = CopilotModels(index=index, category=load_category_model(emb, settings.category_model_path, settings.data_dir))
     files = sorted((calls_dir / "dialogues").glob("*.json"))
     if not files:
         raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")

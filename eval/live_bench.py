@@ -158,7 +158,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
              drain_timeout: float = 1800.0, rolling_restart: bool = False) -> dict:
     from sqlalchemy import select
 
-    from domain.db import make_engine, session_scope, upgrade
+    from domain.db import make_db_engine, session_scope, upgrade
     from domain.models import Agent, Call, CallLeg, Recording, SkillGroup, TranscriptSegment
     from telephony import store
     from telephony.control import worker_status
@@ -173,7 +173,7 @@ def run_live(*, calls: int, duration: float, data: Path | None, workers: int = 0
     plans = _prepare_audio(src, root / "audio", calls, duration + 15)
     url = f"sqlite:///{root / 'live.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     with session_scope(engine) as s:
         tenant = store.tenant_id(s, "laibin")
         s.add(SkillGroup(tenant_id=tenant, code="general", name="综合咨询", dtmf="1"))

@@ -16,7 +16,7 @@ def register(eval_app: typer.Typer) -> None:
         import tempfile
         import time
 
-        from domain.db import make_engine, session_factory, session_scope, upgrade
+        from domain.db import make_db_engine, session_factory, session_scope, upgrade
         from demo import seed_demo
         from tickets.integrations.signing import KeyRing
         from tickets.simulators import LocalServer
@@ -26,7 +26,7 @@ def register(eval_app: typer.Typer) -> None:
 
         url = db_url or f"sqlite:///{tempfile.mkdtemp()}/sms-bench.db"
         upgrade(url)
-        engine = make_engine(url)
+        engine = make_db_engine(url)
         with session_scope(engine) as s:
             tenant_id = seed_demo(s).id
         ring = KeyRing("k1", {"k1": "bench"})

@@ -67,12 +67,12 @@ def _follower_process(spool: str, log_path: str, hotwords: bool, ready, stop) ->
     """One ASR follower in a process of its own, as deployed (``serving.pipeline.main``), with its own engine."""
     import numpy as np
 
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
     from domain.settings import get_settings
     from asr.follower import FollowerParams, SpoolFollower
 
     settings = get_settings()
-    engine = create_engine(settings)
+    engine = create_asr_engine(settings)
     engine.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))  # warm up the decoder
     with open(log_path, "w", encoding="utf-8") as fh:
         follower = SpoolFollower(Path(spool), _EventLog(fh), _make_stream_factory(engine, _lexicon(hotwords)),
@@ -389,13 +389,13 @@ def run_streaming_bench(
 ) -> dict:
     """Each audio set in ``data`` measured and reported on its own (``sets``); the rated load published is the
     lowest of theirs."""
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
     from domain.settings import get_settings
     from eval.asr_bench import whisper_window
 
     settings = get_settings()
     followers = followers or settings.live_asr_followers
-    engine = create_engine(settings)
+    engine = create_asr_engine(settings)
     cores = followers * settings.asr_threads
     load_before = os.getloadavg()[0]
     sets = {_set_name(d): _bench_set(engine, d, steps=steps, seconds=seconds, limit_p95_s=limit_p95_s,

@@ -16,12 +16,12 @@ from knowledge.retrieval import KBDoc
 
 def telephone_transcriber(docs: list[KBDoc], settings=None) -> Callable[[Path], str]:
     from asr.audio import load_audio, resample, telephone_band
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
     from asr.hotwords import Lexicon
     from demo import demo_settings
     from domain.settings import get_settings
 
-    engine = create_engine(settings or get_settings())
+    engine = create_asr_engine(settings or get_settings())
     # the spoken query sets are the demo tenant's callers: its base terms, as its live ASR followers use them
     lexicon = Lexicon.from_kb(((d.title, d.body) for d in docs), base=demo_settings().lexicon.base_terms)
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from domain.db import make_engine, session_scope
+from domain.db import make_db_engine, session_scope
 from domain.errors import AppError
 
 FORMAT = 1
@@ -120,7 +120,7 @@ def _run(argv: list[str], env: dict, what: str) -> None:
 
 
 def _revision(url: str) -> str | None:
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
@@ -206,7 +206,7 @@ def verify(src: Path) -> dict:
 
 
 def _empty_database(url: str) -> bool:
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     try:
         with engine.connect() as conn:
             return not inspect(conn).get_table_names()
@@ -254,7 +254,7 @@ def _rebase_recordings(db_url: str, old: Path, new: Path) -> int:
 
     if old == new:
         return 0
-    engine = make_engine(db_url)
+    engine = make_db_engine(db_url)
     moved = 0
     try:
         with session_scope(engine) as session:

@@ -67,9 +67,9 @@ def worker_engine(settings: Settings):
     """This worker's offline ASR engine (as QA scoring transcribes recordings), loaded on its first call."""
     key = settings.model_dump_json()
     if key not in _ENGINES:
-        from asr.engines import create_engine
+        from asr.engines import create_asr_engine
 
-        _ENGINES[key] = create_engine(settings, offline=True)
+        _ENGINES[key] = create_asr_engine(settings, offline=True)
     return _ENGINES[key]
 
 

@@ -43,7 +43,7 @@ def transcript_of(path: Path, kb: Path | None = None) -> tuple[list, dict]:
     transcript (list of segments)."""
     if path.suffix.lower() in AUDIO_SUFFIXES:
         from asr.audio import load_audio
-        from asr.engines import create_engine
+        from asr.engines import create_asr_engine
         from asr.hotwords import Lexicon
         from domain.settings import get_settings
         from knowledge.kbfile import load_kb_docs
@@ -51,7 +51,7 @@ def transcript_of(path: Path, kb: Path | None = None) -> tuple[list, dict]:
 
         audio = load_audio(path)
         lexicon = Lexicon.from_kb((d.title, d.body) for d in load_kb_docs(kb)) if kb else None
-        tr = transcribe_recording(audio, create_engine(get_settings(), offline=True), lexicon=lexicon)
+        tr = transcribe_recording(audio, create_asr_engine(get_settings(), offline=True), lexicon=lexicon)
         return tr.segments, {"duration_ms": round(audio.duration_s * 1000), "source_mode": tr.mode}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

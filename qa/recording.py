@@ -2,7 +2,7 @@
 
 Stereo PBX recordings are split by channel (left agent, right caller); mono recordings are
 diarized (CAM++ embeddings + clustering) and roles assigned from what each speaker says.
-Uses the ASR helper's public API: ``asr.audio.load_audio``, ``asr.engines.create_engine``,
+Uses the ASR helper's public API: ``asr.audio.load_audio``, ``asr.engines.create_asr_engine``,
 ``asr.diarization.diarize`` / ``assign_roles``.
 """
 from __future__ import annotations

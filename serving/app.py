@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain.db import make_engine, session_factory, upgrade
+from domain.db import make_db_engine, session_factory, upgrade
 from domain.errors import AppError
 from domain.pii import mask_pii
 from domain.settings import Settings, get_settings
@@ -67,7 +67,7 @@ def _error(code: str, message: str, status: int, detail: dict | None = None) -> 
 def create_app(settings: Settings | None = None, engine: Engine | None = None, *, live: bool = False) -> FastAPI:
     """The API app.  ``live=True`` also runs the bus consumers of live calls (as `hotline serve` does)."""
     settings = settings or get_settings()
-    engine = engine or make_engine(settings.sqlalchemy_url)
+    engine = engine or make_db_engine(settings.sqlalchemy_url)
 
     bus = RedisBus(settings.redis_url) if settings.event_bus == "redis" else LocalBus()
 

@@ -66,9 +66,9 @@ class AsrDeployment:
             module, _, name = engine_factory.partition(":")
             self.engine = getattr(__import__(module, fromlist=[name]), name)(config)
         else:
-            from asr.engines import create_engine
+            from asr.engines import create_asr_engine
 
-            self.engine = create_engine(config)
+            self.engine = create_asr_engine(config)
 
     async def transcribe(self, pcm: bytes, sample_rate: int, hotwords: tuple[str, ...] | None = None,
                          prompt: str | None = None, partial: bool = False) -> list[dict]:

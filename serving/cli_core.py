@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """启动系统：迁移数据库、写入演示数据并运行 Web/API 服务。"""
         import uvicorn
 
-        from domain.db import get_engine, session_scope, upgrade
+        from domain.db import get_db_engine, session_scope, upgrade
         from demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
         from domain.logs import configure_logging
         from domain.settings import get_settings
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"演示账号（租户 {settings.default_tenant}，密码均为 {DEMO_PASSWORD}）：")
             for username, role, display in DEMO_USERS:
                 typer.echo(f"  {username:<12} {role:<18} {display}")
-        app = create_app(settings, get_engine(), live=True)
+        app = create_app(settings, get_db_engine(), live=True)
         _stop_children_first(app, supervisor)
         try:
             uvicorn.run(app, host=host, port=port, log_config=None)

@@ -34,11 +34,11 @@ def register(app: typer.Typer) -> None:
         import json
         import time as clock
 
-        from domain.db import get_engine, session_factory
+        from domain.db import get_db_engine, session_factory
         from domain.settings import get_settings
         from tickets.integrations.worker import run_once
 
-        sessions = session_factory(get_engine())
+        sessions = session_factory(get_db_engine())
         while True:
             typer.echo(json.dumps(run_once(sessions, get_settings()), ensure_ascii=False))
             if once:

@@ -23,7 +23,7 @@ from typing import Callable
 from sqlalchemy import select
 
 from asr.hotwords import Lexicon
-from domain.db import make_engine, session_scope
+from domain.db import make_db_engine, session_scope
 from domain.call_events import CallState
 from domain.models import Tenant
 from domain.settings import Settings, get_settings
@@ -37,7 +37,7 @@ def tenant_lexicons(settings: Settings) -> Callable[[int], Lexicon]:
     rebuilt in the background when an entry is published or archived."""
     from knowledge.live import TenantLexicons
 
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_db_engine(settings.sqlalchemy_url)
     lexicons = TenantLexicons()
 
     def lexicon_of(tenant_id: int) -> Lexicon:

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from domain.db import make_engine, session_scope
+from domain.db import make_db_engine, session_scope
 from telephony import sipauth, store
 from telephony.control import control_token, worker_status
 from telephony.prompts import Prompts
@@ -133,7 +133,7 @@ class Supervisor:
         self.run_dir = self.data_dir / "telephony"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.control_token = control_token(self.data_dir)  # before the workers, which read it
-        self.engine = make_engine(db_url)
+        self.engine = make_db_engine(db_url)
         self._lock = threading.Lock()  # spawning vs. stopping
         self._stopping = threading.Event()
         self._stopped = threading.Event()

@@ -28,7 +28,7 @@ from pathlib import Path
 import pjsua2 as pj
 from sqlalchemy.exc import OperationalError
 
-from domain.db import make_engine, session_scope
+from domain.db import make_db_engine, session_scope
 from domain.logs import configure_logging
 from telephony import store
 from telephony.conversation import Conversation, Detached, Leg, leg_totals
@@ -63,7 +63,7 @@ class BridgeWorker:
         self.params = params
         self.service_number = service_number
         self.external_gateway = external_gateway
-        self.engine = make_engine(db_url)
+        self.engine = make_db_engine(db_url)
         self.prompts = Prompts(data_dir / "prompts")
         with self.db() as s:
             self.tenant = store.tenant_id(s, tenant_code)

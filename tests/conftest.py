@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from domain.db import make_engine, session_scope, upgrade
+from domain.db import make_db_engine, session_scope, upgrade
 from domain.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def shared_data() -> Path:
 def _fresh_url(backend: str, tmp_path: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'hotline.db'}"
-    engine = make_engine(PG_URL)
+    engine = make_db_engine(PG_URL)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
@@ -63,7 +63,7 @@ def db_url(request, tmp_path) -> str:
 @pytest.fixture
 def engine(db_url):
     upgrade(db_url)
-    eng = make_engine(db_url)
+    eng = make_db_engine(db_url)
     yield eng
     eng.dispose()
 

@@ -1,18 +1,18 @@
-"""Speech engines behind one interface; ``create_engine`` picks one from settings."""
+"""Speech engines behind one interface; ``create_asr_engine`` picks one from settings."""
 from __future__ import annotations
 
 import logging
 
 from asr.engines.base import AsrEngine, EngineCapabilities, Recognised
 
-__all__ = ["AsrEngine", "EngineCapabilities", "Recognised", "create_engine", "engine_names"]
+__all__ = ["AsrEngine", "EngineCapabilities", "Recognised", "create_asr_engine", "engine_names"]
 
 
 def engine_names() -> tuple[str, ...]:
     return ("faster-whisper", "funasr")
 
 
-def create_engine(settings, *, offline: bool = False) -> AsrEngine:
+def create_asr_engine(settings, *, offline: bool = False) -> AsrEngine:
     """Build the engine named by ``settings.asr_engine`` (model from ``settings.asr_model_dir`` or bundled).
 
     ``offline``: for whole recordings rather than live legs; accuracy over latency (Whisper encodes every

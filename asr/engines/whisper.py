@@ -82,7 +82,7 @@ class WhisperParams:
     # utterance's result does not depend on what else is in its batch.
     context_buckets: tuple[int, ...] = (300, 500, 800, 1200, 1600, 2000)
     # Whole recordings (QA scoring, uploads) are not latency-bound: ``context_frames`` fixes the window for
-    # every utterance, so a result no longer depends on what else is in its batch.  ``create_engine(...,
+    # every utterance, so a result no longer depends on what else is in its batch.  ``create_asr_engine(...,
     # offline=True)`` uses Whisper's own 30 s training window (WINDOW_FRAMES).  Utterances of 14
     # synthetic calls decoded one by one: CER 0.228 trimmed, 0.216 in a 10 s window, 0.208 in 20 s, 0.198 in 30 s.
     context_frames: int | None = None

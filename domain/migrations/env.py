@@ -1,6 +1,6 @@
 from alembic import context
 
-from domain.db import make_engine
+from domain.db import make_db_engine
 from domain.models import Base
 
 config = context.config
@@ -9,7 +9,7 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

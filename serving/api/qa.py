@@ -37,10 +37,10 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".amr"}
 def _asr_engine(app):
     """The ASR engine for uploaded recordings (offline: accuracy over latency), built from the app's settings on
     first use."""
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
 
     if getattr(app.state, "qa_asr_engine", None) is None:
-        app.state.qa_asr_engine = create_engine(app.state.settings, offline=True)
+        app.state.qa_asr_engine = create_asr_engine(app.state.settings, offline=True)
     return app.state.qa_asr_engine
 
 

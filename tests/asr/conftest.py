@@ -19,9 +19,9 @@ def asr_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def whisper_engine(asr_settings):
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
 
-    return create_engine(asr_settings)
+    return create_asr_engine(asr_settings)
 
 
 @pytest.fixture(scope="session")

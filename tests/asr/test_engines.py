@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from asr.audio import AudioError, load_audio, resample
-from asr.engines import AsrEngine, create_engine
+from asr.engines import AsrEngine, create_asr_engine
 from asr.engines.funasr import FunAsrEngine, check_model_dir
 from asr.engines.whisper import assemble_bundled_model
 from asr.text import edit_distance, normalise_for_cer
@@ -37,9 +37,9 @@ def test_whisper_recognises_real_mandarin(whisper_engine, mandarin_samples):
 
 
 def test_offline_engine_decodes_each_utterance_alike_in_any_batch(asr_settings, mandarin_samples):
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
 
-    offline = create_engine(asr_settings, offline=True)
+    offline = create_asr_engine(asr_settings, offline=True)
     assert offline.params.context_frames == 3000
     assert offline.model_dir.name == "whisper-base"  # recordings keep the full output vocabulary
     clips = [load_audio(mandarin_samples / "wav" / f"{name}.wav") for name in
@@ -69,11 +69,11 @@ def test_features_are_computed_with_blas_held_to_the_engines_threads(whisper_eng
 def test_live_engine_decodes_in_whisper_full_window_where_configured(asr_settings):
     """A GPU deployment (``asr_live_window`` auto on cuda, or full) decodes live legs as recordings are, in the
     30 s window, still with the Mandarin output vocabulary; the CPU default trims the window."""
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
 
-    full = create_engine(asr_settings.model_copy(update={"asr_live_window": "full"}))
+    full = create_asr_engine(asr_settings.model_copy(update={"asr_live_window": "full"}))
     assert full.params.context_frames == 3000 and full.model_dir.name == "whisper-base-mandarin"
-    assert create_engine(asr_settings).params.context_frames is None
+    assert create_asr_engine(asr_settings).params.context_frames is None
 
 
 def test_live_engine_batches_utterances_of_a_size_and_decodes_each_as_alone(whisper_engine, synthetic_calls):
@@ -155,9 +155,9 @@ def test_whisper_rejects_stereo(whisper_engine):
 
 def test_unknown_engine_is_a_clear_error(tmp_path):
     with pytest.raises(AudioError, match="未知的语音识别引擎"):
-        create_engine(Settings(data_dir=tmp_path, asr_engine="nope"))
+        create_asr_engine(Settings(data_dir=tmp_path, asr_engine="nope"))
     with pytest.raises(AudioError, match="模型目录"):
-        create_engine(Settings(data_dir=tmp_path, asr_engine="funasr"))
+        create_asr_engine(Settings(data_dir=tmp_path, asr_engine="funasr"))
 
 
 def test_funasr_engine_validates_deployment_dir(tmp_path):
@@ -216,8 +216,8 @@ def test_mandarin_vocabulary_model_writes_what_the_full_model_writes(asr_setting
 
     from asr.engines.mandarin_vocab import KEPT_IDS_FILE, restrict_model
 
-    full = create_engine(asr_settings.model_copy(update={"asr_mandarin_vocabulary": False}))
-    cut = create_engine(asr_settings)  # the default
+    full = create_asr_engine(asr_settings.model_copy(update={"asr_mandarin_vocabulary": False}))
+    cut = create_asr_engine(asr_settings)  # the default
     assert cut.model_dir.name == "whisper-base-mandarin" and not (full.model_dir / KEPT_IDS_FILE).exists()
     kept = json.loads((cut.model_dir / KEPT_IDS_FILE).read_text())
     vocabulary = json.loads((full.model_dir / "vocabulary.json").read_text())

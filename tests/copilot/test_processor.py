@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from copilot.category import CategoryModel, load_category_model, shipped_training_data
-from copilot.processor import CopilotEngine, latency_ms
+from copilot.processor import CopilotModels, latency_ms
 from domain.call_events import PoliceAlert, SensitiveFlag, Suggestion, TranscriptFinal, TranscriptPartial
 
 
@@ -16,7 +16,7 @@ def category(embedder, tmp_path_factory):
 @pytest.fixture
 def engine(demo_index, category):
     suggested = []
-    eng = CopilotEngine(index=demo_index, category=category, on_suggested=lambda t, ids: suggested.append(ids))
+    eng = CopilotModels(index=demo_index, category=category, on_suggested=lambda t, ids: suggested.append(ids))
     eng.suggested = suggested
     return eng
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from domain.db import make_engine, session_scope, upgrade
+from domain.db import make_db_engine, session_scope, upgrade
 from demo import seed_demo
 from domain.models import Agent
 from domain.settings import Settings
@@ -33,7 +33,7 @@ class System:
         self.url = f"sqlite:///{root / 'hotline.db'}"
         self.settings = Settings(data_dir=root, database_url=self.url)
         upgrade(self.url)
-        self.engine = make_engine(self.url)
+        self.engine = make_db_engine(self.url)
         with session_scope(self.engine) as s:
             seed_demo_kb(s, seed_demo(s, "laibin").id)
         self.procs: list = []

@@ -1,13 +1,13 @@
 from sqlalchemy import inspect
 
-from domain.db import make_engine, upgrade
+from domain.db import make_db_engine, upgrade
 from domain.models import Base
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(db_url):
     upgrade(db_url)
     upgrade(db_url)
-    engine = make_engine(db_url)
+    engine = make_db_engine(db_url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert set(Base.metadata.tables) <= tables
@@ -20,7 +20,7 @@ def test_models_match_migrations(db_url):
     from alembic.migration import MigrationContext
 
     upgrade(db_url)
-    engine = make_engine(db_url)
+    engine = make_db_engine(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()

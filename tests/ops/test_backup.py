@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from domain.db import make_engine, session_scope
+from domain.db import make_db_engine, session_scope
 from domain.errors import AppError
 from domain.models import Call, QAResult, Recording, Scorecard, Ticket, TranscriptSegment
 from ops.backup import backup, restore, verify
@@ -119,7 +119,7 @@ def test_backup_mid_call_restores_everything_onto_a_fresh_data_directory(peers, 
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout)
     assert summary["recordings_rebased"] >= 1
-    restored = make_engine(f"sqlite:///{fresh / 'hotline.db'}")
+    restored = make_db_engine(f"sqlite:///{fresh / 'hotline.db'}")
     try:
         assert _snapshot(restored, done_id) == before
         new_path = _recording_path(restored, done_id)
@@ -163,7 +163,7 @@ def _postgresql_backup_is_a_pg_dump_restored_into_an_empty_database(peers, tmp_p
 
     lab = peers
     done_id = _finished_call_with_its_records(lab) if not _has_call(lab, "13900000001") else _call_id(lab)
-    admin = make_engine(PG_URL)
+    admin = make_db_engine(PG_URL)
     names = [f"hotline_ops_{os.getpid()}_{which}" for which in ("src", "dst")]
     urls = [make_url(PG_URL).set(database=n).render_as_string(hide_password=False) for n in names]
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -172,13 +172,13 @@ def _postgresql_backup_is_a_pg_dump_restored_into_an_empty_database(peers, tmp_p
             conn.execute(text(f'CREATE DATABASE "{n}"'))
     try:
         upgrade(urls[0])
-        src = make_engine(urls[0])
+        src = make_db_engine(urls[0])
         _copy_rows(lab.engine, src)
         before = _snapshot(src, done_id)
         manifest = backup(tmp_path / "pg", db_url=urls[0], data_dir=lab.root)
         assert manifest["backend"] == "postgresql" and manifest["database"]["file"] == "database.pgdump"
         restore(tmp_path / "pg", db_url=urls[1], data_dir=tmp_path / "pg-host")
-        dst = make_engine(urls[1])
+        dst = make_db_engine(urls[1])
         assert _snapshot(dst, done_id) == before
         assert _recording_path(dst, done_id).is_relative_to((tmp_path / "pg-host").resolve())
         with pytest.raises(AppError) as used:

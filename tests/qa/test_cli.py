@@ -11,19 +11,19 @@ from tests.qa.test_api import TRANSCRIPT
 
 @pytest.fixture
 def cli_env(engine, db_url, tmp_path, monkeypatch):
-    from domain.db import get_engine, session_scope
+    from domain.db import get_db_engine, session_scope
     from domain.models import Tenant
     from domain.settings import get_settings
 
     monkeypatch.setenv("HOTLINE_DATABASE_URL", db_url)
     monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path / "var"))
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_db_engine.cache_clear()
     with session_scope(engine) as s:
         s.add(Tenant(code="laibin", name="来宾市"))
     yield tmp_path
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_db_engine.cache_clear()
 
 
 def test_qa_score_transcript_file_and_store(cli_env):
@@ -64,7 +64,7 @@ def test_qa_score_folder_stored_per_call_on_ray(cli_env, shared_data, models_dir
     import soundfile as sf
     from sqlalchemy import func, select
 
-    from domain.db import get_engine, session_scope
+    from domain.db import get_db_engine, session_scope
     from domain.models import QAResult
     from serving.cli import app
 
@@ -85,7 +85,7 @@ def test_qa_score_folder_stored_per_call_on_ray(cli_env, shared_data, models_dir
     assert set(rows) == {"call0.wav", "call1.wav", "broken.wav"}
     assert rows["broken.wav"]["error"].startswith("无法解码音频") and "result_id" not in rows["broken.wav"]
     assert "成功 2 通，失败 1 通" in out.stderr
-    with session_scope(get_engine()) as s:
+    with session_scope(get_db_engine()) as s:
         stored = set(s.scalars(select(QAResult.id)))
         assert s.scalar(select(func.count(QAResult.id))) == 2
     assert {rows["call0.wav"]["result_id"], rows["call1.wav"]["result_id"]} == stored

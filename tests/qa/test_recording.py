@@ -10,10 +10,10 @@ from qa.scoring import score_call
 
 @pytest.fixture(scope="module")
 def engine():
-    from asr.engines import create_engine
+    from asr.engines import create_asr_engine
     from domain.settings import get_settings
 
-    return create_engine(get_settings(), offline=True)
+    return create_asr_engine(get_settings(), offline=True)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from domain import accounts
-from domain.db import make_engine, session_scope, upgrade
+from domain.db import make_db_engine, session_scope, upgrade
 from domain.call_events import TranscriptFinal
 from domain.models import Call, Recording, TranscriptSegment
 from serving.consumers import SegmentWriter
@@ -153,7 +153,7 @@ def test_sigterm_stops_every_process_and_keeps_the_call_data(tmp_path, models_di
     db = f"sqlite:///{tmp_path / 'var' / 'hotline.db'}"
     (tmp_path / "var").mkdir()
     upgrade(db)
-    engine = make_engine(db)
+    engine = make_db_engine(db)
     with session_scope(engine) as s:
         accounts.create_user(s, accounts.ensure_tenant(s, "laibin"), "bench", EVALUATOR_PASSWORD, "evaluator")
     data, serve = _start(tmp_path, models_dir, ports, "serve", "--no-demo")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from domain.db import make_engine, session_scope, upgrade
+from domain.db import make_db_engine, session_scope, upgrade
 from domain.models import Agent, SkillGroup, Tenant
 from telephony.flow import CallFlowParams
 from telephony.peer import Peer, WorkerProc
@@ -126,7 +126,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     url = f"sqlite:///{root / 'hotline.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     with session_scope(engine) as s:
         t = Tenant(code="laibin", name="来宾")
         s.add(t)

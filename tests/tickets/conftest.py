@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from domain import accounts
-from domain.db import make_engine, session_factory, session_scope, upgrade
+from domain.db import make_db_engine, session_factory, session_scope, upgrade
 from domain.models import Agent
 from tests.conftest import DB_BACKENDS, _fresh_url
 
@@ -41,7 +41,7 @@ def engine(db_url, sqlite_template):
         shutil.copyfile(sqlite_template, db_url.split("///", 1)[1])
     else:
         upgrade(db_url)
-    eng = make_engine(db_url)
+    eng = make_db_engine(db_url)
     yield eng
     eng.dispose()
 
@@ -66,7 +66,7 @@ def shared_engine(request, tmp_path_factory):
     """One migrated database per backend and module (other modules reset PostgreSQL); tests roll back."""
     url = _fresh_url(request.param, tmp_path_factory.mktemp("tickets-db"))
     upgrade(url)
-    eng = make_engine(url)
+    eng = make_db_engine(url)
     with session_scope(eng) as s:
         seed_tenant(s)
     yield eng

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from domain.db import make_engine, session_factory, session_scope
+from domain.db import make_db_engine, session_factory, session_scope
 from domain.settings import Settings
 from tickets.integrations.signing import KeyRing
 from tickets.lifecycle import TicketDraft, create_ticket, transition
@@ -19,7 +19,7 @@ RING = KeyRing("k1", {"k1": "sms-secret"})
 
 
 def main(db_url: str, gateway_url: str, mode: str) -> None:
-    engine = make_engine(db_url)
+    engine = make_db_engine(db_url)
     if mode == "after_write":
         with session_scope(engine) as s:  # the ticket is completed; its SMS is written in the same transaction
             draft = TicketDraft(category="城乡建设/市政设施/路灯", phone="13800138000", summary="路灯不亮")

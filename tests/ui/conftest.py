@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domain.db import make_engine, session_scope, upgrade
+from domain.db import make_db_engine, session_scope, upgrade
 from domain.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def live_app(tmp_path_factory, vendored_charts):
     tmp = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{tmp / 'hotline.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     settings = Settings(data_dir=tmp / "var", secret_key="ui-test-secret", eval_data_root=REPO.parent / "shared" / "data")
     with session_scope(engine) as session:
         seed_demo(session, settings.default_tenant)
