@@ -293,7 +293,7 @@ $("#ticket-form").addEventListener("submit", async (e) => {
     toast(`工单 ${ticket.number} 已保存`, "ok");
   } catch (err) {
     const fields = err.detail && err.detail.fields;
-    $("#tk-error").textContent = fields ? fields.map((f) => `${f.field.split(".").pop()}：${f.message}`).join("；") : err.message;
+    $("#tk-error").textContent = fields ? fields.map((f) => `${f.label}：${f.message}`).join("；") : err.message;
   }
 });
 
