@@ -169,28 +169,14 @@ class OperationsCollector:
                     select(Queue.tenant_id, SkillGroup.code, Queue.max_wait_s)
                     .join(SkillGroup, SkillGroup.id == Queue.skill_group_id)):
                 limit.add_metric([tenants.get(tenant_id, ""), group], max_wait)
-            by_tenant = {t: [0, 0] for t in tenants}
-            for tenant_id, result, n in conn.execute(
-                    select(Call.tenant_id, Call.result, func.count()).where(
-                        Call.direction == "in", Call.started_at >= now - CALL_WINDOW)
-                    .group_by(Call.tenant_id, Call.result)):
-                row = by_tenant.setdefault(tenant_id, [0, 0])
-                row[0] += n
-                row[1] += n if result == "lost" else 0
-            for tenant_id, (n_in, n_lost) in by_tenant.items():
-                incoming.add_metric([tenants.get(tenant_id, "")], n_in)
-                lost.add_metric([tenants.get(tenant_id, "")], n_lost)
-            by_tenant = {t: [0, 0] for t in tenants}
-            for tenant_id, status, n in conn.execute(
-                    select(SmsMessage.tenant_id, SmsMessage.status, func.count()).where(
-                        SmsMessage.created_at >= now - SMS_WINDOW, SmsMessage.status.not_in(SMS_EXCLUDED))
-                    .group_by(SmsMessage.tenant_id, SmsMessage.status)):
-                row = by_tenant.setdefault(tenant_id, [0, 0])
-                row[0] += n
-                row[1] += n if status == "delivered" else 0
-            for tenant_id, (n_sent, n_ok) in by_tenant.items():
-                sms_sent.add_metric([tenants.get(tenant_id, "")], n_sent)
-                sms_ok.add_metric([tenants.get(tenant_id, "")], n_ok)
+            _add_share(tenants, incoming, lost, "lost", conn.execute(
+                select(Call.tenant_id, Call.result, func.count()).where(
+                    Call.direction == "in", Call.started_at >= now - CALL_WINDOW)
+                .group_by(Call.tenant_id, Call.result)))
+            _add_share(tenants, sms_sent, sms_ok, "delivered", conn.execute(
+                select(SmsMessage.tenant_id, SmsMessage.status, func.count()).where(
+                    SmsMessage.created_at >= now - SMS_WINDOW, SmsMessage.status.not_in(SMS_EXCLUDED))
+                .group_by(SmsMessage.tenant_id, SmsMessage.status)))
             counts: dict[tuple[str, str], int] = {}
             failing: dict[str, int] = {}
             for channel, status, attempts, n in conn.execute(
@@ -205,3 +191,15 @@ class OperationsCollector:
             for channel, n in failing.items():
                 retrying.add_metric([channel], n)
         yield from (wait, limit, incoming, lost, sms_sent, sms_ok, outbox, retrying)
+
+
+def _add_share(tenants: dict, total: GaugeMetricFamily, part: GaugeMetricFamily, state: str, rows) -> None:
+    """From (tenant id, state, count) rows: per tenant (every tenant, zero included) the total and those in ``state``."""
+    counts = {t: [0, 0] for t in tenants}
+    for tenant_id, row_state, n in rows:
+        row = counts.setdefault(tenant_id, [0, 0])
+        row[0] += n
+        row[1] += n if row_state == state else 0
+    for tenant_id, (n_all, n_state) in counts.items():
+        total.add_metric([tenants.get(tenant_id, "")], n_all)
+        part.add_metric([tenants.get(tenant_id, "")], n_state)

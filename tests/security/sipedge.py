@@ -110,6 +110,33 @@ m=audio [media_port] RTP/AVP 8
 a=rtpmap:8 PCMA/8000"""
 
 
+def ack_hold_bye(hold_ms: int) -> str:
+    """After a 200 to the INVITE: ACK it, hold the call ``hold_ms``, then send BYE."""
+    return f"""  <send><![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500"><![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>"""
+
+
 def invite_scenario(to_user: str, *, expect: int = 200, hold_ms: int = 2000) -> str:
     """INVITE ``to_user``; the final answer must be ``expect`` (a 2xx is held ``hold_ms`` then hung up)."""
     invite = f"""
@@ -146,30 +173,7 @@ def invite_scenario(to_user: str, *, expect: int = 200, hold_ms: int = 2000) -> 
 </scenario>"""
     return f"""<scenario name="invite-answered">{invite}
   <recv response="200" rrs="true"/>
-  <send><![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:13500000000@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500"><![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
+{ack_hold_bye(hold_ms)}
   <recv response="200"/>
 </scenario>"""
 
@@ -197,29 +201,7 @@ def flood_scenario(hold_ms: int) -> str:
   <recv response="486" optional="true" next="refused"/>
   <recv response="503" optional="true" next="refused"/>
   <recv response="200" rrs="true"/>
-  <send><![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500"><![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
+{ack_hold_bye(hold_ms)}
   <recv response="200" next="done"/>
   <label id="refused"/>
   <send><![CDATA[
