@@ -6,8 +6,9 @@ from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
-# Pinyin confusions that phone-band audio and regional accents produce (initials, then finals).
-_FUZZY_INITIALS = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "r": "l"}
+# Pinyin confusions that phone-band audio and regional accents produce (initials, then finals); southern
+# accents (桂柳话 among them) merge n, l and r.
+_FUZZY_INITIALS = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "r": "n", "h": "f"}
 _FUZZY_FINALS = {"ang": "an", "eng": "en", "ing": "in", "iang": "ian", "uang": "uan", "ong": "on"}
 _INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s", "y", "w")
 
@@ -23,6 +24,11 @@ def _canonical(syllable: str) -> tuple[str, str]:
     initial = next((i for i in _INITIALS if syllable.startswith(i)), "")
     final = syllable[len(initial) :]
     return _FUZZY_INITIALS.get(initial, initial), _FUZZY_FINALS.get(final, final)
+
+
+def fuzzy_syllable(syllable: str) -> str:
+    """One spelling for each class of syllables that sound alike on the phone (lan = nan = ran, shi = si)."""
+    return "".join(_canonical(syllable))
 
 
 def syllable_similarity(a: str, b: str) -> float:

@@ -9,10 +9,11 @@ usual southern-Mandarin initial/final confusions) match.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import jieba
 from pypinyin import Style, lazy_pinyin
+
+from asr.pinyin import fuzzy_syllable
 
 jieba.setLogLevel(60)
 
@@ -79,28 +80,10 @@ def word_tokens(text: str) -> list[str]:
     return [t for t in jieba.lcut_for_search(text) if t.strip() and t not in STOPWORDS]
 
 
-# Fuzzy pinyin: merge initials/finals that ASR and southern accents confuse.
-_FUZZY_INITIAL = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"), ("f", "h"))
-_FUZZY_FINAL = (("ang", "an"), ("eng", "en"), ("ing", "in"), ("iong", "ong"))
-
-
-@lru_cache(maxsize=8192)
-def _fuzzy(syllable: str) -> str:
-    for a, b in _FUZZY_INITIAL:
-        if syllable.startswith(a):
-            syllable = b + syllable[len(a):]
-            break
-    for a, b in _FUZZY_FINAL:
-        if syllable.endswith(a):
-            syllable = syllable[: -len(a)] + b
-            break
-    return syllable
-
-
 def pinyin_syllables(text: str) -> list[str]:
     """Fuzzy toneless pinyin of the Han characters in ``text`` (other characters dropped)."""
     han = "".join(_HAN.findall(text))
-    return [_fuzzy(s) for s in lazy_pinyin(han, style=Style.NORMAL, errors="ignore")]
+    return [fuzzy_syllable(s) for s in lazy_pinyin(han, style=Style.NORMAL, errors="ignore")]
 
 
 def pinyin_tokens(text: str) -> list[str]:
