@@ -104,7 +104,7 @@ class Settings(BaseSettings):
 
     @property
     def live_decodes_ahead(self) -> int:
-        """Decodes ahead of finals per follower pass (``serving.pipeline.FollowerParams.early_decodes_per_pass``).
+        """Decodes ahead of finals per follower pass (``asr.follower.FollowerParams.early_decodes_per_pass``).
 
         On a CPU each costs a core's time that finals may wait for, so one.  On a GPU (full window, 2 followers,
         72 legs) 3 made partials p50 every 1.5 s instead of 2.4 s with finals as fast (p95 1.20 s); 8 held finals

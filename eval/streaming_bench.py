@@ -5,7 +5,7 @@ clips of a Kaldi folder put one after another through a G.711 channel) are first
 fast as possible: the CPU seconds per audio second (``cpu_cost``, which other load on the machine hardly moves),
 and the CER of their finals.  The CPU per leg gives the rated load (``RATED_UTILISATION`` of a core).  Then legs
 are replayed as simultaneous real-time legs (8 kHz PCM16 written to call spools every 100 ms, paced by the wall
-clock) and transcribed by the ASR followers of the live pipeline (``serving.pipeline.SpoolFollower``, each a
+clock) and transcribed by the ASR followers of the live pipeline (``asr.follower.SpoolFollower``, each a
 process with its own engine, one per core by default) with the real engine and VAD.  Measured per load step
 (``rated``: the rated load): the interval between partials during speech, the partials flagged late, and
 end-of-utterance → final latency (from the reference end of speech to the moment the final is returned).  Steps
