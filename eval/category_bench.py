@@ -222,9 +222,23 @@ def with_turn_times(dialogue: dict, calls_dir: Path) -> dict:
     return dialogue
 
 
-def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12345) -> dict:
-    """The copilot on labelled calls with the shipped models; with ``folds``, what can be fitted on the calls
-    (the speech ranker, or plain e5 in its place) in sample and out of fold."""
+def with_asr_turns(dialogue: dict, transcripts: Path) -> dict:
+    """The call's turns as the ASR heard them: ``<transcripts>/<id>.json``, the segments that ``hotline eval calls
+    --transcripts`` saved (role, start_ms, end_ms, text, confidence); the labels stay the dialogue's."""
+    saved = transcripts / f"{dialogue['id']}.json"
+    if not saved.is_file():
+        raise typer.BadParameter(f"{saved} 不存在：先运行 hotline eval calls --transcripts {transcripts} 识别这些通话")
+    dialogue["turns"] = [{"speaker": seg["role"], "start_ms": seg["start_ms"], "end_ms": seg["end_ms"],
+                          "text": seg["text"]}
+                         for seg in json.loads(saved.read_text(encoding="utf-8")) if seg["text"].strip()]
+    return dialogue
+
+
+def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12345,
+                transcripts: Path | None = None) -> dict:
+    """The copilot on labelled calls with the shipped models, replaying the reference text, or with
+    ``transcripts`` the ASR transcripts; with ``folds``, what can be fitted on the calls (the speech ranker, or
+    plain e5 in its place) in sample and out of fold."""
     from copilot.category import load_category_model
     from copilot.processor import CopilotModels
     from eval.calls_bench import not_fitted_here
@@ -239,8 +253,15 @@ def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12
     files = sorted((calls_dir / "dialogues").glob("*.json"))
     if not files:
         raise typer.BadParameter(f"{calls_dir}/dialogues 下没有对话文件")
-    dialogues = [with_turn_times(json.loads(f.read_text(encoding="utf-8")), calls_dir) for f in files]
-    result = {"benchmark": "copilot", "transcript": "reference text (turn times from refs/ where present)", "calls": len(dialogues), "kb": str(kb), "speech_ranker": index.speech_ranker.trained_on,
+    dialogues = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    if transcripts:
+        dialogues = [with_asr_turns(d, transcripts) for d in dialogues]
+        transcript = f"ASR transcripts ({transcripts})"
+    else:
+        dialogues = [with_turn_times(d, calls_dir) for d in dialogues]
+        transcript = "reference text (turn times from refs/ where present)"
+    result = {"benchmark": "copilot", "transcript": transcript, "calls": len(dialogues), "kb": str(kb),
+              "speech_ranker": index.speech_ranker.trained_on,
               **replay_copilot(engine, dialogues)}
     if folds:
         not_fitted = not_fitted_here()
@@ -273,7 +294,10 @@ def register(eval_app: typer.Typer) -> None:
         folds: int = typer.Option(0, help="Also fit the speech ranker (or plain e5) on K-1 folds of the calls and "
                                           "score the held-out fold (K >= 2)."),
         seed: int = typer.Option(12345, help="Seed of the fold split."),
+        transcripts: Path = typer.Option(None, "--transcripts", exists=True, file_okay=False,
+                                         help="Replay the ASR transcripts saved here by `hotline eval calls "
+                                              "--transcripts` instead of the reference text."),
         json_out: Path = typer.Option(None, "--json", help="Also write the JSON report here."),
     ) -> None:
         """坐席助手评测：110 告警、分类、诉求类型、挂机时推荐卡片命中率与首次出现时间、推荐延迟；--folds 交叉验证。"""
-        emit(run_copilot(calls, kb, folds, seed), json_out)
+        emit(run_copilot(calls, kb, folds, seed, transcripts), json_out)
