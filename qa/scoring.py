@@ -17,6 +17,8 @@ Embed = Callable[[list[str]], np.ndarray]
 _ROUTING_WORDS = re.compile(r"工单|转给|派给|派单|登记|调解|上门|处理")
 _SENT_AWAY = re.compile(r"不归我们管|不是我们(这里|这边)?管|(你|您)(自己)?(先)?(去|到)[^，。？]{0,8}(派出所|交警|报案|报警)")
 REVIEW_NOTE = "语音识别置信度低，需人工复核（不扣分）"
+# the agent sent the caller to 110 (or 120/122) but no emergency was recognised in what the ASR heard of the caller
+REFERRAL_NOTE = "坐席让来电人自行拨打报警/急救电话，但未能从来电内容确认是否为紧急警情（可能是语音识别不清），需人工复核是否应转接（不扣分）"
 
 
 @dataclass
@@ -46,7 +48,7 @@ class ScoreResult:
 
     @property
     def needs_review(self) -> bool:
-        return bool(self.uncertain_answer_errors)
+        return bool(self.uncertain_answer_errors) or any(i.needs_review for i in self.items)
 
     def item(self, code: str) -> ItemResult:
         return next(i for i in self.items if i.code == code)
@@ -97,6 +99,15 @@ def _handling(item: Item, result: ItemResult, ctx: RuleContext) -> str:
     return "refused"
 
 
+def _review_unrecognised_referral(item: Item, result: ItemResult, ctx: RuleContext) -> None:
+    """The item does not apply (no emergency recognised), yet the agent told the caller to call 110 themselves:
+    the agent may have heard an emergency the ASR garbled.  Not a deduction: the call goes to a person."""
+    referral = evaluate(item.self_referral, ctx)
+    if referral.matched:
+        result.needs_review = True
+        result.evidence += [dict(e, needs_review=True, note=REFERRAL_NOTE) for e in referral.evidence]
+
+
 def _routing_errors(item: Item, ctx: RuleContext, checker: AnswerChecker) -> list[AnswerError]:
     """One routing error: on the first agent turn, after the onset, that sends the caller elsewhere (the item's
     ``self_referral``, or 不归我们管 / 你去派出所); else on the turn that says what was done instead.  Saying it
@@ -143,6 +154,8 @@ def score_call(
         results[item.code] = _evaluate_item(item, ctx)
         if item.routing_kb_query and results[item.code].applicable:
             results[item.code].handling = _handling(item, results[item.code], ctx)
+        elif item.routing_kb_query and item.self_referral is not None:
+            _review_unrecognised_referral(item, results[item.code], ctx)
         if item.routing_kb_query and checker and results[item.code].applicable and not results[item.code].passed:
             for err in _routing_errors(item, ctx, checker):
                 err.detail["handling"] = results[item.code].handling

@@ -227,6 +227,29 @@ def test_emergency_handling_transferred_self_referred_or_refused(reply, passed, 
     assert (item.applicable, item.passed, item.handling) == (True, passed, handling)
 
 
+def test_a_referral_to_110_with_no_emergency_recognised_goes_to_a_person_not_a_deduction():
+    """The caller's words garbled past recognition, the agent's "您直接打110" heard: the 110 item does not apply
+    (nothing is deducted) and the call is marked for review; with no referral nothing is marked."""
+    from qa.scorecard import default_scorecard
+    from qa.scoring import REFERRAL_NOTE, score_call
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+
+    def result(reply):
+        segs = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12345热线，8号话务员为您服务。"},
+                {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": "提发动了往危险大道方展开车子外外扭扭的。"},
+                {"role": "agent", "start_ms": 8500, "end_ms": 12000, "text": reply}]
+        return score_call(segs, {}, card, None)
+
+    referred = result("这种情况，您直接打110，我们这边是政务服务热线。")
+    item = referred.item("police_110")
+    assert not item.applicable and item.needs_review and referred.needs_review
+    assert item.evidence[0]["note"] == REFERRAL_NOTE and item.evidence[0]["needs_review"]
+    assert "police_110" not in {i.code for i in referred.failed()}  # no deduction for it
+    plain = result("好的，我们登记一下。")
+    assert not plain.item("police_110").needs_review and not plain.needs_review
+
+
 def test_qa_recognises_an_emergency_as_the_live_copilot_does():
     """One owner for "is this a 110 call": the scorecard asks the copilot's detector, its rules turn by turn and, when
     scoring has the ticket classifier, the classifier's view of a garbled report."""
