@@ -211,6 +211,79 @@ def copilot_rankers(engine, dialogues: list[dict], folds: int, seed: int) -> dic
             "no_match_threshold": "off", "calls_with_kb_entries": len(calls), "methods": methods}
 
 
+CARD_THRESHOLDS = (0.0, 0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
+
+
+def card_threshold_curve(engine, dialogues: list[dict], folds: int, seed: int) -> dict:
+    """The card stack at hang-up for each probability a hit must reach to become a card (the retrieval's
+    ``no_match_threshold``): right card present, card precision (right cards over cards at hang-up) and cards per
+    call.  With ``folds``, the threshold is chosen on K-1 folds (the lowest whose card precision on the training
+    calls is at least that of the shipped threshold there) and scored on the held-out fold."""
+    from dataclasses import replace
+
+    from domain.folds import assign_folds, describe, splits
+    from eval.calls_bench import call_groups
+
+    calls = [d for d in dialogues if d.get("kb_ids")]
+    engine_params, index_params = engine.params, engine.index.params
+    engine.params = replace(engine_params, max_cards=10_000)
+    engine.index.params = replace(index_params, no_match_threshold=0.0)
+    try:  # every hit of every turn, with its best score: the stack at any threshold is read off it
+        stacks = [_final_cards(engine, d) for d in calls]
+    finally:
+        engine.params, engine.index.params = engine_params, index_params
+
+    def figures(t: float, rows: list[int]) -> dict:
+        present = cards = right = 0
+        for i in rows:
+            kept = sorted((s for s in stacks[i] if s[1] >= t), key=lambda s: -s[1])[: engine_params.max_cards]
+            hits = sum(entry in calls[i]["kb_ids"] for entry, _ in kept)
+            present += hits > 0
+            cards += len(kept)
+            right += hits
+        return {"threshold": t, "kb_card_present_at_hang_up": round(present / max(len(rows), 1), 4),
+                "card_precision": round(right / max(cards, 1), 4), "cards_per_call": round(cards / max(len(rows), 1), 2)}
+
+    everyone = list(range(len(calls)))
+    shipped = index_params.no_match_threshold
+    result = {"shipped_threshold": shipped, "curve": [figures(t, everyone) for t in CARD_THRESHOLDS]}
+    if folds:
+        fold_of = assign_folds([call_groups(d) for d in calls], folds, seed,
+                               strata=[str(d["police_110"]) for d in calls])
+        present = right_share = 0.0
+        chosen = []
+        for train, test in splits(fold_of):
+            floor = figures(shipped, train)["card_precision"]
+            t = min(t for t in CARD_THRESHOLDS + (shipped,) if figures(t, train)["card_precision"] >= floor)
+            chosen.append(t)
+            out = figures(t, test)
+            present += out["kb_card_present_at_hang_up"] * len(test)
+            right_share += out["card_precision"] * len(test)
+        result["out_of_fold"] = {
+            "fitted": "the lowest threshold whose card precision on the training calls is at least the shipped "
+                      "threshold's there", "chosen_per_fold": chosen,
+            "kb_card_present_at_hang_up": round(present / len(calls), 4),
+            "card_precision": round(right_share / len(calls), 4),
+            "folds": describe(fold_of, seed, "KB entries of the call, emergencies spread over the folds")}
+    return result
+
+
+def _final_cards(engine, dialogue: dict) -> list[tuple]:
+    """(entry id, best score) of every card the call's copilot put on its stack."""
+    from domain.call_events import Suggestion, TranscriptFinal
+
+    proc = engine.new_processor(TranscriptFinal(call_id=dialogue["id"], leg="caller", role="caller", start_ms=0,
+                                                end_ms=0, text=""))
+    last = None
+    for t in dialogue["turns"]:
+        role = "caller" if t["speaker"] == "caller" else "agent"
+        for out in proc.process(TranscriptFinal(call_id=dialogue["id"], leg=role, role=t["speaker"],
+                                                start_ms=t.get("start_ms", 0), end_ms=t.get("end_ms", 0),
+                                                text=t["text"])):
+            last = out if isinstance(out, Suggestion) else last
+    return [(h.entry_id, h.score) for h in last.hits] if last else []
+
+
 def with_turn_times(dialogue: dict, calls_dir: Path) -> dict:
     """The call's turns with ``start_ms``/``end_ms`` from its reference timing (refs/<id>.json), when there is one."""
     ref = calls_dir / "refs" / f"{dialogue['id']}.json"
@@ -263,6 +336,7 @@ def run_copilot(calls_dir: Path, kb: Path | None, folds: int = 0, seed: int = 12
     result = {"benchmark": "copilot", "transcript": transcript, "calls": len(dialogues), "kb": str(kb),
               "speech_ranker": index.speech_ranker.trained_on,
               **replay_copilot(engine, dialogues)}
+    result["card_threshold"] = card_threshold_curve(engine, dialogues, folds, seed)
     if folds:
         not_fitted = not_fitted_here()
         not_fitted.pop("speech_ranker")

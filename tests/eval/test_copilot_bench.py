@@ -53,6 +53,10 @@ def test_replays_the_asr_transcripts_not_the_reference(calls_dir, tmp_path):
     report = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
     assert report["transcript"].startswith("ASR transcripts") and report["calls"] == 2
     assert report["police_110"]["tp"] == 1 and report["kb_card_present_at_hang_up"] == 1.0
+    curve = report["card_threshold"]["curve"]  # a lower card threshold: more cards, a right one more often
+    assert [c["threshold"] for c in curve] == sorted(c["threshold"] for c in curve)
+    assert curve[0]["cards_per_call"] >= curve[-1]["cards_per_call"]
+    assert curve[0]["kb_card_present_at_hang_up"] >= curve[-1]["kb_card_present_at_hang_up"]
     # turn times come from the segments: the right card first shows at the end of a segment
     assert report["kb_first_right_card_s_p50"] in {3.0 * i + 2.5 for i in range(40)}
 
