@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from asr.numbers import arabize
+from asr.pinyin import sound_view
 from qa.transcript import Segment
 
 Retrieve = Callable[[str, int], list]
@@ -52,6 +53,10 @@ class AnswerParams:
     # a read-back restates the caller's request and what was already answered: its facts were checked where first
     # said, and the caller's own figures (停电三个多小时) are not the KB's
     read_back: str = r"(跟|和|向)?(您|你)(复述|确认|核对)一下|(复述|确认|核对)一下"
+    # … also when the ASR garbled that phrase (matched by sound too: 附数一下), recognised by what it reads back:
+    # the caller's phone number then what they reported, or their title then their number
+    contact_read_back: str = (r"电话[^。！？]{0,4}[0-9零幺一二三四五六七八九]{7,}.{0,24}(反映|反应)|"
+                              r"(先生|女士|大爷|阿姨|阿婆|大姐|大哥|师傅)[，。,、\s]*电话")
     # yes/no slots (free or charged): only the entry's statement about the same thing counts, since some entry
     # always says "free" about something
     slot_kinds: tuple[str, ...] = ("fee",)
@@ -318,6 +323,8 @@ class AnswerChecker:
         self._facts = {i: extract_facts(e.answer) for i, e in self.entries.items()}
         self._qctx = {i: _context(e.question) for i, e in self.entries.items()}
         self._values = {i: {(f.slot, f.reading) for f in fs} for i, fs in self._facts.items()}
+        read_back = f"{params.read_back}|{params.contact_read_back}"
+        self._read_back, self._read_back_sound = re.compile(read_back), re.compile(sound_view(read_back))
         self._negated = {i: [(m.group(0), _terms(m.group(1))) for m in _NEGATED.finditer(e.answer)]
                          for i, e in self.entries.items()}
 
@@ -333,7 +340,7 @@ class AnswerChecker:
             asked = [s.text for s in segments if s.role == "caller" and s.idx < seg.idx][-1:]
             if seg.role != "agent" or not asked:
                 continue  # before the caller has said anything the agent greets; nothing is answered yet
-            if re.search(p.read_back, seg.text):
+            if self._read_back.search(seg.text) or self._read_back_sound.search(sound_view(seg.text)):
                 continue
             cands = list(dict.fromkeys(self.candidates(" ".join(asked + [seg.text]), p.top_k) + topic))
             heard = {(f.kind, f.unit, f.value) for s in segments if s.role == "caller" and s.idx < seg.idx

@@ -140,6 +140,22 @@ def test_the_hotlines_promise_the_callers_story_and_the_read_back_are_not_kb_fac
     assert checker.check(segs) == []
 
 
+def test_a_read_back_the_asr_garbled_is_still_a_read_back():
+    """跟您复述一下 heard as 附数一下 (the same sound), or not recognisable at all but reading back the caller's
+    number and what they reported: the number (heard differently from the caller's own) is not checked against
+    the KB's phone numbers."""
+    checker = AnswerChecker(KB + [PHONE_KB])
+    caller = {"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡丢了要挂失，我姓陆。"}
+    for heard in ("跟您附数一下陆女士，电话15296014338，社保卡挂失。",
+                  "跟您附受一下路理数，电话15296014338，反应社保卡丢了要挂失。",
+                  "好的陆女士，电话15296014338，社保卡挂失我帮您登记。"):
+        segs = normalize([caller, {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": heard}])
+        assert checker.check(segs) == [], heard
+    answer = normalize([caller, {"role": "agent", "start_ms": 3500, "end_ms": 9000,
+                                 "text": "社保卡挂失请打电话15296014338。"}])
+    assert [e.error_type for e in checker.check(answer)] == ["phone"]  # an answer is still checked
+
+
 DEADLINE_KB = [
     {"id": "kb6", "question": "公积金转移要多久？", "answer": "转出地在15个工作日内办理转出手续并转移基金。"},
     {"id": "kb7", "question": "道路标线模糊什么时候重新划？", "answer": "标线模糊需重新施划的纳入季度施划计划，季度末前完成。"},
