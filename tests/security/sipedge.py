@@ -110,6 +110,41 @@ m=audio [media_port] RTP/AVP 8
 a=rtpmap:8 PCMA/8000"""
 
 
+def invite_block(to_user: str, caller: str, tag: str, contact: str) -> str:
+    """INVITE ``to_user`` from ``caller`` with the SDP, and the provisional answers that may come."""
+    return f"""  <send retrans="500"><![CDATA[
+      INVITE sip:{to_user}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]{tag}[call_number]
+      To: <sip:{to_user}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{contact}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{SDP}
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>"""
+
+
+def ack_refusal(to_user: str) -> str:
+    """The ACK of a final refusal (hop by hop, to the request URI)."""
+    return f"""  <send><![CDATA[
+      ACK sip:{to_user}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+  ]]></send>"""
+
+
 def ack_hold_bye(hold_ms: int) -> str:
     """After a 200 to the INVITE: ACK it, hold the call ``hold_ms``, then send BYE."""
     return f"""  <send><![CDATA[
@@ -139,37 +174,11 @@ def ack_hold_bye(hold_ms: int) -> str:
 
 def invite_scenario(to_user: str, *, expect: int = 200, hold_ms: int = 2000) -> str:
     """INVITE ``to_user``; the final answer must be ``expect`` (a 2xx is held ``hold_ms`` then hung up)."""
-    invite = f"""
-  <send retrans="500"><![CDATA[
-      INVITE sip:{to_user}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:13500000000@[local_ip]:[local_port]>;tag=[pid]SIPpTag1[call_number]
-      To: <sip:{to_user}@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:13500000000@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{SDP}
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>"""
+    invite = "\n" + invite_block(to_user, "13500000000", "SIPpTag1", "13500000000")
     if expect >= 300:
         return f"""<scenario name="invite-refused">{invite}
   <recv response="{expect}"/>
-  <send><![CDATA[
-      ACK sip:{to_user}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
+{ack_refusal(to_user)}
 </scenario>"""
     return f"""<scenario name="invite-answered">{invite}
   <recv response="200" rrs="true"/>
@@ -181,39 +190,14 @@ def invite_scenario(to_user: str, *, expect: int = 200, hold_ms: int = 2000) -> 
 def flood_scenario(hold_ms: int) -> str:
     """A flooding caller: INVITE the service number; an answered call is held ``hold_ms``; a refusal is ACKed."""
     return f"""<scenario name="flood">
-  <send retrans="500"><![CDATA[
-      INVITE sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:1390000[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag2[call_number]
-      To: <sip:12345@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:flood@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{SDP}
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
+{invite_block("12345", "1390000[call_number]", "SIPpTag2", "flood")}
   <recv response="486" optional="true" next="refused"/>
   <recv response="503" optional="true" next="refused"/>
   <recv response="200" rrs="true"/>
 {ack_hold_bye(hold_ms)}
   <recv response="200" next="done"/>
   <label id="refused"/>
-  <send><![CDATA[
-      ACK sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-  ]]></send>
+{ack_refusal("12345")}
   <label id="done"/>
 </scenario>"""
 
