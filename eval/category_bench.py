@@ -89,7 +89,7 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
     import numpy as np
 
     from copilot.processor import latency_ms
-    from domain.call_events import PoliceAlert, Suggestion, TranscriptFinal
+    from domain.call_events import PoliceAlert, Suggestion
 
     cpu: list[float] = []
     lat, l1_ok, l3_ok, rt_ok, kb_hit, kb_hit_first, kb_calls, kb_at_end = [], 0, 0, 0, 0, 0, 0, 0
@@ -97,12 +97,9 @@ def replay_copilot(engine, dialogues: list[dict]) -> dict:
     tp = fp = fn = 0
     field_ok: dict[str, list[int]] = {k: [0, 0] for k in ("caller_name", "phone")}
     for d in dialogues:
-        proc = engine.new_processor(TranscriptFinal(call_id=d["id"], leg="caller", role="caller", start_ms=0, end_ms=0, text=""))
+        proc, events = _processor_and_turns(engine, d)
         alerted, last, seen, first_hits, right_at = False, None, set(), None, None
-        for t in d["turns"]:
-            ev = TranscriptFinal(call_id=d["id"], leg="caller" if t["speaker"] == "caller" else "agent",
-                                 role=t["speaker"], start_ms=t.get("start_ms", 0), end_ms=t.get("end_ms", 0),
-                                 text=t["text"])
+        for ev in events:
             cpu0 = time.thread_time()
             produced = proc.process(ev)
             if any(isinstance(o, Suggestion) for o in produced):
@@ -270,18 +267,26 @@ def card_threshold_curve(engine, dialogues: list[dict], folds: int, seed: int) -
 
 def _final_cards(engine, dialogue: dict) -> list[tuple]:
     """(entry id, best score) of every card the call's copilot put on its stack."""
-    from domain.call_events import Suggestion, TranscriptFinal
+    from domain.call_events import Suggestion
 
-    proc = engine.new_processor(TranscriptFinal(call_id=dialogue["id"], leg="caller", role="caller", start_ms=0,
-                                                end_ms=0, text=""))
+    proc, events = _processor_and_turns(engine, dialogue)
     last = None
-    for t in dialogue["turns"]:
-        role = "caller" if t["speaker"] == "caller" else "agent"
-        for out in proc.process(TranscriptFinal(call_id=dialogue["id"], leg=role, role=t["speaker"],
-                                                start_ms=t.get("start_ms", 0), end_ms=t.get("end_ms", 0),
-                                                text=t["text"])):
+    for ev in events:
+        for out in proc.process(ev):
             last = out if isinstance(out, Suggestion) else last
     return [(h.entry_id, h.score) for h in last.hits] if last else []
+
+
+def _processor_and_turns(engine, dialogue: dict) -> tuple:
+    """A copilot for the call, and its turns as the final transcript segments the live path would feed it."""
+    from domain.call_events import TranscriptFinal
+
+    def final(leg: str, role: str, start_ms: int, end_ms: int, text: str) -> TranscriptFinal:
+        return TranscriptFinal(call_id=dialogue["id"], leg=leg, role=role, start_ms=start_ms, end_ms=end_ms, text=text)
+
+    proc = engine.new_processor(final("caller", "caller", 0, 0, ""))
+    return proc, [final("caller" if t["speaker"] == "caller" else "agent", t["speaker"], t.get("start_ms", 0),
+                        t.get("end_ms", 0), t["text"]) for t in dialogue["turns"]]
 
 
 def with_turn_times(dialogue: dict, calls_dir: Path) -> dict:
