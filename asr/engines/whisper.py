@@ -193,7 +193,7 @@ class WhisperEngine:
             for j, i in enumerate(batch_idx):
                 n = min(frames, feats[i].shape[1])
                 batch[j, :, :n] = feats[i][:, :n]
-            decoded = self._decode(batch, [utterances[i] for i in batch_idx], tokens[batch_idx[0]], partial)
+            decoded = self._decode(batch, [utterances[i] for i in batch_idx], [tokens[i] for i in batch_idx], partial)
             for i, res in zip(batch_idx, decoded):
                 results[i] = res
         copied = [i for i in live if prompts and prompts[i] and self._copies_prompt(results[i], prompts[i])]
@@ -213,8 +213,9 @@ class WhisperEngine:
             return p.context_frames
         return next((b for b in p.context_buckets if b >= frames), WINDOW_FRAMES)
 
-    def _decode(self, batch: np.ndarray, utterances: list[np.ndarray], tokens: list[int],
+    def _decode(self, batch: np.ndarray, utterances: list[np.ndarray], prompts: list[list[int]],
                 partial: bool) -> list[list[Recognised]]:
+        """One batch of utterances; ``prompts[i]`` is utterance i's own decoder start (all of one length)."""
         import ctranslate2
 
         p = self.params
@@ -225,9 +226,9 @@ class WhisperEngine:
             new_tokens += 2 * (int(longest_s / 2) + 1)
         decoded = self._model.model.generate(
             encoded,
-            [tokens] * len(utterances),
+            prompts,
             beam_size=p.partial_beam_size if partial else p.beam_size,
-            max_length=len(tokens) + new_tokens,
+            max_length=len(prompts[0]) + new_tokens,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

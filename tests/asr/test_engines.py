@@ -115,6 +115,13 @@ def test_live_engine_conditions_each_utterance_on_its_own_previous_text(whisper_
     assert texts(whisper_engine.transcribe_many(clips, prompts=prompts)) == alone
     budget = whisper_engine.params.previous_text_tokens
     assert len(whisper_engine._prompt(None, turns[4]["text"] * 3)) == len(whisper_engine._prompt(None, None)) + 1 + budget
+    # legs that have each said more than the budget have prompts of one length, so they share a batch, and
+    # each still gets its own previous text there (not the first leg's)
+    long_prompts = [turns[5]["text"] * 10, "".join(t["text"] for t in turns[6:12])]
+    assert len({len(whisper_engine._prompt(None, p)) for p in long_prompts}) == 1
+    pair = [clips[1], clips[1]]
+    alone = texts([whisper_engine.transcribe_many([c], prompts=[p])[0] for c, p in zip(pair, long_prompts)])
+    assert texts(whisper_engine.transcribe_many(pair, prompts=long_prompts)) == alone
 
 
 def test_a_hypothesis_that_copies_its_prompt_is_decoded_again_without_it(whisper_engine, synthetic_calls, monkeypatch):
