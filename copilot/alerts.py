@@ -31,6 +31,7 @@ class AlertRule:
     reason: str  # shown to the agent (Simplified Chinese)
     event: str  # regex: what is happening
     cue: str = ""  # regex that must also match in the window (empty: the event alone suffices)
+    by_sound: bool = True  # also matched by sound (``PoliceParams.sound_alike``) when it has a cue
 
 
 _NOW = r"正在|现在|还在|刚刚|刚才|马上|快来|快点|赶紧|救命|一直在|又在|这会儿|已经"
@@ -51,16 +52,22 @@ class PoliceParams:
                   r"在撬|撬开|撬门|撬车|翻墙进|翻窗进|入室|盗窃|扒手",
                   _NOW + r"|躲在|看着|跑了|还没跑|追|好几分钟"),
         AlertRule("交通事故有人受伤", r"车祸|撞了|撞人|被撞|撞倒|撞上|相撞|刮了|刮倒|出事故|交通事故|翻车|追尾|撞到|摔倒", _HURT),
-        AlertRule("人身安全受到威胁", r"绑架|劫持|拐卖|拐走|被关起来|要杀|杀人|持枪|有枪|炸药|纵火|放火", ""),
+        AlertRule("人身安全受到威胁", r"绑架|劫持|拐卖|拐走|被关起来|要杀|杀人|持枪|有枪|炸药", ""),
+        # 放火 alone is also a misheard 关火/关阀 (放火关门): arson needs someone doing it or a fire
+        AlertRule("有人纵火", r"纵火|放火|点火烧", r"正在|在放|要放|想放|威胁|烧了|烧起来|着火|冒烟|火很大|烟(好|很|太)?大",
+                  by_sound=False),  # 放火 sounds as 防火 (防火通道)
         AlertRule("儿童或老人刚刚走失", rf"({_PERSON})[^，。？！的]{{0,3}}(不见了|找不到了|找不见了|被人?抱走|被人?带走)|"
-                  rf"({_PERSON}|老年痴呆).{{0,30}}(走散|走丢|走失)|一转身就?不见了|突然就?不见了",
+                  rf"({_PERSON}|老年痴呆).{{0,30}}(走散|走丢|走失)|一转身就?不见了|突然就?不见了|"
+                  r"(认不得|不认得|不认识|记不得|找不到)回家的?路",
                   r"刚才|刚刚|一转身|一下子|分钟前|钟头前|就不见|还在|到处找|找不到"),
         AlertRule("有人要跳楼/轻生", r"要跳(楼|下去|河|江|桥)|想跳(楼|下去|河|江)|(坐|站|爬)在?(楼顶|天台|顶楼|桥上|楼边|边边上|栏杆)|"
                   r"(楼顶|天台|桥上).{0,10}(不想活|要跳|想不开)|跳楼(?!价)|跳下去|跳河|跳江",
                   r"不想活|想不开|寻死|轻生|要跳|坐在|站在|好怕|楼顶|天台"),
         AlertRule("燃气泄漏且有人被困", r"煤气|燃气|天然气|液化气",
                   r"(人|他|她|老人|孩子)还?在(里面|屋里|家里|房里)|晕倒|昏迷|打不开门|叫不应|没反应|爆炸|着火"),
-        AlertRule("正在发生的醉驾", r"醉驾|酒驾|(喝醉|喝了酒|喝多了|醉醺醺|喝得醉).{0,30}(开车|驾驶|开走|上了.{0,4}车)", _NOW + r"|在开|开走了|上路|往.{0,8}开"),
+        AlertRule("正在发生的醉驾", r"醉驾|酒驾|(喝醉|喝了酒|喝多了|醉醺醺|喝得醉).{0,30}(开车|驾驶|开走|上了.{0,4}车)|"
+                  r"车子?.{0,3}(歪歪扭扭|东倒西歪|摇摇晃晃|左摇右晃|扭来扭去)|走路都?走不稳.{0,30}(开车|开走|上了?.{0,4}车)",
+                  _NOW + r"|在开|开走了|上路|往.{0,8}开"),
     )
     window_turns: int = 2  # caller turns looked at together (event and cue may be split across them)
     # the classifier's view: its top path ends in this taxonomy leaf, with at least this probability (about
@@ -101,7 +108,7 @@ class AlertDetector:
                         for r in self.police_params.rules]
         self._police_sound = [(r.reason + self.police_params.sound_alike_note, re.compile(sound_view(r.event)),
                                re.compile(sound_view(r.cue)) if r.cue else None)
-                              for r in self.police_params.rules if r.cue] if self.police_params.sound_alike else []
+                              for r in self.police_params.rules if r.cue and r.by_sound] if self.police_params.sound_alike else []
         self._category_cue = re.compile(self.police_params.category_cue)
         self._category_cue_sound = re.compile(sound_view(self.police_params.category_cue))
         self._category_exclude = re.compile(self.police_params.category_exclude)

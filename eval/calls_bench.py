@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,15 +59,22 @@ def kb_recall_at_3(d: dict, retrieve) -> float:
 
 
 def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classify=None,
-             cards: dict | None = None) -> dict:
+             cards: dict | None = None, review_below: dict[str, float] | None = None) -> dict:
     """Score every call (``call["segments"]`` already filled) and compare with the labels; ``cards``: a
-    scorecard per call id (each fold's fitted one), else ``card`` for all; ``classify(text)``: the ticket
-    classifier, for the category and for the scorecard's emergency rule (the live copilot's 110 detector)."""
-    from qa.answers import AnswerChecker
+    scorecard per call id (each fold's fitted one), else ``card`` for all; ``review_below``: likewise the answer
+    check's ``review_below_confidence`` per call id; ``classify(text)``: the ticket classifier, for the category
+    and for the scorecard's emergency rule (the live copilot's 110 detector)."""
+    from qa.answers import AnswerChecker, AnswerParams
     from qa.scoring import score_call
     from qa.transcript import normalize
 
-    checker = AnswerChecker(kb, retrieve)
+    checkers: dict[float | None, AnswerChecker] = {None: AnswerChecker(kb, retrieve)}
+
+    def checker_for(call_id: str) -> AnswerChecker:
+        t = review_below.get(call_id) if review_below else None
+        if t not in checkers:
+            checkers[t] = AnswerChecker(kb, retrieve, replace(AnswerParams(), review_below_confidence=t))
+        return checkers[t]
     agree: dict[str, list[bool]] = {k: [] for k in (*COMPLIANCE_LABELS, "violation")}
     items: dict[str, list[bool]] = {}
     err_tp = err_fp = err_fn = 0
@@ -83,7 +91,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
     for d in calls:
         segs = normalize(d["segments"])
         call_card = cards[d["id"]] if cards else card
-        res = score_call(segs, metadata_of(d), call_card, checker, embed=embed, categorize=classify)
+        res = score_call(segs, metadata_of(d), call_card, checker_for(d["id"]), embed=embed, categorize=classify)
         exp = expected_items(d, call_card)
         for code, want in exp.items():
             items.setdefault(code, []).append(res.item(code).passed == want)
@@ -171,19 +179,53 @@ def fit_scorecard(card, tables: dict, rows) -> tuple[Any, dict]:
     return card.with_params(values), values
 
 
-def cross_fitted(calls: list[dict], folds: int, seed: int, evaluate_with: Callable[..., dict], card, embed) -> dict:
-    """``--folds``: the scorecard parameters fitted on all calls (in sample) and on K-1 folds for each held-out
-    fold (out of fold), each scored by ``evaluate_with(card=..., cards=...)``."""
+REVIEW_GRID = tuple(round(0.05 * i, 2) for i in range(19))  # review_below_confidence: 0.0 (none) … 0.9
+REVIEW_BETA = 0.5  # fitted for F0.5 of the deducted errors: a false accusation costs more than an error left to review
+
+
+def answer_flags(calls: list[dict], kb: list[dict], retrieve) -> list[list[dict]]:
+    """Every call's answer-error flags before any goes to review (each with the ASR confidence of its words)."""
+    from qa.answers import AnswerChecker, AnswerParams
+    from qa.transcript import normalize
+
+    checker = AnswerChecker(kb, retrieve, replace(AnswerParams(), review_below_confidence=0.0))
+    return [[e.to_dict() for e in checker.check(normalize(d["segments"]))] for d in calls]
+
+
+def fit_review_threshold(calls: list[dict], flags: list[list[dict]], rows) -> float:
+    """The ``review_below_confidence`` of ``REVIEW_GRID`` whose deducted errors score the best F0.5 on the calls
+    ``rows`` (ties: the lowest, which sends least to review)."""
+    def f_beta(t: float) -> float:
+        tp = fp = fn = 0
+        for i in rows:
+            kept = [e for e in flags[i] if not e["needs_review"]  # sent to review by a rule (a misheard number)
+                    and (e["asr_confidence"] is None or e["asr_confidence"] >= t)]
+            a, b, c = match_answer_errors(calls[i], kept)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        b2 = REVIEW_BETA ** 2
+        return (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp) if tp else 0.0
+
+    return max(REVIEW_GRID, key=lambda t: (f_beta(t), -t))
+
+
+def cross_fitted(calls: list[dict], folds: int, seed: int, evaluate_with: Callable[..., dict], card, embed,
+                 flags: list[list[dict]]) -> dict:
+    """``--folds``: the scorecard parameters and the answer check's review threshold fitted on all calls (in
+    sample) and on K-1 folds for each held-out fold (out of fold), each scored by ``evaluate_with(card=...,
+    cards=..., review_below=...)``; ``flags``: ``answer_flags`` of the calls."""
     from domain.folds import assign_folds, describe, splits
 
     fold_of = assign_folds([call_groups(d) for d in calls], folds, seed, strata=[str(d["police_110"]) for d in calls])
     tables = scorecard_tables(card, calls, embed)
     whole, whole_values = fit_scorecard(card, tables, range(len(calls)))
-    cards, per_fold = {}, []
+    whole_values["review_below_confidence"] = fit_review_threshold(calls, flags, range(len(calls)))
+    cards, review_below, per_fold = {}, {}, []
     for train, test in splits(fold_of):
         fitted, values = fit_scorecard(card, tables, train)
+        values["review_below_confidence"] = fit_review_threshold(calls, flags, train)
         per_fold.append(values)
         cards.update({calls[i]["id"]: fitted for i in test})
+        review_below.update({calls[i]["id"]: values["review_below_confidence"] for i in test})
 
     def figures(**kw) -> dict:
         out = evaluate_with(**kw)
@@ -195,10 +237,13 @@ def cross_fitted(calls: list[dict], folds: int, seed: int, evaluate_with: Callab
                                             "over the folds"),
                   "fitted_values_per_fold": per_fold},
         "fitted": [f"scorecard parameters used by labelled items, grid-searched one at a time (qa.scoring.tune): "
-                   f"{', '.join(whole_values)}"],
+                   f"{', '.join(k for k in whole_values if k != 'review_below_confidence')}",
+                   f"the answer check's review_below_confidence, for F{REVIEW_BETA} of deducted errors"],
         "not_fitted_here": not_fitted_here(),
-        "in_sample": {"fitted_values": whole_values, **figures(card=whole)},
-        "out_of_fold": figures(card=card, cards=cards),
+        "in_sample": {"fitted_values": whole_values,
+                      **figures(card=whole, review_below={d["id"]: whole_values["review_below_confidence"]
+                                                          for d in calls})},
+        "out_of_fold": figures(card=card, cards=cards, review_below=review_below),
     }
 
 
@@ -311,7 +356,7 @@ def register(eval_app: typer.Typer) -> None:
         result.update(evaluate_with(card=card))
         result["cost"] = batch_cost(result, time.perf_counter() - started)
         if folds:
-            result.update(cross_fitted(calls, folds, seed, evaluate_with, card, embed))
+            result.update(cross_fitted(calls, folds, seed, evaluate_with, card, embed, answer_flags(calls, kb, retrieve)))
         emit(result, json_out)
 
 

@@ -152,8 +152,38 @@ def test_a_read_back_the_asr_garbled_is_still_a_read_back():
         segs = normalize([caller, {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": heard}])
         assert checker.check(segs) == [], heard
     answer = normalize([caller, {"role": "agent", "start_ms": 3500, "end_ms": 9000,
-                                 "text": "社保卡挂失请打电话15296014338。"}])
+                                 "text": "社保卡挂失请打电话12366。"}])
     assert [e.error_type for e in checker.check(answer)] == ["phone"]  # an answer is still checked
+
+
+def test_a_split_read_back_and_the_callers_number_as_each_side_misheard_it():
+    """The VAD splits a long read-back: the parts after 跟您确认 (heard as 确认一项) are read-back too until the
+    caller speaks; the agent's number is the caller's when it is a few digits off theirs (each side's ASR erred,
+    要 for 幺); a mobile number is not the entry's service line."""
+    checker = AnswerChecker(KB + [PHONE_KB])
+    caller = {"role": "caller", "start_ms": 0, "end_ms": 3000, "text": "社保卡挂失，电话要8977265130。"}
+    agent = lambda t, at: {"role": "agent", "start_ms": at, "end_ms": at + 2000, "text": t}  # noqa: E731
+    assert checker.check(normalize([caller, agent("跟您确认一项陆女士。", 3500), agent("电话12366。", 6000),
+                                    agent("反映社保卡丢失，补卡工本费50元。", 8500)])) == []
+    assert checker.check(normalize([caller, agent("好的，电话1897265130。", 3500)])) == []
+    assert checker.check(normalize([caller, agent("挂失您打13978261453。", 3500)])) == []
+
+
+def test_a_misheard_number_or_unit_goes_to_review_and_a_homophone_of_the_entry_passes():
+    """A number of no phone format (a digit lost) and a value that differs from the entry's only in 日/月 are not
+    deducted but sent to a person; 百分之六时 and 一块儿 sound like the entry's 60% and 1.20元 and pass."""
+    kb = [PHONE_KB, {"id": "r1", "question": "公租房租金怎么定？", "answer": "租金按同地段市场租金的60%确定。"},
+          {"id": "r2", "question": "押金多久退？", "answer": "押金应在退租交接后3日内退还。"},
+          {"id": "r3", "question": "物业费多少钱？", "answer": "一级服务每月每平方米1.20元。"}]
+    checker = AnswerChecker(kb)
+    (err,) = checker.check(call("社保卡挂失打什么电话？", "挂失电话是123336。"))
+    assert err.needs_review and err.to_dict()["review_reason"]
+    (err,) = checker.check(call("押金多久退？", "押金应该在退租交接后三月内退还。"))
+    assert err.needs_review and err.error_type == "duration"
+    assert not checker.check(call("押金多久退？", "押金应该在退租交接后三周内退还。"))[0].needs_review
+    assert checker.check(call("公租房租金怎么定？", "按同地段市场租金的百分之六时收取。")) == []
+    assert checker.check(call("物业费多少钱？", "一级服务是每月每平方米一块儿。")) == []
+    assert [e.error_type for e in checker.check(call("物业费多少钱？", "一级服务是每月每平方米一块五。"))] == ["amount"]
 
 
 DEADLINE_KB = [

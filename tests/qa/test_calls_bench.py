@@ -89,3 +89,20 @@ def test_eval_calls_reuses_saved_transcripts(shared_data, tmp_path):
     r = json.loads(out.read_text(encoding="utf-8"))
     assert r["mode"] == "asr" and r["transcripts_reused"] == 1 and "speech" not in r
     assert r["police_110"]["tp"] == 1 and r["calls"] == 1
+
+
+def test_review_threshold_is_fitted_for_precision_on_the_training_calls_only():
+    """``--folds`` fits the answer check's review threshold on K-1 folds: the value that keeps the labelled error
+    (heard surely) deducted and sends the misheard digit (heard unsurely) to review; a fold that holds only the
+    misheard one learns nothing from the other."""
+    from eval.calls_bench import fit_review_threshold
+
+    def call(conf: float, labelled: bool) -> tuple[dict, list[dict]]:
+        d = {"refs": [{"turn": 0, "start": 0.0, "end": 2.0}], "answer_errors": [{"turn": 0}] if labelled else []}
+        return d, [{"asr_confidence": conf, "needs_review": False, "evidence": {"start_ms": 100, "end_ms": 1900}}]
+
+    (a, fa), (b, fb), (c, fc) = call(0.9, True), call(0.2, False), call(None, True)
+    calls, flags = [a, b, c], [fa, fb, fc]
+    t = fit_review_threshold(calls, flags, [0, 1, 2])
+    assert 0.2 < t <= 0.9
+    assert fit_review_threshold(calls, flags, [1]) == 0.0  # nothing to find there: none sent to review needlessly

@@ -237,7 +237,7 @@ def test_a_referral_to_110_with_no_emergency_recognised_goes_to_a_person_not_a_d
 
     def result(reply):
         segs = [{"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "您好，来宾12345热线，8号话务员为您服务。"},
-                {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": "提发动了往危险大道方展开车子外外扭扭的。"},
+                {"role": "caller", "start_ms": 3500, "end_ms": 8000, "text": "哥哥最惊讶，提发动了往危险大道方展开。"},
                 {"role": "agent", "start_ms": 8500, "end_ms": 12000, "text": reply}]
         return score_call(segs, {}, card, None)
 
