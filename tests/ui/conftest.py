@@ -95,7 +95,7 @@ def open_as(live_app, browser):
     """open_as(role, path, viewport=(w, h)) → a logged-in page (logged in through the login form)."""
     contexts = []
 
-    def _open(role: str, path: str | None = None, viewport: tuple[int, int] = (1600, 900)):
+    def _open(role: str, path: str | None = None, viewport: tuple[int, int] = (1366, 768)):
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="zh-CN")
         context.set_default_timeout(15_000)
         contexts.append(context)

@@ -9,7 +9,7 @@ from tests.ui.conftest import PASSWORD, shot
 
 
 def test_a_list_shows_the_tenants_local_time_in_a_utc_browser(live_app, browser):
-    context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="UTC")
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN", timezone_id="UTC")
     context.set_default_timeout(15_000)
     try:
         page = context.new_page()
