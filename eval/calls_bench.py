@@ -64,6 +64,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
     scorecard per call id (each fold's fitted one), else ``card`` for all; ``review_below``: likewise the answer
     check's ``review_below_confidence`` per call id; ``classify(text)``: the ticket classifier, for the category
     and for the scorecard's emergency rule (the live copilot's 110 detector)."""
+    from copilot.processor import CopilotParams, category_text, conversation
     from qa.answers import AnswerChecker, AnswerParams
     from qa.scoring import score_call
     from qa.transcript import normalize
@@ -121,7 +122,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
         review["flags"] += len(res.uncertain_answer_errors)
         review["on_labelled_errors"] += match_answer_errors(d, res.uncertain_answer_errors)[0]
         if classify:
-            cat = classify("".join(s.text for s in segs if s.role == "caller")[:300]).path or ""
+            cat = classify(category_text(conversation((s.role, s.text) for s in segs), CopilotParams().category_chars)).path or ""
             cat_l1.append(cat.split("/")[0] == d["category"].split("/")[0])
             cat_full.append(cat == d["category"])
         recall3.append(kb_recall_at_3(d, retrieve))

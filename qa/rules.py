@@ -339,13 +339,14 @@ def _emergency(cond: dict, ctx: RuleContext) -> ConditionResult:
     """The caller reports an emergency, as the live copilot's 110 alert finds it (``copilot.alerts``): its rules
     over the recent caller turns, and the ticket classifier's view of the call so far when the context has one;
     checked turn by turn, so the evidence is the turn where it was first recognisable."""
-    from copilot.processor import category_text
+    from copilot.processor import CopilotParams, category_text
 
     callers = [s for s in ctx.segments if s.role == "caller"]
     turns = [s.text for s in callers]
     for i, seg in enumerate(callers):
         so_far = turns[: i + 1]
-        category = ctx.categorize(category_text(so_far)) if ctx.categorize else None
+        category = (ctx.categorize(category_text(so_far, CopilotParams().police_category_chars))
+                    if ctx.categorize else None)
         found = _alert_detector().police(so_far, category)
         if found:
             return ConditionResult(True, [_ev(seg, match=found.evidence, reason=found.kind)], callers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from copilot.category import CategoryModel, load_category_model, shipped_training_data
-from copilot.processor import CopilotModels, latency_ms
+from copilot.processor import CopilotModels, CopilotParams, category_text, conversation, latency_ms
 from domain.call_events import PoliceAlert, SensitiveFlag, Suggestion, TranscriptFinal, TranscriptPartial
 
 
@@ -106,6 +106,22 @@ def test_sensitive_flag_and_draft_fields(engine):
     assert s.ticket_draft["sensitive"] == ["media_threat"]
 
 
+def test_the_ticket_category_reads_the_conversation_and_the_110_view_the_caller(engine):
+    """A caller turn as the ASR wrote it (公租房 heard as 公主访); the agent's answer that follows names public
+    rental housing, and the category of the next suggestion is read from both (call c127 of our corpus, its ASR
+    transcript), the greeting before the caller spoke left out.  The 110 alert's view stays the caller's words."""
+    proc = engine.new_processor(_final("", call="c6"))
+    proc.process(_final("您好，来宾12345政务服务便民热线，请问有什么可以帮您？", role="agent", call="c6"))
+    proc.process(_final("你好，我在来宾程序一个厂里上班三年了人，户口簿在这边，没有房子，能申请公主访忙。", call="c6"))
+    answer = "在城区稳定就业的新市民，在城区没有自有住房，可以申请公租房。"
+    proc.process(_final(answer, role="agent", call="c6"))
+    (s,) = proc.process(_final("要什么材料？", call="c6"))
+    assert s.category.startswith("住房保障") and s.ticket_draft["category"] == s.category
+    ticket_text, police_text = proc._predictions["ticket"][0], proc._predictions["police"][0]
+    assert ticket_text.startswith("你好，我在来宾") and answer in ticket_text and ticket_text.endswith("要什么材料？")
+    assert answer not in police_text and "12345" not in ticket_text
+
+
 def test_category_model_learns_and_validates(embedder):
     texts, labels = shipped_training_data()
     assert len(set(labels)) >= 100  # every leaf of the bundled taxonomy has examples we wrote
@@ -121,7 +137,7 @@ def test_synthetic_calls_level1_accuracy(category, shared_data):
     ok = n = 0
     for f in sorted((shared_data / "synthetic_calls/dialogues").glob("*.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
-        text = "，".join(t["text"] for t in d["turns"] if t["speaker"] == "caller")[:160]
+        text = category_text(conversation((t["speaker"], t["text"]) for t in d["turns"]), CopilotParams().category_chars)
         ok += category.predict(text).level1 == d["category"].split("/")[0]
         n += 1
     assert ok / n >= 0.9
