@@ -32,6 +32,11 @@ class CopilotParams:
     top_k: int = 3
     max_cards: int = 8  # the card stack keeps this many (the lowest scores fall off)
     min_caller_chars: int = 4  # shorter caller turns ("好的", "嗯") update nothing
+    # the agent's words name the matter too ("您问的是异地就医备案"): a turn of at least agent_min_chars brings up its
+    # best entry as a card when the ranker is this sure of it (the agent also greets, asks and reads back, so the
+    # bar is higher than for the caller's words); shared calls through ASR, right card at hang-up 0.90 -> 1.0
+    agent_min_chars: int = 8
+    agent_card_min_score: float = 0.5
     # the ticket category is predicted from the opening of the conversation from the caller's first words, both
     # parties: the agent names the matter more clearly than the ASR hears the caller (corpus c101-c200 through ASR,
     # level 1: 0.84 from the caller's words alone, 0.95 from the conversation; docs/knowledge.md)
@@ -86,8 +91,10 @@ class CallCopilot:
             return []
         if not self._is_caller(event):
             self.last_agent_text = event.text
-            if self.conversation:
+            if self.conversation:  # from the caller's first words on
                 self.conversation.append(event.text.strip())
+                if self._agent_card(event):  # the desk gets the new card at once
+                    return [self._suggestion(event, self._predictions["ticket"][1], no_match=False)]
             return []
         text = event.text.strip()
         self.caller_turns.append(text)
@@ -130,6 +137,15 @@ class CallCopilot:
                     det.evidence, start_ms)
         return [self._event(PoliceAlert, reason=det.kind, evidence=det.evidence)]
 
+    def _agent_card(self, source: TranscriptFinal) -> bool:
+        """The entry the agent's turn is about, as a card when the ranker is sure of it; whether it is new."""
+        p, text = self.engine.params, source.text.strip()
+        if len(text) < p.agent_min_chars:
+            return False
+        hits = self.engine.index.search(text, k=1, spoken=True).hits  # ASR transcripts
+        return bool(self._stack([h for h in hits if h.score >= p.agent_card_min_score], text, source.start_ms,
+                                role="agent"))
+
     def _suggest(self, text: str, source: TranscriptFinal, category: CategoryPrediction) -> Suggestion:
         p = self.engine.params
         context = "，".join(self.caller_turns[-p.context_turns:])[-p.context_chars:]
@@ -144,6 +160,10 @@ class CallCopilot:
         if not no_match:  # a hit below the no-match threshold never becomes a card
             self._stack([h for h in hits if h.score >= self.engine.index.params.no_match_threshold], text,
                         source.start_ms)
+        return self._suggestion(source, category, no_match)
+
+    def _suggestion(self, source: TranscriptFinal, category: CategoryPrediction, no_match: bool) -> Suggestion:
+        """The desk's view: the card stack (newest on top), the category and the ticket draft."""
         show_path = category.confidence >= self.engine.category.params.min_confidence
         draft = self.draft.model_dump() | {
             "category": category.path if show_path else category.level1,
@@ -161,9 +181,9 @@ class CallCopilot:
             source_segment_ts=source.ts,
         )
 
-    def _stack(self, hits: list[SearchHit], text: str, start_ms: int) -> None:
+    def _stack(self, hits: list[SearchHit], text: str, start_ms: int, role: str = "caller") -> list:
         """New cards go on top with the turn that brought them up; a card seen again keeps its place and its
-        best score."""
+        best score.  Returns the ids of the new cards."""
         new_ids = []
         for h in reversed(hits):  # the best hit of the turn ends on top
             card = self.cards.get(h.id)
@@ -171,13 +191,14 @@ class CallCopilot:
                 new_ids.append(h.id)
                 self.cards[h.id] = KnowledgeHit(entry_id=h.id, title=h.title, answer=h.body, score=round(h.score, 4),
                                                 key_facts=key_facts(h.body), matched_spans=h.matched_spans,
-                                                trigger=text, first_ms=start_ms)
+                                                trigger=text, trigger_role=role, first_ms=start_ms)
             elif h.score > card.score:
                 self.cards[h.id] = card.model_copy(update={"score": round(h.score, 4), "matched_spans": h.matched_spans})
         while len(self.cards) > self.engine.params.max_cards:  # the weakest card goes, never a good one
             del self.cards[min(self.cards, key=lambda i: self.cards[i].score)]
         if new_ids and self.engine.on_suggested:
             self.engine.on_suggested(self.tenant_id, new_ids[::-1])
+        return new_ids
 
 
 def category_text(turns: list[str], chars: int) -> str:

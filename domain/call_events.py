@@ -82,7 +82,8 @@ class KnowledgeHit(BaseModel):
     score: float
     key_facts: list[str] = Field(default_factory=list)
     matched_spans: list[str] = Field(default_factory=list)
-    trigger: str = ""  # what the caller said that brought this card up
+    trigger: str = ""  # what was said that brought this card up
+    trigger_role: Literal["caller", "agent"] = "caller"  # who said it
     first_ms: int | None = None  # call time of that turn (the card stays from then on)
 
 

@@ -84,6 +84,7 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
     transfer_ok: list[bool] = []
     handling_ok: list[bool] = []
     review = {"flags": 0, "on_labelled_errors": 0}
+    items_review = {"items": 0, "labelled_failed": 0}
     cat_l1: list[bool] = []
     cat_full: list[bool] = []
     recall3: list[float] = []
@@ -94,8 +95,12 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
         call_card = cards[d["id"]] if cards else card
         res = score_call(segs, metadata_of(d), call_card, checker_for(d["id"]), embed=embed, categorize=classify)
         exp = expected_items(d, call_card)
+        unsure_items = {i.code for i in call_card.items if i.review_if is not None}
         for code, want in exp.items():
             items.setdefault(code, []).append(res.item(code).passed == want)
+            if res.item(code).needs_review and code in unsure_items:
+                items_review["items"] += 1
+                items_review["labelled_failed"] += not want
         mapped = {i.label: i.code for i in call_card.items if i.label}
         for label in COMPLIANCE_LABELS:
             if label == "greeting":
@@ -141,6 +146,8 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
         "answer_errors": {"error_level": prf(err_tp, err_fp, err_fn), "call_level": prf(call_tp, call_fp, call_fn)},
         # errors in speech the ASR was unsure of go to a person ("needs review") and are not counted above
         "answer_errors_needing_review": review,
+        # compliance items whose failure the ASR may have caused (scorecard review_if): not deducted, sent to a person
+        "items_needing_review": items_review,
         "police_110": {**prf(p110["tp"], p110["fp"], p110["fn"]), "transfer_check_agreement": mean(transfer_ok),
                        "handling_agreement": mean(handling_ok)},
         "category_accuracy": {"level1": mean(cat_l1), "full_path": mean(cat_full)} if classify else None,
@@ -160,14 +167,14 @@ def call_groups(d: dict) -> list[str]:
 def scorecard_tables(card, calls: list[dict], embed) -> dict:
     """Per scorecard parameter that labelled items use and that has a grid: ``qa.scoring.agreement_table`` over
     ``calls`` (each call scored once per grid value, whichever folds are fitted from it)."""
-    from qa.scoring import _references, agreement_table
+    from qa.scoring import agreement_table, items_using
     from qa.transcript import normalize
 
     expected = [expected_items(d, card) for d in calls]
     labelled = {code for e in expected for code in e}
     scored = [(normalize(d["segments"]), metadata_of(d)) for d in calls]
     return {name: agreement_table(card, name, scored, expected, embed=embed) for name, spec in card.params.items()
-            if {i.code for i in card.items if _references([i.require, i.forbid, i.applies_if], name)} & labelled
+            if set(items_using(card, name)) & labelled
             and spec.min is not None and spec.max is not None and spec.step}
 
 

@@ -337,9 +337,11 @@ def _sounds_like(text: str, value: str, kb_value: str) -> bool:
         return False
     start = next((a0 + (at - b0 if op == "equal" else 0) for op, a0, a1, b0, b1
                   in SequenceMatcher(None, text, norm, autojunk=False).get_opcodes() if b0 <= at < b1), -1)
+    if start < 0:
+        return False
     said = number_words(text[start:])
     heard = sound_view(said)
-    return start >= 0 and any(heard.startswith(sound_view(form)) and not _NUMERAL.match(said[len(form):])
+    return any(heard.startswith(sound_view(form)) and not _NUMERAL.match(said[len(form):])
                               for form in _readings(kb_value))  # 一二三三三 is not 一二三三三六
 
 

@@ -64,6 +64,9 @@ class Item(BaseModel):
     # with routing_kb_query: the agent told the caller to report it themselves (a failure is then "self_referred",
     # not "refused")
     self_referral: dict | None = None
+    # a failure where this condition holds goes to a person (needs review, not deducted): what the ASR wrote shows
+    # the words were said but misheard (化物业 for 话务员, with no work number found)
+    review_if: dict | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -135,8 +138,8 @@ def _check_conditions(card: ScorecardDef) -> None:
                 walk(v, where)
 
     for item in card.items:
-        walk([item.require, item.forbid, item.applies_if, item.self_referral, item.live.when if item.live else None],
-             item.code)
+        walk([item.require, item.forbid, item.applies_if, item.self_referral, item.live.when if item.live else None,
+              item.review_if], item.code)
 
 
 def load_file(path: str | Path) -> ScorecardDef:

@@ -17,6 +17,7 @@ Embed = Callable[[list[str]], np.ndarray]
 _ROUTING_WORDS = re.compile(r"工单|转给|派给|派单|登记|调解|上门|处理")
 _SENT_AWAY = re.compile(r"不归我们管|不是我们(这里|这边)?管|(你|您)(自己)?(先)?(去|到)[^，。？]{0,8}(派出所|交警|报案|报警)")
 REVIEW_NOTE = "语音识别置信度低，需人工复核（不扣分）"
+MISHEARD_NOTE = "所需话语疑似被语音识别写错（读音相近），需人工复核（不扣分）"
 # the agent sent the caller to 110 (or 120/122) but no emergency was recognised in what the ASR heard of the caller
 REFERRAL_NOTE = "坐席让来电人自行拨打报警/急救电话，但未能从来电内容确认是否为紧急警情（可能是语音识别不清），需人工复核是否应转接（不扣分）"
 
@@ -87,6 +88,9 @@ def _evaluate_item(item: Item, ctx: RuleContext) -> ItemResult:
         hit = evaluate(item.forbid, ctx)
         res.passed = not hit.matched
         res.evidence = hit.evidence
+    if not res.passed and item.review_if is not None and (misheard := evaluate(item.review_if, ctx)).matched:
+        res.passed, res.needs_review = True, True  # not deducted: a person decides
+        res.evidence = [dict(e, needs_review=True, note=MISHEARD_NOTE) for e in misheard.evidence]
     return res
 
 
@@ -208,6 +212,12 @@ def _references(cond: Any, name: str) -> bool:
     return cond == f"${name}"
 
 
+def items_using(scorecard: ScorecardDef, param: str) -> list[str]:
+    """The codes of the items whose conditions use the named parameter."""
+    return [i.code for i in scorecard.items
+            if _references([i.require, i.forbid, i.applies_if, i.review_if], param)]
+
+
 def tune(
     scorecard: ScorecardDef,
     param: str,
@@ -242,7 +252,7 @@ def agreement_table(
     spec = scorecard.params.get(param)
     if spec is None:
         raise KeyError(f"unknown parameter {param}")
-    codes = [i.code for i in scorecard.items if _references([i.require, i.forbid, i.applies_if], param)]
+    codes = items_using(scorecard, param)
     checker = AnswerChecker(kb, retrieve) if kb is not None else None
     table: dict[float, list[tuple[int, int]]] = {}
     for value in spec.grid():

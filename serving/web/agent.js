@@ -189,7 +189,7 @@ function cardView(hit, first) {
     h("span", { class: "score", title: "匹配度" }, `匹配 ${(hit.score * 100).toFixed(0)}%`),
     h("h3", {}, pinned ? h("span", { class: "pin-tag" }, "已置顶") : null, hit.title),
     hit.trigger ? h("p", { class: "trigger muted", "data-testid": "card-trigger" },
-      `${hit.first_ms != null ? fmtMs(hit.first_ms) + " " : ""}因市民说“${hit.trigger}”`) : null,
+      `${hit.first_ms != null ? fmtMs(hit.first_ms) + " " : ""}因${hit.trigger_role === "agent" ? "坐席" : "市民"}说“${hit.trigger}”`) : null,
     hit.key_facts && hit.key_facts.length ? h("ul", { class: "facts" }, hit.key_facts.map((f) => h("li", {}, h("mark", {}, f)))) : null,
     h("p", { class: "answer" }, highlight(hit.answer, hit.matched_spans)),
     h("div", { class: "row" },

@@ -141,3 +141,20 @@ def test_synthetic_calls_level1_accuracy(category, shared_data):
         ok += category.predict(text).level1 == d["category"].split("/")[0]
         n += 1
     assert ok / n >= 0.9
+
+
+def test_the_agents_words_bring_up_the_entry_they_are_about(engine):
+    """The caller's words garbled past matching, the agent names the matter: its entry comes up as a card at once,
+    marked as brought up by the agent; an agent's question that names nothing brings up no card."""
+    proc = engine.new_processor(_final("", call="c8"))
+    assert proc.process(_final("您好，来宾12345，请问有什么可以帮您？", role="agent", call="c8")) == []  # before the caller
+    garbled = proc.process(_final("喂，那个鸟鸟前猫秘股就是那个嗯", call="c8", start_ms=4000))[0]
+    assert "demo027" not in [h.entry_id for h in garbled.hits]
+    assert proc.process(_final("好的，请问您贵姓？", role="agent", call="c8", start_ms=8000)) == []
+    out = proc.process(_final("您是说社保卡不见了要补办是吧，我给您查一下", role="agent", call="c8", start_ms=12000))
+    assert len(out) == 1 and isinstance(out[0], Suggestion) and not out[0].no_good_match
+    card = out[0].hits[0]
+    assert card.entry_id == "demo027" and card.trigger_role == "agent" and card.first_ms == 12000
+    assert out[0].category == garbled.category  # the category is still the caller's conversation's
+    # said again, the entry is already on the stack: nothing new to push
+    assert proc.process(_final("社保卡不见了要补办，我给您说一下流程", role="agent", call="c8", start_ms=16000)) == []

@@ -81,7 +81,10 @@ def test_eval_calls_reuses_saved_transcripts(shared_data, tmp_path):
     d = next(c for c in load_calls(data) if c["id"] == "d036")  # a fight in progress, put through to 110
     saved = tmp_path / "asr"
     saved.mkdir()
-    (saved / "d036.json").write_text(json.dumps(reference_segments(d), ensure_ascii=False), encoding="utf-8")
+    segments = reference_segments(d)
+    assert segments[0]["role"] == "agent" and d["compliance"]["greeting"] == "ok"
+    segments[0].update(text="您好，来宾12345热线，学后化物人为您服务。")  # the work number garbled
+    (saved / "d036.json").write_text(json.dumps(segments, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "out.json"
     result = CliRunner().invoke(app, ["eval", "calls", "--data", str(data), "--ids", "d036", "--transcripts", str(saved),
                                       "--no-der", "--json", str(out)])
@@ -89,6 +92,8 @@ def test_eval_calls_reuses_saved_transcripts(shared_data, tmp_path):
     r = json.loads(out.read_text(encoding="utf-8"))
     assert r["mode"] == "asr" and r["transcripts_reused"] == 1 and "speech" not in r
     assert r["police_110"]["tp"] == 1 and r["calls"] == 1
+    # the greeting the ASR misheard is not deducted: it is counted as sent to a person
+    assert r["items_needing_review"] == {"items": 1, "labelled_failed": 0} and r["compliance_label_agreement"]["greeting"] == 1.0
 
 
 def test_review_threshold_is_fitted_for_precision_on_the_training_calls_only():

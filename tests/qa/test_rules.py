@@ -290,3 +290,40 @@ def test_an_emergency_the_agent_put_through_is_one_even_when_the_caller_was_not_
     assert (item.applicable, item.passed, item.handling) == (True, True, "transferred")
     ordinary = call[:2] + [{"role": "agent", "start_ms": 8500, "end_ms": 13000, "text": "请您再说一遍好吗？"}]
     assert not score_call(ordinary, {}, card, None).item("police_110").applicable
+
+
+def test_a_greeting_the_asr_misheard_goes_to_a_person_not_a_deduction():
+    """8后话物人 or 天后发物员 for 8号话务员: 话务 (or 号/后…务) heard by sound with no work number is review, not a deduction; a
+    greeting that names no operator at all is deducted, however it was heard."""
+    from qa.scoring import MISHEARD_NOTE
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+
+    def greeting(text):
+        return score_call(segs((A, 0, 3000, text), (C, 3500, 8000, "我家门口的路灯坏了。")), {}, card, None)
+
+    for text in ("您好，来宾12345热线，8后话物人为您服务。", "您好，来宾12345热线，天后发物员为您服务。"):
+        misheard = greeting(text)
+        item = misheard.item("greeting")
+        assert item.passed and item.needs_review and misheard.needs_review, text
+        assert item.evidence[0]["note"] == MISHEARD_NOTE and item.evidence[0]["text"] == text
+        assert "greeting" not in {i.code for i in misheard.failed()}
+    for text in ("喂，12345，请讲。", "您好，请讲。", "喂，你好，什么事？", "您好，来宾12345热线，学后为您服务。"):
+        item = greeting(text).item("greeting")
+        assert not item.passed and not item.needs_review, text
+    ok = greeting("您好，来宾12345热线，8号话务员为您服务。").item("greeting")
+    assert ok.passed and not ok.needs_review
+
+
+def test_a_read_back_announced_but_misheard_goes_to_a_person():
+    from qa.scoring import MISHEARD_NOTE
+
+    card = default_scorecard().model_copy(update={"similarity": "char_ngram"})
+    opening = [(A, 0, 3000, "您好，来宾12345热线，8号话务员为您服务。"), (C, 3500, 8000, "社保卡丢了怎么补办？"),
+               (A, 8500, 15000, "带身份证到社保服务窗口挂失补办，工本费二十元。")]
+    misheard = score_call(segs(*opening, (A, 16000, 22000, "给您附受一下，您社保卡丢了，要带身份证去窗口。"),
+                               (A, 23000, 25000, "感谢您的来电，再见！")), {}, card, None)
+    assert misheard.item("read_back").passed and misheard.item("read_back").needs_review
+    assert misheard.item("read_back").evidence[0]["note"] == MISHEARD_NOTE
+    none = score_call(segs(*opening, (A, 16000, 18000, "感谢您的来电，再见！")), {}, card, None)
+    assert not none.item("read_back").passed and not none.item("read_back").needs_review
