@@ -95,10 +95,10 @@ def evaluate(calls: list[dict], kb: list[dict], *, embed, retrieve, card, classi
         call_card = cards[d["id"]] if cards else card
         res = score_call(segs, metadata_of(d), call_card, checker_for(d["id"]), embed=embed, categorize=classify)
         exp = expected_items(d, call_card)
-        unsure_items = {i.code for i in call_card.items if i.review_if is not None}
+        reviewable = {i.code for i in call_card.items if i.review_if is not None}
         for code, want in exp.items():
             items.setdefault(code, []).append(res.item(code).passed == want)
-            if res.item(code).needs_review and code in unsure_items:
+            if res.item(code).needs_review and code in reviewable:
                 items_review["items"] += 1
                 items_review["labelled_failed"] += not want
         mapped = {i.label: i.code for i in call_card.items if i.label}
