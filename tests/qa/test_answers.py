@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from asr.numbers import numeral_value
-from qa.answers import AnswerChecker, extract_facts
+from qa.answers import AnswerChecker, AnswerParams, extract_facts
 from qa.transcript import normalize
 
 KB = [
@@ -184,6 +184,29 @@ def test_a_misheard_number_or_unit_goes_to_review_and_a_homophone_of_the_entry_p
     assert checker.check(call("公租房租金怎么定？", "按同地段市场租金的百分之六时收取。")) == []
     assert checker.check(call("物业费多少钱？", "一级服务是每月每平方米一块儿。")) == []
     assert [e.error_type for e in checker.check(call("物业费多少钱？", "一级服务是每月每平方米一块五。"))] == ["amount"]
+
+
+def test_a_value_the_asr_wrote_a_syllable_short_goes_to_review_but_not_on_typed_text():
+    """二十四小时 written 十四小时 and 一块二 written 一块 by the ASR are sent to a person; typed, they are errors, and a
+    value the agent got wrong (三年 for 两年) is deducted through the ASR too."""
+    kb = [{"id": "s1", "question": "井盖丢了多久修好？", "answer": "处置单位24小时内修复。"},
+          {"id": "s2", "question": "物业费多少钱？", "answer": "一级服务每月每平方米1.20元。"},
+          {"id": "s3", "question": "户外广告许可有效期多久？", "answer": "户外广告设置许可有效期最长2年。"}]
+    checker = AnswerChecker(kb)
+
+    def heard(question, answer):
+        return normalize([{"role": "caller", "start_ms": 0, "end_ms": 3000, "text": question, "confidence": 0.9},
+                          {"role": "agent", "start_ms": 3500, "end_ms": 9000, "text": answer, "confidence": 0.9}])
+
+    for question, answer in (("井盖丢了多久修好？", "处置单位十四小时内修复。"), ("物业费多少钱？", "一级服务每月每平方米一块。")):
+        (err,) = checker.check(heard(question, answer))
+        assert err.needs_review and "识别错误" in err.to_dict()["review_reason"]
+        (typed,) = checker.check(call(question, answer))
+        assert not typed.needs_review
+    (err,) = checker.check(heard("户外广告许可有效期多久？", "许可有效期最长三年。"))
+    assert not err.needs_review and err.error_type == "duration"
+    assert not AnswerChecker(kb, params=AnswerParams(review_syllables_apart=0)).check(
+        heard("井盖丢了多久修好？", "处置单位十四小时内修复。"))[0].needs_review
 
 
 DEADLINE_KB = [
