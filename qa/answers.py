@@ -171,6 +171,8 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
+_MONTH_AFTER = re.compile(r"起|份|开始|初|中旬|上旬|下旬|到|至")
+_MONTH_BEFORE = re.compile(r"(?:从|自|到|至|今年|明年|去年|每年)$")
 # durations compared in one unit where the conversion is exact (一个半小时 = 90分钟); 工作日, 月, 年 stay apart
 _DURATION_UNITS = {"日": ("天", 1), "自然日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60), "钟头": ("分钟", 60)}
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -215,6 +217,9 @@ def extract_facts(text: str) -> list[Fact]:
                     value = float(m.group(1)) * scale
                     if clause[m.end():m.end() + 1] == "前":  # 半小时前, 三天前: when something happened
                         continue
+                    if m.group(2) == "月" and "个" not in m.group() and (_MONTH_AFTER.match(clause, m.end())
+                                                                           or _MONTH_BEFORE.search(clause[:m.start()])):
+                        continue  # 从4月起, 4月份: a month of the year, not four months
                 elif kind == "time":
                     hour = int(m.group(2))
                     if hour > 24:
@@ -496,7 +501,7 @@ class AnswerChecker:
         norm = arabize(seg.text)
         for pat in _DEPT_ASSERT:
             m = pat.search(norm)
-            if m and topic:
+            if m and topic and topic[0] in cands[:p.top_k]:  # the call's topic is also what this turn is about
                 entry = self.entries[topic[0]]
                 if entry.department and not dept_matches(m.group(1), entry.department):
                     return AnswerError(seg, entry.id, "department", m.group(0), entry.department,

@@ -248,3 +248,33 @@ def test_time_ago_is_no_duration_and_hours_may_be_钟头():
     assert extract_facts("刚刚半个钟头前在菜市场门口走散了") == []
     assert extract_facts("三天前报的修") == []
     assert [(f.unit, f.value) for f in extract_facts("两个钟头内到场")] == [("分钟", 120.0)]
+
+
+def test_a_month_of_the_year_is_no_duration():
+    """从次月起 written 从4月起 by the ASR is when a benefit starts, not a duration to compare with the entry's."""
+    assert extract_facts("评审通过的从4月起就可以享受待遇") == []
+    assert extract_facts("每年3月到5月，4月份开始报名") == []
+    assert [(f.unit, f.value) for f in extract_facts("要在失业之日起30月内申领，有效期3个月")] == [("月", 30.0), ("月", 3.0)]
+
+
+def test_a_department_is_checked_against_the_calls_topic_only_when_the_turn_is_about_it():
+    """A garbled first sentence can make the call's topic the wrong entry (电梯 for a street stall); a department
+    the agent names about something else then contradicts nothing."""
+    kb = [{"id": "lift", "question": "电梯困人怎么办？", "answer": "拨打维保单位救援电话。",
+           "department": "来宾市市场监督管理局"},
+          {"id": "stall", "question": "占道摆摊谁管？", "answer": "占道经营由城管执法部门查处。",
+           "department": "来宾市城市管理综合执法局"}]
+    words = {"lift": ("电梯", "困"), "stall": ("摆摊", "菜市场")}
+
+    def retrieve(query, k):
+        hits = [(i, sum(w in query for w in ws)) for i, ws in words.items()]
+        return [(i, float(n)) for i, n in sorted(hits, key=lambda x: -x[1]) if n][:k]
+
+    checker = AnswerChecker(kb, retrieve)
+    turn = lambda role, text, at: {"role": role, "start_ms": at, "end_ms": at + 2000, "text": text}  # noqa: E731
+    stall = normalize([turn("caller", "我们家楼下电梯门口每天一堆人", 0), turn("agent", "请问是在哪里？", 2500),
+                       turn("caller", "东门菜市场门口，摆摊卖菜的", 5000),
+                       turn("agent", "占道摆摊是由城管执法部门负责查处的。", 7500)])
+    assert checker.check(stall) == []
+    lift = normalize([turn("caller", "电梯坏了，有人困在里面", 0), turn("agent", "电梯困人是由城管执法部门负责的。", 2500)])
+    assert [e.error_type for e in checker.check(lift)] == ["department"]
