@@ -75,6 +75,9 @@ async def agent_events(websocket: WebSocket) -> None:
         return
     agent_id = await asyncio.to_thread(_agent_id, websocket, principal)
     my_calls: set[str] = set()
+    in_hand = websocket.app.state.desks.current(principal.tenant_id, agent_id) if agent_id is not None else None
+    if in_hand is not None:  # a reload mid-call: the call's next events come here, not only its next state change
+        my_calls.add(in_hand["call"]["id"])
 
     def accept(event) -> bool:
         if isinstance(event, CallState) and event.agent_id is not None and event.agent_id == agent_id:

@@ -84,6 +84,7 @@ function newCall(event) {
   marks = { pinned: [], dismissed: [] };
   clear($("#suggestions"), h("p", { class: "muted" }, "正在理解市民诉求…"));
   $("#police-alert").hidden = true;
+  $("#desk-restored").hidden = true; // a restore shows it again once the call is back
   resetDraft();
   showCaller(event.caller, event.detail || {});
 }

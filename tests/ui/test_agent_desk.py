@@ -190,6 +190,12 @@ def test_card_stack_survives_a_garbled_turn_and_the_desk_survives_reload(open_as
     expect(page.locator("#tk-summary")).to_have_value("市民咨询社保卡遗失补办")
     assert page.locator("#caller-number").inner_text() == "13977205678"
     assert page.is_enabled("#btn-hold")
+    # the call goes on after the reload: its next sentence, card and warning still reach the desk
+    bus.publish(TranscriptFinal(**common, leg="agent", role="agent", start_ms=52000, end_ms=56000,
+                                text="跟您核对一下，您反映社保卡丢失需要补办"))
+    page.wait_for_selector(".utt:has-text('跟您核对一下')")
+    bus.publish(QAWarning(**common, item="closing", message="请使用规范结束语"))
+    page.wait_for_selector("[data-testid=qa-warning][data-item=closing]")
     shot(page, "agent-desk-after-reload")
     _no_scroll(page)
     page.keyboard.press("Control+Enter")
@@ -198,4 +204,10 @@ def test_card_stack_survives_a_garbled_turn_and_the_desk_survives_reload(open_as
     with live_app.state.sessions() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket.call_id == call_pk and ticket.incident_address == "兴宾区河西街道江南路"
+    # the next call is not a restored one
+    bus.publish(CallState(**common, state="ended", agent_id=agent_id))
+    bus.publish(CallState(tenant_id=tenant_id, call_id="ui-desk-next", state="talking", caller="13977200000",
+                          agent_id=agent_id))
+    page.wait_for_selector("#caller-number:has-text('13977200000')")
+    expect(page.locator("[data-testid=desk-restored]")).to_be_hidden()
     assert not page.errors, page.errors
