@@ -10,7 +10,8 @@ Only scorecard items with a ``live`` hint are checked while the call runs:
 
 Each item warns at most once per call, except forbidden wording, which warns per sentence.  A required item
 the transcript meets after its warning (the agent reads back after all) is withdrawn with a ``resolved``
-warning, so what still stands at the end agrees with the post-call score.  Nothing warns after hang-up
+warning, so what still stands at the end agrees with the post-call score; so is one the words of which the ASR
+seems to have misheard (the item's ``review_if``: the post-call score passes it, for a person to review).  Nothing warns after hang-up
 (``CallState`` ended): a warning is for the agent still on the call; finals the ASR delivers late only
 withdraw warnings.
 """
@@ -69,9 +70,16 @@ class LiveQAChecker:
 
     def _met_since_warned(self, ctx) -> list[Item]:
         """Required items warned about that the transcript now meets (the post-call score passes them)."""
-        met = [i for i in self.items if i.code in self._standing and evaluate(i.require, ctx).matched]
+        met = [i for i in self.items if i.code in self._standing and self._met_or_misheard(i, ctx)]
         self._standing -= {i.code for i in met}
         return met
+
+    @staticmethod
+    def _met_or_misheard(item: Item, ctx) -> bool:
+        """The requirement is met, or it sounds said but misheard (``review_if``): the post-call score then
+        passes the item for a person to review, so the agent is not told it is missing."""
+        return evaluate(item.require, ctx).matched or (item.review_if is not None
+                                                       and evaluate(item.review_if, ctx).matched)
 
     def _check(self, item: Item, ctx, latest: Segment) -> str | None:
         hint = item.live
@@ -89,7 +97,7 @@ class LiveQAChecker:
                 self._warned_idx.add((item.code, latest.idx))
                 return f"{hint.message}：“{fresh[0].get('match') or latest.text}”"
             return None
-        if item.code in self._warned or evaluate(item.require, ctx).matched:
+        if item.code in self._warned or self._met_or_misheard(item, ctx):
             return None
         if hint.when is not None:
             trigger = evaluate(hint.when, ctx)

@@ -77,3 +77,24 @@ def test_nothing_warns_after_hang_up():
     assert [w for w in late if not w.resolved] == []
     # the same transcript scored post-call fails the read-back the live checker would have warned about
     assert not score_call(segments, {}, CARD, None).item("read_back").passed
+
+
+def test_a_read_back_the_asr_misheard_is_not_warned_about_as_the_post_call_score_sends_it_to_review():
+    """给您复述 written 给您附受: post-call the item passes for a person to review, so live it is not 'missing'."""
+    segments = [{"role": "agent", "start_ms": 0, "end_ms": 4000, "text": "您好，12345热线，8号话务员为您服务。"},
+                {"role": "caller", "start_ms": 4500, "end_ms": 9000, "text": "城东路的路灯坏了好几天了。"},
+                {"role": "agent", "start_ms": 9500, "end_ms": 15000, "text": "我给您附受一下，城东路路灯不亮，对吗？"},
+                {"role": "caller", "start_ms": 15500, "end_ms": 16500, "text": "对。"},
+                {"role": "agent", "start_ms": 17000, "end_ms": 20000, "text": "感谢您的来电，再见。"}]
+    checker, standing = LiveQAChecker(CARD, call_id="c1", tenant_id=1), set()
+    for seg in segments:
+        _standing(checker.process(_final(seg)), standing)
+    assert "read_back" not in standing
+    result = score_call(segments, {}, CARD, None).item("read_back")
+    assert result.passed and result.needs_review
+    # warned before the misheard read-back: withdrawn by it
+    checker = LiveQAChecker(CARD, call_id="c1", tenant_id=1)
+    out = checker.process(_final({"role": "agent", "start_ms": 0, "end_ms": 3000, "text": "还有其他问题吗？"}))
+    assert [(w.item, w.resolved) for w in out] == [("read_back", False)]
+    out = checker.process(_final(segments[2] | {"start_ms": 3500, "end_ms": 8000}))
+    assert [(w.item, w.resolved) for w in out] == [("read_back", True)]
