@@ -57,13 +57,13 @@ class LiveDesks:
         elif isinstance(event, Suggestion):
             desk["suggestion"] = event.model_dump(mode="json")
         elif isinstance(event, PoliceAlert):
-            desk["police"] = {"reason": event.reason, "evidence": event.evidence}
+            desk["police"] = {"reason": event.reason, "evidence": event.evidence, "at": event.ts}
         elif isinstance(event, SensitiveFlag):
-            desk["flags"].append({"flag": event.flag, "evidence": event.evidence})
+            desk["flags"].append({"flag": event.flag, "evidence": event.evidence, "at": event.ts})
         elif isinstance(event, QAWarning):
             desk["warnings"] = [w for w in desk["warnings"] if w["item"] != event.item]  # a resolved one is withdrawn
             if not event.resolved:
-                desk["warnings"].append({"item": event.item, "message": event.message})
+                desk["warnings"].append({"item": event.item, "message": event.message, "at": event.ts})
         elif isinstance(event, TranscriptComplete):
             desk["transcript_complete"] = True
 
@@ -105,6 +105,21 @@ class LiveDesks:
                 return None
             copy = {k: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v for k, v in desk.items()}
             return copy | {"call": dict(desk["call"])}
+
+    def alerts(self, tenant_id: int, limit: int = 30) -> list[dict]:
+        """The tenant's standing alerts (110, sensitive calls, QA reminders not withdrawn) of the calls on agents'
+        desks, newest first, as the supervisors' wall lists them after a reload."""
+        out = []
+        with self._lock:
+            for call_id, desk in self._calls.items():
+                if desk["call"]["tenant_id"] != tenant_id:
+                    continue
+                base = {"call_id": call_id, "agent_id": desk["call"]["agent_id"]}
+                if desk["police"]:
+                    out.append(base | {"kind": "police"} | desk["police"])
+                out += [base | {"kind": "sensitive"} | flag for flag in desk["flags"]]
+                out += [base | {"kind": "qa"} | warning for warning in desk["warnings"]]
+        return sorted(out, key=lambda a: -a["at"])[:limit]
 
     def _own(self, tenant_id: int, agent_id: int, call_id: str) -> dict | None:
         desk = self._calls.get(call_id)

@@ -65,6 +65,12 @@ def desk(request: Request, principal: Principal = Depends(require_roles("agent")
     return current or {"call": None}
 
 
+@router.get("/wall/alerts")
+def wall_alerts(request: Request, principal: Principal = Depends(require_roles("supervisor", "admin"))) -> dict:
+    """The standing alerts of the calls on agents' desks, newest first (the wall after a reload)."""
+    return {"alerts": request.app.state.desks.alerts(principal.tenant_id)}
+
+
 class CardIn(BaseModel):
     call_id: ShortText = Field(..., min_length=1, max_length=100, description="The live call (its UUID).")
     entry_id: ShortText = Field(..., min_length=1, max_length=100)

@@ -53,14 +53,26 @@ async function load() {
 // severity by kind: a 110 alert is critical (red), a sensitive call high (orange), a QA reminder a warning (amber)
 const SEVERITY = { police: ["critical", "紧急"], sensitive: ["high", "重要"], qa: ["warning", "提醒"] };
 const FLAG_ZH = { self_harm: "自伤自杀风险", media_threat: "扬言向媒体曝光", group_petition: "群体上访" };
-function alert(text, kind, key) {
+function alert(text, kind, key, at = new Date(), append = false) {
   const box = $("#alerts");
   if (box.querySelector(".muted")) clear(box);
   const [severity, label] = SEVERITY[kind] || ["warning", "提醒"];
-  box.prepend(h("div", { class: `wall-alert ${severity}`, role: severity === "critical" ? "alert" : null,
+  box[append ? "append" : "prepend"](h("div", { class: `wall-alert ${severity}`, role: severity === "critical" ? "alert" : null,
     "data-testid": "wall-alert", "data-kind": kind, "data-severity": severity, "data-key": key },
-  h("span", { class: "sev" }, label), ` ${fmtClock()} ${text}`));
+  h("span", { class: "sev" }, label), ` ${fmtClock(at)} ${text}`));
   while (box.children.length > 30) box.lastChild.remove();
+}
+function agentOf(agentId) { const a = agents.get(agentId); return a ? `${a.work_no}号 ` : ""; }
+// one wording per kind, for live events and for the standing alerts the server lists after a reload
+const TEXT = {
+  police: (e, agentId) => `${agentOf(agentId)}疑似 110 警情：${e.reason}`,
+  sensitive: (e, agentId) => `${agentOf(agentId)}敏感来电（${FLAG_ZH[e.flag] || "需关注"}）：${e.evidence}`,
+  qa: (e, agentId) => `${agentOf(agentId)}质检提醒：${e.message}`,
+};
+async function loadAlerts() {
+  const { alerts } = await api("/api/copilot/wall/alerts");
+  if (alerts.length) clear($("#alerts")); // the server's list holds what arrived live meanwhile
+  for (const a of alerts) alert(TEXT[a.kind](a, a.agent_id), a.kind, a.kind === "qa" ? `${a.call_id}|${a.item}` : undefined, a.at, true);
 }
 
 connectLive("/ws/supervisor", (e) => {
@@ -76,9 +88,9 @@ connectLive("/ws/supervisor", (e) => {
     const a = agents.get(callAgent.get(e.call_id));
     if (a && a.call) { a.call.last = e.text; render(); }
   } else if (e.kind === "copilot.police_alert") {
-    alert(`疑似 110 警情：${e.reason}`, "police");
+    alert(TEXT.police(e, callAgent.get(e.call_id)), "police");
   } else if (e.kind === "copilot.sensitive") {
-    alert(`敏感来电（${FLAG_ZH[e.flag] || "需关注"}）：${e.evidence}`, "sensitive");
+    alert(TEXT.sensitive(e, callAgent.get(e.call_id)), "sensitive");
   } else if (e.kind === "qa.warning") {
     const key = `${e.call_id}|${e.item}`;
     if (e.resolved) { // the agent met the item after all: the reminder is withdrawn
@@ -86,8 +98,7 @@ connectLive("/ws/supervisor", (e) => {
       if (!$("#alerts").children.length) clear($("#alerts"), h("p", { class: "muted" }, "暂无告警"));
       return;
     }
-    const a = agents.get(callAgent.get(e.call_id));
-    alert(`${a ? `${a.work_no}号 ` : ""}质检提醒：${e.message}`, "qa", key);
+    alert(TEXT.qa(e, callAgent.get(e.call_id)), "qa", key);
   }
 }, (status) => {
   $("#live-status").textContent = status === "open" ? "实时已连接" : "实时已断开，重连中";
@@ -96,5 +107,6 @@ connectLive("/ws/supervisor", (e) => {
 });
 
 await guarded(load);
+await guarded(loadAlerts);
 setInterval(() => guarded(load), 15000);
 setInterval(render, 5000);

@@ -87,6 +87,13 @@ def test_live_wall_follows_calls(open_as, live_app):
     assert police.evaluate(colour) == "rgb(255, 227, 227)" and qa.evaluate(colour) == "rgb(255, 248, 219)"  # red, amber
     assert page.locator("[data-testid=wall-alert]").first.get_attribute("data-kind") == "police"  # newest on top
     shot(page, "wall")
+    assert "8号" in police.inner_text()  # whose call it is
+    # a reload keeps the standing alerts, newest first, with the time they were raised
+    page.reload()
+    page.wait_for_selector("[data-testid=wall-alert][data-kind=police]")
+    kinds = [el.get_attribute("data-kind") for el in page.query_selector_all("[data-testid=wall-alert]")]
+    assert kinds == ["police", "sensitive", "qa"], kinds
+    assert "8号" in page.inner_text("[data-testid=wall-alert][data-kind=police]")
     live_app.state.bus.publish(QAWarning(**common, item="restate", message="尚未复述来电人诉求", resolved=True))
     page.wait_for_selector("[data-testid=wall-alert][data-kind=qa]", state="detached")
     assert not page.errors, page.errors
