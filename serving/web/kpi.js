@@ -38,7 +38,7 @@ function render(data) {
   ], (r && r.indicators) || [], { testid: "kpi-indicators", empty: "暂无核算结果" }));
   clear($("#kpi-manual"), table([
     { key: "kind", label: "类型", render: (m) => `${MANUAL_KINDS[m.kind] || m.kind}${m.field ? `：${m.field}` : ""}` },
-    { key: "value", label: "数值" }, { key: "note", label: "说明" }, { key: "by", label: "录入人" },
+    { key: "value", label: "数值" }, { key: "note", label: "备注" }, { key: "by", label: "录入人" },
     { key: "ops", label: "", render: (m) => h("button", { type: "button", onclick: () => removeManual(m.id) }, "删除") },
   ], data.entries || [], { testid: "kpi-entries", empty: "本月无人工录入" }));
 }
@@ -72,7 +72,9 @@ $("#manual-form").addEventListener("submit", async (e) => {
   $("#mn-error").textContent = "";
   try {
     const kind = $("#mn-kind").value;
-    await ops.addManual($("#kpi-month").value, { kind, value: Number($("#mn-value").value), note: $("#mn-note").value.trim(),
+    const raw = $("#mn-value").value.trim(); // an empty box is no value, not 0
+    if (!raw) { $("#mn-error").textContent = "数值：不能为空"; $("#mn-value").focus(); return; }
+    await ops.addManual($("#kpi-month").value, { kind, value: Number(raw), note: $("#mn-note").value.trim(),
       field: kind === "override" ? $("#mn-field").value.trim() : null });
     e.target.reset();
     await load();

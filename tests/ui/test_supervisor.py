@@ -5,6 +5,7 @@ import io
 
 import pytest
 from openpyxl import load_workbook
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from domain.models import KpiMonth
@@ -127,4 +128,22 @@ def test_kpi_month_view_fits(open_as, size):
     m = page.evaluate("() => ({sw: document.documentElement.scrollWidth, w: innerWidth})")
     shot(page, f"kpi-{size[0]}x{size[1]}")
     assert m["sw"] <= m["w"], m
+    assert not page.errors, page.errors
+
+
+def test_kpi_manual_entry_says_what_is_wrong(open_as):
+    """An empty value is refused as empty (not saved as 0); a negative one as negative; a good one is listed."""
+    page = open_as("supervisor", "/ui/kpi.html")
+    page.wait_for_selector("[data-testid=kpi-indicators]")
+    page.select_option("#mn-kind", "commendation")
+    page.fill("#mn-note", "市民送锦旗")
+    page.click("#manual-form button[type=submit]")
+    expect(page.locator("#mn-error")).to_have_text("数值：不能为空")
+    assert page.locator("[data-testid=kpi-entries] td:has-text('市民送锦旗')").count() == 0
+    page.fill("#mn-value", "-1")
+    page.click("#manual-form button[type=submit]")
+    expect(page.locator("#mn-error")).to_contain_text("数值：不能小于 0")
+    page.fill("#mn-value", "2")
+    page.click("#manual-form button[type=submit]")
+    page.wait_for_selector("[data-testid=kpi-entries] td:has-text('市民送锦旗')")
     assert not page.errors, page.errors
