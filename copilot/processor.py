@@ -106,9 +106,8 @@ class CallCopilot:
             if det.kind not in self.flags_raised:
                 self.flags_raised.add(det.kind)
                 out.append(self._event(SensitiveFlag, flag=det.kind, evidence=det.evidence))
-        self.engine.drafter.update(self.draft, self.caller_turns, self.last_agent_text, self.draft_confidence)
-        if self.police_raised:
-            self.draft.request_type = self.engine.params.police_request_type
+        self.engine.drafter.update(self.draft, self.caller_turns, self.last_agent_text, self.draft_confidence,
+                                   self.engine.params.police_request_type if self.police_raised else None)
         if len(text) >= self.engine.params.min_caller_chars:
             out.append(self._suggest(text, event, category))
         return out

@@ -95,9 +95,10 @@ class TicketDrafter:
         self.conf = confidence
 
     def update(self, draft: TicketDraft, caller_turns: list[str], last_agent_text: str = "",
-               confidence: dict[str, float] | None = None) -> TicketDraft:
+               confidence: dict[str, float] | None = None, request_type: str | None = None) -> TicketDraft:
         """Refine ``draft`` with the latest of the caller's turns (``caller_turns[-1]``); the request type and
-        summary are drawn from all of them.  ``confidence`` (field → 0..1) is updated for the fields set."""
+        summary are drawn from all of them, unless the call's ``request_type`` is known otherwise (a 110
+        emergency is a 求助).  ``confidence`` (field → 0..1) is updated for the fields set."""
         conf = self.conf
         sure = confidence if confidence is not None else {}
         text = caller_turns[-1].strip() if caller_turns else ""
@@ -128,9 +129,9 @@ class TicketDrafter:
                 draft.respondent = best
                 sure["respondent"] = conf.respondent_named if len(best) >= 4 else conf.respondent_generic
         turns = [t.strip() for t in caller_turns if t.strip()]
-        draft.request_type = self.request_type(" ".join(turns))
-        sure["request_type"] = conf.request_type_rule if any(p.search(" ".join(turns)) for _, p in self._types) \
-            else conf.request_type_default
+        draft.request_type = request_type or self.request_type(" ".join(turns))
+        sure["request_type"] = conf.request_type_rule if request_type or any(
+            p.search(" ".join(turns)) for _, p in self._types) else conf.request_type_default
         draft.summary, full = self._summary(draft, turns)
         sure["summary"] = conf.summary_full if full else conf.summary_partial
         return draft

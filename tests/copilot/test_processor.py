@@ -78,6 +78,7 @@ def test_police_alert_from_partial_once(engine):
     assert not any(isinstance(e, PoliceAlert) for e in out)  # raised once per call
     s = next(e for e in out if isinstance(e, Suggestion))
     assert s.ticket_draft["police_110"] and s.ticket_draft["request_type"] == "求助"
+    assert s.ticket_draft["summary"].startswith("市民来电求助")  # the summary says what the type field says
 
 
 def test_police_alert_when_asr_garbles_the_word_a_rule_needs(engine):
