@@ -78,8 +78,8 @@ def audit_log(principal: Principal = Depends(require_roles("admin")), session: S
               action: str | None = Query(None, max_length=64), since: datetime | None = None,
               limit: int = Query(200, ge=1, le=1000)) -> list[dict]:
     query = select(AuditLog).where(AuditLog.tenant_id == principal.tenant_id)
-    if action:
-        query = query.where(AuditLog.action == action)
+    if action:  # a code (auth.login_failed) or words (登录失败, 工单)
+        query = query.where(AuditLog.action.in_(audit.actions_matching(action)))
     if since:
         query = query.where(AuditLog.at >= since)
     rows = session.scalars(query.order_by(AuditLog.id.desc()).limit(limit))

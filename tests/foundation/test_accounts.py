@@ -91,6 +91,12 @@ def test_every_change_has_an_audit_row_with_actor(client, engine):
     assert row.after["display_name"] == "电话139****1453"  # PII masked in the audit log
     log = client.get("/api/admin/audit", headers=admin, params={"action": "users.create"}).json()
     assert log[0]["after"]["username"] == "auditme"
+    # searched in words, as the admin page shows the actions
+    worded = client.get("/api/admin/audit", headers=admin, params={"action": "新建用户"}).json()
+    assert worded[0]["after"]["username"] == "auditme" and {r["action"] for r in worded} == {"users.create"}
+    assert {r["action"] for r in client.get("/api/admin/audit", headers=admin, params={"action": "用户"}).json()} \
+        >= {"users.create"}
+    assert client.get("/api/admin/audit", headers=admin, params={"action": "没有这种操作"}).json() == []
 
 
 def test_tenant_isolation(client, engine):
@@ -121,3 +127,23 @@ def test_writes_are_durable_before_the_response(client, engine):
         from sqlalchemy import text
 
         assert conn.execute(text("SELECT count(*) FROM users WHERE username = 'durable'")).scalar() == 1
+
+
+def test_the_pipelines_transcript_sentences_are_not_audited_one_by_one_but_the_call_is(client, engine):
+    from domain.models import Call, Tenant, TranscriptSegment
+
+    with session_scope(engine) as s:
+        tenant = s.scalar(select(Tenant.id).limit(1))
+        call = Call(tenant_id=tenant, call_uuid="audit-noise-1", caller_number="13977201234")
+        s.add(call)
+        s.flush()
+        s.add_all([TranscriptSegment(tenant_id=tenant, call_id=call.id, leg="caller", speaker_role="caller",
+                                     start_ms=i * 1000, end_ms=i * 1000 + 900, text=f"第{i}句") for i in range(3)])
+    with session_scope(engine) as s:
+        actions = s.scalars(select(AuditLog.action).where(AuditLog.action.in_(
+            ["calls.create", "transcript_segments.create"]))).all()
+        assert actions.count("calls.create") >= 1 and "transcript_segments.create" not in actions
+        segment = s.scalar(select(TranscriptSegment).where(TranscriptSegment.text == "第1句"))
+        segment.text = "第一句"  # a person's correction is audited
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count(AuditLog.id)).where(AuditLog.action == "transcript_segments.update")) == 1
