@@ -217,6 +217,10 @@ $("#qc-filter").addEventListener("reset", () => setTimeout(() => { offset = 0; g
 $("#qc-prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); guarded(loadCalls); });
 $("#qc-next").addEventListener("click", () => { offset += PAGE; guarded(loadCalls); });
 for (const [id, name] of agentNames) $("#qf-agent").append(h("option", { value: id }, name));
+ops.scorecards().then((all) => { // the item filter offers the active scorecard's items
+  const active = all.find((c) => c.active) || all[0];
+  for (const item of (active && active.definition.items) || []) $("#qf-item").append(h("option", { value: item.code }, item.name));
+}).catch(() => {});
 api("/api/knowledge/taxonomy").then((t) => { // the category filter offers the taxonomy's categories (any level)
   const names = [...new Set(t.paths.flatMap((p) => p.split("/").map((_, i, parts) => parts.slice(0, i + 1).join("/"))))];
   document.body.append(h("datalist", { id: "qf-categories" }, names.map((n) => h("option", { value: n }))));

@@ -78,6 +78,16 @@ def test_every_call_is_found_and_failed_items_come_first_with_the_entry(open_as,
     assert page.locator("[data-testid=qa-versions] button").count() == 2
     shot(page, "qa-workspace-call")
 
+    page.click("#qc-filter button[type=reset]")  # by a failed item, picked from the active scorecard's items
+    assert page.locator("#qf-item option").count() > 5
+    page.select_option("#qf-item", "answer_accuracy")
+    page.fill("#qf-q", "工本费30元")
+    page.click("#qc-filter button[type=submit]")
+    page.wait_for_selector("[data-testid=qc-total]:has-text('共 1 通')")
+    page.select_option("#qf-item", "greeting")
+    page.click("#qc-filter button[type=submit]")
+    page.wait_for_selector("[data-testid=qc-total]:has-text('共 0 通')")
+
     page.click("#qc-filter button[type=reset]")
     page.select_option("#qf-scored", "unscored")
     page.click("#qc-filter button[type=submit]")
