@@ -49,10 +49,13 @@ async function open(id) {
   audio.removeAttribute("src");
   audioFor = null;
   $("#md-h").textContent = `质检结果 · 得分 ${fmtNum(current.score, 1)} · ${STATE_ZH[current.agent_state] || current.agent_state}`;
-  const failed = current.items.filter((i) => !i.effective_passed || (i.needs_review && !i.verdict));
+  const failed = current.items.filter((i) => !i.effective_passed);
+  // passed but sent to a person (the ASR may have misheard): not deducted, shown apart until reviewed
+  const pending = current.items.filter((i) => !failed.includes(i) && i.needs_review && !i.verdict);
   const overturned = current.items.filter((i) => !failed.includes(i) && i.verdict === "overturn");
-  const passed = current.items.filter((i) => !failed.includes(i) && !overturned.includes(i));
+  const passed = current.items.filter((i) => !failed.includes(i) && !pending.includes(i) && !overturned.includes(i));
   clear($("#my-items"), ...(failed.length ? [h("h3", {}, "扣分项"), ...failed.map(itemView)] : [h("p", { class: "item-pass" }, "没有扣分项")]),
+    ...(pending.length ? [h("h3", { "data-testid": "my-pending" }, "待人工复核（不扣分）"), ...pending.map(itemView)] : []),
     ...(overturned.length ? [h("h3", {}, "复核改判"), ...overturned.map(itemView)] : []),
     passed.length ? h("details", {}, h("summary", {}, `已通过 ${passed.length} 项`), passed.map(itemView)) : null);
   $("#my-ack").disabled = Boolean(current.agent_state);

@@ -157,3 +157,41 @@ def test_scorecard_is_edited_in_a_form(open_as):
     assert page.input_value("#sc-params [data-param=long_silence_ms]") == "12000"
     shot(page, "qa-scorecard-form")
     assert not page.errors, page.errors
+
+
+def test_my_qa_shows_an_item_sent_to_review_apart_from_the_deductions(open_as, live_app):
+    """A greeting the ASR misheard (8后话物人) passes for review: 我的质检 lists it under 待人工复核（不扣分）, not 扣分项."""
+    base = live_app.state.base_url
+    lines = [("agent", 0, 6000, "您好，来宾12345政务服务便民热线，8后话物人为您服务，请问有什么可以帮您？"),
+             ("caller", 6500, 9000, "我想问一下医保卡丢了怎么办？"),
+             ("agent", 9500, 14000, "跟您核对一下，您是医保卡丢了想补办，对吧？您带身份证去窗口办理就可以。"),
+             ("agent", 14500, 17000, "感谢您的来电，再见。")]
+    with live_app.state.sessions() as session:
+        agent = session.scalar(select(Agent).where(Agent.work_no == "8"))
+        start = datetime.now(timezone.utc) - timedelta(minutes=5)
+        call = Call(tenant_id=agent.tenant_id, call_uuid="ws-misheard-greeting", caller_number="13978260001",
+                    agent_id=agent.id, started_at=start, answered_at=start, ended_at=start + timedelta(seconds=17),
+                    result="answered")
+        session.add(call)
+        session.flush()
+        for role, lo, hi, text in lines:
+            session.add(TranscriptSegment(tenant_id=agent.tenant_id, call_id=call.id, leg=role, speaker_role=role,
+                                          start_ms=lo, end_ms=hi, text=text, confidence=0.9, engine="whisper"))
+        session.commit()
+        call_id = call.id
+    r = httpx.post(f"{base}/api/qa/calls/{call_id}/score", headers=_bearer(base, "qa"), timeout=300)
+    assert r.status_code == 201, r.text
+    greeting = next(i for i in r.json()["items"] if i["code"] == "greeting")
+    assert greeting["passed"] and greeting["needs_review"]
+
+    page = open_as("agent", "/ui/myqa.html", viewport=VIEWPORT)
+    page.locator("[data-testid=my-results] tbody tr.clickable").first.click()
+    page.wait_for_selector("[data-testid=my-pending]")
+    pending = page.locator("[data-testid=my-pending] ~ [data-testid=my-item][data-code=greeting]")
+    assert pending.count() == 1 and "需人工复核" in pending.inner_text()
+    headings = page.locator("#my-items h3").all_inner_texts()
+    assert headings.index("待人工复核（不扣分）") >= 0
+    if "扣分项" in headings:  # whatever else failed comes before, without the greeting
+        assert headings.index("扣分项") < headings.index("待人工复核（不扣分）")
+    shot(page, "agent-my-qa-pending-review")
+    assert not page.errors, page.errors
