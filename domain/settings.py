@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         return self.asr_decodes_ahead or (GPU_DECODES_AHEAD if self.asr_device == "cuda" else 1)
 
     @property
+    def eval_data_dir(self) -> Path:
+        """The folder whose data benchmarks started from the browser may read (``eval_data_root``)."""
+        return self.eval_data_root or self.data_dir / "eval-data"
+
+    @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -44,10 +44,12 @@ def run_category(data: Path, test_fraction: float, max_train: int, seed: int) ->
     from copilot.ticket import TicketDrafter
     from knowledge.kbfile import read_jsonl
 
-    settings, emb = _embedder()
-    rows = [r for r in read_jsonl(data) if str(r.get("text", "")).strip()]
+    rows = [r for r in read_jsonl(data) if isinstance(r, dict) and str(r.get("text", "")).strip()]
     random.Random(seed).shuffle(rows)
     n_test = int(len(rows) * test_fraction)
+    if not n_test or len(rows) == n_test:
+        raise typer.BadParameter(f"{data.name} 中带 text 字段的样本只有 {len(rows)} 条，不够划分训练集和测试集，无法评测")
+    settings, emb = _embedder()
     test, train = rows[:n_test], rows[n_test:][:max_train]
     shipped = load_category_model(emb, settings.category_model_path, settings.data_dir)
     drafter = TicketDrafter()

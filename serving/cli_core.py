@@ -100,9 +100,12 @@ def register(app: typer.Typer) -> None:
         if demo:
             from knowledge.transfer import seed_demo_kb
 
+            from demo.eval_data import seed_eval_data
+
             with session_scope() as session:
                 tenant = seed_demo(session, settings.default_tenant)
                 seed_demo_kb(session, tenant.id)
+            seed_eval_data(settings.eval_data_dir)  # what evaluators can pick
         supervisor = _start_telephony(settings) if telephony else None
         typer.echo(f"热线平台已启动：http://{host}:{port}/")
         if demo:

@@ -168,8 +168,7 @@ def _status(request: Request, run_id: str, with_result: bool, tenant_id: int) ->
 
 
 def _data_root(request: Request) -> Path:
-    settings = request.app.state.settings
-    return settings.eval_data_root or settings.data_dir / "eval-data"
+    return request.app.state.settings.eval_data_dir
 
 
 @router.get("/datasets")

@@ -21,7 +21,28 @@ const METRIC_ZH = {
   card_present_at_hangup: "挂机时正确卡片在场率", time_to_first_card_s: "首次出现正确卡片用时（秒）", top1: "首位命中率",
   top3: "前三命中率", mrr: "平均倒数排名", ndcg: "NDCG", hit_rate: "命中率", throughput: "吞吐量", messages: "消息数",
   per_second: "每秒", total: "合计", mean: "平均", median: "中位数", max: "最大", min: "最小", count: "数量", note: "说明",
+  n_train: "训练条数", n_queries: "查询条数", seed: "随机种子", shipped_model: "随产品发布的模型", shipped: "随产品发布",
+  majority_class_accuracy: "多数类基线准确率", how: "方法说明", train_seconds: "训练耗时（秒）", level1: "一级分类",
+  full_path: "完整分类路径", category_accuracy: "分类准确率", category_level1_accuracy: "一级分类准确率",
+  category_level3_accuracy: "三级分类准确率", request_type_accuracy: "诉求类型准确率", role_accuracy: "角色判断准确率",
+  qa_item_agreement: "质检项一致率", item_agreement: "逐项一致率", compliance_label_agreement: "合规标注一致率",
+  answer_errors_needing_review: "需复核的答复错误", items_needing_review: "需复核的质检项", on_labelled_errors: "其中标注为错误",
+  labelled_failed: "其中标注为未通过", error_level: "按错误计", call_level: "按通话计", kb_recall_at_3: "知识条目前三召回率",
+  transfer_check_agreement: "转接检查一致率", handling_agreement: "处置一致率", greeting: "开头语", closing: "结束语",
+  read_back: "复述诉求", answer_accuracy: "解答准确", speech: "语音识别", retrieval: "检索方式", model: "模型",
+  benchmark: "评测基准", threshold: "阈值", curve: "曲线", strict: "严格口径", same_question: "同题视为命中",
+  card_precision: "卡片精确率", cards_per_call: "每通卡片数", kb_card_present_at_hang_up: "挂机时正确卡片在场率",
+  kb_first_right_card_s_p50: "首张正确卡片用时 P50（秒）", kb_first_right_card_s_p90: "首张正确卡片用时 P90（秒）",
+  no_good_match_rate: "无合适匹配比例", trained_on: "训练数据", window: "窗口", steps: "负载档位", nodes: "节点数",
+  cpu_cost: "CPU 成本", cpu_per_audio_second: "每秒音频 CPU 时间", cpu_s_per_call_s: "每秒通话 CPU 时间", rated_load_passed: "额定负载通过",
+  load_average_1m_at_start: "开始时 1 分钟负载", partial_interval_p50_s: "中间结果间隔 P50（秒）", partial_interval_max_s: "中间结果最大间隔（秒）",
+  partials_delayed: "延迟的中间结果", worst_write_lag_s: "最大写入滞后（秒）", finals: "终稿数", completed: "完成数", dropped: "掉线数",
+  asr_backlog_s_max: "识别积压最大值（秒）", lag_s: "滞后（秒）", qa_seconds: "质检耗时（秒）", qa_cpu_seconds: "质检 CPU 时间（秒）",
+  transcripts_reused: "复用已有转写", fitted_values: "拟合取值", kept_in_sample: "样本内保留", error: "错误", errors: "错误数",
+  queries: "查询", labels: "标签数", domain: "领域", channel: "信道", decoding: "解码方式", beam_size: "束宽", embedder: "向量模型",
 };
+// a server path says nothing to an evaluator and tells where files lie: shown as its last part
+const showValue = (v) => (typeof v === "string" && /^\/[^\s]*\//.test(v) ? `…/${v.split("/").filter(Boolean).pop()}` : v);
 const metricLabel = (key) => key.split(".").map((part) => METRIC_ZH[part] || METRIC_ZH[part.toLowerCase()] || part).join(" · ");
 let datasets = [];
 let benchmarks = [];
@@ -35,7 +56,7 @@ function flatten(obj, prefix = "", out = []) {
     const key = prefix ? `${prefix}.${k}` : k;
     if (v !== null && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
     else if (Array.isArray(v)) out.push({ metric: key, value: `（${v.length} 项）` });
-    else out.push({ metric: key, value: v });
+    else out.push({ metric: key, value: showValue(v) });
   }
   return out;
 }
@@ -93,10 +114,11 @@ const metricCell = (r) => h("span", { title: r.metric }, metricLabel(r.metric));
 /** Why a run produced no result, in words (the benchmark's own message where it printed one). */
 function failureText(run) {
   if (run.state === "running") return "评测仍在运行";
-  const log = run.log_tail || "";
-  const said = log.split("\n").map((l) => l.replace(/[│╭╮╰╯─]/g, "").trim())
-    .filter((l) => /[\u4e00-\u9fff]/.test(l) && !/^(Traceback|File |Usage:)/.test(l));
-  const reason = said.length ? said[said.length - 1].replace(/^(Error|错误)[:：]\s*/, "") : "";
+  const lines = (run.log_tail || "").split("\n").map((l) => l.replace(/[│╭╮╰╯─]/g, "").trim());
+  const box = lines.map((l) => /^(Error|错误)$/.test(l)).lastIndexOf(true); // the command's error box, wrapped over lines
+  const said = lines.filter((l) => /[\u4e00-\u9fff]/.test(l) && !/^(Traceback|File |Usage:)/.test(l));
+  const reason = (box >= 0 ? lines.slice(box + 1).filter(Boolean).join("") : said[said.length - 1] || "")
+    .replace(/^(Error|错误)[:：]\s*/, "").replace(/^Invalid value( for [^:]+)?:\s*/, "");
   if (run.returncode === -15 || run.returncode === -9) return "评测已被取消";
   return reason ? `评测未能完成：${reason}` : `评测未能完成（退出码 ${run.returncode ?? "未知"}），请查看技术日志或联系运维人员`;
 }
@@ -233,7 +255,8 @@ function renderParams() {
         ? h("select", { id, name: p.name, required: p.required, "data-testid": "dataset" },
           h("option", { value: "" }, p.required ? "请选择数据集" : "（使用默认）"),
           p.names.map((n) => h("option", { value: n }, n)),
-          datasets.map((d) => h("option", { value: d.name }, `${d.name}${d.kind === "folder" ? "（数据集目录）" : ""}`)))
+          datasets.map((d) => h("option", { value: d.name }, `${d.name}${d.kind === "folder" ? "（数据集目录）" : ""}`)),
+          datasets.length ? null : h("option", { value: "", disabled: true }, "（暂无数据集：请管理员放入服务器的评测数据目录）"))
         : h("input", { id, name: p.name, value: p.default ?? "", required: p.required,
         type: ["integer", "float"].includes(p.type) ? "number" : "text", step: p.type === "float" ? "any" : null });
     return h("div", {}, h("label", { for: id }, `${p.help || p.name}${p.required ? "（必填）" : ""}`), input);

@@ -2,10 +2,14 @@
 are listed by name, path parameters are marked as such, and only evaluators and admins may see them."""
 from __future__ import annotations
 
+import json
+
 from fastapi.testclient import TestClient
 
 from domain.db import session_scope
 from demo import seed_demo
+from demo.eval_data import BUNDLED, seed_eval_data
+from serving.api.evaluations import data_path
 from tests.conftest import login
 
 
@@ -30,3 +34,15 @@ def test_datasets_are_listed_by_name_for_evaluators_only(engine, settings, tmp_p
         assert missing.status_code == 422 and "data" not in missing.json()["error"]["message"]
         for role in ("agent", "qa", "supervisor"):
             assert client.get("/api/evaluations/datasets", headers=login(client, role)).status_code == 403
+
+
+def test_the_bundled_sets_are_put_in_the_evaluation_folder_once(tmp_path):
+    root = tmp_path / "eval-data"
+    assert sorted(seed_eval_data(root)) == sorted(BUNDLED)
+    calls = data_path(root, "data", "corpus-calls")  # resolves inside the folder: a benchmark may read it
+    assert (calls / "dialogues" / "c001.json").is_file() and (calls / "kb.jsonl").is_file()
+    first = (root / "govqa-paraphrases.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    assert json.loads(first)
+    (root / "corpus-calls" / "mine.txt").write_text("operator's file")
+    assert seed_eval_data(root) == []  # nothing replaced on the next start
+    assert (root / "corpus-calls" / "mine.txt").exists()
