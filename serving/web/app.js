@@ -243,6 +243,7 @@ export async function boot(pageId, roles, { header = true } = {}) {
   me = await api("/api/auth/me");
   if (me.time_zone) timeZone = me.time_zone;
   if (header) document.body.prepend(renderHeader(me, pageId));
+  document.title = `${document.title.split(" · ")[0]} · ${me.tenant_name} · 智能平台`; // as the header's brand says
   if (roles && !roles.includes(me.role)) {
     clear($("main"), h("section", { class: "card" }, h("h1", {}, "无权访问"),
       h("p", {}, "当前账号无权使用此页面。"), h("a", { href: homeFor(me.role) }, "返回我的工作台")));

@@ -1,8 +1,8 @@
 import { $, api, boot, chart, clear, connectLive, fmtTime, guarded, h } from "./app.js";
 
-await boot("screen", ["supervisor", "admin"], { header: false });
+const me = await boot("screen", ["supervisor", "admin"], { header: false });
+$("#bs-title").textContent = `${me.tenant_name} · 运行态势`;
 
-const AREA = { 兴宾区: "xb", 合山市: "hs", 象州县: "xz", 武宣县: "wx", 忻城县: "xc", 金秀瑶族自治县: "js" };
 const px = (vw) => Math.max(10, Math.round((window.innerWidth * vw) / 100)); // chart font sizes follow the screen
 const pct = (v) => (v === null || v === undefined ? "—" : `${v}%`);
 
@@ -17,10 +17,14 @@ function counters(d) {
 
 function heat(d) {
   const max = Math.max(1, ...d.districts.map((x) => x.value));
-  clear($("#bs-heat"), d.districts.filter((x) => AREA[x.name]).map((x) => {
+  // the tenant's own districts (its settings), in a grid sized to how many there are
+  const side = Math.max(1, Math.ceil(Math.sqrt(d.districts.length)));
+  $("#bs-heat").style.gridTemplateColumns = `repeat(${side}, 1fr)`;
+  $("#bs-heat").style.gridTemplateRows = `repeat(${Math.max(1, Math.ceil(d.districts.length / side))}, 1fr)`;
+  clear($("#bs-heat"), d.districts.map((x) => {
     const t = x.value / max;
     const color = `rgb(${Math.round(30 + 200 * t)}, ${Math.round(90 + 40 * (1 - t))}, ${Math.round(180 * (1 - t) + 40)})`;
-    return h("div", { class: "bs-district", style: { gridArea: AREA[x.name], background: color }, title: `${x.name}：${x.value}` },
+    return h("div", { class: "bs-district", style: { background: color }, title: `${x.name}：${x.value}` },
       h("span", {}, x.name), h("b", {}, String(x.value)));
   }));
 }

@@ -29,7 +29,8 @@ def test_big_screen_fits(open_as, live_app, size):
     shot(page, f"screen-{size[0]}x{size[1]}")
     assert m["sw"] <= m["w"] and m["sh"] <= m["h"], m
     assert not m["clipped"], m
-    assert page.locator(".bs-district").count() == 6
+    assert page.locator(".bs-district").count() == 6  # the demo tenant's districts, from its settings
+    assert page.inner_text("#bs-title").startswith("来宾市12345政务服务便民热线")  # the tenant's name, not the code's
     assert int(page.inner_text("[data-testid='counter-今日呼入'] .v")) > 0
     with live_app.state.sessions() as session:  # no KPI month computed yet: "暂无数据", not a 0 gauge
         computed = session.scalar(select(KpiMonth.id).limit(1)) is not None
