@@ -188,6 +188,7 @@ class Call(TenantOwned, Base):
     hold_ms: Mapped[int] = mapped_column(Integer, default=0)
     transfers: Mapped[int] = mapped_column(Integer, default=0)
     district: Mapped[str] = mapped_column(String(32), default="")
+    category: Mapped[str] = mapped_column(String(200), default="")  # the copilot's, until a ticket says otherwise
     legs: Mapped[list["CallLeg"]] = relationship(back_populates="call", cascade="all, delete-orphan")
 
 

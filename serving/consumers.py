@@ -1,6 +1,7 @@
 """Bus consumers that run in the serving process.
 
 * :class:`SegmentWriter` stores every final transcript segment as it arrives.
+* :class:`CallTopicWriter` keeps on each call's CDR the category and district the copilot found.
 * :class:`CallProcessorHost` runs one processor per call (the copilot, the live QA checker):
   transcript events in, new events (suggestions, alerts, warnings) out onto the bus.
 """
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from typing import Callable, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.db import session_scope
-from domain.call_events import Event, TranscriptComplete, TranscriptFinal
+from domain.call_events import Event, Suggestion, TranscriptComplete, TranscriptFinal
 from domain.models import Call, TranscriptSegment
 
 log = logging.getLogger("hotline.consumers")
@@ -88,6 +90,38 @@ class SegmentWriter(_Consumer):
                 start_ms=event.start_ms, end_ms=event.end_ms, text=event.text, is_final=True,
                 confidence=event.confidence, engine=event.engine,
             ))
+
+
+class CallTopicWriter(_Consumer):
+    """Keeps on the call's CDR what the copilot understood it to be about: the ticket category and the draft's
+    district, as they change.  So a call nobody made a ticket for is still found by category in the QA workspace
+    and counted by district on the big screen."""
+
+    name = "call-topic-writer"
+    REMEMBERED_CALLS = 10_000  # the last topic written per call, so an unchanged suggestion writes nothing
+
+    def __init__(self, bus, engine: Engine) -> None:
+        super().__init__(bus)
+        self._engine = engine
+        self._written: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def handle(self, event: Event) -> None:
+        if not isinstance(event, Suggestion) or not event.call_id:
+            return
+        topic = (event.category or "", str(event.ticket_draft.get("district") or ""))
+        if not any(topic) or self._written.get(event.call_id) == topic:
+            return
+        with session_scope(self._engine) as session:
+            call = session.scalar(select(Call).where(Call.call_uuid == event.call_id,
+                                                     Call.tenant_id == event.tenant_id))
+            if call is None:
+                return
+            call.category = topic[0][:200] or call.category
+            call.district = topic[1][:32] or call.district
+        self._written[event.call_id] = topic
+        self._written.move_to_end(event.call_id)
+        while len(self._written) > self.REMEMBERED_CALLS:
+            self._written.popitem(last=False)
 
 
 class CallProcessorHost(_Consumer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from serving.api.deps import knowledge_indexes
-from serving.consumers import CallProcessorHost, SegmentWriter
+from serving.consumers import CallProcessorHost, CallTopicWriter, SegmentWriter
 
 
 class Runtime:
@@ -39,6 +39,7 @@ class Runtime:
                 self.indexes.get(session, tenant_id)
         self.consumers = [
             SegmentWriter(bus, engine).start(),
+            CallTopicWriter(bus, engine).start(),
             CallProcessorHost(bus, "copilot", copilot_factory(settings, engine, self.indexes)).start(),
             CallProcessorHost(bus, "qa-live", live_checker_factory(engine, embed=self.embed)).start(),
             CallProcessorHost(bus, "qa-post-call",

@@ -382,9 +382,14 @@ def dashboard(session: Session, tenant_id: int) -> dict:
     tickets = list(session.scalars(select(Ticket).where(Ticket.tenant_id == tenant_id, Ticket.created_at >= week_lo)))
     days = [today - timedelta(days=i) for i in range(HOT_WORD_DAYS - 1, -1, -1)]
     trend: dict[str, list[int]] = defaultdict(lambda: [0] * HOT_WORD_DAYS)
-    for t in tickets:
-        top_category = (t.category or "未分类").replace(">", "/").split("/")[0].strip() or "未分类"
-        index = (scope.local(t.created_at).date() - days[0]).days
+    ticketed = {t.call_id for t in tickets if t.call_id}
+    untracked = session.scalars(select(Call).where(Call.tenant_id == tenant_id, Call.started_at >= week_lo,
+                                                   Call.category != ""))  # the copilot's category: no ticket made
+    dated = [(t.category, t.created_at) for t in tickets] + [(c.category, c.started_at) for c in untracked
+                                                              if c.id not in ticketed]
+    for category, at in dated:
+        top_category = (category or "未分类").replace(">", "/").split("/")[0].strip() or "未分类"
+        index = (scope.local(at).date() - days[0]).days
         if 0 <= index < HOT_WORD_DAYS:
             trend[top_category][index] += 1
     top_categories = sorted(trend, key=lambda k: -sum(trend[k]))[:6]

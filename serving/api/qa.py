@@ -348,7 +348,8 @@ def list_calls(date_from: date | None = None, date_to: date | None = None, agent
                session: Session = Depends(get_session, scope="function")) -> dict:
     """Every answered call of the tenant (not only the sampled ones), one row per call with its current QA result
     and the versions before it. Filters: local calendar days, agent, ticket category (a prefix), score range, an
-    item still failed after review (code or name), words of the transcript, scored or not, review state."""
+    item still failed after review (code or name), words of the transcript, scored or not, review state.  A call
+without a ticket has the category the copilot found during it."""
     if date_from and date_to and date_from > date_to:
         raise AppError("bad_range", "开始日期不能晚于结束日期", 422)
     if score_min is not None and score_max is not None and score_min > score_max:
@@ -363,9 +364,12 @@ def list_calls(date_from: date | None = None, date_to: date | None = None, agent
         stmt = stmt.where(Call.started_at < tenant_settings.day_bounds(date_to, date_to + timedelta(days=1), tz)[1])
     if agent_id is not None:
         stmt = stmt.where(Call.agent_id == agent_id)
-    if category.strip():
-        stmt = stmt.where(exists().where(Ticket.call_id == Call.id, Ticket.tenant_id == p.tenant_id,
-                                         Ticket.category.startswith(category.strip(), autoescape=True)))
+    if category.strip():  # the ticket's category, else the copilot's (a call nobody made a ticket for)
+        prefix = category.strip()
+        ticketed = exists().where(Ticket.call_id == Call.id, Ticket.tenant_id == p.tenant_id)
+        stmt = stmt.where(or_(exists().where(Ticket.call_id == Call.id, Ticket.tenant_id == p.tenant_id,
+                                             Ticket.category.startswith(prefix, autoescape=True)),
+                              and_(~ticketed, Call.category.startswith(prefix, autoescape=True))))
     if score_min is not None:
         stmt = stmt.where(QAResult.score >= score_min)
     if score_max is not None:
@@ -410,7 +414,7 @@ def _calls_out(session: Session, tenant_id: int, rows: list, tz) -> list[dict]:
                "started_at": tenant_settings.isoformat(call.started_at, tz),
                "duration_s": round((call.ended_at - (call.answered_at or call.started_at)).total_seconds())
                if call.ended_at else None,
-               "agent_id": call.agent_id, "category": categories.get(call.id, ""),
+               "agent_id": call.agent_id, "category": categories.get(call.id) or call.category,
                "recording_id": recordings.get(call.id), "versions": versions.get(call.id, []), "result": None}
         if result is not None:
             failed = [i for i in result.items if not review.effective_pass(i, verdicts.get(i.id))]

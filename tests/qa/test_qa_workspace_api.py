@@ -68,6 +68,8 @@ def world(engine, settings, tmp_path):
         theirs = _call(s, other, None, "ws-hechi", WRONG_FEE, now - timedelta(hours=1))
         s.add(Ticket(tenant_id=tid, number="LB-WS-1", call_id=wrong, category="社会保障/社保卡",
                      summary="补办社保卡"))
+        s.get(Call, wrong).category = "城乡建设/市政设施"  # the copilot's guess: the ticket's category wins
+        s.get(Call, polite).category = "公安政法/治安管理/紧急警情转接"  # no ticket: the copilot's category
         for call_id, tenant in ((wrong, tid), (wrong, tid), (polite, tid), (theirs, other)):  # `wrong` scored twice
             score_stored_call(s, tenant, call_id, sampling=None)
         ids = {"wrong": wrong, "polite": polite, "unscored": unscored, "theirs": theirs, "entry": entry.id}
@@ -98,6 +100,9 @@ def test_every_call_one_row_with_versions_and_filters(world):
     assert _calls(client, qa, q="ws-polite")[0] == [ids["polite"]]
     assert _calls(client, qa, scored="unscored")[0] == [ids["unscored"]]
     assert _calls(client, qa, category="社会保障")[0] == [ids["wrong"]]
+    assert _calls(client, qa, category="城乡建设")[0] == []
+    assert _calls(client, qa, category="公安政法")[0] == [ids["polite"]]
+    assert next(r for r in page["items"] if r["call_id"] == ids["polite"])["category"] == "公安政法/治安管理/紧急警情转接"
     assert _calls(client, qa, item="answer_accuracy")[0] == [ids["wrong"]]
     agent15 = client.get("/api/directory/agents", headers=qa).json()
     agent15 = next(a["id"] for a in agent15 if a["work_no"] == "15")

@@ -6,9 +6,9 @@ import time
 from sqlalchemy import select
 
 from domain.db import session_scope
-from domain.call_events import CallState, QAWarning, TranscriptComplete, TranscriptFinal
+from domain.call_events import CallState, QAWarning, Suggestion, TranscriptComplete, TranscriptFinal
 from domain.models import Call, Tenant, TranscriptSegment
-from serving.consumers import CallProcessorHost, SegmentWriter
+from serving.consumers import CallProcessorHost, CallTopicWriter, SegmentWriter
 from serving.event_bus import LocalBus
 
 
@@ -44,6 +44,33 @@ def test_segment_writer_links_segments_to_the_cdr(engine):
     writer.stop()
     assert [r.text for r in rows] == ["您好，来宾12345", "请讲"]
     assert {r.call_id for r in rows} == {call_pk}
+
+
+def test_call_topic_writer_keeps_the_copilots_category_and_district_on_the_cdr(engine):
+    with session_scope(engine) as s:
+        tenant = Tenant(code="t", name="t")
+        s.add(tenant)
+        s.flush()
+        tenant_id = tenant.id
+        s.add(Call(tenant_id=tenant_id, call_uuid="call-topic", caller_number="13900000000"))
+    bus = LocalBus()
+    writer = CallTopicWriter(bus, engine).start()
+
+    def topic():
+        with session_scope(engine) as s:
+            call = s.scalar(select(Call).where(Call.call_uuid == "call-topic"))
+            return call.category, call.district
+
+    common = {"tenant_id": tenant_id, "call_id": "call-topic"}
+    bus.publish(Suggestion(**common, category="公安政法/治安管理/紧急警情转接", ticket_draft={}))
+    assert _wait(lambda: topic() == ("公安政法/治安管理/紧急警情转接", ""))
+    bus.publish(Suggestion(**common, category="公安政法/治安管理/紧急警情转接", ticket_draft={"district": "兴宾区"}))
+    assert _wait(lambda: topic() == ("公安政法/治安管理/紧急警情转接", "兴宾区"))
+    bus.publish(Suggestion(**common, category=None, ticket_draft={}))  # nothing found this turn: nothing lost
+    bus.publish(Suggestion(tenant_id=tenant_id + 1, call_id="call-topic", category="别的租户", ticket_draft={}))
+    time.sleep(0.3)
+    writer.stop()
+    assert topic() == ("公安政法/治安管理/紧急警情转接", "兴宾区")
 
 
 class _ReadBackChecker:

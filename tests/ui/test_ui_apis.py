@@ -28,7 +28,7 @@ def _calls(engine):
             s.add(Call(tenant_id=tenant.id, call_uuid=f"r{i}", caller_number="13907721234", skill_group="social",
                        queue_wait_ms=wait, agent_id=agent.id if result != "abandoned" else None, started_at=now,
                        answered_at=answered, ended_at=now + timedelta(seconds=120), result=result, satisfaction=sat,
-                       district="兴宾区"))
+                       district="兴宾区", category="公安政法/治安管理/紧急警情转接" if i == 0 else ""))
         s.add(Ticket(tenant_id=tenant.id, number="T-1", phone="13907721234", caller_name="刘女士", address="合山市",
                      summary="反映路灯不亮，鸟鸟前猫秘股", category="城乡建设/市政设施/路灯"))
 
@@ -53,6 +53,9 @@ def test_reports_compute_from_cdrs(client, engine):
     dash = client.get("/api/reports/dashboard", headers=sup).json()
     assert dash["today"]["offered"] == 6
     assert {d["name"] for d in dash["districts"]} >= {"兴宾区", "金秀瑶族自治县"}
+    # the category trend counts calls nobody made a ticket for, by the copilot's category
+    trend = {series["name"]: sum(series["data"]) for series in dash["category_trend"]["series"]}
+    assert trend == {"城乡建设": 1, "公安政法": 1}
     # hot words come from the centre's vocabulary (here the ticket's category), never misheard fragments
     assert {w["name"] for w in dash["hot_words"]} == {"路灯", "市政设施"}
 
