@@ -58,10 +58,13 @@ const splitPlaces = (text) => text.split(/[、，,]/).map((p) => p.trim()).filte
 
 function fieldInput(group, key, spec, value) {
   const id = `st-${group}-${key}`;
-  const label = (spec.description || key).split("；")[0];
+  // a choice's description names each value in words ("不足一档的扣分：ceil 按整档扣，floor 不扣…"): options show the words
+  const words = spec.enum ? Object.fromEntries([...(spec.description || "").matchAll(/([a-z_]+) ([^，；,;a-z_]+)/g)]
+    .map((m) => [m[1], m[2].trim()])) : {};
+  const label = (spec.description || key).split("；")[0].split(spec.enum ? "：" : "；")[0];
   let input;
   if (spec.type === "boolean") input = h("input", { id, type: "checkbox", checked: Boolean(value) });
-  else if (spec.enum) input = h("select", { id }, spec.enum.map((v) => h("option", { value: v, selected: v === value }, v)));
+  else if (spec.enum) input = h("select", { id }, spec.enum.map((v) => h("option", { value: v, selected: v === value }, words[v] || v)));
   else if (spec.type === "array") input = h("textarea", { id, rows: 6 }, (value || []).join("\n"));
   else if (spec.type === "object") {
     input = h("textarea", { id, rows: 6 }, Object.entries(value || {}).map(([d, ps]) => `${d}：${ps.join("、")}`).join("\n"));

@@ -14,7 +14,13 @@ const MANUAL_KINDS = { commendation: "表扬（加分）", incident: "事故/处
   leaver: "人员流失（人）", rating_exclusion: "满意度评价剔除（件）", override: "人工修正数据" };
 const money = (v) => (v === null || v === undefined ? "—" : `¥${Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
 
+// the counted inputs an override may correct (qa.kpi.KpiInputs), in words
+const INPUTS = { calls_incoming: "呼入总量", calls_lost: "系统丢失量", calls_to_agents: "转人工量", calls_answered: "人工接通量",
+  ratings_total: "满意度评价总数", ratings_satisfied: "满意评价数", qa_samples: "质检抽样数", qa_samples_answer_ok: "解答准确样本数",
+  qa_samples_service_ok: "服务达标样本数", complaints_justified: "有效投诉数", calls_handled: "受理话务量（投诉率分母）",
+  leavers: "人员流失数", reward_points: "表扬加分", penalty_points: "事故扣分" };
 clear($("#mn-kind"), Object.entries(MANUAL_KINDS).map(([k, v]) => h("option", { value: k }, v)));
+clear($("#mn-field"), Object.entries(INPUTS).map(([k, v]) => h("option", { value: k }, v)));
 $("#kpi-month").value = localDay().slice(0, 7);
 
 function render(data) {
@@ -37,7 +43,7 @@ function render(data) {
     { key: "working", label: "计算过程", render: (i) => h("span", { class: "muted" }, i.working) },
   ], (r && r.indicators) || [], { testid: "kpi-indicators", empty: "暂无核算结果" }));
   clear($("#kpi-manual"), table([
-    { key: "kind", label: "类型", render: (m) => `${MANUAL_KINDS[m.kind] || m.kind}${m.field ? `：${m.field}` : ""}` },
+    { key: "kind", label: "类型", render: (m) => `${MANUAL_KINDS[m.kind] || m.kind}${m.field ? `：${INPUTS[m.field] || m.field}` : ""}` },
     { key: "value", label: "数值" }, { key: "note", label: "备注" }, { key: "by", label: "录入人" },
     { key: "ops", label: "", render: (m) => h("button", { type: "button", onclick: () => removeManual(m.id) }, "删除") },
   ], data.entries || [], { testid: "kpi-entries", empty: "本月无人工录入" }));
@@ -75,7 +81,7 @@ $("#manual-form").addEventListener("submit", async (e) => {
     const raw = $("#mn-value").value.trim(); // an empty box is no value, not 0
     if (!raw) { $("#mn-error").textContent = "数值：不能为空"; $("#mn-value").focus(); return; }
     await ops.addManual($("#kpi-month").value, { kind, value: Number(raw), note: $("#mn-note").value.trim(),
-      field: kind === "override" ? $("#mn-field").value.trim() : null });
+      field: kind === "override" ? $("#mn-field").value : null });
     e.target.reset();
     await load();
   } catch (err) { $("#mn-error").textContent = err.message; }

@@ -39,6 +39,9 @@ def test_a_list_shows_the_tenants_local_time_in_a_utc_browser(live_app, browser)
         shot(page, "admin-settings")
         districts = page.locator("#st-places-districts").input_value().splitlines()
         assert "兴宾区" in districts  # the demo tenant's districts, one per line
+        rounding = page.locator("#st-kpi-step_rounding")  # a choice in words, not its code
+        assert rounding.locator("option").all_inner_texts() == ["按整档扣", "不扣", "按比例扣"]
+        assert "ceil" not in page.inner_text("label[for=st-kpi-step_rounding]")
         assert not errors, errors
     finally:
         context.close()

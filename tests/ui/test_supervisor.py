@@ -147,4 +147,10 @@ def test_kpi_manual_entry_says_what_is_wrong(open_as):
     page.fill("#mn-value", "2")
     page.click("#manual-form button[type=submit]")
     page.wait_for_selector("[data-testid=kpi-entries] td:has-text('市民送锦旗')")
+    page.select_option("#mn-kind", "override")  # a counted input corrected, chosen by its name in words
+    page.select_option("#mn-field", label="受理话务量（投诉率分母）")
+    page.fill("#mn-value", "900")
+    page.fill("#mn-note", "话务系统停机两小时，按交换机日志修正")
+    page.click("#manual-form button[type=submit]")
+    page.wait_for_selector("[data-testid=kpi-entries] td:has-text('人工修正数据：受理话务量')")
     assert not page.errors, page.errors
