@@ -53,12 +53,12 @@ async function load() {
 // severity by kind: a 110 alert is critical (red), a sensitive call high (orange), a QA reminder a warning (amber)
 const SEVERITY = { police: ["critical", "紧急"], sensitive: ["high", "重要"], qa: ["warning", "提醒"] };
 const FLAG_ZH = { self_harm: "自伤自杀风险", media_threat: "扬言向媒体曝光", group_petition: "群体上访" };
-function alert(text, kind, key, at = new Date(), append = false) {
+function alert(text, kind, callId, key, at = new Date(), append = false) {
   const box = $("#alerts");
   if (box.querySelector(".muted")) clear(box);
   const [severity, label] = SEVERITY[kind] || ["warning", "提醒"];
   box[append ? "append" : "prepend"](h("div", { class: `wall-alert ${severity}`, role: severity === "critical" ? "alert" : null,
-    "data-testid": "wall-alert", "data-kind": kind, "data-severity": severity, "data-key": key },
+    "data-testid": "wall-alert", "data-kind": kind, "data-severity": severity, "data-key": key, "data-call": callId },
   h("span", { class: "sev" }, label), ` ${fmtClock(at)} ${text}`));
   while (box.children.length > 30) box.lastChild.remove();
 }
@@ -72,7 +72,7 @@ const TEXT = {
 async function loadAlerts() {
   const { alerts } = await api("/api/copilot/wall/alerts");
   if (alerts.length) clear($("#alerts")); // the server's list holds what arrived live meanwhile
-  for (const a of alerts) alert(TEXT[a.kind](a, a.agent_id), a.kind, a.kind === "qa" ? `${a.call_id}|${a.item}` : undefined, a.at, true);
+  for (const a of alerts) alert(TEXT[a.kind](a, a.agent_id), a.kind, a.call_id, a.kind === "qa" ? `${a.call_id}|${a.item}` : undefined, a.at, true);
 }
 
 connectLive("/ws/supervisor", (e) => {
@@ -88,9 +88,9 @@ connectLive("/ws/supervisor", (e) => {
     const a = agents.get(callAgent.get(e.call_id));
     if (a && a.call) { a.call.last = e.text; render(); }
   } else if (e.kind === "copilot.police_alert") {
-    alert(TEXT.police(e, callAgent.get(e.call_id)), "police");
+    alert(TEXT.police(e, callAgent.get(e.call_id)), "police", e.call_id);
   } else if (e.kind === "copilot.sensitive") {
-    alert(TEXT.sensitive(e, callAgent.get(e.call_id)), "sensitive");
+    alert(TEXT.sensitive(e, callAgent.get(e.call_id)), "sensitive", e.call_id);
   } else if (e.kind === "qa.warning") {
     const key = `${e.call_id}|${e.item}`;
     if (e.resolved) { // the agent met the item after all: the reminder is withdrawn
@@ -98,7 +98,7 @@ connectLive("/ws/supervisor", (e) => {
       if (!$("#alerts").children.length) clear($("#alerts"), h("p", { class: "muted" }, "暂无告警"));
       return;
     }
-    alert(TEXT.qa(e, callAgent.get(e.call_id)), "qa", key);
+    alert(TEXT.qa(e, callAgent.get(e.call_id)), "qa", e.call_id, key);
   }
 }, (status) => {
   $("#live-status").textContent = status === "open" ? "实时已连接" : "实时已断开，重连中";

@@ -93,11 +93,11 @@ def test_live_wall_follows_calls(open_as, live_app):
     # a reload keeps the standing alerts, newest first, with the time they were raised
     page.reload()
     page.wait_for_selector("[data-testid=wall-alert][data-kind=police]")
-    kinds = [el.get_attribute("data-kind") for el in page.query_selector_all("[data-testid=wall-alert]")]
+    kinds = [el.get_attribute("data-kind") for el in page.query_selector_all("[data-testid=wall-alert][data-call=wall-call-1]")]
     assert kinds == ["police", "sensitive", "qa"], kinds
     assert "8号" in page.inner_text("[data-testid=wall-alert][data-kind=police]")
     live_app.state.bus.publish(QAWarning(**common, item="restate", message="尚未复述来电人诉求", resolved=True))
-    page.wait_for_selector("[data-testid=wall-alert][data-kind=qa]", state="detached")
+    page.wait_for_selector("[data-testid=wall-alert][data-kind=qa][data-call=wall-call-1]", state="detached")
     assert not page.errors, page.errors
 
 
