@@ -24,9 +24,9 @@ function chartOption(spec) {
 async function load() {
   const q = new URLSearchParams({ period: $("#report-period").value, date: $("#report-date").value });
   const name = $("#report-name").value;
+  $("#report-xlsx").href = `/api/reports/calls/${name}/xlsx?${q}`; // at once: an export right after a change is of it
   const report = await api(`/api/reports/calls/${name}?${q}`);
   $("#report-title").textContent = `${report.title}（${report.period_label}）${report.start} 至 ${report.end}`;
-  $("#report-xlsx").href = `/api/reports/calls/${name}/xlsx?${q}`;
   if (report.chart) chart($("#report-chart"), chartOption(report.chart));
   clear($("#report-table"), table(report.columns, report.rows, { testid: "report-table" }));
   history.replaceState(null, "", `?name=${name}&period=${$("#report-period").value}`);

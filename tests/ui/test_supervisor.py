@@ -51,6 +51,7 @@ def test_reports_chart_and_xlsx(open_as, live_app):
         page.select_option("#report-name", name)
         page.wait_for_url(f"**name={name}*")
     page.select_option("#report-period", "month")
+    page.wait_for_url("**period=month*")  # the page takes the period before its export link does
     with page.expect_download() as download:
         page.click("#report-xlsx")
     sheet = load_workbook(io.BytesIO(open(download.value.path(), "rb").read())).active
