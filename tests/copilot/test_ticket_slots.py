@@ -32,6 +32,11 @@ def test_summary_is_written_from_slots_not_pasted():
     assert sure["summary"] >= 0.6 and sure["caller_name"] >= 0.6 and sure["request_type"] >= 0.6
 
 
+def test_the_time_slot_keeps_what_the_time_is_relative_to():
+    draft, _ = _draft([("我的社保卡不见了，前两天在手机上挂过了，接下来要怎么补办", "")])
+    assert "时间：前两天" in draft.summary  # not 两天: when it happened, not how long
+
+
 def test_summary_without_a_request_is_unconfirmed():
     draft, sure = _draft([("家里的热水器坏了", "")])
     assert draft.summary == "市民来电求助。问题：家里的热水器坏了。"
