@@ -171,8 +171,9 @@ _FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("phone", re.compile(r"(?<![\d.])(\d{5,12})(?![\d.%元])")),
 ]
 _CLAUSE = re.compile(r"[^，。；！？,;!?]+")
-_MONTH_AFTER = re.compile(r"起|份|开始|初|中旬|上旬|下旬|到|至")
-_MONTH_BEFORE = re.compile(r"(?:从|自|到|至|今年|明年|去年|每年)$")
+# months said as a span have 个 (三个月内); a bare 月 is one only before what bounds a span (the ASR writes 三十日内
+# as 三十月内, which goes to review as a unit it confuses)
+_MONTHS_AFTER = re.compile(r"内|以内|之内|以上|以后|后")
 # durations compared in one unit where the conversion is exact (一个半小时 = 90分钟); 工作日, 月, 年 stay apart
 _DURATION_UNITS = {"日": ("天", 1), "自然日": ("天", 1), "周": ("天", 7), "小时": ("分钟", 60), "钟头": ("分钟", 60)}
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -217,9 +218,8 @@ def extract_facts(text: str) -> list[Fact]:
                     value = float(m.group(1)) * scale
                     if clause[m.end():m.end() + 1] == "前":  # 半小时前, 三天前: when something happened
                         continue
-                    if m.group(2) == "月" and "个" not in m.group() and (_MONTH_AFTER.match(clause, m.end())
-                                                                           or _MONTH_BEFORE.search(clause[:m.start()])):
-                        continue  # 从4月起, 4月份: a month of the year, not four months
+                    if m.group(2) == "月" and "个" not in m.group() and not _MONTHS_AFTER.match(clause, m.end()):
+                        continue  # 从4月起, 4月份, 医院 heard as 1月: a month of the year, or no number at all
                 elif kind == "time":
                     hour = int(m.group(2))
                     if hour > 24:

@@ -254,6 +254,7 @@ def test_a_month_of_the_year_is_no_duration():
     """从次月起 written 从4月起 by the ASR is when a benefit starts, not a duration to compare with the entry's."""
     assert extract_facts("评审通过的从4月起就可以享受待遇") == []
     assert extract_facts("每年3月到5月，4月份开始报名") == []
+    assert extract_facts("1月要在五个工作室内答复") == []  # 医院要在… heard as 1月要在…
     assert [(f.unit, f.value) for f in extract_facts("要在失业之日起30月内申领，有效期3个月")] == [("月", 30.0), ("月", 3.0)]
 
 
