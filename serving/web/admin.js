@@ -61,7 +61,8 @@ function fieldInput(group, key, spec, value) {
   // a choice's description names each value in words ("不足一档的扣分：ceil 按整档扣，floor 不扣…"): options show the words
   const words = spec.enum ? Object.fromEntries([...(spec.description || "").matchAll(/([a-z_]+) ([^，；,;a-z_]+)/g)]
     .map((m) => [m[1], m[2].trim()])) : {};
-  const label = (spec.description || key).split("；")[0].split(spec.enum ? "：" : "；")[0];
+  const first = (spec.description || key).split("；")[0];
+  const label = spec.enum ? first.split("：")[0] : first;
   let input;
   if (spec.type === "boolean") input = h("input", { id, type: "checkbox", checked: Boolean(value) });
   else if (spec.enum) input = h("select", { id }, spec.enum.map((v) => h("option", { value: v, selected: v === value }, words[v] || v)));

@@ -51,3 +51,34 @@ def test_desk_keeps_the_agents_call_and_what_they_did():
     finally:
         desks.stop()
         bus.close()
+
+
+def test_wall_alerts_are_the_tenants_own_and_for_supervisors_only(engine, settings):
+    """GET /api/copilot/wall/alerts: another tenant's supervisor sees none of this tenant's alerts; agents may not ask."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+
+    from demo import seed_demo
+    from domain.call_events import PoliceAlert
+    from domain.db import session_scope
+    from domain.models import Agent, Tenant
+    from serving.app import create_app
+    from tests.conftest import login
+
+    with session_scope(engine) as s:
+        seed_demo(s, "laibin")
+        seed_demo(s, "hechi")
+        tenant = s.scalar(select(Tenant.id).where(Tenant.code == "laibin"))
+        agent = s.scalar(select(Agent.id).where(Agent.tenant_id == tenant, Agent.work_no == "8"))
+    app = create_app(settings, engine)
+    with TestClient(app) as client:
+        common = {"tenant_id": tenant, "call_id": "wall-tenant-1"}
+        app.state.bus.publish(CallState(**common, state="talking", caller="13877201234", agent_id=agent))
+        app.state.bus.publish(PoliceAlert(**common, reason="打架斗殴", evidence="楼下有人打架"))
+        ours = login(client, "supervisor")
+        _wait(lambda: client.get("/api/copilot/wall/alerts", headers=ours).json()["alerts"])
+        (alert,) = client.get("/api/copilot/wall/alerts", headers=ours).json()["alerts"]
+        assert (alert["kind"], alert["call_id"], alert["agent_id"]) == ("police", "wall-tenant-1", agent)
+        theirs = login(client, "supervisor", tenant="hechi")
+        assert client.get("/api/copilot/wall/alerts", headers=theirs).json() == {"alerts": []}
+        assert client.get("/api/copilot/wall/alerts", headers=login(client, "agent")).status_code == 403
